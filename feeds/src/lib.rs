@@ -1,0 +1,22 @@
+//! # tickgate-feeds: where ticks come from
+//!
+//! Everything upstream of the gateway's ring lives here, as plain synchronous
+//! logic with no threads and no I/O beyond reading data files:
+//!
+//! - [`tick`]: the normalized Level-1 [`Tick`], fixed-point prices (10^8), no floats.
+//! - [`universe`]: the [`Universe`] of symbols, names mapped to dense `u32` ids once at start-up.
+//! - [`source`]: the [`FeedSource`] trait every source implements; the gateway's feed
+//!   thread drives it with the clock passed in, so live and replayed sources share one path.
+//! - [`simulator`]: the embedded default source (GBM mid prices, Zipf-skewed activity).
+//!
+//! Data files (the symbol universe) live in `feeds/data/`.
+
+pub mod simulator;
+pub mod source;
+pub mod tick;
+pub mod universe;
+
+pub use simulator::{SimConfig, Simulator};
+pub use source::{FeedPoll, FeedSource};
+pub use tick::{SCALE, Tick, TickKind, format_fixed};
+pub use universe::{SymbolInfo, Universe, UniverseError};

@@ -1,0 +1,40 @@
+//! The [`FeedSource`] trait: how the gateway's feed thread pulls normalized ticks.
+//!
+//! A source is a synchronous, pull-based state machine (the barter-rs shape): the feed
+//! thread calls [`FeedSource::poll`] with the current time and gets a tick, a hint of when
+//! to come back, or the end of the feed. The clock is passed in so pacing is testable and
+//! so live sources (simulator, a network bus) and replayed ones (captures, recorded ticks)
+//! run through the same loop.
+
+use crate::{Tick, Universe};
+
+/// What a source has for the feed thread right now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FeedPoll {
+    /// The next tick. `ts_gateway` is left for the feed thread to stamp.
+    Tick(Tick),
+    /// Nothing due yet. Poll again at `until_ns` (ns since the Unix epoch), or as soon as
+    /// convenient if `None` (a source that receives from a network would use `None` and a
+    /// blocking receive of its own is not allowed: return promptly).
+    Pending {
+        /// When the next tick is due, if the source knows.
+        until_ns: Option<u64>,
+    },
+    /// The source is exhausted (a finite replay, or a tick limit); it will return `End` again.
+    End,
+}
+
+/// A source of normalized ticks, driven by the gateway's feed thread.
+pub trait FeedSource: Send {
+    /// The symbols this source produces ticks for. Tick `symbol` ids index into it.
+    fn universe(&self) -> &Universe;
+
+    /// Returns the next tick due at `now_ns` (ns since the Unix epoch), or when to come back.
+    ///
+    /// Per symbol, ticks must come out with `seq` rising by exactly 1, starting at 1, and each
+    /// tick must carry the symbol's full L1 state after the event.
+    fn poll(&mut self, now_ns: u64) -> FeedPoll;
+
+    /// A short human description for logs, e.g. `simulated(500 symbols, 20000 ticks/s)`.
+    fn describe(&self) -> String;
+}
