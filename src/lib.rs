@@ -1,0 +1,41 @@
+//! # tickgate: a real-time market data push gateway
+//!
+//! A tick travels through these modules in this order (see `ARCHITECTURE.md`):
+//!
+//! ```text
+//! tickgate_feeds (FeedSource) ──► feed (feed thread: stamp, last-value cache, publish)
+//!                                  │
+//!                                  ▼
+//!                     ring (lock-free SPMC broadcast ring) + ring::Lvc (latest per symbol)
+//!                                  │   every shard reads every tick, in order
+//!                                  ▼
+//!   shard (one thread + current-thread tokio runtime per shard):
+//!       shard::index (symbol → subscribers) → shard::conflate (per-client pending slots)
+//!       → protocol::{json, binary} (encode once per format) → shard::conn (one write per flush)
+//!                                  │
+//!                                  ▼
+//!                          WebSocket clients
+//! ```
+//!
+//! - [`config`]: the one validated [`config::Config`] built from defaults, file, env and flags.
+//! - [`feed`]: the feed thread driving a [`tickgate_feeds::FeedSource`].
+//! - [`ring`]: the broadcast ring and the last-value cache (seqlock slots of atomic words).
+//! - [`protocol`]: protocol v1 — control messages, JSON and binary frames, WebSocket framing.
+//! - [`shard`]: per-shard state and the writer loop.
+//! - [`server`]: listener, HTTP routes, WebSocket upgrade, hand-off of sockets to shards.
+//! - [`stats`]: HDR latency histograms merged off the hot path; the periodic summary line.
+//! - [`gateway`]: wires it all together; [`gateway::Gateway::start`] is the library entry point.
+//!
+//! No `unsafe` anywhere: the ring is built from atomic words (see [`ring`]).
+
+pub mod clock;
+pub mod config;
+pub mod feed;
+pub mod gateway;
+pub mod protocol;
+pub mod ring;
+pub mod server;
+pub mod shard;
+pub mod stats;
+
+pub use tickgate_feeds as feeds;

@@ -1,0 +1,317 @@
+//! The binary update format: fixed 88-byte little-endian records, one or more back to back
+//! in a binary WebSocket frame.
+//!
+//! ```text
+//! offset size field
+//!      0    1 type        u8   1 = L1 update (RECORD_L1)
+//!      1    1 flags       u8   bit 0 = snapshot (FLAG_SNAPSHOT); bits 1-7 reserved, sent as 0
+//!      2    2 reserved    u16  sent as 0
+//!      4    4 symbol_id   u32  the id from the "subscribed" reply
+//!      8    8 seq         u64
+//!     16    8 bid         i64  fixed point, scaled by 10^8
+//!     24    8 bid_size    i64  fixed point, scaled by 10^8
+//!     32    8 ask         i64  fixed point, scaled by 10^8
+//!     40    8 ask_size    i64  fixed point, scaled by 10^8
+//!     48    8 last        i64  fixed point, scaled by 10^8
+//!     56    8 last_size   i64  fixed point, scaled by 10^8
+//!     64    8 volume      i64  fixed point, scaled by 10^8
+//!     72    8 ts_event    u64  ns since the Unix epoch
+//!     80    8 ts_gateway  u64  ns since the Unix epoch
+//!     88      (end)
+//! ```
+//!
+//! The fixed-point fields are the [`Tick`]'s raw values. The tick's `kind` is not on the
+//! wire. The decoder here serves the tests, the load generator and Rust clients.
+
+use crate::feeds::{Tick, TickKind};
+
+/// Length of one record in bytes.
+pub const RECORD_LEN: usize = 88;
+/// Record type of an L1 update (byte 0).
+pub const RECORD_L1: u8 = 1;
+/// Bit of the flags byte (byte 1) set when the record is a snapshot.
+pub const FLAG_SNAPSHOT: u8 = 1;
+
+/// Appends one 88-byte record for `tick` to `out`. The record is built on the stack and
+/// appended with a single copy; `out` is the only thing that may allocate (when it grows).
+#[inline]
+pub fn encode_record(out: &mut Vec<u8>, tick: &Tick, snapshot: bool) {
+    let mut r = [0u8; RECORD_LEN];
+    r[0] = RECORD_L1;
+    r[1] = if snapshot { FLAG_SNAPSHOT } else { 0 };
+    // r[2..4]: reserved, zero.
+    r[4..8].copy_from_slice(&tick.symbol.to_le_bytes());
+    r[8..16].copy_from_slice(&tick.seq.to_le_bytes());
+    r[16..24].copy_from_slice(&tick.bid.to_le_bytes());
+    r[24..32].copy_from_slice(&tick.bid_size.to_le_bytes());
+    r[32..40].copy_from_slice(&tick.ask.to_le_bytes());
+    r[40..48].copy_from_slice(&tick.ask_size.to_le_bytes());
+    r[48..56].copy_from_slice(&tick.last.to_le_bytes());
+    r[56..64].copy_from_slice(&tick.last_size.to_le_bytes());
+    r[64..72].copy_from_slice(&tick.volume.to_le_bytes());
+    r[72..80].copy_from_slice(&tick.ts_event.to_le_bytes());
+    r[80..88].copy_from_slice(&tick.ts_gateway.to_le_bytes());
+    out.extend_from_slice(&r);
+}
+
+/// One decoded record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Record {
+    /// The update; `tick.symbol` is the record's `symbol_id` and `tick.kind` is always
+    /// [`TickKind::Quote`] (the kind is not on the wire).
+    pub tick: Tick,
+    /// Whether the snapshot flag was set.
+    pub snapshot: bool,
+}
+
+/// Why a binary payload could not be decoded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    /// A record slice was not exactly [`RECORD_LEN`] bytes.
+    #[error("binary record must be 88 bytes, got {len}")]
+    RecordLength {
+        /// The length given.
+        len: usize,
+    },
+    /// A frame's payload length is not a multiple of [`RECORD_LEN`].
+    #[error("binary frame of {len} bytes is not a whole number of 88-byte records")]
+    FrameLength {
+        /// The payload length.
+        len: usize,
+    },
+    /// The record's type byte is not one this decoder knows. Records keep their 88-byte
+    /// length, so a client may skip such a record and go on with the next.
+    #[error("unknown binary record type {record_type}")]
+    UnknownType {
+        /// The type byte.
+        record_type: u8,
+    },
+}
+
+/// Decodes one 88-byte record.
+///
+/// For forward compatibility the reserved bits of `flags` (1–7) and the reserved `u16` are
+/// ignored, not checked: a future server may use them for information an older client can
+/// safely skip.
+///
+/// # Errors
+///
+/// [`DecodeError::RecordLength`] if `b` is not exactly 88 bytes,
+/// [`DecodeError::UnknownType`] if the type byte is not [`RECORD_L1`].
+pub fn decode_record(b: &[u8]) -> Result<Record, DecodeError> {
+    let r: &[u8; RECORD_LEN] = b.try_into().map_err(|_| DecodeError::RecordLength { len: b.len() })?;
+    if r[0] != RECORD_L1 {
+        return Err(DecodeError::UnknownType { record_type: r[0] });
+    }
+    let tick = Tick {
+        symbol: u32::from_le_bytes([r[4], r[5], r[6], r[7]]),
+        kind: TickKind::Quote,
+        seq: u64_at(r, 8),
+        bid: u64_at(r, 16) as i64,
+        bid_size: u64_at(r, 24) as i64,
+        ask: u64_at(r, 32) as i64,
+        ask_size: u64_at(r, 40) as i64,
+        last: u64_at(r, 48) as i64,
+        last_size: u64_at(r, 56) as i64,
+        volume: u64_at(r, 64) as i64,
+        ts_event: u64_at(r, 72),
+        ts_gateway: u64_at(r, 80),
+    };
+    Ok(Record { tick, snapshot: r[1] & FLAG_SNAPSHOT != 0 })
+}
+
+/// The little-endian `u64` at `off` (a constant offset, at most `RECORD_LEN - 8`).
+#[inline]
+fn u64_at(r: &[u8; RECORD_LEN], off: usize) -> u64 {
+    let mut w = [0u8; 8];
+    w.copy_from_slice(&r[off..off + 8]);
+    u64::from_le_bytes(w)
+}
+
+/// Decodes every record of a binary frame's payload, in order.
+///
+/// If the payload length is not a multiple of [`RECORD_LEN`], the iterator yields a single
+/// [`DecodeError::FrameLength`] and nothing else (no partial decoding of a corrupt frame).
+/// Otherwise it yields one result per record; an [`DecodeError::UnknownType`] record does not
+/// stop the iteration. An empty payload yields nothing.
+pub fn decode_frame(payload: &[u8]) -> impl Iterator<Item = Result<Record, DecodeError>> {
+    let len = payload.len();
+    let (bad, records) = if len.is_multiple_of(RECORD_LEN) {
+        (None, payload)
+    } else {
+        (Some(DecodeError::FrameLength { len }), &payload[..0])
+    };
+    bad.map(Err).into_iter().chain(records.chunks_exact(RECORD_LEN).map(decode_record))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use crate::feeds::SCALE;
+    use proptest::prelude::*;
+
+    fn example_tick() -> Tick {
+        Tick {
+            symbol: 7,
+            kind: TickKind::Quote,
+            seq: 42,
+            bid: 18_912_000_000,
+            bid_size: 300 * SCALE,
+            ask: 18_914_000_000,
+            ask_size: 200 * SCALE,
+            last: 18_913_000_000,
+            last_size: 100 * SCALE,
+            volume: 1_234_567 * SCALE,
+            ts_event: 1_732_240_000_123_456_789,
+            ts_gateway: 1_732_240_000_123_460_000,
+        }
+    }
+
+    #[test]
+    fn golden_layout() {
+        let t = Tick {
+            symbol: 0x0403_0201,
+            kind: TickKind::Trade,
+            seq: 0x0102_0304_0506_0708,
+            bid: -1,
+            bid_size: 2,
+            ask: i64::MIN,
+            ask_size: i64::MAX,
+            last: 0x11,
+            last_size: 0x22,
+            volume: 0x1_0000_0000,
+            ts_event: u64::MAX,
+            ts_gateway: 0xAABB,
+        };
+        let mut out = Vec::new();
+        encode_record(&mut out, &t, true);
+        assert_eq!(out.len(), RECORD_LEN);
+        // (offset, expected bytes)
+        let cases: &[(usize, &[u8])] = &[
+            (0, &[1]),
+            (1, &[1]),
+            (2, &[0, 0]),
+            (4, &[1, 2, 3, 4]),
+            (8, &[8, 7, 6, 5, 4, 3, 2, 1]),
+            (16, &[0xff; 8]),
+            (24, &[2, 0, 0, 0, 0, 0, 0, 0]),
+            (32, &[0, 0, 0, 0, 0, 0, 0, 0x80]),
+            (40, &[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f]),
+            (48, &[0x11, 0, 0, 0, 0, 0, 0, 0]),
+            (56, &[0x22, 0, 0, 0, 0, 0, 0, 0]),
+            (64, &[0, 0, 0, 0, 1, 0, 0, 0]),
+            (72, &[0xff; 8]),
+            (80, &[0xBB, 0xAA, 0, 0, 0, 0, 0, 0]),
+        ];
+        let mut covered = 0;
+        for &(off, want) in cases {
+            assert_eq!(&out[off..off + want.len()], want, "offset {off}");
+            covered += want.len();
+        }
+        assert_eq!(covered, RECORD_LEN);
+
+        out.clear();
+        encode_record(&mut out, &t, false);
+        assert_eq!(out[1], 0, "snapshot flag clear");
+    }
+
+    #[test]
+    fn example_round_trips() {
+        let mut out = Vec::new();
+        encode_record(&mut out, &example_tick(), false);
+        encode_record(&mut out, &example_tick(), true);
+        let recs: Vec<_> = decode_frame(&out).collect();
+        assert_eq!(
+            recs,
+            vec![
+                Ok(Record { tick: example_tick(), snapshot: false }),
+                Ok(Record { tick: example_tick(), snapshot: true }),
+            ]
+        );
+    }
+
+    #[test]
+    fn kind_is_not_on_the_wire() {
+        let t = Tick { kind: TickKind::Trade, ..example_tick() };
+        let mut out = Vec::new();
+        encode_record(&mut out, &t, false);
+        let r = decode_record(&out).unwrap();
+        assert_eq!(r.tick.kind, TickKind::Quote);
+        assert_eq!(r.tick, Tick { kind: TickKind::Quote, ..t });
+    }
+
+    #[test]
+    fn reserved_bits_are_ignored() {
+        let mut out = Vec::new();
+        encode_record(&mut out, &example_tick(), false);
+        out[1] = 0xfe; // every reserved flag bit, snapshot clear
+        out[2] = 0xff;
+        out[3] = 0xff;
+        let r = decode_record(&out).unwrap();
+        assert_eq!(r, Record { tick: example_tick(), snapshot: false });
+        out[1] = 0xff;
+        assert!(decode_record(&out).unwrap().snapshot);
+    }
+
+    #[test]
+    fn record_errors() {
+        let mut rec = Vec::new();
+        encode_record(&mut rec, &example_tick(), false);
+        let cases: &[(&[u8], DecodeError)] = &[
+            (&[], DecodeError::RecordLength { len: 0 }),
+            (&rec[..87], DecodeError::RecordLength { len: 87 }),
+            (&[1u8; 89], DecodeError::RecordLength { len: 89 }),
+        ];
+        for (b, want) in cases {
+            assert_eq!(decode_record(b), Err(*want));
+        }
+        for ty in [0u8, 2, 0xff] {
+            let mut r = rec.clone();
+            r[0] = ty;
+            assert_eq!(decode_record(&r), Err(DecodeError::UnknownType { record_type: ty }));
+        }
+    }
+
+    #[test]
+    fn frame_errors() {
+        let mut two = Vec::new();
+        encode_record(&mut two, &example_tick(), false);
+        encode_record(&mut two, &example_tick(), false);
+        for len in [1usize, 87, 89, 175, 177] {
+            let payload = vec![1u8; len.max(two.len())];
+            let payload = if len <= two.len() { &two[..len] } else { &payload[..len] };
+            let got: Vec<_> = decode_frame(payload).collect();
+            assert_eq!(got, vec![Err(DecodeError::FrameLength { len })], "len {len}");
+        }
+        assert_eq!(decode_frame(&[]).count(), 0);
+        // An unknown record type does not stop the iteration.
+        two[0] = 9;
+        let got: Vec<_> = decode_frame(&two).collect();
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[0], Err(DecodeError::UnknownType { record_type: 9 }));
+        assert!(got[1].is_ok());
+    }
+
+    proptest! {
+        #[test]
+        fn round_trip(
+            symbol in any::<u32>(),
+            seq in any::<u64>(),
+            v in any::<[i64; 7]>(),
+            ts in any::<[u64; 2]>(),
+            snapshot in any::<bool>(),
+        ) {
+            let t = Tick {
+                symbol, kind: TickKind::Quote, seq,
+                bid: v[0], bid_size: v[1], ask: v[2], ask_size: v[3],
+                last: v[4], last_size: v[5], volume: v[6],
+                ts_event: ts[0], ts_gateway: ts[1],
+            };
+            let mut out = vec![0xAA]; // appends after existing content
+            encode_record(&mut out, &t, snapshot);
+            prop_assert_eq!(out.len(), 1 + RECORD_LEN);
+            prop_assert_eq!(decode_record(&out[1..]), Ok(Record { tick: t, snapshot }));
+        }
+    }
+}

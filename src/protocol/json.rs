@@ -1,0 +1,330 @@
+//! The JSON update encoder and the JSON string escaper shared with the control replies.
+//!
+//! An update is written by hand, field by field, into the caller's reused buffer: no
+//! serializer, no allocation, and the field order is fixed (clients may rely on it):
+//!
+//! ```text
+//! {"type":"update","symbol":"AAPL","seq":42,"bid":189.12,"bid_size":300,"ask":189.14,
+//!  "ask_size":200,"last":189.13,"last_size":100,"volume":1234567,
+//!  "ts_event":1732240000123456789,"ts_gateway":1732240000123460000,"snapshot":false}
+//! ```
+//!
+//! (one line on the wire). Prices, sizes and volume are printed exactly from their fixed-point
+//! value with [`format_fixed`] (no exponent, no rounding, trailing zeros trimmed, so an integral
+//! value has no decimal point); `seq` and the timestamps (ns since the Unix epoch) are
+//! integers.
+
+use crate::feeds::{Tick, format_fixed};
+
+/// Upper bound of an encoded update's length apart from the symbol: the fixed text (about
+/// 150 bytes) plus 20 digits for each of `seq` and both timestamps and 21 characters for each
+/// of the seven fixed-point fields. Reserved up front so the encoder grows `out` at most once.
+const UPDATE_MAX_LEN_WITHOUT_SYMBOL: usize = 150 + 3 * 20 + 7 * 21;
+
+/// Appends one complete JSON update object for `tick` to `out`; `symbol` is the tick's symbol
+/// name and `snapshot` tells a snapshot (sent on subscribe, or to heal a gap) from a live
+/// update.
+///
+/// `symbol` is written without escaping: symbol names are validated by the universe to
+/// `[A-Za-z0-9._/-]`, which needs none (checked by a `debug_assert!`).
+#[inline]
+pub fn encode_update(out: &mut Vec<u8>, tick: &Tick, symbol: &str, snapshot: bool) {
+    debug_assert!(symbol.bytes().all(is_plain_symbol_byte), "symbol {symbol:?} needs JSON escaping");
+    out.reserve(UPDATE_MAX_LEN_WITHOUT_SYMBOL + symbol.len());
+    let mut int = itoa::Buffer::new();
+    out.extend_from_slice(b"{\"type\":\"update\",\"symbol\":\"");
+    out.extend_from_slice(symbol.as_bytes());
+    out.extend_from_slice(b"\",\"seq\":");
+    out.extend_from_slice(int.format(tick.seq).as_bytes());
+    out.extend_from_slice(b",\"bid\":");
+    format_fixed(out, tick.bid);
+    out.extend_from_slice(b",\"bid_size\":");
+    format_fixed(out, tick.bid_size);
+    out.extend_from_slice(b",\"ask\":");
+    format_fixed(out, tick.ask);
+    out.extend_from_slice(b",\"ask_size\":");
+    format_fixed(out, tick.ask_size);
+    out.extend_from_slice(b",\"last\":");
+    format_fixed(out, tick.last);
+    out.extend_from_slice(b",\"last_size\":");
+    format_fixed(out, tick.last_size);
+    out.extend_from_slice(b",\"volume\":");
+    format_fixed(out, tick.volume);
+    out.extend_from_slice(b",\"ts_event\":");
+    out.extend_from_slice(int.format(tick.ts_event).as_bytes());
+    out.extend_from_slice(b",\"ts_gateway\":");
+    out.extend_from_slice(int.format(tick.ts_gateway).as_bytes());
+    out.extend_from_slice(if snapshot { b",\"snapshot\":true}" } else { b",\"snapshot\":false}" });
+}
+
+/// The bytes a symbol name may contain (the universe's rule), none of which needs escaping.
+fn is_plain_symbol_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'/' | b'-')
+}
+
+/// Appends `s` to `out` as a JSON string literal, quotes included.
+///
+/// Escapes exactly what JSON requires: `"` as `\"`, `\` as `\\`, and every control character
+/// U+0000–U+001F as `\u00XX` (lowercase hex). Everything else, including non-ASCII UTF-8 and
+/// `/`, is copied unchanged.
+pub fn escape_str(out: &mut Vec<u8>, s: &str) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let bytes = s.as_bytes();
+    out.reserve(bytes.len() + 2);
+    out.push(b'"');
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let short: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            0x00..=0x1f => b"",
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[start..i]);
+        if short.is_empty() {
+            out.extend_from_slice(b"\\u00");
+            out.push(HEX[usize::from(b >> 4)]);
+            out.push(HEX[usize::from(b & 0x0f)]);
+        } else {
+            out.extend_from_slice(short);
+        }
+        start = i + 1;
+    }
+    out.extend_from_slice(&bytes[start..]);
+    out.push(b'"');
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use crate::feeds::SCALE;
+    use proptest::prelude::*;
+    use simd_json::BorrowedValue;
+    use simd_json::prelude::*;
+
+    /// The example tick of the protocol specification.
+    fn example_tick() -> Tick {
+        Tick {
+            symbol: 0,
+            seq: 42,
+            bid: 18_912_000_000,
+            bid_size: 300 * SCALE,
+            ask: 18_914_000_000,
+            ask_size: 200 * SCALE,
+            last: 18_913_000_000,
+            last_size: 100 * SCALE,
+            volume: 1_234_567 * SCALE,
+            ts_event: 1_732_240_000_123_456_789,
+            ts_gateway: 1_732_240_000_123_460_000,
+            ..Tick::default()
+        }
+    }
+
+    const GOLDEN: &str = concat!(
+        r#"{"type":"update","symbol":"AAPL","seq":42,"bid":189.12,"bid_size":300,"#,
+        r#""ask":189.14,"ask_size":200,"last":189.13,"last_size":100,"volume":1234567,"#,
+        r#""ts_event":1732240000123456789,"ts_gateway":1732240000123460000,"snapshot":false}"#
+    );
+
+    fn encode(tick: &Tick, symbol: &str, snapshot: bool) -> String {
+        let mut out = Vec::new();
+        encode_update(&mut out, tick, symbol, snapshot);
+        String::from_utf8(out).unwrap()
+    }
+
+    /// The raw text of a top-level numeric field of an encoded update.
+    fn raw_field<'a>(json: &'a str, name: &str) -> &'a str {
+        let key = format!("\"{name}\":");
+        let start = json.find(&key).unwrap() + key.len();
+        let rest = &json[start..];
+        let end = rest.find([',', '}']).unwrap();
+        &rest[..end]
+    }
+
+    /// Parses a decimal string back to fixed point exactly (no floats): `-?\d+(\.\d{1,8})?`
+    /// with no trailing zero in the fraction.
+    fn parse_fixed(s: &str) -> i64 {
+        let (neg, digits) = match s.strip_prefix('-') {
+            Some(d) => (true, d),
+            None => (false, s),
+        };
+        let (int, frac) = digits.split_once('.').unwrap_or((digits, ""));
+        assert!(!int.is_empty() && int.bytes().all(|b| b.is_ascii_digit()), "{s}");
+        assert!(frac.len() <= 8 && frac.bytes().all(|b| b.is_ascii_digit()), "{s}");
+        assert!(!frac.ends_with('0'), "trailing zero in {s}");
+        assert!(int == "0" || !int.starts_with('0'), "leading zero in {s}");
+        let mut mag: i128 = int.parse::<i128>().unwrap() * i128::from(SCALE);
+        if !frac.is_empty() {
+            let f: i128 = frac.parse().unwrap();
+            mag += f * 10i128.pow(8 - frac.len() as u32);
+        }
+        let v = if neg { -mag } else { mag };
+        assert!(!(neg && v == 0), "negative zero {s}");
+        i64::try_from(v).unwrap()
+    }
+
+    #[test]
+    fn golden_update_matches_spec() {
+        assert_eq!(encode(&example_tick(), "AAPL", false), GOLDEN);
+        let snap = encode(&example_tick(), "AAPL", true);
+        assert_eq!(snap, GOLDEN.replace("\"snapshot\":false", "\"snapshot\":true"));
+    }
+
+    #[test]
+    fn golden_update_parses_with_the_right_fields() {
+        let mut buf = encode(&example_tick(), "AAPL", false).into_bytes();
+        let v: BorrowedValue = simd_json::to_borrowed_value(&mut buf).unwrap();
+        let o = v.as_object().unwrap();
+        assert_eq!(o.len(), 13);
+        assert_eq!(v["type"].as_str(), Some("update"));
+        assert_eq!(v["symbol"].as_str(), Some("AAPL"));
+        assert_eq!(v["seq"].as_u64(), Some(42));
+        assert_eq!(v["bid"].cast_f64(), Some(189.12));
+        assert_eq!(v["bid_size"].as_u64(), Some(300));
+        assert_eq!(v["ask"].cast_f64(), Some(189.14));
+        assert_eq!(v["ask_size"].as_u64(), Some(200));
+        assert_eq!(v["last"].cast_f64(), Some(189.13));
+        assert_eq!(v["last_size"].as_u64(), Some(100));
+        assert_eq!(v["volume"].as_u64(), Some(1_234_567));
+        assert_eq!(v["ts_event"].as_u64(), Some(1_732_240_000_123_456_789));
+        assert_eq!(v["ts_gateway"].as_u64(), Some(1_732_240_000_123_460_000));
+        assert_eq!(v["snapshot"].as_bool(), Some(false));
+    }
+
+    #[test]
+    fn fixed_point_fields_print_exactly() {
+        // (value, printed): negative, zero, sub-cent, all eight decimals, extremes.
+        let cases: &[(i64, &str)] = &[
+            (0, "0"),
+            (-18_912_000_000, "-189.12"),
+            (1, "0.00000001"),
+            (-1, "-0.00000001"),
+            (500_000, "0.005"),
+            (12_345_678, "0.12345678"),
+            (98_765_432_123_456_789, "987654321.23456789"),
+            (SCALE, "1"),
+            (-SCALE, "-1"),
+            (10, "0.0000001"),
+            (i64::MAX, "92233720368.54775807"),
+            (i64::MIN, "-92233720368.54775808"),
+        ];
+        for &(v, want) in cases {
+            let tick = Tick {
+                bid: v,
+                bid_size: v,
+                ask: v,
+                ask_size: v,
+                last: v,
+                last_size: v,
+                volume: v,
+                ..example_tick()
+            };
+            let json = encode(&tick, "X", false);
+            for f in ["bid", "bid_size", "ask", "ask_size", "last", "last_size", "volume"] {
+                assert_eq!(raw_field(&json, f), want, "field {f} of {v}");
+                assert_eq!(parse_fixed(raw_field(&json, f)), v);
+            }
+            let mut buf = json.clone().into_bytes();
+            assert!(simd_json::to_borrowed_value(&mut buf).is_ok(), "{json}");
+        }
+    }
+
+    #[test]
+    fn integers_print_in_full() {
+        let tick = Tick { seq: u64::MAX, ts_event: 0, ts_gateway: u64::MAX, ..example_tick() };
+        let json = encode(&tick, "BRK.B", true);
+        assert_eq!(raw_field(&json, "seq"), "18446744073709551615");
+        assert_eq!(raw_field(&json, "ts_event"), "0");
+        assert_eq!(raw_field(&json, "ts_gateway"), "18446744073709551615");
+        assert_eq!(raw_field(&json, "symbol"), "\"BRK.B\"");
+    }
+
+    #[test]
+    fn encode_appends() {
+        let mut out = b"prefix".to_vec();
+        encode_update(&mut out, &example_tick(), "AAPL", false);
+        assert_eq!(&out[..6], b"prefix");
+        assert_eq!(&out[6..], GOLDEN.as_bytes());
+    }
+
+    #[test]
+    fn escape_str_table() {
+        let cases: &[(&str, &str)] = &[
+            ("", r#""""#),
+            ("AAPL", r#""AAPL""#),
+            ("a\"b", r#""a\"b""#),
+            ("a\\b", r#""a\\b""#),
+            ("\n\r\t", r#""\u000a\u000d\u0009""#),
+            ("\u{0}\u{1f}", r#""\u0000\u001f""#),
+            ("\u{7f}", "\"\u{7f}\""),
+            ("/é€😀", "\"/é€😀\""),
+            ("\"\"", r#""\"\"""#),
+            ("end\\", r#""end\\""#),
+        ];
+        for &(input, want) in cases {
+            let mut out = Vec::new();
+            escape_str(&mut out, input);
+            assert_eq!(String::from_utf8(out.clone()).unwrap(), want, "input {input:?}");
+            // And it parses back to the input.
+            let v: BorrowedValue = simd_json::to_borrowed_value(&mut out).unwrap();
+            assert_eq!(v.as_str(), Some(input));
+        }
+    }
+
+    fn arb_tick() -> impl Strategy<Value = Tick> {
+        (
+            any::<u64>(),
+            any::<[i64; 7]>(),
+            any::<u64>(),
+            any::<u64>(),
+            prop_oneof![Just(0i64), -1_000_000_000_000i64..1_000_000_000_000],
+        )
+            .prop_map(|(seq, v, ts_event, ts_gateway, small)| Tick {
+                seq,
+                bid: v[0],
+                bid_size: v[1],
+                ask: v[2],
+                ask_size: v[3],
+                last: small,
+                last_size: v[5],
+                volume: v[6],
+                ts_event,
+                ts_gateway,
+                ..Tick::default()
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn encode_update_is_json_and_exact(
+            tick in arb_tick(),
+            symbol in "[A-Za-z0-9._/-]{1,16}",
+            snapshot in any::<bool>(),
+        ) {
+            let json = encode(&tick, &symbol, snapshot);
+            let mut buf = json.clone().into_bytes();
+            let v: BorrowedValue = simd_json::to_borrowed_value(&mut buf).unwrap();
+            prop_assert_eq!(v.as_object().map(|o| o.len()), Some(13));
+            prop_assert_eq!(v["type"].as_str(), Some("update"));
+            prop_assert_eq!(v["symbol"].as_str(), Some(symbol.as_str()));
+            prop_assert_eq!(v["seq"].as_u64(), Some(tick.seq));
+            prop_assert_eq!(v["ts_event"].as_u64(), Some(tick.ts_event));
+            prop_assert_eq!(v["ts_gateway"].as_u64(), Some(tick.ts_gateway));
+            prop_assert_eq!(v["snapshot"].as_bool(), Some(snapshot));
+            let fixed = [
+                ("bid", tick.bid), ("bid_size", tick.bid_size), ("ask", tick.ask),
+                ("ask_size", tick.ask_size), ("last", tick.last),
+                ("last_size", tick.last_size), ("volume", tick.volume),
+            ];
+            for (name, value) in fixed {
+                prop_assert!(v[name].is_number(), "{} is not a number", name);
+                let raw = raw_field(&json, name);
+                let mut want = Vec::new();
+                format_fixed(&mut want, value);
+                prop_assert_eq!(raw.as_bytes(), &want[..]);
+                prop_assert_eq!(parse_fixed(raw), value);
+            }
+        }
+    }
+}
