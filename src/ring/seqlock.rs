@@ -1,0 +1,68 @@
+//! A seqlock slot holding one [`Tick`] as atomic words.
+//!
+//! Writer (one at a time): store `version - 1` (odd: "writing"), `Release` fence, store the
+//! words relaxed, store `version` (even) with `Release`.
+//!
+//! Reader: load the stamp with `Acquire`, load the words relaxed, `Acquire` fence, load the
+//! stamp again. If both loads agree (and are even) the words are one consistent write: had
+//! the reader seen any word of a later write, the writer's `Release` fence (before its words)
+//! pairs with the reader's `Acquire` fence (after them), so the second stamp load would see
+//! at least the later write's odd stamp. This is the protocol of Boehm, "Can Seqlocks Get
+//! Along With Programming Language Memory Models?" (2012), with the payload in atomics so it
+//! is data-race free in Rust's model.
+
+use tickgate_feeds::Tick;
+use tickgate_feeds::tick::TICK_WORDS;
+
+use super::sync::{AtomicU64, Ordering, fence};
+
+/// One tick plus its version stamp. Aligned to two cache lines (96 bytes of payload) so
+/// neighbouring slots never share a line.
+#[repr(align(128))]
+pub(crate) struct SeqSlot {
+    stamp: AtomicU64,
+    words: [AtomicU64; TICK_WORDS],
+}
+
+const _: () = assert!(std::mem::size_of::<SeqSlot>() == 128);
+
+impl SeqSlot {
+    pub(crate) fn new() -> Self {
+        SeqSlot { stamp: AtomicU64::new(0), words: std::array::from_fn(|_| AtomicU64::new(0)) }
+    }
+
+    /// The current stamp (for the single writer, to compute its next version).
+    #[inline]
+    pub(crate) fn version(&self) -> u64 {
+        self.stamp.load(Ordering::Relaxed)
+    }
+
+    /// Writes `tick` under the even stamp `version` (> current). Single writer only.
+    #[inline]
+    pub(crate) fn write(&self, version: u64, tick: &Tick) {
+        debug_assert!(version.is_multiple_of(2) && version > 0);
+        self.stamp.store(version - 1, Ordering::Relaxed);
+        fence(Ordering::Release);
+        for (cell, w) in self.words.iter().zip(tick.to_words()) {
+            cell.store(w, Ordering::Relaxed);
+        }
+        self.stamp.store(version, Ordering::Release);
+    }
+
+    /// Reads the slot: `(stamp, Some(tick))` when the read was consistent under an even
+    /// `stamp`, else `(latest stamp seen, None)` (mid-write, or overwritten during the read).
+    #[inline]
+    pub(crate) fn read(&self) -> (u64, Option<Tick>) {
+        let s1 = self.stamp.load(Ordering::Acquire);
+        if s1 % 2 == 1 {
+            return (s1, None);
+        }
+        let mut w = [0u64; TICK_WORDS];
+        for (dst, cell) in w.iter_mut().zip(&self.words) {
+            *dst = cell.load(Ordering::Relaxed);
+        }
+        fence(Ordering::Acquire);
+        let s2 = self.stamp.load(Ordering::Relaxed);
+        if s1 == s2 { (s1, Some(Tick::from_words(&w))) } else { (s2, None) }
+    }
+}
