@@ -1,0 +1,250 @@
+//! One task per connection, on its shard's thread.
+//!
+//! It reads and decodes client frames (control messages go to the shard core; replies are
+//! flushed at once), answers pings, pings the client every `ping_interval`, waits for
+//! writability when the shard found the socket full, and enforces the idle and
+//! slow-consumer timeouts. Every wait is on readiness (`readable`/`writable`/`Notify`/timers),
+//! which is cancel-safe, so the `select!` never loses data.
+//!
+//! Closing is bounded: queue the close frame, try to write it for at most
+//! [`CLOSE_LINGER`], half-close, read (and discard) until the peer's close or EOF for at
+//! most [`CLOSE_LINGER`], then drop the socket.
+
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use tokio::time::Instant;
+
+use super::driver::{ConnIo, ConnectionGuard, Shared};
+use crate::clock::now_ns;
+use crate::protocol::frame::{self, CloseError, FrameDecoder, Message, OpCode, close_code};
+
+/// Longest a closing connection lingers on each of its two close steps.
+pub const CLOSE_LINGER: Duration = Duration::from_secs(1);
+
+/// Most bytes read from one socket per wake-up before yielding to the shard loop (bounds
+/// the time one flooding client can take from the others).
+const READ_BUDGET: usize = 64 * 1024;
+
+/// Why a connection ends.
+enum End {
+    /// Send this close frame, then close.
+    Close(u16, &'static str),
+    /// The peer sent a close: echo its code.
+    PeerClosed(Option<u16>),
+    /// The socket is gone (EOF or error): nothing to send.
+    Gone(&'static str),
+}
+
+pub(crate) async fn run(
+    shared: Rc<Shared>,
+    key: usize,
+    io: Rc<ConnIo>,
+    mut buf: BytesMut,
+    peer: SocketAddr,
+    guard: ConnectionGuard,
+) {
+    let s = shared.settings.clone();
+    let mut decoder = FrameDecoder::new(s.max_message_bytes);
+    let mut last_rx = Instant::now();
+    let mut last_progress = Instant::now();
+    let mut next_ping = Instant::now() + s.ping_interval;
+
+    // Bytes that arrived with the handshake.
+    let mut end = if buf.is_empty() { None } else { process(&shared, key, &io, &mut decoder, &mut buf) };
+
+    while end.is_none() {
+        if io.dead.get() {
+            end = Some(End::Gone("write error"));
+            break;
+        }
+        if let Some((code, reason)) = io.close_req.get() {
+            end = Some(End::Close(code, reason));
+            break;
+        }
+        let blocked = shared.core.borrow().client(key).is_some_and(|c| c.is_blocked());
+        if !blocked {
+            last_progress = Instant::now();
+        }
+        let idle_at = last_rx + s.idle_timeout;
+        let slow_at = if blocked { last_progress + s.slow_client_timeout } else { idle_at };
+        let wake_at = next_ping.min(idle_at).min(slow_at);
+
+        tokio::select! {
+            biased;
+            _ = io.wake.notified() => {}
+            r = io.stream.writable(), if blocked => {
+                if r.is_err() {
+                    end = Some(End::Gone("socket error"));
+                } else if shared.flush_client(key, &io, now_ns()) > 0 {
+                    last_progress = Instant::now();
+                }
+            }
+            r = io.stream.readable() => {
+                if r.is_err() {
+                    end = Some(End::Gone("socket error"));
+                    continue;
+                }
+                match read_some(&io, &mut buf, decoder.buffered_limit()) {
+                    Ok(0) => end = Some(End::Gone("peer closed the socket")),
+                    Ok(_) => {
+                        last_rx = Instant::now();
+                        end = process(&shared, key, &io, &mut decoder, &mut buf);
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                    Err(_) => end = Some(End::Gone("read error")),
+                }
+            }
+            _ = tokio::time::sleep_until(wake_at) => {
+                let now = Instant::now();
+                if now >= idle_at {
+                    end = Some(End::Close(close_code::POLICY_VIOLATION, "idle timeout"));
+                } else if blocked && now >= slow_at {
+                    end = Some(End::Close(close_code::POLICY_VIOLATION, "slow consumer"));
+                } else if now >= next_ping {
+                    next_ping = now + s.ping_interval;
+                    if !blocked {
+                        let mut f = Vec::with_capacity(16);
+                        frame::write_frame(&mut f, OpCode::Ping, &now_ns().to_be_bytes());
+                        shared.core.borrow_mut().push_raw(key, &f);
+                        shared.flush_client(key, &io, now_ns());
+                    }
+                }
+            }
+        }
+    }
+
+    let end = end.unwrap_or(End::Gone("unknown"));
+    close(&shared, key, &io, end, peer).await;
+    shared.conns.borrow_mut().remove(&key);
+    shared.core.borrow_mut().remove_client(key);
+    shared.stats.clients.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    drop(guard);
+}
+
+/// Reads what the socket has, up to [`READ_BUDGET`] and never more than `limit` buffered.
+fn read_some(io: &ConnIo, buf: &mut BytesMut, limit: usize) -> std::io::Result<usize> {
+    let mut total = 0;
+    while total < READ_BUDGET {
+        let room = limit.saturating_sub(buf.len()).max(1);
+        buf.reserve(room.min(16 * 1024));
+        match io.stream.try_read_buf(buf) {
+            Ok(0) if total == 0 => return Ok(0),
+            Ok(0) => break,
+            Ok(n) => total += n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock && total > 0 => break,
+            Err(e) => return Err(e),
+        }
+        if buf.len() >= limit {
+            break;
+        }
+    }
+    Ok(total)
+}
+
+/// Decodes and handles every complete frame in `buf`, then flushes the replies with one
+/// write. Returns how the connection must end, if it must.
+fn process(
+    shared: &Shared,
+    key: usize,
+    io: &ConnIo,
+    decoder: &mut FrameDecoder,
+    buf: &mut BytesMut,
+) -> Option<End> {
+    let mut end = None;
+    loop {
+        match decoder.decode(buf) {
+            Ok(None) => break,
+            Ok(Some(Message::Text(mut payload))) => {
+                if shared.shutting_down.get() {
+                    continue;
+                }
+                shared.core.borrow_mut().handle_text(key, &mut payload, now_ns());
+            }
+            Ok(Some(Message::Binary(_))) => {
+                end = Some(End::Close(close_code::UNSUPPORTED_DATA, "binary messages are not accepted"));
+                break;
+            }
+            Ok(Some(Message::Ping(p))) => {
+                let mut f = Vec::with_capacity(2 + p.len());
+                frame::write_frame(&mut f, OpCode::Pong, &p);
+                shared.core.borrow_mut().push_raw(key, &f);
+            }
+            Ok(Some(Message::Pong(_))) => {}
+            Ok(Some(Message::Close { code, .. })) => {
+                end = Some(End::PeerClosed(code));
+                break;
+            }
+            Err(CloseError { code, reason }) => {
+                end = Some(End::Close(code, reason));
+                break;
+            }
+        }
+    }
+    shared.flush_client(key, io, now_ns());
+    end
+}
+
+/// The bounded close handshake.
+async fn close(shared: &Shared, key: usize, io: &ConnIo, end: End, peer: SocketAddr) {
+    let (code, reason) = match end {
+        End::Gone(why) => {
+            tracing::debug!(%peer, key, why, "connection closed");
+            return;
+        }
+        End::PeerClosed(code) => {
+            tracing::debug!(%peer, key, ?code, "client closed");
+            // Echo the client's code (RFC 6455 §5.5.1); an empty close is answered with 1000.
+            (code.unwrap_or(close_code::NORMAL), "")
+        }
+        End::Close(code, reason) => {
+            if code == close_code::GOING_AWAY || code == close_code::NORMAL {
+                tracing::debug!(%peer, key, code, reason, "closing connection");
+            } else {
+                tracing::info!(%peer, key, code, reason, "closing connection");
+            }
+            shared.stats.count_close(code);
+            (code, reason)
+        }
+    };
+    let mut f = Vec::with_capacity(4 + reason.len());
+    frame::write_close(&mut f, code, reason);
+    shared.core.borrow_mut().push_raw(key, &f);
+    // Write what is queued (including the close), waiting at most CLOSE_LINGER.
+    let deadline = Instant::now() + CLOSE_LINGER;
+    loop {
+        let pending = shared.core.borrow().client(key).map_or(0, |c| c.out().len());
+        if pending == 0 {
+            break;
+        }
+        let took = {
+            let mut core = shared.core.borrow_mut();
+            let out = core.client(key).map(|c| c.out()).unwrap_or(&[]);
+            match io.stream.try_write(out) {
+                Ok(n) => {
+                    let _ = core.written(key, n, now_ns());
+                    n
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => 0,
+                Err(_) => return,
+            }
+        };
+        if took == 0 && tokio::time::timeout_at(deadline, io.stream.writable()).await.is_err() {
+            return;
+        }
+    }
+    let _ = socket2::SockRef::from(&io.stream).shutdown(std::net::Shutdown::Write);
+    // Wait for the peer's close frame or EOF, discarding data, for at most CLOSE_LINGER.
+    let deadline = Instant::now() + CLOSE_LINGER;
+    let mut sink = [0u8; 4096];
+    while let Ok(Ok(())) = tokio::time::timeout_at(deadline, io.stream.readable()).await {
+        match io.stream.try_read(&mut sink) {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(_) => return,
+        }
+    }
+}

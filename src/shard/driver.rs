@@ -1,0 +1,502 @@
+//! The shard thread and its loop.
+//!
+//! One turn of the loop:
+//! 1. read up to [`MAX_TICKS_PER_TURN`] ticks from the ring, or fewer if their fan-out costs
+//!    more than [`FANOUT_BUDGET`] subscriber touches, into the core (overruns heal from the
+//!    last-value cache);
+//! 2. take newly handed-off connections and commands;
+//! 3. flush: every client with due updates gets its buffer filled and written with **one**
+//!    `write` syscall; a partial write marks it blocked and its connection task waits for
+//!    writability instead (so a slow socket never stalls the loop);
+//! 4. if the ring is empty and nothing is due, park on the doorbell; otherwise yield to the
+//!    connection tasks and go again.
+//!
+//! The bounds keep one turn short (well under a millisecond of work on this machine), so
+//! control messages and flushes are never starved by a burst, and each flush batches every
+//! update that arrived during the turn into one write per client.
+
+use std::cell::{Cell, RefCell};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use bytes::BytesMut;
+use hdrhistogram::Histogram;
+use tickgate_feeds::Universe;
+use tokio::net::TcpStream;
+use tokio::sync::{Notify, mpsc};
+
+use super::conn;
+use super::core::{CoreCounters, ERROR_CODES, Limits, ShardCore, new_latency_histogram};
+use crate::clock::now_ns;
+use crate::protocol::Format;
+use crate::ring::{Consumer, Doorbell, Lvc, Read};
+
+/// Most ticks one turn reads from the ring before flushing.
+///
+/// 1,024 ticks at ~50 ns of core work each is ~50 µs: long enough to batch many updates
+/// into each client's write, short enough that a flush follows every tick within a fraction
+/// of a millisecond.
+pub const MAX_TICKS_PER_TURN: usize = 1024;
+
+/// Most subscriber touches (one tick × one subscriber) per turn before flushing. A tick
+/// fanned out to 10,000 clients costs 10,000; 65,536 touches at a few ns each keeps a turn
+/// around 0.3 ms even at large fan-out.
+pub const FANOUT_BUDGET: usize = 65_536;
+
+/// Settings a shard applies to its connections.
+#[derive(Clone, Debug)]
+pub struct ShardSettings {
+    /// Core limits (symbols per client, message rate, default pacing).
+    pub limits: Limits,
+    /// Largest client message.
+    pub max_message_bytes: usize,
+    /// SO_SNDBUF for each socket (0 = OS default).
+    pub send_buffer_bytes: usize,
+    /// Server ping period.
+    pub ping_interval: Duration,
+    /// Close clients silent for this long.
+    pub idle_timeout: Duration,
+    /// Close clients that take no bytes for this long while data waits.
+    pub slow_client_timeout: Duration,
+    /// Period at which the latency histogram is handed to the stats collector.
+    pub stats_interval: Duration,
+}
+
+/// A socket handed to a shard after a successful upgrade.
+pub struct NewConnection {
+    /// The upgraded TCP stream.
+    pub stream: std::net::TcpStream,
+    /// Bytes the HTTP layer read past the handshake (the start of the WebSocket stream).
+    pub leftover: bytes::Bytes,
+    /// Negotiated wire format.
+    pub format: Format,
+    /// Client address, for logs.
+    pub peer: SocketAddr,
+    /// Released when the connection ends (the gateway's connection count).
+    pub guard: ConnectionGuard,
+}
+
+/// Decrements a shared connection counter when dropped.
+pub struct ConnectionGuard(Arc<AtomicUsize>);
+
+impl ConnectionGuard {
+    /// Counts one connection on `counter` until the guard drops.
+    pub fn new(counter: Arc<AtomicUsize>) -> ConnectionGuard {
+        counter.fetch_add(1, Ordering::AcqRel);
+        ConnectionGuard(counter)
+    }
+}
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Messages to a shard.
+pub(crate) enum ShardMsg {
+    Connection(Box<NewConnection>),
+    /// Close every client with 1001 and stop.
+    Shutdown,
+    /// Block the shard thread for a while (fault drills and the ring-overrun test).
+    Stall(Duration),
+}
+
+/// Close codes the gateway counts (index into [`ShardStats::closes`]).
+pub const COUNTED_CLOSE_CODES: [u16; 8] = [1000, 1001, 1002, 1003, 1007, 1008, 1009, 1011];
+
+/// A shard's counters and gauges, published by the shard and read by stats/HTTP.
+#[derive(Default)]
+pub struct ShardStats {
+    /// Connected clients (updated on connect/disconnect: used for shard assignment).
+    pub clients: AtomicUsize,
+    /// Subscriptions (gauge).
+    pub subscriptions: AtomicUsize,
+    /// Pending conflation slots (gauge).
+    pub pending_updates: AtomicUsize,
+    /// Bytes buffered in the gateway for this shard's clients (gauge).
+    pub buffered_bytes: AtomicUsize,
+    /// Clients whose socket is full (gauge).
+    pub blocked_clients: AtomicUsize,
+    /// Ring ticks not yet read (gauge).
+    pub ring_lag: AtomicU64,
+    /// Ticks read from the ring.
+    pub ticks: AtomicU64,
+    /// Live updates written.
+    pub delivered: AtomicU64,
+    /// Snapshot updates queued.
+    pub snapshots: AtomicU64,
+    /// Updates conflated away.
+    pub conflated: AtomicU64,
+    /// Ring overruns.
+    pub overruns: AtomicU64,
+    /// Bytes written.
+    pub bytes_written: AtomicU64,
+    /// Client messages handled.
+    pub client_msgs: AtomicU64,
+    /// Error replies by code (bad_request, unknown_op, unknown_symbol, too_many_symbols,
+    /// rate_limited).
+    pub errors: [AtomicU64; ERROR_CODES],
+    /// Closes sent by the server, by code (see [`COUNTED_CLOSE_CODES`]).
+    pub closes: [AtomicU64; 8],
+    /// JSON encodes performed.
+    pub json_encodes: AtomicU64,
+    /// Binary encodes performed.
+    pub binary_encodes: AtomicU64,
+}
+
+impl ShardStats {
+    fn publish(&self, core: &ShardCore, lag: u64) {
+        let c: &CoreCounters = &core.counters;
+        let g = core.gauges();
+        let r = Ordering::Relaxed;
+        self.subscriptions.store(g.subscriptions, r);
+        self.pending_updates.store(g.pending_updates, r);
+        self.buffered_bytes.store(g.buffered_bytes, r);
+        self.blocked_clients.store(g.blocked_clients, r);
+        self.ring_lag.store(lag, r);
+        self.ticks.store(c.ticks, r);
+        self.delivered.store(c.delivered, r);
+        self.snapshots.store(c.snapshots, r);
+        self.conflated.store(c.conflated, r);
+        self.overruns.store(c.overruns, r);
+        self.bytes_written.store(c.bytes_written, r);
+        self.client_msgs.store(c.client_msgs, r);
+        for (a, v) in self.errors.iter().zip(c.errors) {
+            a.store(v, r);
+        }
+        let (j, b) = core.encodes();
+        self.json_encodes.store(j, r);
+        self.binary_encodes.store(b, r);
+    }
+
+    pub(crate) fn count_close(&self, code: u16) {
+        if let Some(i) = COUNTED_CLOSE_CODES.iter().position(|c| *c == code) {
+            self.closes[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// The handle the rest of the gateway holds on a shard.
+pub struct ShardHandle {
+    /// Shard number.
+    pub id: usize,
+    tx: mpsc::UnboundedSender<ShardMsg>,
+    doorbell: Arc<Doorbell>,
+    /// Counters and gauges.
+    pub stats: Arc<ShardStats>,
+    thread: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl ShardHandle {
+    /// Hands a connection to this shard. Returns it back if the shard has stopped.
+    pub fn hand_off(&self, conn: NewConnection) -> Result<(), NewConnection> {
+        self.stats.clients.fetch_add(1, Ordering::AcqRel);
+        self.tx.send(ShardMsg::Connection(Box::new(conn))).map_err(|e| {
+            self.stats.clients.fetch_sub(1, Ordering::AcqRel);
+            match e.0 {
+                ShardMsg::Connection(c) => *c,
+                _ => unreachable!("we sent a connection"),
+            }
+        })
+    }
+
+    /// The shard's doorbell (the feed thread rings it).
+    pub fn doorbell(&self) -> Arc<Doorbell> {
+        self.doorbell.clone()
+    }
+
+    /// Blocks the shard thread for `d` (fault injection: lets the ring lap it).
+    pub fn stall(&self, d: Duration) {
+        let _ = self.tx.send(ShardMsg::Stall(d));
+        self.doorbell.wake();
+    }
+
+    /// Asks the shard to close all clients with 1001 and stop.
+    pub fn begin_shutdown(&self) {
+        let _ = self.tx.send(ShardMsg::Shutdown);
+        self.doorbell.wake();
+    }
+
+    /// Waits for the shard thread to finish (after [`ShardHandle::begin_shutdown`]).
+    pub fn join(&self) {
+        let t = self.thread.lock().ok().and_then(|mut t| t.take());
+        if let Some(t) = t {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Per-connection I/O state shared between the shard loop and the connection's task.
+pub(crate) struct ConnIo {
+    pub(crate) stream: TcpStream,
+    /// Wakes the connection task (it became blocked, or must close).
+    pub(crate) wake: Notify,
+    /// A close the shard asks the connection to perform.
+    pub(crate) close_req: Cell<Option<(u16, &'static str)>>,
+    /// The socket failed; the connection task must tear down.
+    pub(crate) dead: Cell<bool>,
+}
+
+/// State shared by the shard loop and its connection tasks (one thread: `Rc`/`RefCell`;
+/// no borrow is ever held across an `.await`).
+pub(crate) struct Shared {
+    pub(crate) core: RefCell<ShardCore>,
+    pub(crate) conns: RefCell<HashMap<usize, Rc<ConnIo>>>,
+    pub(crate) settings: ShardSettings,
+    pub(crate) stats: Arc<ShardStats>,
+    /// Rate-limited updates waiting for their time: (due ns, client key).
+    pub(crate) deadlines: RefCell<BinaryHeap<Reverse<(u64, usize)>>>,
+    /// Wakes the shard loop (a deadline was added, or a client unblocked).
+    pub(crate) loop_wake: Notify,
+    pub(crate) shutting_down: Cell<bool>,
+}
+
+impl Shared {
+    /// Fills and writes one client's buffer with a single `write` syscall. Returns the
+    /// number of bytes the socket took.
+    pub(crate) fn flush_client(&self, key: usize, io: &ConnIo, now: u64) -> usize {
+        let mut core = self.core.borrow_mut();
+        if let Some(due) = core.fill(key, now) {
+            self.deadlines.borrow_mut().push(Reverse((due, key)));
+            self.loop_wake.notify_one();
+        }
+        let Some(client) = core.client(key) else { return 0 };
+        if client.out().is_empty() {
+            return 0;
+        }
+        let n = match io.stream.try_write(client.out()) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => 0,
+            Err(_) => {
+                io.dead.set(true);
+                io.wake.notify_one();
+                return 0;
+            }
+        };
+        if core.written(key, n, now) {
+            // Unblocked with updates pending: the shard loop may be parked; wake it so its
+            // next flush (not this one: one write per flush) sends them.
+            self.loop_wake.notify_one();
+        }
+        if core.client(key).is_some_and(|c| c.is_blocked()) {
+            io.wake.notify_one();
+        }
+        n
+    }
+}
+
+/// Starts shard `id` on its own thread (pinned to `core` if given).
+///
+/// # Errors
+/// If the thread or its runtime cannot be created.
+pub fn spawn_shard(
+    id: usize,
+    universe: Arc<Universe>,
+    lvc: Arc<Lvc>,
+    consumer: Consumer,
+    settings: ShardSettings,
+    histograms: crossbeam_channel::Sender<(usize, Histogram<u64>)>,
+    pin: Option<core_affinity::CoreId>,
+) -> std::io::Result<ShardHandle> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let doorbell = Arc::new(Doorbell::new());
+    let stats = Arc::new(ShardStats::default());
+    let (bell, st) = (doorbell.clone(), stats.clone());
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let thread = std::thread::Builder::new().name(format!("tickgate-shard-{id}")).spawn(move || {
+        if let Some(core) = pin
+            && !core_affinity::set_for_current(core)
+        {
+            tracing::warn!(shard = id, core = core.id, "could not pin shard thread");
+        }
+        let core = ShardCore::new(universe, lvc, settings.limits);
+        let shared = Rc::new(Shared {
+            core: RefCell::new(core),
+            conns: RefCell::new(HashMap::new()),
+            settings,
+            stats: st,
+            deadlines: RefCell::new(BinaryHeap::new()),
+            loop_wake: Notify::new(),
+            shutting_down: Cell::new(false),
+        });
+        let local = tokio::task::LocalSet::new();
+        local.block_on(&rt, run(id, shared, consumer, bell, rx, histograms));
+    })?;
+    Ok(ShardHandle { id, tx, doorbell, stats, thread: std::sync::Mutex::new(Some(thread)) })
+}
+
+async fn run(
+    id: usize,
+    shared: Rc<Shared>,
+    mut consumer: Consumer,
+    doorbell: Arc<Doorbell>,
+    mut rx: mpsc::UnboundedReceiver<ShardMsg>,
+    histograms: crossbeam_channel::Sender<(usize, Histogram<u64>)>,
+) {
+    tokio::task::spawn_local(housekeeping(id, shared.clone(), histograms));
+    let mut ready: Vec<usize> = Vec::new();
+    let mut overrun_logged_at = 0u64;
+    loop {
+        // 1. The ring, bounded.
+        {
+            let mut core = shared.core.borrow_mut();
+            let (mut ticks, mut work) = (0, 0);
+            while ticks < MAX_TICKS_PER_TURN && work < FANOUT_BUDGET {
+                match consumer.try_read() {
+                    Read::Tick(t) => {
+                        work += core.on_tick(&t).max(1);
+                        ticks += 1;
+                    }
+                    Read::Overrun { missed } => {
+                        core.heal_from_lvc();
+                        let now = now_ns();
+                        if now.saturating_sub(overrun_logged_at) > 1_000_000_000 {
+                            overrun_logged_at = now;
+                            tracing::warn!(
+                                shard = id,
+                                missed,
+                                "ring overrun: shard fell behind, healed from last-value cache"
+                            );
+                        }
+                    }
+                    Read::Empty => break,
+                }
+            }
+            shared.stats.ring_lag.store(consumer.lag(), Ordering::Relaxed);
+        }
+
+        // 2. Hand-offs and commands.
+        while let Ok(msg) = rx.try_recv() {
+            if handle_msg(&shared, msg) {
+                return finish(&shared).await;
+            }
+        }
+
+        // 3. Rate-limited updates that came due.
+        let now = now_ns();
+        {
+            let mut dl = shared.deadlines.borrow_mut();
+            let mut core = shared.core.borrow_mut();
+            while let Some(Reverse((due, key))) = dl.peek().copied() {
+                if due > now {
+                    break;
+                }
+                dl.pop();
+                core.requeue(key);
+            }
+        }
+
+        // 4. Flush: one write per ready client.
+        shared.core.borrow_mut().take_ready(&mut ready);
+        for &key in &ready {
+            let io = shared.conns.borrow().get(&key).cloned();
+            if let Some(io) = io {
+                shared.flush_client(key, &io, now);
+            }
+        }
+
+        // 5. More work, or wait for it.
+        if consumer.has_pending() {
+            tokio::task::yield_now().await;
+            continue;
+        }
+        let next_due = shared.deadlines.borrow().peek().map(|Reverse((d, _))| *d);
+        let sleep =
+            next_due.map_or(Duration::from_secs(3600), |d| Duration::from_nanos(d.saturating_sub(now_ns())));
+        tokio::select! {
+            _ = doorbell.park(&consumer) => {}
+            msg = rx.recv() => match msg {
+                Some(m) => if handle_msg(&shared, m) { return finish(&shared).await },
+                None => return finish(&shared).await,
+            },
+            _ = shared.loop_wake.notified() => {}
+            _ = tokio::time::sleep(sleep) => {}
+        }
+    }
+}
+
+/// Handles one message; returns true on shutdown.
+fn handle_msg(shared: &Rc<Shared>, msg: ShardMsg) -> bool {
+    match msg {
+        ShardMsg::Connection(c) => {
+            accept(shared, *c);
+            false
+        }
+        ShardMsg::Stall(d) => {
+            std::thread::sleep(d);
+            false
+        }
+        ShardMsg::Shutdown => true,
+    }
+}
+
+fn accept(shared: &Rc<Shared>, c: NewConnection) {
+    let NewConnection { stream, leftover, format, peer, guard } = c;
+    let sock = socket2::SockRef::from(&stream);
+    let _ = sock.set_tcp_nodelay(true);
+    if shared.settings.send_buffer_bytes > 0 {
+        let _ = sock.set_send_buffer_size(shared.settings.send_buffer_bytes);
+    }
+    let stream = match stream.set_nonblocking(true).and_then(|()| TcpStream::from_std(stream)) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(%peer, error = %e, "could not register upgraded socket");
+            shared.stats.clients.fetch_sub(1, Ordering::AcqRel);
+            return;
+        }
+    };
+    let key = shared.core.borrow_mut().add_client(format, now_ns());
+    let io =
+        Rc::new(ConnIo { stream, wake: Notify::new(), close_req: Cell::new(None), dead: Cell::new(false) });
+    shared.conns.borrow_mut().insert(key, io.clone());
+    tracing::debug!(%peer, key, format = format.as_str(), "connection open");
+    let buf = BytesMut::from(&leftover[..]);
+    tokio::task::spawn_local(conn::run(shared.clone(), key, io, buf, peer, guard));
+}
+
+/// Shutdown: ask every connection to close with 1001, give them a moment to flush.
+async fn finish(shared: &Rc<Shared>) {
+    shared.shutting_down.set(true);
+    let conns: Vec<Rc<ConnIo>> = shared.conns.borrow().values().cloned().collect();
+    for io in &conns {
+        io.close_req.set(Some((crate::protocol::frame::close_code::GOING_AWAY, "server shutting down")));
+        io.wake.notify_one();
+    }
+    // Connection tasks close within their own bounded close handshake (≤ 1 s).
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(1500);
+    while !shared.conns.borrow().is_empty() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Publishes gauges and counters every 100 ms; hands the latency histogram to the stats
+/// collector every `stats_interval`.
+async fn housekeeping(
+    id: usize,
+    shared: Rc<Shared>,
+    histograms: crossbeam_channel::Sender<(usize, Histogram<u64>)>,
+) {
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_hist = tokio::time::Instant::now();
+    loop {
+        tick.tick().await;
+        if shared.shutting_down.get() {
+            return;
+        }
+        let core = shared.core.borrow();
+        shared.stats.publish(&core, shared.stats.ring_lag.load(Ordering::Relaxed));
+        drop(core);
+        if last_hist.elapsed() >= shared.settings.stats_interval.min(Duration::from_secs(1)) {
+            last_hist = tokio::time::Instant::now();
+            let h = std::mem::replace(&mut shared.core.borrow_mut().latency, new_latency_histogram());
+            let _ = histograms.try_send((id, h));
+        }
+    }
+}
