@@ -1,0 +1,161 @@
+//! The feed thread: drives a [`FeedSource`], stamps each tick with the gateway's ingest
+//! time, and publishes it — last-value cache first, then the ring (see `ring` for why that
+//! order matters) — then rings the shards' doorbells once per batch.
+//!
+//! It never waits for a shard. Pacing comes from the source (`FeedPoll::Pending`); the thread
+//! sleeps until the next tick is due, never longer than [`MAX_SLEEP`] so a stop request is
+//! seen promptly. Per-symbol `seq` must rise: a tick not newer than the last one published
+//! for its symbol is dropped and counted (a source bug or a replayed duplicate must never
+//! reach clients as a step backwards).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use tickgate_feeds::{FeedPoll, FeedSource};
+
+use crate::clock::now_ns;
+use crate::ring::{Doorbell, Lvc, Producer};
+
+/// Most ticks published between two doorbell rings: bounds how long shards wait for a wake-up
+/// when the source is unpaced.
+pub const MAX_BATCH: usize = 256;
+
+/// Longest single sleep, so a stop request is noticed within this time.
+pub const MAX_SLEEP: Duration = Duration::from_millis(20);
+
+/// Counters of the feed thread.
+#[derive(Debug, Default)]
+pub struct FeedStats {
+    /// Ticks published.
+    pub ticks: AtomicU64,
+    /// Ticks dropped because their seq was not newer than the symbol's last.
+    pub stale: AtomicU64,
+    /// The source ended or the tick limit was reached.
+    pub ended: AtomicBool,
+}
+
+/// A running feed thread.
+pub struct FeedHandle {
+    stop: Arc<AtomicBool>,
+    /// The thread's counters.
+    pub stats: Arc<FeedStats>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl FeedHandle {
+    /// Asks the thread to stop and waits for it.
+    pub fn stop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for FeedHandle {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Everything the feed thread owns.
+pub struct FeedParts {
+    /// The tick source.
+    pub source: Box<dyn FeedSource>,
+    /// The ring's only producer.
+    pub producer: Producer,
+    /// The last-value cache (this thread is its only writer).
+    pub lvc: Arc<Lvc>,
+    /// One doorbell per shard.
+    pub doorbells: Vec<Arc<Doorbell>>,
+    /// Stop after this many ticks.
+    pub limit: Option<u64>,
+    /// Pin to this core.
+    pub pin: Option<core_affinity::CoreId>,
+}
+
+/// Starts the feed thread.
+///
+/// # Errors
+/// If the OS cannot create the thread.
+pub fn spawn(parts: FeedParts) -> std::io::Result<FeedHandle> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let stats = Arc::new(FeedStats::default());
+    let (s, st) = (stop.clone(), stats.clone());
+    let thread =
+        std::thread::Builder::new().name("tickgate-feed".into()).spawn(move || run(parts, &s, &st))?;
+    Ok(FeedHandle { stop, stats, thread: Some(thread) })
+}
+
+fn run(parts: FeedParts, stop: &AtomicBool, stats: &FeedStats) {
+    let FeedParts { mut source, mut producer, lvc, doorbells, limit, pin } = parts;
+    if let Some(core) = pin
+        && !core_affinity::set_for_current(core)
+    {
+        tracing::warn!(core = core.id, "could not pin feed thread");
+    }
+    tracing::info!(source = %source.describe(), limit, "feed started");
+    let mut last_seq = vec![0u64; source.universe().len()];
+    let mut published = 0u64;
+    let mut stale = 0u64;
+    'outer: while !stop.load(Ordering::Acquire) {
+        let mut batch = 0;
+        let mut wait: Option<u64> = None;
+        while batch < MAX_BATCH {
+            if limit.is_some_and(|l| published >= l) {
+                break 'outer;
+            }
+            let now = now_ns();
+            match source.poll(now) {
+                FeedPoll::Tick(mut t) => {
+                    batch += 1;
+                    let Some(last) = last_seq.get_mut(t.symbol as usize) else {
+                        stale += 1;
+                        continue;
+                    };
+                    if t.seq <= *last {
+                        stale += 1;
+                        continue;
+                    }
+                    *last = t.seq;
+                    t.ts_gateway = now_ns();
+                    lvc.store(&t);
+                    producer.publish(&t);
+                    published += 1;
+                }
+                FeedPoll::Pending { until_ns } => {
+                    wait = Some(until_ns.unwrap_or(now + 100_000));
+                    break;
+                }
+                FeedPoll::End => {
+                    ring_all(&doorbells);
+                    break 'outer;
+                }
+            }
+        }
+        if batch > 0 {
+            ring_all(&doorbells);
+            stats.ticks.store(published, Ordering::Relaxed);
+            stats.stale.store(stale, Ordering::Relaxed);
+        }
+        if let Some(until) = wait {
+            let d = Duration::from_nanos(until.saturating_sub(now_ns())).min(MAX_SLEEP);
+            if !d.is_zero() {
+                std::thread::sleep(d);
+            }
+        }
+    }
+    ring_all(&doorbells);
+    stats.ticks.store(published, Ordering::Relaxed);
+    stats.stale.store(stale, Ordering::Relaxed);
+    stats.ended.store(true, Ordering::Release);
+    tracing::info!(published, stale, "feed ended");
+}
+
+fn ring_all(doorbells: &[Arc<Doorbell>]) {
+    for d in doorbells {
+        d.ring();
+    }
+}

@@ -1,0 +1,289 @@
+//! Wiring: [`Gateway::start`] builds the universe, ring, cache, shards, feed thread and HTTP
+//! thread from one validated [`Config`], and [`Gateway::shutdown`] takes them down in order.
+//!
+//! Threads and who owns what:
+//! - `tickgate-feed`: owns the [`FeedSource`], the ring's `Producer` and the write side of the
+//!   last-value cache.
+//! - `tickgate-shard-N`: owns its ring `Consumer`, its clients and their sockets.
+//! - `tickgate-http`: owns the listener; runs handshakes, `/snapshot`, `/stats` and the stats
+//!   collector.
+//!
+//! The library entry point takes the configuration (including the listen address, port 0
+//! in tests) and returns a handle; the binary only parses the CLI and waits for a signal.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use anyhow::Context;
+use tickgate_feeds::{FeedSource, Simulator, Universe};
+use tokio::sync::watch;
+
+use crate::clock::now_ns;
+use crate::config::{Config, PinCores};
+use crate::feed::{FeedHandle, FeedParts};
+use crate::ring::{Lvc, Ring};
+use crate::server::App;
+use crate::shard::core::Limits;
+use crate::shard::{ShardSettings, spawn_shard};
+use crate::stats::{Collector, MERGE_PERIOD};
+
+/// Open files kept free for listeners, log files and the like when `max_connections` is
+/// derived from the open-file limit.
+pub const FD_HEADROOM: u64 = 100;
+
+/// Listen backlog (the kernel caps it at `net.core.somaxconn`).
+pub const LISTEN_BACKLOG: i32 = 4096;
+
+/// A running gateway.
+pub struct Gateway {
+    addr: SocketAddr,
+    app: Arc<App>,
+    feed: FeedHandle,
+    http: Option<JoinHandle<()>>,
+    stop_http: watch::Sender<bool>,
+}
+
+/// Builds the simulated feed the configuration asks for.
+///
+/// # Errors
+/// If the embedded universe is malformed or the simulator settings are invalid.
+pub fn simulated_source(config: &Config) -> anyhow::Result<Box<dyn FeedSource>> {
+    let mut universe = Universe::load_default().context("loading the embedded symbol universe")?;
+    if config.feed.symbols > 0 {
+        universe.extend_to(config.feed.symbols);
+    }
+    let sim = config.sim_config();
+    sim.validate().map_err(|e| anyhow::anyhow!("feed: {e}"))?;
+    Ok(Box::new(Simulator::new(universe, sim, now_ns())))
+}
+
+/// Raises the open-file soft limit to the hard limit; returns the resulting soft limit.
+pub fn raise_fd_limit() -> u64 {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(n) => n,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not raise the open-file limit");
+            rlimit::getrlimit(rlimit::Resource::NOFILE).map_or(1024, |(soft, _)| soft)
+        }
+    }
+}
+
+/// Chooses cores: (feed, per-shard) from the pinning mode and the cores this process may use.
+fn plan_cores(
+    mode: &PinCores,
+    shards: usize,
+) -> (Option<core_affinity::CoreId>, Vec<Option<core_affinity::CoreId>>) {
+    let ids = core_affinity::get_core_ids().unwrap_or_default();
+    let pick = |list: &[core_affinity::CoreId], i: usize| list.get(i % list.len().max(1)).copied();
+    match mode {
+        PinCores::Off => (None, vec![None; shards]),
+        PinCores::Auto if ids.is_empty() => (None, vec![None; shards]),
+        PinCores::Auto => (pick(&ids, 0), (0..shards).map(|i| pick(&ids, i + 1)).collect()),
+        PinCores::List(list) => {
+            let chosen: Vec<_> = list.iter().map(|&id| core_affinity::CoreId { id }).collect();
+            let rest = if chosen.len() > 1 { &chosen[1..] } else { &chosen[..] };
+            (pick(&chosen, 0), (0..shards).map(|i| pick(rest, i)).collect())
+        }
+    }
+}
+
+impl Gateway {
+    /// Starts a gateway on the embedded simulated feed.
+    ///
+    /// # Errors
+    /// Bad feed settings, a listen address that cannot be bound, or threads that cannot start.
+    pub fn start(config: Config) -> anyhow::Result<Gateway> {
+        let source = simulated_source(&config)?;
+        Gateway::start_with_source(config, source)
+    }
+
+    /// Starts a gateway on any feed source.
+    ///
+    /// # Errors
+    /// A listen address that cannot be bound, or threads that cannot start.
+    pub fn start_with_source(config: Config, source: Box<dyn FeedSource>) -> anyhow::Result<Gateway> {
+        let fd_limit = raise_fd_limit();
+        let max_connections = if config.max_connections > 0 {
+            config.max_connections
+        } else {
+            fd_limit.saturating_sub(FD_HEADROOM).max(1) as usize
+        };
+        let cores = core_affinity::get_core_ids().map_or(1, |c| c.len()).max(1);
+        let shards = if config.shards > 0 { config.shards } else { cores.saturating_sub(1).max(1) };
+        let (feed_core, shard_cores) = plan_cores(&config.pin_cores, shards);
+
+        let universe = Arc::new(source.universe().clone());
+        let lvc = Arc::new(Lvc::new(universe.len()));
+        let (ring, producer) = Ring::with_capacity(config.ring_capacity);
+
+        // Bind first, so a bad address fails before any thread starts.
+        let listener = bind(config.listen).with_context(|| format!("binding {}", config.listen))?;
+        let addr = listener.local_addr().context("reading the bound address")?;
+
+        let settings = ShardSettings {
+            limits: Limits {
+                max_symbols: config.max_symbols_per_client,
+                msgs_per_sec: config.max_client_msgs_per_sec,
+                default_interval_ns: match config.default_max_rate {
+                    0 => 0,
+                    r => 1_000_000_000 / u64::from(r),
+                },
+            },
+            max_message_bytes: config.max_message_bytes,
+            send_buffer_bytes: config.send_buffer_bytes,
+            ping_interval: config.ping_interval,
+            idle_timeout: config.idle_timeout,
+            slow_client_timeout: config.slow_client_timeout,
+            stats_interval: config.stats_interval,
+        };
+        let (hist_tx, hist_rx) = crossbeam_channel::bounded(shards * 16);
+        let mut handles = Vec::with_capacity(shards);
+        for (i, pin) in shard_cores.into_iter().enumerate() {
+            let h = spawn_shard(
+                i,
+                universe.clone(),
+                lvc.clone(),
+                ring.consumer(),
+                settings.clone(),
+                hist_tx.clone(),
+                pin,
+            )
+            .with_context(|| format!("starting shard {i}"))?;
+            handles.push(h);
+        }
+        let feed = crate::feed::spawn(FeedParts {
+            source,
+            producer,
+            lvc: lvc.clone(),
+            doorbells: handles.iter().map(|h| h.doorbell()).collect(),
+            limit: config.feed.ticks,
+            pin: feed_core,
+        })
+        .context("starting the feed thread")?;
+
+        let app = Arc::new(App {
+            max_connections,
+            universe,
+            lvc,
+            shards: handles,
+            connections: Arc::new(AtomicUsize::new(0)),
+            feed: feed.stats.clone(),
+            collector: std::sync::Mutex::new(Collector::new(shards, hist_rx)),
+            shutting_down: AtomicBool::new(false),
+            config,
+        });
+        let (stop_http, stop_rx) = watch::channel(false);
+        let http = spawn_http(listener, app.clone(), stop_rx)?;
+        tracing::info!(
+            %addr,
+            shards,
+            max_connections,
+            symbols = app.universe.len(),
+            ring = ring.capacity(),
+            feed_core = feed_core.map(|c| c.id),
+            "tickgate listening"
+        );
+        Ok(Gateway { addr, app, feed, http: Some(http), stop_http })
+    }
+
+    /// The address the listener is bound to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Shared state: stats, shards, cache.
+    pub fn app(&self) -> &Arc<App> {
+        &self.app
+    }
+
+    /// Blocks shard `i`'s thread for `d` (fault injection; the ring-overrun test uses it).
+    pub fn stall_shard(&self, i: usize, d: Duration) {
+        if let Some(s) = self.app.shards.get(i) {
+            s.stall(d);
+        }
+    }
+
+    /// Graceful shutdown: refuse new connections, close every client with 1001 "server
+    /// shutting down", stop the feed and the threads. Bounded by the shards' close linger.
+    pub fn shutdown(mut self) {
+        self.app.shutting_down.store(true, Ordering::Release);
+        let _ = self.stop_http.send(true);
+        for s in &self.app.shards {
+            s.begin_shutdown();
+        }
+        for s in &self.app.shards {
+            s.join();
+        }
+        self.feed.stop();
+        if let Some(h) = self.http.take() {
+            let _ = h.join();
+        }
+        tracing::info!("tickgate stopped");
+    }
+}
+
+fn bind(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    let socket = socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(LISTEN_BACKLOG)?;
+    socket.set_nonblocking(true)?;
+    Ok(socket.into())
+}
+
+fn spawn_http(
+    listener: std::net::TcpListener,
+    app: Arc<App>,
+    stop: watch::Receiver<bool>,
+) -> anyhow::Result<JoinHandle<()>> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("building the HTTP runtime")?;
+    let thread = std::thread::Builder::new()
+        .name("tickgate-http".into())
+        .spawn(move || {
+            rt.block_on(async move {
+                let listener = match tokio::net::TcpListener::from_std(listener) {
+                    Ok(l) => l,
+                    Err(e) => {
+                        tracing::error!(error = %e, "could not register the listener");
+                        return;
+                    }
+                };
+                tokio::spawn(collect_stats(app.clone(), stop.clone()));
+                crate::server::serve(listener, app, stop).await;
+            });
+        })
+        .context("starting the HTTP thread")?;
+    Ok(thread)
+}
+
+/// Merges shard histograms every [`MERGE_PERIOD`] and logs the summary line every
+/// `stats_interval`.
+async fn collect_stats(app: Arc<App>, mut stop: watch::Receiver<bool>) {
+    let mut merge = tokio::time::interval(MERGE_PERIOD);
+    let mut summary = tokio::time::interval(app.config.stats_interval);
+    summary.tick().await;
+    let shard_stats: Vec<_> = app.shards.iter().map(|s| s.stats.clone()).collect();
+    loop {
+        tokio::select! {
+            _ = merge.tick() => {
+                if let Ok(mut c) = app.collector.lock() {
+                    c.drain();
+                }
+            }
+            _ = summary.tick() => {
+                let connections = app.connections.load(Ordering::Relaxed);
+                if let Ok(mut c) = app.collector.lock() {
+                    let line = c.roll(&shard_stats, &app.feed, connections);
+                    tracing::info!(target: "tickgate::stats", "{line}");
+                }
+            }
+            _ = stop.changed() => return,
+        }
+    }
+}

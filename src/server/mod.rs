@@ -1,0 +1,107 @@
+//! The front door: the TCP listener, HTTP/1.1 (hyper) with its routes, and the WebSocket
+//! upgrade that hands each new connection's raw socket to a shard.
+//!
+//! Runs on its own thread (`tickgate-http`) with a current-thread runtime, so the HTTP work
+//! of handshakes and `/snapshot` never competes with a shard's loop on its core.
+//!
+//! - [`routes`]: `/ws`, `/healthz`, `/snapshot`, `/stats`.
+//!
+//! Accept errors such as `EMFILE` (out of file descriptors) back off for
+//! [`ACCEPT_BACKOFF`] instead of spinning: the listener stays readable while the backlog
+//! holds connections we cannot accept, so retrying at once would burn a core.
+
+pub mod routes;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tickgate_feeds::Universe;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::config::Config;
+use crate::feed::FeedStats;
+use crate::ring::Lvc;
+use crate::shard::ShardHandle;
+use crate::stats::Collector;
+
+/// Pause after an accept error (EMFILE, ENFILE, ENOBUFS, ...).
+pub const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Time a client has to send its complete HTTP request head (slowloris guard).
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Largest HTTP request head accepted, bytes.
+pub const MAX_HEADER_BYTES: usize = 16 * 1024;
+
+/// State shared by the HTTP handlers.
+pub struct App {
+    /// The validated configuration.
+    pub config: Config,
+    /// Effective connection limit (resolved from the open-file limit if configured as 0).
+    pub max_connections: usize,
+    /// The symbol universe.
+    pub universe: Arc<Universe>,
+    /// The last-value cache.
+    pub lvc: Arc<Lvc>,
+    /// The shards.
+    pub shards: Vec<ShardHandle>,
+    /// WebSocket connections currently open (upgraded and not yet closed).
+    pub connections: Arc<AtomicUsize>,
+    /// The feed thread's counters.
+    pub feed: Arc<FeedStats>,
+    /// Latency histograms and rates.
+    pub collector: std::sync::Mutex<Collector>,
+    /// Set when shutting down: new upgrades are refused.
+    pub shutting_down: std::sync::atomic::AtomicBool,
+}
+
+impl App {
+    /// The shard with the fewest connections.
+    pub fn pick_shard(&self) -> Option<&ShardHandle> {
+        self.shards.iter().min_by_key(|s| s.stats.clients.load(Ordering::Acquire))
+    }
+}
+
+/// Accepts connections until `shutdown` turns true.
+pub async fn serve(listener: TcpListener, app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
+    let mut error_logged = false;
+    loop {
+        let accepted = tokio::select! {
+            r = listener.accept() => r,
+            _ = shutdown.changed() => return,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                error_logged = false;
+                let _ = stream.set_nodelay(true);
+                tokio::spawn(serve_connection(stream, peer, app.clone()));
+            }
+            Err(e) => {
+                if !error_logged {
+                    tracing::warn!(error = %e, "accept failed; backing off (further errors not logged until one succeeds)");
+                    error_logged = true;
+                }
+                tokio::time::sleep(ACCEPT_BACKOFF).await;
+            }
+        }
+    }
+}
+
+async fn serve_connection(stream: tokio::net::TcpStream, peer: SocketAddr, app: Arc<App>) {
+    let service = service_fn(move |req| routes::handle(req, peer, app.clone()));
+    let conn = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .max_buf_size(MAX_HEADER_BYTES)
+        .serve_connection(TokioIo::new(stream), service)
+        .with_upgrades();
+    if let Err(e) = conn.await {
+        tracing::debug!(%peer, error = %e, "http connection ended with an error");
+    }
+}

@@ -1,0 +1,367 @@
+//! HTTP routes.
+//!
+//! - `GET /ws` — the WebSocket endpoint (protocol v1, docs/PROTOCOL.md). Format from
+//!   `?format=json|binary` or the subprotocol `tickgate.v1.json|binary` (echoed). A plain
+//!   request gets 426; an unknown format 400; over `max_connections` 503.
+//! - `GET /healthz` — 200 `ok`.
+//! - `GET /snapshot?symbols=AAPL,MSFT` — JSON array of the latest state of each symbol that
+//!   has one (same fields as updates, `"snapshot":true`); unknown symbols → 404 listing them.
+//! - `GET /stats` — JSON counters, gauges and latency percentiles.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde::Serialize;
+
+use super::App;
+use crate::protocol::{Format, json};
+use crate::shard::{ConnectionGuard, NewConnection};
+use crate::stats::Percentiles;
+
+type Resp = Response<Full<Bytes>>;
+
+fn text(status: StatusCode, body: impl Into<String>) -> Resp {
+    let mut r = Response::new(Full::new(Bytes::from(body.into())));
+    *r.status_mut() = status;
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    r
+}
+
+fn json_resp(status: StatusCode, body: Vec<u8>) -> Resp {
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = status;
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+/// Routes one request.
+pub async fn handle(req: Request<Incoming>, peer: SocketAddr, app: Arc<App>) -> Result<Resp, Infallible> {
+    if req.method() != Method::GET {
+        let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "only GET is supported\n");
+        r.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET"));
+        return Ok(r);
+    }
+    Ok(match req.uri().path() {
+        "/ws" => websocket(req, peer, &app),
+        "/healthz" => text(StatusCode::OK, "ok\n"),
+        "/snapshot" => snapshot(req.uri().query().unwrap_or(""), &app),
+        "/stats" => stats(&app),
+        _ => text(StatusCode::NOT_FOUND, "not found; try /ws, /healthz, /snapshot?symbols=..., /stats\n"),
+    })
+}
+
+/// Splits a query string into decoded `(key, value)` pairs (`+` and `%XX` decoded).
+fn query_pairs(q: &str) -> impl Iterator<Item = (String, String)> + '_ {
+    q.split('&').filter(|p| !p.is_empty()).map(|p| {
+        let (k, v) = p.split_once('=').unwrap_or((p, ""));
+        (percent_decode(k), percent_decode(v))
+    })
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < b.len() => {
+                let hex = |c: u8| (c as char).to_digit(16);
+                match (hex(b[i + 1]), hex(b[i + 2])) {
+                    (Some(h), Some(l)) => {
+                        out.push((h * 16 + l) as u8);
+                        i += 2;
+                    }
+                    _ => out.push(b'%'),
+                }
+            }
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Which wire format a handshake asks for, and the subprotocol to echo.
+fn negotiate(req: &Request<Incoming>) -> Result<(Format, Option<&'static str>), String> {
+    let mut format = Format::Json;
+    let mut echo = None;
+    for (k, v) in query_pairs(req.uri().query().unwrap_or("")) {
+        if k == "format" {
+            format = Format::from_query(&v)
+                .ok_or_else(|| format!("unknown format {v:?}: use format=json or format=binary\n"))?;
+        }
+    }
+    let offered = req
+        .headers()
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|p| !p.is_empty());
+    let mut unknown_ours = None;
+    for p in offered {
+        match Format::from_subprotocol(p) {
+            Some(f) => {
+                format = f;
+                echo = Some(f.subprotocol());
+                break;
+            }
+            None if p.starts_with("tickgate.") => unknown_ours = Some(p.to_string()),
+            None => {}
+        }
+    }
+    if echo.is_none()
+        && let Some(p) = unknown_ours
+    {
+        return Err(format!("unknown subprotocol {p:?}: use tickgate.v1.json or tickgate.v1.binary\n"));
+    }
+    Ok((format, echo))
+}
+
+fn websocket(mut req: Request<Incoming>, peer: SocketAddr, app: &Arc<App>) -> Resp {
+    if !fastwebsockets::upgrade::is_upgrade_request(&req) {
+        let mut r = text(
+            StatusCode::UPGRADE_REQUIRED,
+            "this endpoint speaks WebSocket only: send an Upgrade: websocket handshake (see docs/PROTOCOL.md)\n",
+        );
+        r.headers_mut().insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        r.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+        return r;
+    }
+    let (format, echo) = match negotiate(&req) {
+        Ok(x) => x,
+        Err(reason) => return text(StatusCode::BAD_REQUEST, reason),
+    };
+    if app.shutting_down.load(Ordering::Acquire) {
+        return text(StatusCode::SERVICE_UNAVAILABLE, "server shutting down\n");
+    }
+    // Count the connection before answering so concurrent handshakes cannot overshoot.
+    let guard = ConnectionGuard::new(app.connections.clone());
+    if app.connections.load(Ordering::Acquire) > app.max_connections {
+        drop(guard);
+        let mut r = text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("connection limit reached ({} connections); try again later\n", app.max_connections),
+        );
+        r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        return r;
+    }
+    let (response, upgrade) = match fastwebsockets::upgrade::upgrade(&mut req) {
+        Ok(x) => x,
+        Err(e) => return text(StatusCode::BAD_REQUEST, format!("bad WebSocket handshake: {e}\n")),
+    };
+    let app2 = app.clone();
+    tokio::spawn(async move {
+        let ws = match upgrade.await {
+            Ok(ws) => ws,
+            Err(e) => {
+                tracing::debug!(%peer, error = %e, "upgrade did not complete");
+                return;
+            }
+        };
+        let upgraded = ws.into_inner().into_inner();
+        let parts = match upgraded.downcast::<TokioIo<tokio::net::TcpStream>>() {
+            Ok(p) => p,
+            Err(_) => {
+                tracing::error!(%peer, "upgraded connection is not a TCP stream");
+                return;
+            }
+        };
+        let stream = match parts.io.into_inner().into_std() {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(%peer, error = %e, "could not detach upgraded socket");
+                return;
+            }
+        };
+        let Some(shard) = app2.pick_shard() else { return };
+        let conn = NewConnection { stream, leftover: parts.read_buf, format, peer, guard };
+        if shard.hand_off(conn).is_err() {
+            tracing::debug!(%peer, "shard stopped; dropping connection");
+        }
+    });
+    let (mut parts, _) = response.into_parts();
+    if let Some(p) = echo {
+        parts.headers.insert(header::SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static(p));
+    }
+    Response::from_parts(parts, Full::new(Bytes::new()))
+}
+
+fn snapshot(query: &str, app: &App) -> Resp {
+    let mut names: Vec<String> = Vec::new();
+    for (k, v) in query_pairs(query) {
+        if k == "symbols" {
+            names.extend(v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from));
+        }
+    }
+    if names.is_empty() {
+        return text(StatusCode::BAD_REQUEST, "missing ?symbols=AAPL,MSFT\n");
+    }
+    let unknown: Vec<&str> =
+        names.iter().map(String::as_str).filter(|n| app.universe.id(n).is_none()).collect();
+    if !unknown.is_empty() {
+        let mut body = b"{\"error\":\"unknown_symbol\",\"symbols\":[".to_vec();
+        for (i, n) in unknown.iter().enumerate() {
+            if i > 0 {
+                body.push(b',');
+            }
+            json::escape_str(&mut body, n);
+        }
+        body.extend_from_slice(b"]}");
+        return json_resp(StatusCode::NOT_FOUND, body);
+    }
+    let mut body = vec![b'['];
+    let mut first = true;
+    for n in &names {
+        let Some(id) = app.universe.id(n) else { continue };
+        let Some(t) = app.lvc.load(id) else { continue };
+        if !first {
+            body.push(b',');
+        }
+        first = false;
+        json::encode_update(&mut body, &t, n, true);
+    }
+    body.push(b']');
+    json_resp(StatusCode::OK, body)
+}
+
+#[derive(Serialize)]
+struct ShardJson {
+    id: usize,
+    clients: usize,
+    subscriptions: usize,
+    pending_updates: usize,
+    buffered_bytes: usize,
+    blocked_clients: usize,
+    ring_lag: u64,
+    ticks: u64,
+    delivered: u64,
+    snapshots: u64,
+    conflated: u64,
+    overruns: u64,
+    bytes_written: u64,
+    client_msgs: u64,
+    json_encodes: u64,
+    binary_encodes: u64,
+    errors: std::collections::BTreeMap<&'static str, u64>,
+    closes: std::collections::BTreeMap<String, u64>,
+    latency: Percentiles,
+}
+
+#[derive(Serialize)]
+struct StatsJson {
+    connections: usize,
+    max_connections: usize,
+    feed_ticks: u64,
+    feed_stale: u64,
+    feed_ended: bool,
+    feed_rate: f64,
+    updates_rate: f64,
+    bytes_rate: f64,
+    pending_updates: usize,
+    buffered_bytes: usize,
+    conflated: u64,
+    overruns: u64,
+    delivered: u64,
+    latency: Percentiles,
+    latency_last_window: Percentiles,
+    shards: Vec<ShardJson>,
+}
+
+fn stats(app: &App) -> Resp {
+    let r = Ordering::Relaxed;
+    let (totals, merged, window, rate, feed_rate, bytes_rate) = match app.collector.lock() {
+        Ok(mut c) => {
+            c.drain();
+            (
+                c.shard_totals(),
+                c.merged_total(),
+                c.last_window,
+                c.last_rate,
+                c.last_feed_rate,
+                c.last_bytes_rate,
+            )
+        }
+        Err(_) => return text(StatusCode::INTERNAL_SERVER_ERROR, "stats unavailable\n"),
+    };
+    let codes = ["bad_request", "unknown_op", "unknown_symbol", "too_many_symbols", "rate_limited"];
+    let shards: Vec<ShardJson> = app
+        .shards
+        .iter()
+        .map(|s| {
+            let st = &s.stats;
+            ShardJson {
+                id: s.id,
+                clients: st.clients.load(r),
+                subscriptions: st.subscriptions.load(r),
+                pending_updates: st.pending_updates.load(r),
+                buffered_bytes: st.buffered_bytes.load(r),
+                blocked_clients: st.blocked_clients.load(r),
+                ring_lag: st.ring_lag.load(r),
+                ticks: st.ticks.load(r),
+                delivered: st.delivered.load(r),
+                snapshots: st.snapshots.load(r),
+                conflated: st.conflated.load(r),
+                overruns: st.overruns.load(r),
+                bytes_written: st.bytes_written.load(r),
+                client_msgs: st.client_msgs.load(r),
+                json_encodes: st.json_encodes.load(r),
+                binary_encodes: st.binary_encodes.load(r),
+                errors: codes.iter().zip(&st.errors).map(|(c, v)| (*c, v.load(r))).collect(),
+                closes: crate::shard::COUNTED_CLOSE_CODES
+                    .iter()
+                    .zip(&st.closes)
+                    .map(|(c, v)| (c.to_string(), v.load(r)))
+                    .collect(),
+                latency: totals.get(s.id).copied().unwrap_or_default(),
+            }
+        })
+        .collect();
+    let body = StatsJson {
+        connections: app.connections.load(r),
+        max_connections: app.max_connections,
+        feed_ticks: app.feed.ticks.load(r),
+        feed_stale: app.feed.stale.load(r),
+        feed_ended: app.feed.ended.load(Ordering::Acquire),
+        feed_rate,
+        updates_rate: rate,
+        bytes_rate,
+        pending_updates: shards.iter().map(|s| s.pending_updates).sum(),
+        buffered_bytes: shards.iter().map(|s| s.buffered_bytes).sum(),
+        conflated: shards.iter().map(|s| s.conflated).sum(),
+        overruns: shards.iter().map(|s| s.overruns).sum(),
+        delivered: shards.iter().map(|s| s.delivered).sum(),
+        latency: merged,
+        latency_last_window: window,
+        shards,
+    };
+    match simd_json::to_vec(&body) {
+        Ok(b) => json_resp(StatusCode::OK, b),
+        Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, format!("stats encoding failed: {e}\n")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percent_decoding() {
+        assert_eq!(percent_decode("AAPL%2CMSFT"), "AAPL,MSFT");
+        assert_eq!(percent_decode("a+b"), "a b");
+        assert_eq!(percent_decode("100%"), "100%");
+        assert_eq!(percent_decode("%zz"), "%zz");
+        assert_eq!(percent_decode("BRK.B"), "BRK.B");
+    }
+}

@@ -1,0 +1,155 @@
+//! Latency histograms and the periodic summary, off the hot path.
+//!
+//! Each shard records ingest → write-complete latency into its own plain `Histogram` without
+//! locks and, about once a second, swaps it for an empty one and sends the full one here over
+//! a crossbeam channel. The collector merges them per shard (`add`) into a window (the
+//! current `stats_interval`) and a running total, and logs one summary line per interval:
+//! clients, updates/s, p50/p99/p99.9/max, conflated updates, ring overruns.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+use crate::feed::FeedStats;
+use crate::shard::ShardStats;
+use crate::shard::core::new_latency_histogram;
+
+/// Latency percentiles in microseconds.
+#[derive(Clone, Copy, Debug, Default, Serialize, PartialEq)]
+pub struct Percentiles {
+    /// Samples.
+    pub count: u64,
+    /// Median, µs.
+    pub p50_us: f64,
+    /// 90th percentile, µs.
+    pub p90_us: f64,
+    /// 99th percentile, µs.
+    pub p99_us: f64,
+    /// 99.9th percentile, µs.
+    pub p999_us: f64,
+    /// Maximum, µs.
+    pub max_us: f64,
+}
+
+impl Percentiles {
+    /// Reads percentiles off a nanosecond histogram.
+    pub fn of(h: &Histogram<u64>) -> Percentiles {
+        let us = |ns: u64| ns as f64 / 1000.0;
+        Percentiles {
+            count: h.len(),
+            p50_us: us(h.value_at_quantile(0.50)),
+            p90_us: us(h.value_at_quantile(0.90)),
+            p99_us: us(h.value_at_quantile(0.99)),
+            p999_us: us(h.value_at_quantile(0.999)),
+            max_us: us(h.max()),
+        }
+    }
+}
+
+/// Counter values at one instant (for rates).
+#[derive(Clone, Copy, Debug, Default)]
+struct Sample {
+    at: Option<Instant>,
+    delivered: u64,
+    ticks: u64,
+    bytes: u64,
+}
+
+/// The collector's state: per-shard windows and totals.
+pub struct Collector {
+    rx: crossbeam_channel::Receiver<(usize, Histogram<u64>)>,
+    window: Vec<Histogram<u64>>,
+    total: Vec<Histogram<u64>>,
+    last: Sample,
+    /// Percentiles of the last completed window, all shards merged.
+    pub last_window: Percentiles,
+    /// Delivered updates/s over the last completed window.
+    pub last_rate: f64,
+    /// Feed ticks/s over the last completed window.
+    pub last_feed_rate: f64,
+    /// Bytes/s written over the last completed window.
+    pub last_bytes_rate: f64,
+}
+
+impl Collector {
+    /// A collector for `shards` shards, receiving histograms on `rx`.
+    pub fn new(shards: usize, rx: crossbeam_channel::Receiver<(usize, Histogram<u64>)>) -> Collector {
+        Collector {
+            rx,
+            window: (0..shards).map(|_| new_latency_histogram()).collect(),
+            total: (0..shards).map(|_| new_latency_histogram()).collect(),
+            last: Sample::default(),
+            last_window: Percentiles::default(),
+            last_rate: 0.0,
+            last_feed_rate: 0.0,
+            last_bytes_rate: 0.0,
+        }
+    }
+
+    /// Merges every histogram the shards have sent so far.
+    pub fn drain(&mut self) {
+        while let Ok((id, h)) = self.rx.try_recv() {
+            if let (Some(w), Some(t)) = (self.window.get_mut(id), self.total.get_mut(id)) {
+                let _ = w.add(&h);
+                let _ = t.add(&h);
+            }
+        }
+    }
+
+    /// Per-shard percentiles since start.
+    pub fn shard_totals(&self) -> Vec<Percentiles> {
+        self.total.iter().map(Percentiles::of).collect()
+    }
+
+    /// All shards merged, since start.
+    pub fn merged_total(&self) -> Percentiles {
+        Percentiles::of(&merge(&self.total))
+    }
+
+    /// Closes the current window: computes rates and percentiles, resets the window, and
+    /// returns the summary line.
+    pub fn roll(&mut self, shards: &[Arc<ShardStats>], feed: &FeedStats, connections: usize) -> String {
+        self.drain();
+        let merged = merge(&self.window);
+        self.last_window = Percentiles::of(&merged);
+        for w in &mut self.window {
+            w.reset();
+        }
+        let now = Instant::now();
+        let r = Ordering::Relaxed;
+        let cur = Sample {
+            at: Some(now),
+            delivered: shards.iter().map(|s| s.delivered.load(r)).sum(),
+            ticks: feed.ticks.load(r),
+            bytes: shards.iter().map(|s| s.bytes_written.load(r)).sum(),
+        };
+        let secs = self.last.at.map_or(0.0, |t| now.duration_since(t).as_secs_f64());
+        if secs > 0.0 {
+            self.last_rate = (cur.delivered - self.last.delivered) as f64 / secs;
+            self.last_feed_rate = (cur.ticks - self.last.ticks) as f64 / secs;
+            self.last_bytes_rate = (cur.bytes - self.last.bytes) as f64 / secs;
+        }
+        self.last = cur;
+        let conflated: u64 = shards.iter().map(|s| s.conflated.load(r)).sum();
+        let overruns: u64 = shards.iter().map(|s| s.overruns.load(r)).sum();
+        let p = self.last_window;
+        format!(
+            "clients={connections} feed={:.0}/s updates={:.0}/s p50={:.0}us p99={:.0}us p99.9={:.0}us max={:.0}us conflated={conflated} overruns={overruns}",
+            self.last_feed_rate, self.last_rate, p.p50_us, p.p99_us, p.p999_us, p.max_us
+        )
+    }
+}
+
+fn merge(hs: &[Histogram<u64>]) -> Histogram<u64> {
+    let mut m = new_latency_histogram();
+    for h in hs {
+        let _ = m.add(h);
+    }
+    m
+}
+
+/// How often the collector merges (independent of the summary period).
+pub const MERGE_PERIOD: Duration = Duration::from_millis(500);
