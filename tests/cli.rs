@@ -1,0 +1,79 @@
+//! The `tickgate` command line, run as a real process: help text, `config check`, and bad
+//! configuration from each source exiting non-zero with a message naming the key.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::process::{Command, Output};
+
+fn tickgate(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tickgate"));
+    cmd.args(args).env_remove("RUST_LOG");
+    for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("TICKGATE_")) {
+        cmd.env_remove(k);
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("run tickgate")
+}
+
+/// One bad-configuration case: arguments, environment, and what stderr must mention.
+type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a [&'a str]);
+
+fn text(o: &Output) -> (String, String) {
+    (String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
+}
+
+#[test]
+fn serve_help_lists_every_key_with_its_default_and_env_name() {
+    let o = tickgate(&["serve", "--help"], &[]);
+    assert!(o.status.success());
+    let (out, _) = text(&o);
+    for k in tickgate::config::KEYS {
+        assert!(out.contains(&format!("--{}", k.flag())), "--{} missing from help", k.flag());
+        assert!(out.contains(&format!("[default: {}]", k.default)), "default of {} missing", k.key);
+        assert!(out.contains(&k.env_var()), "env name of {} missing", k.key);
+    }
+}
+
+#[test]
+fn config_check_validates_the_shipped_file_and_shows_sources() {
+    let file = concat!(env!("CARGO_MANIFEST_DIR"), "/config/tickgate.toml");
+    let o = tickgate(&["config", "check", file, "--rate", "5"], &[("TICKGATE_FEED__SEED", "9")]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(out.contains("rate = 5  # flag"), "{out}");
+    assert!(out.contains("seed = 9  # env"), "{out}");
+    assert!(out.contains("listen = \"127.0.0.1:9000\"  # file"), "{out}");
+}
+
+#[test]
+fn bad_configuration_from_any_source_exits_2_naming_the_key_and_reason() {
+    let dir = std::env::temp_dir().join(format!("tickgate-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bad_file = dir.join("bad.toml");
+    std::fs::write(&bad_file, "[server]\nshards = \"many\"\n").unwrap();
+    let typo_file = dir.join("typo.toml");
+    std::fs::write(&typo_file, "[server]\nlisten_addr = \"127.0.0.1:1\"\n").unwrap();
+    let bad = bad_file.to_str().unwrap();
+    let typo = typo_file.to_str().unwrap();
+    let cases: &[Case] = &[
+        (&["serve", "--rate", "fast"], &[], &["feed.rate", "fast", "flag", "whole number"]),
+        (&["serve", "--set", "server.ping_interval=5"], &[], &["server.ping_interval", "missing unit"]),
+        (&["serve", "--set", "nope.key=1"], &[], &["unknown config key", "nope.key"]),
+        (&["serve"], &[("TICKGATE_SERVER__LISTEN", "nowhere")], &["server.listen", "env", "IP:PORT"]),
+        (&["serve"], &[("TICKGATE_SERVER__LISTN", "x")], &["TICKGATE_SERVER__LISTN", "did you mean"]),
+        (&["serve", "--config", bad], &[], &["server.shards", "many", "file", "whole number"]),
+        (&["serve", "--config", typo], &[], &["server.listen_addr", "did you mean `server.listen`"]),
+        (&["serve", "--config", "/nonexistent/tickgate.toml"], &[], &["/nonexistent/tickgate.toml"]),
+        (&["config", "check", bad], &[], &["server.shards"]),
+    ];
+    for (args, env, needles) in cases {
+        let o = tickgate(args, env);
+        let (_, err) = text(&o);
+        assert_eq!(o.status.code(), Some(2), "{args:?} {env:?}: {err}");
+        for n in *needles {
+            assert!(err.contains(n), "{args:?} {env:?}: {n:?} not in {err:?}");
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,0 +1,14 @@
+//! End-to-end tests of the gateway: a real server on 127.0.0.1:0, real WebSocket clients.
+//!
+//! - `flow`: subscribe → ack → snapshot → live updates → unsubscribe; formats; heartbeats.
+//! - `delivery`: conflation under a stalled client, convergence of a finite feed, ring
+//!   overrun healing, max_rate.
+//! - `errors`: every error reply and close code of protocol v1.
+//! - `http`: the routes beside the WebSocket, limits, shutdown.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+mod common;
+mod delivery;
+mod errors;
+mod flow;
+mod http;
