@@ -15,10 +15,7 @@ fn simulator(c: &mut Criterion) {
         Ok(u) => u,
         Err(e) => panic!("default universe: {e}"),
     };
-    let cfg = SimConfig {
-        rate: 0,
-        ..SimConfig::default()
-    };
+    let cfg = SimConfig { rate: 0, ..SimConfig::default() };
     let start = 1_709_251_200_000_000_000u64;
     let mut sim = Simulator::new(universe, cfg, start);
     // The clock advances 1 µs per tick, so mids really move (GBM steps with dt > 0).

@@ -116,10 +116,7 @@ impl SimConfig {
     /// `"trade_percent must be 0..=100, got 150"`.
     pub fn validate(&self) -> Result<(), String> {
         if self.rate > MAX_RATE {
-            return Err(format!(
-                "rate must be 0..={MAX_RATE} ticks/s, got {}",
-                self.rate
-            ));
+            return Err(format!("rate must be 0..={MAX_RATE} ticks/s, got {}", self.rate));
         }
         if !(1..=MAX_BURST_FACTOR).contains(&self.burst_factor) {
             return Err(format!(
@@ -128,9 +125,7 @@ impl SimConfig {
             ));
         }
         if self.burst_every_ms == 0 {
-            return Err(
-                "burst_every_ms must be > 0 (use burst_factor = 1 to disable bursts)".into(),
-            );
+            return Err("burst_every_ms must be > 0 (use burst_factor = 1 to disable bursts)".into());
         }
         if self.burst_len_ms == 0 || self.burst_len_ms >= self.burst_every_ms {
             return Err(format!(
@@ -139,10 +134,7 @@ impl SimConfig {
             ));
         }
         if self.trade_percent > 100 {
-            return Err(format!(
-                "trade_percent must be 0..=100, got {}",
-                self.trade_percent
-            ));
+            return Err(format!("trade_percent must be 0..=100, got {}", self.trade_percent));
         }
         if !(0.0..=MAX_VOLATILITY).contains(&self.volatility) {
             return Err(format!(
@@ -183,11 +175,7 @@ impl Schedule {
         let bursts = cfg.burst_factor > 1 && len > 0;
         Schedule {
             rate: u128::from(cfg.rate.min(MAX_RATE)),
-            factor: if bursts {
-                u128::from(cfg.burst_factor.min(MAX_BURST_FACTOR))
-            } else {
-                1
-            },
+            factor: if bursts { u128::from(cfg.burst_factor.min(MAX_BURST_FACTOR)) } else { 1 },
             every,
             len,
         }
@@ -218,11 +206,7 @@ impl Schedule {
         let burst_part = self.factor * self.len;
         let period = burst_part + (self.every - self.len);
         let (k, r) = (target / period, target % period);
-        let within = if r <= burst_part {
-            r.div_ceil(self.factor)
-        } else {
-            self.len + (r - burst_part)
-        };
+        let within = if r <= burst_part { r.div_ceil(self.factor) } else { self.len + (r - burst_part) };
         k * self.every + within
     }
 
@@ -244,9 +228,7 @@ impl Schedule {
     /// The most ticks a caller may be behind before the excess is dropped: one second at the
     /// peak (burst) rate. See [`Simulator::dropped`] for why.
     fn backlog_cap(&self) -> u64 {
-        u64::try_from(self.rate * self.factor)
-            .unwrap_or(u64::MAX)
-            .max(1)
+        u64::try_from(self.rate * self.factor).unwrap_or(u64::MAX).max(1)
     }
 }
 
@@ -268,8 +250,7 @@ impl AliasTable {
         let mut scaled: Vec<f64> = weights.iter().map(|w| w * n as f64 / total).collect();
         let mut keep = vec![1u64 << 32; n];
         let mut alias: Vec<u32> = (0..n as u32).collect();
-        let (mut small, mut large): (Vec<usize>, Vec<usize>) =
-            (0..n).partition(|&i| scaled[i] < 1.0);
+        let (mut small, mut large): (Vec<usize>, Vec<usize>) = (0..n).partition(|&i| scaled[i] < 1.0);
         while let (Some(s), Some(&l)) = (small.pop(), large.last()) {
             keep[s] = (scaled[s] * 4_294_967_296.0).round() as u64;
             alias[s] = l as u32;
@@ -489,11 +470,7 @@ impl Simulator {
     fn next_tick(&mut self, now_ns: u64) -> Tick {
         let id = self.picker.pick(self.rng.next_u64());
         let is_trade = (self.rng.next_u64() >> 32) < self.trade_threshold;
-        let z: f64 = if is_trade {
-            0.0
-        } else {
-            self.rng.sample(StandardNormal)
-        };
+        let z: f64 = if is_trade { 0.0 } else { self.rng.sample(StandardNormal) };
         // One more draw supplies every other decision, from disjoint bit fields.
         let d = self.rng.next_u64();
         let var_per_ns = self.var_per_ns;
@@ -566,9 +543,7 @@ impl FeedSource for Simulator {
             return FeedPoll::Tick(self.next_tick(now_ns));
         }
         if now_ns < self.next_due_ns {
-            return FeedPoll::Pending {
-                until_ns: Some(self.next_due_ns),
-            };
+            return FeedPoll::Pending { until_ns: Some(self.next_due_ns) };
         }
         let consumed = self.emitted + self.dropped;
         let due = self.schedule.due(now_ns.saturating_sub(self.start_ns));
@@ -618,11 +593,7 @@ mod tests {
     }
 
     fn unpaced(seed: u64) -> SimConfig {
-        SimConfig {
-            seed,
-            rate: 0,
-            ..SimConfig::default()
-        }
+        SimConfig { seed, rate: 0, ..SimConfig::default() }
     }
 
     /// `n` ticks from an unpaced simulator, the clock advancing `step_ns` per poll.
@@ -640,9 +611,7 @@ mod tests {
         loop {
             match sim.poll(now) {
                 FeedPoll::Tick(t) => out.push(t),
-                FeedPoll::Pending {
-                    until_ns: Some(until),
-                } => return until,
+                FeedPoll::Pending { until_ns: Some(until) } => return until,
                 other => panic!("paced simulator returned {other:?}"),
             }
         }
@@ -650,10 +619,7 @@ mod tests {
 
     /// The L1 invariants every tick must satisfy against its universe.
     fn check_tick(u: &Universe, t: &Tick) -> Result<(), String> {
-        let tick = u
-            .get(t.symbol)
-            .map(|s| s.tick_size)
-            .ok_or("unknown symbol")?;
+        let tick = u.get(t.symbol).map(|s| s.tick_size).ok_or("unknown symbol")?;
         let lots_ok = |v: i64| v % LOT == 0 && (LOT..=50 * LOT).contains(&v);
         if !(t.bid > 0 && t.bid < t.ask) {
             return Err(format!("bad book {} / {}", t.bid, t.ask));
@@ -664,8 +630,7 @@ mod tests {
         if !lots_ok(t.bid_size) || !lots_ok(t.ask_size) {
             return Err(format!("bad quote sizes: {t:?}"));
         }
-        if t.kind == TickKind::Trade && (t.last < t.bid || t.last > t.ask || !lots_ok(t.last_size))
-        {
+        if t.kind == TickKind::Trade && (t.last < t.bid || t.last > t.ask || !lots_ok(t.last_size)) {
             return Err(format!("bad trade: {t:?}"));
         }
         if t.last < 0 || (t.last == 0) != (t.last_size == 0) || t.ts_gateway != 0 {
@@ -676,21 +641,9 @@ mod tests {
 
     #[test]
     fn same_seed_same_ticks_other_seed_differs() {
-        let a = run(
-            &mut Simulator::new(universe(), unpaced(7), T0),
-            10_000,
-            1_000,
-        );
-        let b = run(
-            &mut Simulator::new(universe(), unpaced(7), T0),
-            10_000,
-            1_000,
-        );
-        let c = run(
-            &mut Simulator::new(universe(), unpaced(8), T0),
-            10_000,
-            1_000,
-        );
+        let a = run(&mut Simulator::new(universe(), unpaced(7), T0), 10_000, 1_000);
+        let b = run(&mut Simulator::new(universe(), unpaced(7), T0), 10_000, 1_000);
+        let c = run(&mut Simulator::new(universe(), unpaced(8), T0), 10_000, 1_000);
         assert_eq!(a, b);
         assert_ne!(a, c);
     }
@@ -712,43 +665,24 @@ mod tests {
     fn prices_on_grid_book_not_crossed_sizes_in_lots() {
         let u = universe();
         // Volatility 2 and a clock racing 10 s per tick: prices wander far in 50k ticks.
-        let cfg = SimConfig {
-            volatility: 2.0,
-            ..unpaced(11)
-        };
+        let cfg = SimConfig { volatility: 2.0, ..unpaced(11) };
         let ticks = run(&mut Simulator::new(u.clone(), cfg, T0), 50_000, 10 * SEC);
         for t in &ticks {
             check_tick(&u, t).unwrap_or_else(|e| panic!("{e}"));
         }
-        let moved = ticks
-            .iter()
-            .filter(|t| u.get(t.symbol).is_some_and(|s| t.bid > s.ref_price))
-            .count();
-        assert!(
-            moved > 0 && moved < ticks.len(),
-            "prices do not move: {moved}"
-        );
+        let moved = ticks.iter().filter(|t| u.get(t.symbol).is_some_and(|s| t.bid > s.ref_price)).count();
+        assert!(moved > 0 && moved < ticks.len(), "prices do not move: {moved}");
     }
 
     #[test]
     fn spreads_are_a_few_ticks_for_ordinary_names() {
         let u = universe();
-        let ticks = run(
-            &mut Simulator::new(u.clone(), unpaced(5), T0),
-            20_000,
-            1_000,
-        );
+        let ticks = run(&mut Simulator::new(u.clone(), unpaced(5), T0), 20_000, 1_000);
         for t in &ticks {
-            let Some(info) = u.get(t.symbol) else {
-                panic!("unknown symbol")
-            };
+            let Some(info) = u.get(t.symbol) else { panic!("unknown symbol") };
             let spread = (t.ask - t.bid) / info.tick_size;
             if (SCALE..=600 * SCALE).contains(&info.ref_price) {
-                assert!(
-                    (1..=3).contains(&spread),
-                    "{} spread {spread} ticks",
-                    info.name
-                );
+                assert!((1..=3).contains(&spread), "{} spread {spread} ticks", info.name);
             }
         }
     }
@@ -786,21 +720,12 @@ mod tests {
         let mut c = counts(unpaced(1), 100_000);
         c.sort_unstable_by(|a, b| b.cmp(a));
         let top: usize = c.iter().take(c.len().div_ceil(10)).sum();
-        assert!(
-            top > 50_000,
-            "top 10 % of symbols carry only {top} of 100000 ticks"
-        );
+        assert!(top > 50_000, "top 10 % of symbols carry only {top} of 100000 ticks");
     }
 
     #[test]
     fn zipf_exponent_zero_is_uniform() {
-        let c = counts(
-            SimConfig {
-                zipf_exponent: 0.0,
-                ..unpaced(1)
-            },
-            100_000,
-        );
+        let c = counts(SimConfig { zipf_exponent: 0.0, ..unpaced(1) }, 100_000);
         let fair = 100_000 / c.len();
         let max = c.iter().copied().max().unwrap_or(0);
         assert!(max <= 3 * fair, "max {max} vs fair share {fair}");
@@ -816,52 +741,31 @@ mod tests {
 
     #[test]
     fn paced_rate_holds_over_one_second_of_1ms_polls() {
-        let cfg = SimConfig {
-            rate: 1_000,
-            ..SimConfig::default()
-        };
+        let cfg = SimConfig { rate: 1_000, ..SimConfig::default() };
         let mut sim = Simulator::new(universe(), cfg, T0);
         let mut ticks = Vec::new();
         // Before the first tick is due: pending, with the due time one tick-interval ahead.
-        assert_eq!(
-            sim.poll(T0),
-            FeedPoll::Pending {
-                until_ns: Some(T0 + MS)
-            }
-        );
+        assert_eq!(sim.poll(T0), FeedPoll::Pending { until_ns: Some(T0 + MS) });
         for i in 1..=1_000 {
             let now = T0 + i * MS;
             let until = drain(&mut sim, now, &mut ticks);
-            assert!(
-                until > now && until <= now + MS,
-                "until {} ns after now",
-                until - now
-            );
+            assert!(until > now && until <= now + MS, "until {} ns after now", until - now);
         }
-        assert!(
-            (999..=1_001).contains(&ticks.len()),
-            "{} ticks",
-            ticks.len()
-        );
+        assert!((999..=1_001).contains(&ticks.len()), "{} ticks", ticks.len());
         assert_eq!(sim.emitted(), ticks.len() as u64);
         assert_eq!(sim.dropped(), 0);
     }
 
     #[test]
     fn pending_until_is_exactly_when_the_next_tick_is_due() {
-        let cfg = SimConfig {
-            rate: 7_919,
-            ..SimConfig::default()
-        };
+        let cfg = SimConfig { rate: 7_919, ..SimConfig::default() };
         let mut sim = Simulator::new(universe(), cfg, T0);
         let mut now = T0;
         for _ in 0..200 {
             let until = drain(&mut sim, now, &mut Vec::new());
             assert!(until > now);
             // One ns early is still pending; at `until` a tick comes out.
-            assert!(
-                matches!(sim.poll(until - 1), FeedPoll::Pending { until_ns: Some(u) } if u == until)
-            );
+            assert!(matches!(sim.poll(until - 1), FeedPoll::Pending { until_ns: Some(u) } if u == until));
             assert!(matches!(sim.poll(until), FeedPoll::Tick(_)));
             now = until;
         }
@@ -870,10 +774,7 @@ mod tests {
     #[test]
     fn schedule_inverse_is_exact_with_and_without_bursts() {
         let configs = [
-            SimConfig {
-                rate: 1_000,
-                ..SimConfig::default()
-            },
+            SimConfig { rate: 1_000, ..SimConfig::default() },
             SimConfig {
                 rate: 7,
                 burst_factor: 3,
@@ -921,37 +822,21 @@ mod tests {
             drain(&mut sim, T0 + i * MS, &mut ticks);
         }
         let between = |from_ms: u64, to_ms: u64| {
-            ticks
-                .iter()
-                .filter(|t| t.ts_event > T0 + from_ms * MS && t.ts_event <= T0 + to_ms * MS)
-                .count()
+            ticks.iter().filter(|t| t.ts_event > T0 + from_ms * MS && t.ts_event <= T0 + to_ms * MS).count()
         };
         // Second period: 200 ms at 5x, then 200 ms of the quiet part at 1x.
         let (inside, outside) = (between(1_000, 1_200), between(1_200, 1_400));
-        assert!(
-            (995..=1_005).contains(&inside),
-            "{inside} ticks inside the burst"
-        );
-        assert!(
-            (195..=205).contains(&outside),
-            "{outside} ticks outside the burst"
-        );
+        assert!((995..=1_005).contains(&inside), "{inside} ticks inside the burst");
+        assert!((195..=205).contains(&outside), "{outside} ticks outside the burst");
         assert!(inside > 2 * outside);
         // Whole run: 2 periods of 200 ms × 5 + 800 ms × 1 = 3600 ticks.
-        assert!(
-            (3_599..=3_601).contains(&ticks.len()),
-            "{} ticks",
-            ticks.len()
-        );
+        assert!((3_599..=3_601).contains(&ticks.len()), "{} ticks", ticks.len());
         assert!(sim.describe().contains("bursts x5"), "{}", sim.describe());
     }
 
     #[test]
     fn a_caller_far_behind_gets_one_second_of_backlog_not_all_of_it() {
-        let cfg = SimConfig {
-            rate: 1_000,
-            ..SimConfig::default()
-        };
+        let cfg = SimConfig { rate: 1_000, ..SimConfig::default() };
         let mut sim = Simulator::new(universe(), cfg, T0);
         let mut ticks = Vec::new();
         // Ten seconds late: 10 000 ticks are due, only the last second's worth comes out.
@@ -973,17 +858,9 @@ mod tests {
 
     #[test]
     fn polling_before_the_start_is_pending_until_the_first_tick() {
-        let cfg = SimConfig {
-            rate: 20_000,
-            ..SimConfig::default()
-        };
+        let cfg = SimConfig { rate: 20_000, ..SimConfig::default() };
         let mut sim = Simulator::new(universe(), cfg, T0);
-        assert_eq!(
-            sim.poll(T0 - SEC),
-            FeedPoll::Pending {
-                until_ns: Some(T0 + 50_000)
-            }
-        );
+        assert_eq!(sim.poll(T0 - SEC), FeedPoll::Pending { until_ns: Some(T0 + 50_000) });
     }
 
     #[test]
@@ -997,15 +874,9 @@ mod tests {
     fn describe_names_size_rate_and_seed() {
         let sim = Simulator::new(universe(), SimConfig::default(), T0);
         let n = sim.universe().len();
-        assert_eq!(
-            sim.describe(),
-            format!("simulated({n} symbols, 20000 ticks/s, seed 1)")
-        );
+        assert_eq!(sim.describe(), format!("simulated({n} symbols, 20000 ticks/s, seed 1)"));
         let sim = Simulator::new(universe(), unpaced(4), T0);
-        assert_eq!(
-            sim.describe(),
-            format!("simulated({n} symbols, unpaced, seed 4)")
-        );
+        assert_eq!(sim.describe(), format!("simulated({n} symbols, unpaced, seed 4)"));
     }
 
     #[test]
@@ -1013,90 +884,18 @@ mod tests {
         assert_eq!(SimConfig::default().validate(), Ok(()));
         let d = SimConfig::default;
         let cases: Vec<(SimConfig, &str)> = vec![
-            (
-                SimConfig {
-                    rate: MAX_RATE + 1,
-                    ..d()
-                },
-                "rate",
-            ),
-            (
-                SimConfig {
-                    burst_factor: 0,
-                    ..d()
-                },
-                "burst_factor",
-            ),
-            (
-                SimConfig {
-                    burst_factor: 1_001,
-                    ..d()
-                },
-                "burst_factor",
-            ),
-            (
-                SimConfig {
-                    burst_every_ms: 0,
-                    ..d()
-                },
-                "burst_every_ms",
-            ),
-            (
-                SimConfig {
-                    burst_len_ms: 0,
-                    ..d()
-                },
-                "burst_len_ms",
-            ),
-            (
-                SimConfig {
-                    burst_len_ms: 10_000,
-                    ..d()
-                },
-                "burst_len_ms",
-            ),
-            (
-                SimConfig {
-                    trade_percent: 101,
-                    ..d()
-                },
-                "trade_percent",
-            ),
-            (
-                SimConfig {
-                    volatility: -0.1,
-                    ..d()
-                },
-                "volatility",
-            ),
-            (
-                SimConfig {
-                    volatility: f64::NAN,
-                    ..d()
-                },
-                "volatility",
-            ),
-            (
-                SimConfig {
-                    volatility: f64::INFINITY,
-                    ..d()
-                },
-                "volatility",
-            ),
-            (
-                SimConfig {
-                    zipf_exponent: -1.0,
-                    ..d()
-                },
-                "zipf_exponent",
-            ),
-            (
-                SimConfig {
-                    zipf_exponent: f64::NAN,
-                    ..d()
-                },
-                "zipf_exponent",
-            ),
+            (SimConfig { rate: MAX_RATE + 1, ..d() }, "rate"),
+            (SimConfig { burst_factor: 0, ..d() }, "burst_factor"),
+            (SimConfig { burst_factor: 1_001, ..d() }, "burst_factor"),
+            (SimConfig { burst_every_ms: 0, ..d() }, "burst_every_ms"),
+            (SimConfig { burst_len_ms: 0, ..d() }, "burst_len_ms"),
+            (SimConfig { burst_len_ms: 10_000, ..d() }, "burst_len_ms"),
+            (SimConfig { trade_percent: 101, ..d() }, "trade_percent"),
+            (SimConfig { volatility: -0.1, ..d() }, "volatility"),
+            (SimConfig { volatility: f64::NAN, ..d() }, "volatility"),
+            (SimConfig { volatility: f64::INFINITY, ..d() }, "volatility"),
+            (SimConfig { zipf_exponent: -1.0, ..d() }, "zipf_exponent"),
+            (SimConfig { zipf_exponent: f64::NAN, ..d() }, "zipf_exponent"),
         ];
         for (cfg, field) in cases {
             match cfg.validate() {
@@ -1106,19 +905,8 @@ mod tests {
         }
         let edges = [
             SimConfig { rate: 0, ..d() },
-            SimConfig {
-                rate: MAX_RATE,
-                trade_percent: 100,
-                volatility: 0.0,
-                zipf_exponent: 0.0,
-                ..d()
-            },
-            SimConfig {
-                burst_factor: 1_000,
-                burst_every_ms: 2,
-                burst_len_ms: 1,
-                ..d()
-            },
+            SimConfig { rate: MAX_RATE, trade_percent: 100, volatility: 0.0, zipf_exponent: 0.0, ..d() },
+            SimConfig { burst_factor: 1_000, burst_every_ms: 2, burst_len_ms: 1, ..d() },
         ];
         for cfg in edges {
             assert_eq!(cfg.validate(), Ok(()), "{cfg:?}");
@@ -1128,18 +916,11 @@ mod tests {
     #[test]
     fn all_trades_or_no_trades() {
         let with = |trade_percent| {
-            let cfg = SimConfig {
-                trade_percent,
-                ..unpaced(1)
-            };
+            let cfg = SimConfig { trade_percent, ..unpaced(1) };
             run(&mut Simulator::new(universe(), cfg, T0), 2_000, 1)
         };
         assert!(with(100).iter().all(|t| t.kind == TickKind::Trade));
-        assert!(
-            with(0)
-                .iter()
-                .all(|t| t.kind == TickKind::Quote && t.volume == 0)
-        );
+        assert!(with(0).iter().all(|t| t.kind == TickKind::Quote && t.volume == 0));
     }
 
     proptest! {
