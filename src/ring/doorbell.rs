@@ -41,7 +41,7 @@ impl Doorbell {
 
     /// Shard side: wait until the ring has ticks past `consumer`'s position (returns at once
     /// if it already has). Cancel-safe: dropping the future loses nothing.
-    pub async fn park(&self, consumer: &Consumer) {
+    pub async fn park<T: super::Packed<N>, const N: usize>(&self, consumer: &Consumer<T, N>) {
         self.sleeping.store(true, Ordering::SeqCst);
         fence(Ordering::SeqCst);
         if consumer.has_pending() {

@@ -31,6 +31,7 @@ mod seqlock;
 mod sync;
 
 use tickgate_feeds::Tick;
+use tickgate_feeds::tick::TICK_WORDS;
 
 pub use doorbell::Doorbell;
 use seqlock::SeqSlot;
@@ -40,11 +41,32 @@ use sync::{Arc, AtomicU64, Ordering};
 /// may stall for over 3 s before it is lapped.
 pub const DEFAULT_CAPACITY: usize = 1 << 16;
 
+/// A `Copy` value stored as `N` 64-bit words: what the ring and the cache carry. Production
+/// uses [`Tick`]; the loom tests use a two-word payload so every interleaving of the ring's
+/// own logic can be explored.
+pub trait Packed<const N: usize>: Copy {
+    /// The value as words.
+    fn pack(&self) -> [u64; N];
+    /// The value back from words written by [`Packed::pack`].
+    fn unpack(words: &[u64; N]) -> Self;
+}
+
+impl Packed<TICK_WORDS> for Tick {
+    #[inline]
+    fn pack(&self) -> [u64; TICK_WORDS] {
+        self.to_words()
+    }
+    #[inline]
+    fn unpack(words: &[u64; TICK_WORDS]) -> Self {
+        Tick::from_words(words)
+    }
+}
+
 /// Result of [`Consumer::try_read`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Read {
+pub enum Read<T = Tick> {
     /// The next tick, in order.
-    Tick(Tick),
+    Tick(T),
     /// Nothing new has been published yet.
     Empty,
     /// The producer lapped this consumer: `missed` ticks were lost. The consumer has already
@@ -55,27 +77,41 @@ pub enum Read {
     },
 }
 
-struct Shared {
-    slots: Box<[SeqSlot]>,
+struct Shared<const N: usize> {
+    slots: Box<[SeqSlot<N>]>,
     mask: u64,
     /// Number of ticks published so far; position of the next write.
     head: AtomicU64,
 }
 
 /// A single-producer, multi-consumer broadcast ring of ticks. Cheap to clone (an `Arc`).
-#[derive(Clone)]
-pub struct Ring {
-    shared: Arc<Shared>,
+pub struct Ring<T = Tick, const N: usize = TICK_WORDS> {
+    shared: Arc<Shared<N>>,
+    _payload: std::marker::PhantomData<fn() -> T>,
+}
+
+impl<T, const N: usize> Clone for Ring<T, N> {
+    fn clone(&self) -> Self {
+        Ring { shared: self.shared.clone(), _payload: std::marker::PhantomData }
+    }
 }
 
 impl Ring {
-    /// Creates a ring with `capacity` slots (rounded up to a power of two, at least 2) and its
-    /// one producer.
+    /// Creates a ring of ticks with `capacity` slots (rounded up to a power of two, at least
+    /// 2) and its one producer.
     pub fn with_capacity(capacity: usize) -> (Ring, Producer) {
+        Ring::of(capacity)
+    }
+}
+
+impl<T: Packed<N>, const N: usize> Ring<T, N> {
+    /// Creates a ring of any [`Packed`] payload (see [`Ring::with_capacity`]).
+    pub fn of(capacity: usize) -> (Ring<T, N>, Producer<T, N>) {
         let cap = capacity.max(2).next_power_of_two();
         let slots = (0..cap).map(|_| SeqSlot::new()).collect::<Vec<_>>().into_boxed_slice();
         let shared = Arc::new(Shared { slots, mask: cap as u64 - 1, head: AtomicU64::new(0) });
-        (Ring { shared: shared.clone() }, Producer { shared, next: 0 })
+        let marker = std::marker::PhantomData;
+        (Ring { shared: shared.clone(), _payload: marker }, Producer { shared, next: 0, _payload: marker })
     }
 
     /// Number of slots.
@@ -89,24 +125,25 @@ impl Ring {
     }
 
     /// A new consumer that starts at the current head (it sees ticks published from now on).
-    pub fn consumer(&self) -> Consumer {
-        Consumer { shared: self.shared.clone(), next: self.head() }
+    pub fn consumer(&self) -> Consumer<T, N> {
+        Consumer { shared: self.shared.clone(), next: self.head(), _payload: std::marker::PhantomData }
     }
 }
 
 /// The ring's only writer. Not `Clone`: single producer by construction.
-pub struct Producer {
-    shared: Arc<Shared>,
+pub struct Producer<T = Tick, const N: usize = TICK_WORDS> {
+    shared: Arc<Shared<N>>,
     next: u64,
+    _payload: std::marker::PhantomData<fn() -> T>,
 }
 
-impl Producer {
+impl<T: Packed<N>, const N: usize> Producer<T, N> {
     /// Publishes a tick, overwriting the oldest slot. Never blocks, never waits.
     #[inline]
-    pub fn publish(&mut self, tick: &Tick) {
+    pub fn publish(&mut self, tick: &T) {
         let n = self.next;
         let slot = &self.shared.slots[(n & self.shared.mask) as usize];
-        slot.write(stamp_of(n), tick);
+        slot.write_words(stamp_of(n), &tick.pack());
         self.next = n + 1;
         self.shared.head.store(n + 1, Ordering::Release);
     }
@@ -125,22 +162,23 @@ fn stamp_of(n: u64) -> u64 {
 }
 
 /// One shard's read cursor.
-pub struct Consumer {
-    shared: Arc<Shared>,
+pub struct Consumer<T = Tick, const N: usize = TICK_WORDS> {
+    shared: Arc<Shared<N>>,
     next: u64,
+    _payload: std::marker::PhantomData<fn() -> T>,
 }
 
-impl Consumer {
+impl<T: Packed<N>, const N: usize> Consumer<T, N> {
     /// Reads the next tick if there is one. Wait-free.
     #[inline]
-    pub fn try_read(&mut self) -> Read {
+    pub fn try_read(&mut self) -> Read<T> {
         let n = self.next;
         let want = stamp_of(n);
-        let (stamp, tick) = self.shared.slots[(n & self.shared.mask) as usize].read();
-        match tick {
-            Some(t) if stamp == want => {
+        let (stamp, words) = self.shared.slots[(n & self.shared.mask) as usize].read_words();
+        match words {
+            Some(w) if stamp == want => {
                 self.next = n + 1;
-                Read::Tick(t)
+                Read::Tick(T::unpack(&w))
             }
             _ if stamp > want => {
                 // Lapped (the slot holds, or is being overwritten with, a later position).
@@ -176,14 +214,32 @@ impl Consumer {
 /// One writer (the feed thread, through [`Lvc::store`]; the `&mut`-free API is deliberate so
 /// the cache can sit in an `Arc` shared with shards, and the single-writer rule is upheld by
 /// the gateway giving the write side to the feed thread alone), many readers.
-pub struct Lvc {
-    slots: Box<[SeqSlot]>,
+pub struct Lvc<T = Tick, const N: usize = TICK_WORDS> {
+    slots: Box<[SeqSlot<N>]>,
+    _payload: std::marker::PhantomData<fn() -> T>,
 }
 
 impl Lvc {
     /// A cache for `symbols` symbols, all empty.
     pub fn new(symbols: usize) -> Lvc {
-        Lvc { slots: (0..symbols).map(|_| SeqSlot::new()).collect::<Vec<_>>().into_boxed_slice() }
+        Lvc::of(symbols)
+    }
+
+    /// Stores `tick` as the latest value of `tick.symbol` (ignored if out of range).
+    /// Must only be called from one thread at a time (the feed thread).
+    #[inline]
+    pub fn store(&self, tick: &Tick) {
+        self.store_at(tick.symbol, tick);
+    }
+}
+
+impl<T: Packed<N>, const N: usize> Lvc<T, N> {
+    /// A cache of any [`Packed`] payload (see [`Lvc::new`]).
+    pub fn of(symbols: usize) -> Lvc<T, N> {
+        Lvc {
+            slots: (0..symbols).map(|_| SeqSlot::new()).collect::<Vec<_>>().into_boxed_slice(),
+            _payload: std::marker::PhantomData,
+        }
     }
 
     /// Number of symbols.
@@ -196,13 +252,13 @@ impl Lvc {
         self.slots.is_empty()
     }
 
-    /// Stores `tick` as the latest value of `tick.symbol` (ignored if out of range).
-    /// Must only be called from one thread at a time (the feed thread).
+    /// Stores `value` as the latest value of `symbol` (ignored if out of range). Must only
+    /// be called from one thread at a time (the feed thread).
     #[inline]
-    pub fn store(&self, tick: &Tick) {
-        if let Some(slot) = self.slots.get(tick.symbol as usize) {
+    pub fn store_at(&self, symbol: u32, value: &T) {
+        if let Some(slot) = self.slots.get(symbol as usize) {
             // The stamp doubles as a write counter: the slot's next even version.
-            slot.write(slot.version() + 2, tick);
+            slot.write_words(slot.version() + 2, &value.pack());
         }
     }
 
@@ -211,16 +267,17 @@ impl Lvc {
     /// Retries while the feed thread is mid-write; a write is a few dozen nanoseconds, so
     /// this returns promptly. After many failed attempts it yields the thread instead of
     /// spinning (only possible if this thread was descheduled mid-read repeatedly).
-    pub fn load(&self, symbol: u32) -> Option<Tick> {
+    pub fn load(&self, symbol: u32) -> Option<T> {
         let slot = self.slots.get(symbol as usize)?;
         let mut attempts = 0u32;
         loop {
-            match slot.read() {
+            match slot.read_words() {
                 (0, _) => return None,
-                (_, Some(t)) => return Some(t),
+                (_, Some(w)) => return Some(T::unpack(&w)),
                 (_, None) => {
                     attempts += 1;
-                    if attempts.is_multiple_of(64) {
+                    // Under loom every retry must yield, or the model never lets the writer run.
+                    if cfg!(feature = "loom") || attempts.is_multiple_of(64) {
                         sync::yield_now();
                     } else {
                         std::hint::spin_loop();
