@@ -254,6 +254,8 @@ struct ShardJson {
     client_msgs: u64,
     json_encodes: u64,
     binary_encodes: u64,
+    writes: u64,
+    turns: u64,
     errors: std::collections::BTreeMap<&'static str, u64>,
     closes: std::collections::BTreeMap<String, u64>,
     latency: Percentiles,
@@ -318,6 +320,8 @@ fn stats(app: &App) -> Resp {
                 client_msgs: st.client_msgs.load(r),
                 json_encodes: st.json_encodes.load(r),
                 binary_encodes: st.binary_encodes.load(r),
+                writes: st.writes.load(r),
+                turns: st.turns.load(r),
                 errors: codes.iter().zip(&st.errors).map(|(c, v)| (*c, v.load(r))).collect(),
                 closes: crate::shard::COUNTED_CLOSE_CODES
                     .iter()

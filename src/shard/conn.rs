@@ -222,6 +222,7 @@ async fn close(shared: &Shared, key: usize, io: &ConnIo, end: End, peer: SocketA
         let took = {
             let mut core = shared.core.borrow_mut();
             let out = core.client(key).map(|c| c.out()).unwrap_or(&[]);
+            shared.io.writes.set(shared.io.writes.get() + 1);
             match io.stream.try_write(out) {
                 Ok(n) => {
                     let _ = core.written(key, n, now_ns());

@@ -144,6 +144,10 @@ pub struct ShardStats {
     pub errors: [AtomicU64; ERROR_CODES],
     /// Closes sent by the server, by code (see [`COUNTED_CLOSE_CODES`]).
     pub closes: [AtomicU64; 8],
+    /// `write` syscalls issued to client sockets (updates/writes shows the batching).
+    pub writes: AtomicU64,
+    /// Turns of the shard loop (each ends with at most one write per ready client).
+    pub turns: AtomicU64,
     /// JSON encodes performed.
     pub json_encodes: AtomicU64,
     /// Binary encodes performed.
@@ -151,8 +155,10 @@ pub struct ShardStats {
 }
 
 impl ShardStats {
-    fn publish(&self, core: &ShardCore, lag: u64) {
+    fn publish(&self, core: &ShardCore, lag: u64, io: &IoCounters) {
         let c: &CoreCounters = &core.counters;
+        self.writes.store(io.writes.get(), Ordering::Relaxed);
+        self.turns.store(io.turns.get(), Ordering::Relaxed);
         let g = core.gauges();
         let r = Ordering::Relaxed;
         self.subscriptions.store(g.subscriptions, r);
@@ -243,6 +249,13 @@ pub(crate) struct ConnIo {
     pub(crate) dead: Cell<bool>,
 }
 
+/// Syscall-level counters of a shard (single-threaded).
+#[derive(Default)]
+pub(crate) struct IoCounters {
+    pub(crate) writes: Cell<u64>,
+    pub(crate) turns: Cell<u64>,
+}
+
 /// State shared by the shard loop and its connection tasks (one thread: `Rc`/`RefCell`;
 /// no borrow is ever held across an `.await`).
 pub(crate) struct Shared {
@@ -255,6 +268,7 @@ pub(crate) struct Shared {
     /// Wakes the shard loop (a deadline was added, or a client unblocked).
     pub(crate) loop_wake: Notify,
     pub(crate) shutting_down: Cell<bool>,
+    pub(crate) io: IoCounters,
 }
 
 impl Shared {
@@ -270,6 +284,7 @@ impl Shared {
         if client.out().is_empty() {
             return 0;
         }
+        self.io.writes.set(self.io.writes.get() + 1);
         let n = match io.stream.try_write(client.out()) {
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => 0,
@@ -324,6 +339,7 @@ pub fn spawn_shard(
             deadlines: RefCell::new(BinaryHeap::new()),
             loop_wake: Notify::new(),
             shutting_down: Cell::new(false),
+            io: IoCounters::default(),
         });
         let local = tokio::task::LocalSet::new();
         local.block_on(&rt, run(id, shared, consumer, bell, rx, histograms));
@@ -393,6 +409,7 @@ async fn run(
         }
 
         // 4. Flush: one write per ready client.
+        shared.io.turns.set(shared.io.turns.get() + 1);
         shared.core.borrow_mut().take_ready(&mut ready);
         for &key in &ready {
             let io = shared.conns.borrow().get(&key).cloned();
@@ -491,7 +508,7 @@ async fn housekeeping(
             return;
         }
         let core = shared.core.borrow();
-        shared.stats.publish(&core, shared.stats.ring_lag.load(Ordering::Relaxed));
+        shared.stats.publish(&core, shared.stats.ring_lag.load(Ordering::Relaxed), &shared.io);
         drop(core);
         if last_hist.elapsed() >= shared.settings.stats_interval.min(Duration::from_secs(1)) {
             last_hist = tokio::time::Instant::now();
