@@ -18,5 +18,5 @@ pub mod universe;
 
 pub use simulator::{SimConfig, Simulator};
 pub use source::{FeedPoll, FeedSource};
-pub use tick::{SCALE, Tick, TickKind, format_fixed};
+pub use tick::{FixedBuf, SCALE, Tick, TickKind, format_fixed};
 pub use universe::{SymbolInfo, Universe, UniverseError};

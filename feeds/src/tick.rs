@@ -109,49 +109,54 @@ impl Tick {
 
 /// Appends the exact decimal form of a fixed-point value to `out`: no exponent, no rounding,
 /// trailing zeros of the fraction trimmed (`18_912_000_000` → `189.12`, `100 * SCALE` → `100`).
+#[inline]
 pub fn format_fixed(out: &mut Vec<u8>, v: i64) {
-    let mut buf = itoa_buf(v.unsigned_abs() / SCALE as u64);
-    if v < 0 {
-        out.push(b'-');
-    }
-    out.extend_from_slice(buf.as_slice());
-    let mut frac = v.unsigned_abs() % SCALE as u64;
-    if frac != 0 {
-        let mut digits = 8;
-        while frac.is_multiple_of(10) {
-            frac /= 10;
-            digits -= 1;
-        }
-        out.push(b'.');
-        buf = itoa_buf(frac);
-        for _ in buf.len..digits {
-            out.push(b'0');
-        }
-        out.extend_from_slice(buf.as_slice());
+    out.extend_from_slice(FixedBuf::new().format(v));
+}
+
+/// A stack buffer that formats one fixed-point value (see [`format_fixed`]); for encoders
+/// that assemble a message on the stack before copying it out once.
+pub struct FixedBuf {
+    bytes: [u8; 32],
+}
+
+impl Default for FixedBuf {
+    fn default() -> Self {
+        Self::new()
     }
 }
 
-/// A tiny stack buffer holding the decimal digits of a `u64`.
-struct DigitBuf {
-    bytes: [u8; 20],
-    len: usize,
-}
-
-impl DigitBuf {
-    fn as_slice(&self) -> &[u8] {
-        &self.bytes[20 - self.len..]
+impl FixedBuf {
+    /// An empty buffer.
+    #[inline]
+    pub fn new() -> FixedBuf {
+        FixedBuf { bytes: [0; 32] }
     }
-}
 
-fn itoa_buf(mut v: u64) -> DigitBuf {
-    let mut b = DigitBuf { bytes: [0; 20], len: 0 };
-    loop {
-        b.len += 1;
-        b.bytes[20 - b.len] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
-            return b;
+    /// Formats `v` exactly (as [`format_fixed`]) and returns the bytes.
+    #[inline]
+    pub fn format(&mut self, v: i64) -> &[u8] {
+        let abs = v.unsigned_abs();
+        let mut len = 0;
+        if v < 0 {
+            self.bytes[0] = b'-';
+            len = 1;
         }
+        let mut ib = itoa::Buffer::new();
+        let int = ib.format(abs / SCALE as u64).as_bytes();
+        self.bytes[len..len + int.len()].copy_from_slice(int);
+        len += int.len();
+        let frac = abs % SCALE as u64;
+        if frac != 0 {
+            // frac + 10^8 prints as '1' followed by exactly the 8 fraction digits,
+            // zero-padded: one itoa call instead of a padding loop.
+            let digits = &ib.format(frac + SCALE as u64).as_bytes()[1..];
+            let end = digits.iter().rposition(|&d| d != b'0').map_or(0, |i| i + 1);
+            self.bytes[len] = b'.';
+            self.bytes[len + 1..len + 1 + end].copy_from_slice(&digits[..end]);
+            len += 1 + end;
+        }
+        &self.bytes[..len]
     }
 }
 

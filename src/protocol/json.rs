@@ -10,11 +10,13 @@
 //! ```
 //!
 //! (one line on the wire). Prices, sizes and volume are printed exactly from their fixed-point
-//! value with [`format_fixed`] (no exponent, no rounding, trailing zeros trimmed, so an integral
+//! value with `format_fixed` (no exponent, no rounding, trailing zeros trimmed, so an integral
 //! value has no decimal point); `seq` and the timestamps (ns since the Unix epoch) are
 //! integers.
 
-use crate::feeds::{Tick, format_fixed};
+#[cfg(test)]
+use crate::feeds::format_fixed;
+use crate::feeds::{FixedBuf, Tick};
 
 /// Upper bound of an encoded update's length apart from the symbol: the fixed text (about
 /// 150 bytes) plus 20 digits for each of `seq` and both timestamps and 21 characters for each
@@ -30,31 +32,54 @@ const UPDATE_MAX_LEN_WITHOUT_SYMBOL: usize = 150 + 3 * 20 + 7 * 21;
 #[inline]
 pub fn encode_update(out: &mut Vec<u8>, tick: &Tick, symbol: &str, snapshot: bool) {
     debug_assert!(symbol.bytes().all(is_plain_symbol_byte), "symbol {symbol:?} needs JSON escaping");
-    out.reserve(UPDATE_MAX_LEN_WITHOUT_SYMBOL + symbol.len());
+    // Assemble on the stack and copy out once: ~30 small appends to a Vec each pay a
+    // capacity check and a length update; to a fixed array they are plain copies.
+    let mut w = StackWriter { buf: [0; UPDATE_MAX_LEN_WITHOUT_SYMBOL + MAX_SYMBOL_LEN], len: 0 };
     let mut int = itoa::Buffer::new();
-    out.extend_from_slice(b"{\"type\":\"update\",\"symbol\":\"");
-    out.extend_from_slice(symbol.as_bytes());
-    out.extend_from_slice(b"\",\"seq\":");
-    out.extend_from_slice(int.format(tick.seq).as_bytes());
-    out.extend_from_slice(b",\"bid\":");
-    format_fixed(out, tick.bid);
-    out.extend_from_slice(b",\"bid_size\":");
-    format_fixed(out, tick.bid_size);
-    out.extend_from_slice(b",\"ask\":");
-    format_fixed(out, tick.ask);
-    out.extend_from_slice(b",\"ask_size\":");
-    format_fixed(out, tick.ask_size);
-    out.extend_from_slice(b",\"last\":");
-    format_fixed(out, tick.last);
-    out.extend_from_slice(b",\"last_size\":");
-    format_fixed(out, tick.last_size);
-    out.extend_from_slice(b",\"volume\":");
-    format_fixed(out, tick.volume);
-    out.extend_from_slice(b",\"ts_event\":");
-    out.extend_from_slice(int.format(tick.ts_event).as_bytes());
-    out.extend_from_slice(b",\"ts_gateway\":");
-    out.extend_from_slice(int.format(tick.ts_gateway).as_bytes());
-    out.extend_from_slice(if snapshot { b",\"snapshot\":true}" } else { b",\"snapshot\":false}" });
+    let mut fixed = FixedBuf::new();
+    w.put(b"{\"type\":\"update\",\"symbol\":\"");
+    w.put(&symbol.as_bytes()[..symbol.len().min(MAX_SYMBOL_LEN)]);
+    w.put(b"\",\"seq\":");
+    w.put(int.format(tick.seq).as_bytes());
+    w.put(b",\"bid\":");
+    w.put(fixed.format(tick.bid));
+    w.put(b",\"bid_size\":");
+    w.put(fixed.format(tick.bid_size));
+    w.put(b",\"ask\":");
+    w.put(fixed.format(tick.ask));
+    w.put(b",\"ask_size\":");
+    w.put(fixed.format(tick.ask_size));
+    w.put(b",\"last\":");
+    w.put(fixed.format(tick.last));
+    w.put(b",\"last_size\":");
+    w.put(fixed.format(tick.last_size));
+    w.put(b",\"volume\":");
+    w.put(fixed.format(tick.volume));
+    w.put(b",\"ts_event\":");
+    w.put(int.format(tick.ts_event).as_bytes());
+    w.put(b",\"ts_gateway\":");
+    w.put(int.format(tick.ts_gateway).as_bytes());
+    w.put(if snapshot { b",\"snapshot\":true}" } else { b",\"snapshot\":false}" });
+    out.extend_from_slice(&w.buf[..w.len]);
+}
+
+/// Longest symbol name the universe accepts (longer names are cut, which the universe rules
+/// out).
+const MAX_SYMBOL_LEN: usize = tickgate_feeds::universe::MAX_SYMBOL_LEN;
+
+/// Appends to a fixed stack array; sized by [`UPDATE_MAX_LEN_WITHOUT_SYMBOL`] so it cannot
+/// overflow for any tick.
+struct StackWriter {
+    buf: [u8; UPDATE_MAX_LEN_WITHOUT_SYMBOL + MAX_SYMBOL_LEN],
+    len: usize,
+}
+
+impl StackWriter {
+    #[inline(always)]
+    fn put(&mut self, b: &[u8]) {
+        self.buf[self.len..self.len + b.len()].copy_from_slice(b);
+        self.len += b.len();
+    }
 }
 
 /// The bytes a symbol name may contain (the universe's rule), none of which needs escaping.
