@@ -387,6 +387,8 @@ pub struct Simulator {
     /// `trade_percent` as a threshold on 32 random bits.
     trade_threshold: u64,
     start_ns: u64,
+    /// Ticks consumed (emitted + dropped) when the schedule was last anchored at `start_ns`.
+    anchor: u64,
     /// Ticks emitted so far.
     emitted: u64,
     /// Ticks skipped by the backlog cap.
@@ -431,6 +433,7 @@ impl Simulator {
             var_per_ns: volatility * volatility / TRADING_YEAR_NS,
             trade_threshold,
             start_ns,
+            anchor: 0,
             emitted: 0,
             dropped: 0,
             next_due_ns: 0,
@@ -461,9 +464,15 @@ impl Simulator {
         &self.cfg
     }
 
-    /// Wall time at which scheduled tick number `n` (1-based) falls due.
+    /// Wall time at which scheduled tick number `n` (1-based, counted from the anchor)
+    /// falls due.
     fn due_time(&self, n: u64) -> u64 {
         self.start_ns.saturating_add(self.schedule.due_at(n))
+    }
+
+    /// Ticks consumed since the schedule was anchored.
+    fn consumed(&self) -> u64 {
+        self.emitted + self.dropped - self.anchor
     }
 
     /// Generates the next event at `now_ns`. The universe must not be empty.
@@ -545,7 +554,7 @@ impl FeedSource for Simulator {
         if now_ns < self.next_due_ns {
             return FeedPoll::Pending { until_ns: Some(self.next_due_ns) };
         }
-        let consumed = self.emitted + self.dropped;
+        let consumed = self.consumed();
         let due = self.schedule.due(now_ns.saturating_sub(self.start_ns));
         let owed = due.saturating_sub(consumed);
         let cap = self.schedule.backlog_cap();
@@ -553,8 +562,22 @@ impl FeedSource for Simulator {
             self.dropped += owed - cap;
         }
         let tick = self.next_tick(now_ns);
-        self.next_due_ns = self.due_time(self.emitted + self.dropped + 1);
+        self.next_due_ns = self.due_time(self.consumed() + 1);
         FeedPoll::Tick(tick)
+    }
+
+    /// Re-anchors the schedule at `now_ns` with the new rate (burst windows restart from
+    /// there too). Prices and sequence numbers carry on.
+    fn set_rate(&mut self, ticks_per_sec: u64, now_ns: u64) -> Result<(), String> {
+        let mut cfg = self.cfg.clone();
+        cfg.rate = ticks_per_sec;
+        cfg.validate()?;
+        self.cfg = cfg;
+        self.schedule = Schedule::new(&self.cfg);
+        self.start_ns = now_ns;
+        self.anchor = self.emitted + self.dropped;
+        self.next_due_ns = self.due_time(1);
+        Ok(())
     }
 
     fn describe(&self) -> String {
@@ -754,6 +777,34 @@ mod tests {
         assert!((999..=1_001).contains(&ticks.len()), "{} ticks", ticks.len());
         assert_eq!(sim.emitted(), ticks.len() as u64);
         assert_eq!(sim.dropped(), 0);
+    }
+
+    #[test]
+    fn set_rate_repaces_from_now_and_keeps_sequences() {
+        let t0 = 1_000_000_000_000;
+        let mut sim = Simulator::new(universe(), SimConfig { rate: 1000, ..SimConfig::default() }, t0);
+        let mut out = Vec::new();
+        let mut now = t0;
+        for _ in 0..1000 {
+            now += 1_000_000;
+            drain(&mut sim, now, &mut out);
+        }
+        let before = out.len();
+        assert!((999..=1001).contains(&before), "{before} ticks in 1 s at 1000/s");
+        assert!(sim.set_rate(5000, now).is_ok());
+        for _ in 0..1000 {
+            now += 1_000_000;
+            drain(&mut sim, now, &mut out);
+        }
+        let after = out.len() - before;
+        assert!((4995..=5001).contains(&after), "{after} ticks in 1 s after retuning to 5000/s");
+        assert!(sim.set_rate(u64::MAX, now).is_err(), "validated like start-up config");
+        // Sequences carry on across the change.
+        let mut last = std::collections::HashMap::new();
+        for t in &out {
+            let prev = last.insert(t.symbol, t.seq).unwrap_or(0);
+            assert_eq!(t.seq, prev + 1);
+        }
     }
 
     #[test]

@@ -37,4 +37,14 @@ pub trait FeedSource: Send {
 
     /// A short human description for logs, e.g. `simulated(500 symbols, 20000 ticks/s)`.
     fn describe(&self) -> String;
+
+    /// Changes the source's pace to `ticks_per_sec` from `now_ns` on (live tuning). Sources
+    /// paced by something else (a capture's timestamps, a network) refuse.
+    ///
+    /// # Errors
+    /// Why the rate cannot be changed.
+    fn set_rate(&mut self, ticks_per_sec: u64, now_ns: u64) -> Result<(), String> {
+        let _ = (ticks_per_sec, now_ns);
+        Err("this feed source has no adjustable rate".into())
+    }
 }
