@@ -30,6 +30,8 @@ pub enum Source {
     Env,
     /// A command-line flag.
     Flag,
+    /// Changed while running, through the admin listener.
+    Live,
 }
 
 impl fmt::Display for Source {
@@ -39,6 +41,7 @@ impl fmt::Display for Source {
             Source::File => "file",
             Source::Env => "env",
             Source::Flag => "flag",
+            Source::Live => "live",
         })
     }
 }
@@ -86,13 +89,28 @@ pub struct KeyDef {
     pub default: &'static str,
     /// What it sets and what it bounds (also the `--help` text).
     pub doc: &'static str,
+    /// Whether it can be changed while running (`tickgate tune`); others need a restart.
+    pub live: bool,
     apply: fn(&mut Config, &str) -> Result<(), String>,
 }
 
 impl KeyDef {
-    /// The command-line flag for this key: its name part, `_` → `-`.
+    /// Parses `value` into `c` (this key only).
+    ///
+    /// # Errors
+    /// Why the value is refused.
+    pub fn apply_to(&self, c: &mut Config, value: &str) -> Result<(), String> {
+        (self.apply)(c, value)
+    }
+
+    /// The command-line flag for this key: `server.` and `feed.` keys by name (`--rate`),
+    /// others with their section (`--admin-listen`); `_` → `-`.
     pub fn flag(&self) -> String {
-        self.key.rsplit('.').next().unwrap_or(self.key).replace('_', "-")
+        match self.key.split_once('.') {
+            // The two main sections' keys are short flags; others keep their section.
+            Some(("server" | "feed", name)) => name.replace('_', "-"),
+            _ => self.key.replace(['.', '_'], "-"),
+        }
     }
 
     /// The environment variable for this key: `TICKGATE_SECTION__NAME`.
@@ -147,7 +165,27 @@ pub struct Config {
     pub feed: FeedConfig,
     /// Log filter (tracing `EnvFilter` syntax).
     pub log_level: String,
+    /// Log line format.
+    pub log_format: LogFormat,
+    /// Longest a graceful shutdown may take.
+    pub shutdown_grace: Duration,
+    /// Admin listener address; `None` = no admin listener.
+    pub admin_listen: Option<SocketAddr>,
+    /// File holding the admin bearer token (empty = none, unless `TICKGATE_ADMIN_TOKEN`).
+    pub admin_token_file: Option<PathBuf>,
 }
+
+/// Log line format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Pretty,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Environment variable that may hold the admin token (never a flag, never printed).
+pub const ADMIN_TOKEN_ENV: &str = "TICKGATE_ADMIN_TOKEN";
 
 /// Settings of the embedded simulated feed (and generic feed limits).
 #[derive(Clone, Debug, PartialEq)]
@@ -228,6 +266,10 @@ impl Config {
                 zipf_exponent: 0.0,
             },
             log_level: String::new(),
+            log_format: LogFormat::Pretty,
+            shutdown_grace: Duration::ZERO,
+            admin_listen: None,
+            admin_token_file: None,
         }
     }
 }
@@ -238,6 +280,7 @@ pub static KEYS: &[KeyDef] = &[
         key: "server.listen",
         default: "127.0.0.1:9000",
         doc: "Address of the HTTP/WebSocket listener (IP:PORT; port 0 picks a free port).",
+        live: false,
         apply: |c, v| {
             c.listen = v.parse().map_err(|_| "expected IP:PORT, e.g. 127.0.0.1:9000".to_string())?;
             Ok(())
@@ -249,6 +292,7 @@ pub static KEYS: &[KeyDef] = &[
         doc: "Maximum concurrent WebSocket connections; beyond it upgrades get HTTP 503. 0 = the \
               open-file limit (raised to its hard limit at start) minus 100 for listeners, \
               files and the feed.",
+        live: true,
         apply: |c, v| {
             c.max_connections = parse_int(v, 0, 10_000_000)?;
             Ok(())
@@ -259,6 +303,7 @@ pub static KEYS: &[KeyDef] = &[
         default: "0",
         doc: "Shard (WebSocket writer) threads, each with its own runtime and clients. 0 = \
               cores - 1, at least 1.",
+        live: false,
         apply: |c, v| {
             c.shards = parse_int(v, 0, 256)?;
             Ok(())
@@ -269,6 +314,7 @@ pub static KEYS: &[KeyDef] = &[
         default: "auto",
         doc: "Pin threads to cores: auto (feed on the first core, shards on the next ones), off, \
               or a list like 0,1,2 (first = feed, rest = shards, wrapping).",
+        live: false,
         apply: |c, v| {
             c.pin_cores = match v {
                 "auto" => PinCores::Auto,
@@ -291,6 +337,7 @@ pub static KEYS: &[KeyDef] = &[
         doc: "Kernel send buffer per socket (SO_SNDBUF; Linux doubles it). Small on purpose: \
               when a client cannot keep up, updates conflate in the gateway (latest value wins) \
               instead of ageing in the kernel. 0 = OS default (autotuned, up to MiBs).",
+        live: false,
         apply: |c, v| {
             c.send_buffer_bytes = parse_int(v, 0, 64 << 20)?;
             if c.send_buffer_bytes != 0 && c.send_buffer_bytes < 4096 {
@@ -304,6 +351,7 @@ pub static KEYS: &[KeyDef] = &[
         default: "65536",
         doc: "Largest client message, bytes (all fragments together); larger closes with 1009. \
               Bounds per-connection read buffering.",
+        live: false,
         apply: |c, v| {
             c.max_message_bytes = parse_int(v, 128, 16 << 20)?;
             Ok(())
@@ -314,6 +362,7 @@ pub static KEYS: &[KeyDef] = &[
         default: "1000",
         doc: "Symbols one client may hold; more gets error too_many_symbols. Bounds \
               per-client conflation state.",
+        live: true,
         apply: |c, v| {
             c.max_symbols_per_client = parse_int(v, 1, 1_000_000)?;
             Ok(())
@@ -324,6 +373,7 @@ pub static KEYS: &[KeyDef] = &[
         default: "50",
         doc: "Client messages per second (token bucket, burst = the same number); over it a \
               message gets error rate_limited and is not executed.",
+        live: true,
         apply: |c, v| {
             c.max_client_msgs_per_sec = parse_int(v, 1, 1_000_000)?;
             Ok(())
@@ -333,6 +383,7 @@ pub static KEYS: &[KeyDef] = &[
         key: "server.default_max_rate",
         default: "0",
         doc: "Updates/s per symbol for subscriptions that give no max_rate; 0 = unlimited.",
+        live: true,
         apply: |c, v| {
             c.default_max_rate = parse_int(v, 0, 1000)?;
             Ok(())
@@ -342,6 +393,7 @@ pub static KEYS: &[KeyDef] = &[
         key: "server.ping_interval",
         default: "20s",
         doc: "How often the server pings each client.",
+        live: true,
         apply: |c, v| {
             c.ping_interval = parse_duration(v, Duration::from_millis(100))?;
             Ok(())
@@ -352,6 +404,7 @@ pub static KEYS: &[KeyDef] = &[
         default: "60s",
         doc: "Close (1008 \"idle timeout\") a client that sent nothing, not even a pong, for this \
               long. Must exceed ping_interval.",
+        live: true,
         apply: |c, v| {
             c.idle_timeout = parse_duration(v, Duration::from_millis(100))?;
             Ok(())
@@ -362,6 +415,7 @@ pub static KEYS: &[KeyDef] = &[
         default: "30s",
         doc: "Close (1008 \"slow consumer\") a client whose socket accepted no data for this long \
               while updates were waiting.",
+        live: true,
         apply: |c, v| {
             c.slow_client_timeout = parse_duration(v, Duration::from_millis(100))?;
             Ok(())
@@ -371,6 +425,7 @@ pub static KEYS: &[KeyDef] = &[
         key: "server.stats_interval",
         default: "10s",
         doc: "Period of the summary log line and of latency histogram merging.",
+        live: true,
         apply: |c, v| {
             c.stats_interval = parse_duration(v, Duration::from_millis(100))?;
             Ok(())
@@ -381,6 +436,7 @@ pub static KEYS: &[KeyDef] = &[
         default: "65536",
         doc: "Ring slots (power of two, 128 B each). A shard further behind than this is \
               overrun and heals from the last-value cache.",
+        live: false,
         apply: |c, v| {
             c.ring_capacity = parse_int(v, 16, 1 << 26)?;
             if !c.ring_capacity.is_power_of_two() {
@@ -394,9 +450,60 @@ pub static KEYS: &[KeyDef] = &[
         default: "info",
         doc: "Log filter, tracing EnvFilter syntax (e.g. info, debug, tickgate=debug). RUST_LOG, \
               if set, wins.",
+        live: true,
         apply: |c, v| {
             tracing_subscriber::EnvFilter::try_new(v).map_err(|e| format!("not a valid log filter: {e}"))?;
             c.log_level = v.to_string();
+            Ok(())
+        },
+    },
+    KeyDef {
+        key: "server.log_format",
+        default: "pretty",
+        doc: "Log line format: pretty (human-readable) or json (one object per line).",
+        live: false,
+        apply: |c, v| {
+            c.log_format = match v {
+                "pretty" => LogFormat::Pretty,
+                "json" => LogFormat::Json,
+                _ => return Err("expected pretty or json".into()),
+            };
+            Ok(())
+        },
+    },
+    KeyDef {
+        key: "server.shutdown_grace",
+        default: "5s",
+        doc: "Longest a graceful shutdown (SIGTERM/SIGINT) may take: clients get close 1001, \
+              buffers are flushed, then the process exits 0 even if some never acknowledged.",
+        live: true,
+        apply: |c, v| {
+            c.shutdown_grace = parse_duration(v, Duration::from_millis(100))?;
+            Ok(())
+        },
+    },
+    KeyDef {
+        key: "admin.listen",
+        default: "127.0.0.1:9001",
+        doc: "Admin listener (live tuning with `tickgate tune`, /config, /metrics, /stats): IP:PORT, \
+              or off. Keep it on loopback or a private network.",
+        live: false,
+        apply: |c, v| {
+            c.admin_listen = match v {
+                "off" | "" => None,
+                a => Some(a.parse().map_err(|_| "expected IP:PORT or off".to_string())?),
+            };
+            Ok(())
+        },
+    },
+    KeyDef {
+        key: "admin.token_file",
+        default: "",
+        doc: "File holding the bearer token the admin listener requires (empty = none, unless \
+              TICKGATE_ADMIN_TOKEN is set). Never put the token itself on the command line.",
+        live: false,
+        apply: |c, v| {
+            c.admin_token_file = (!v.is_empty()).then(|| PathBuf::from(v));
             Ok(())
         },
     },
@@ -405,6 +512,7 @@ pub static KEYS: &[KeyDef] = &[
         default: "0",
         doc: "Symbols in the simulated universe; 0 = the universe file's (feeds/data); more adds \
               generated names, fewer truncates.",
+        live: false,
         apply: |c, v| {
             c.feed.symbols = parse_int(v, 0, 1_000_000)?;
             Ok(())
@@ -414,6 +522,7 @@ pub static KEYS: &[KeyDef] = &[
         key: "feed.rate",
         default: "20000",
         doc: "Simulated ticks per second across all symbols; 0 = as fast as possible.",
+        live: true,
         apply: |c, v| {
             c.feed.rate = parse_int(v, 0, 100_000_000)?;
             Ok(())
@@ -423,6 +532,7 @@ pub static KEYS: &[KeyDef] = &[
         key: "feed.seed",
         default: "1",
         doc: "Seed of the simulated feed; the same seed gives the same ticks.",
+        live: false,
         apply: |c, v| {
             c.feed.seed = parse_int(v, 0, u64::MAX)?;
             Ok(())
@@ -433,6 +543,7 @@ pub static KEYS: &[KeyDef] = &[
         default: "0",
         doc: "Stop the feed after this many ticks (finite runs for tests and benchmarks); 0 = \
               never.",
+        live: false,
         apply: |c, v| {
             let n: u64 = parse_int(v, 0, u64::MAX)?;
             c.feed.ticks = (n > 0).then_some(n);
@@ -443,6 +554,7 @@ pub static KEYS: &[KeyDef] = &[
         key: "feed.burst_factor",
         default: "1",
         doc: "Rate multiplier during bursts; 1 = no bursts.",
+        live: false,
         apply: |c, v| {
             c.feed.burst_factor = parse_int(v, 1, 1000)?;
             Ok(())
@@ -452,6 +564,7 @@ pub static KEYS: &[KeyDef] = &[
         key: "feed.burst_every",
         default: "10s",
         doc: "A burst starts this often (with burst_factor > 1).",
+        live: false,
         apply: |c, v| {
             c.feed.burst_every = parse_duration(v, Duration::from_millis(1))?;
             Ok(())
@@ -461,6 +574,7 @@ pub static KEYS: &[KeyDef] = &[
         key: "feed.burst_len",
         default: "500ms",
         doc: "Each burst lasts this long.",
+        live: false,
         apply: |c, v| {
             c.feed.burst_len = parse_duration(v, Duration::ZERO)?;
             Ok(())
@@ -470,6 +584,7 @@ pub static KEYS: &[KeyDef] = &[
         key: "feed.trade_percent",
         default: "20",
         doc: "Share of simulated events that are trades, percent (the rest are quotes).",
+        live: false,
         apply: |c, v| {
             c.feed.trade_percent = parse_int(v, 0, 100)?;
             Ok(())
@@ -479,6 +594,7 @@ pub static KEYS: &[KeyDef] = &[
         key: "feed.volatility",
         default: "0.3",
         doc: "Annualized volatility of simulated mid prices (0.3 = 30%).",
+        live: false,
         apply: |c, v| {
             c.feed.volatility = parse_float(v, 0.0, 10.0)?;
             Ok(())
@@ -489,6 +605,7 @@ pub static KEYS: &[KeyDef] = &[
         default: "1.1",
         doc: "Skew of symbol activity (Zipf exponent; a few hot symbols carry most ticks); 0 = \
               uniform.",
+        live: false,
         apply: |c, v| {
             c.feed.zipf_exponent = parse_float(v, 0.0, 5.0)?;
             Ok(())
@@ -634,6 +751,9 @@ impl Layers {
     pub fn add_env(&mut self, vars: impl IntoIterator<Item = (String, String)>) -> Result<(), ConfigError> {
         for (name, value) in vars {
             let Some(rest) = name.strip_prefix("TICKGATE_") else { continue };
+            if name == ADMIN_TOKEN_ENV {
+                continue; // a secret, not a config key
+            }
             let key = rest.to_ascii_lowercase().replacen("__", ".", 1);
             if key_def(&key).is_none() {
                 return Err(unknown(&name, Source::Env));
@@ -675,7 +795,10 @@ impl Layers {
 }
 
 /// Rules that involve two keys.
-fn cross_check(c: &Config) -> Result<(), (&'static str, String)> {
+///
+/// # Errors
+/// The key to blame and the reason.
+pub fn cross_check(c: &Config) -> Result<(), (&'static str, String)> {
     if c.idle_timeout <= c.ping_interval {
         return Err((
             "server.idle_timeout",
@@ -735,7 +858,8 @@ pub fn render(c: &Config, sources: &BTreeMap<&'static str, Source>) -> String {
     out
 }
 
-fn effective_value(c: &Config, key: &str) -> String {
+/// The effective value of `key` in `c`, rendered as TOML.
+pub fn effective_value(c: &Config, key: &str) -> String {
     let q = |s: &str| format!("{s:?}");
     let d = |d: Duration| {
         let ms = d.as_millis();
@@ -761,6 +885,15 @@ fn effective_value(c: &Config, key: &str) -> String {
         "server.stats_interval" => d(c.stats_interval),
         "server.ring_capacity" => c.ring_capacity.to_string(),
         "server.log_level" => q(&c.log_level),
+        "server.log_format" => q(match c.log_format {
+            LogFormat::Pretty => "pretty",
+            LogFormat::Json => "json",
+        }),
+        "server.shutdown_grace" => d(c.shutdown_grace),
+        "admin.listen" => q(&c.admin_listen.map_or("off".to_string(), |a| a.to_string())),
+        "admin.token_file" => {
+            q(&c.admin_token_file.as_ref().map_or(String::new(), |p| p.display().to_string()))
+        }
         "feed.symbols" => c.feed.symbols.to_string(),
         "feed.rate" => c.feed.rate.to_string(),
         "feed.seed" => c.feed.seed.to_string(),
