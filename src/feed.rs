@@ -74,6 +74,8 @@ pub struct FeedParts {
     pub limit: Option<u64>,
     /// Pin to this core.
     pub pin: Option<core_affinity::CoreId>,
+    /// Live settings (the feed rate can change while running).
+    pub live: Arc<crate::live::Live>,
 }
 
 /// Starts the feed thread.
@@ -90,7 +92,8 @@ pub fn spawn(parts: FeedParts) -> std::io::Result<FeedHandle> {
 }
 
 fn run(parts: FeedParts, stop: &AtomicBool, stats: &FeedStats) {
-    let FeedParts { mut source, mut producer, lvc, doorbells, limit, pin } = parts;
+    let FeedParts { mut source, mut producer, lvc, doorbells, limit, pin, live } = parts;
+    let mut rate = live.feed_rate.load(Ordering::Relaxed);
     if let Some(core) = pin
         && !core_affinity::set_for_current(core)
     {
@@ -101,6 +104,14 @@ fn run(parts: FeedParts, stop: &AtomicBool, stats: &FeedStats) {
     let mut published = 0u64;
     let mut stale = 0u64;
     'outer: while !stop.load(Ordering::Acquire) {
+        let wanted = live.feed_rate.load(Ordering::Relaxed);
+        if wanted != rate {
+            match source.set_rate(wanted, now_ns()) {
+                Ok(()) => tracing::info!(from = rate, to = wanted, "feed rate changed"),
+                Err(e) => tracing::warn!(error = %e, "feed rate not changed"),
+            }
+            rate = wanted;
+        }
         let mut batch = 0;
         let mut wait: Option<u64> = None;
         while batch < MAX_BATCH {

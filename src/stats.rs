@@ -104,6 +104,11 @@ impl Collector {
         self.total.iter().map(Percentiles::of).collect()
     }
 
+    /// Per-shard histograms since start (copies, for exposition).
+    pub fn shard_histograms(&self) -> Vec<Histogram<u64>> {
+        self.total.clone()
+    }
+
     /// All shards merged, since start.
     pub fn merged_total(&self) -> Percentiles {
         Percentiles::of(&merge(&self.total))

@@ -21,6 +21,11 @@ use super::driver::{ConnIo, ConnectionGuard, Shared};
 use crate::clock::now_ns;
 use crate::protocol::frame::{self, CloseError, FrameDecoder, Message, OpCode, close_code};
 
+/// Close reason for clients that make no write progress.
+pub(crate) const SLOW_CONSUMER: &str = "slow consumer";
+/// Close reason for clients that send nothing.
+pub(crate) const IDLE_TIMEOUT: &str = "idle timeout";
+
 /// Longest a closing connection lingers on each of its two close steps.
 pub const CLOSE_LINGER: Duration = Duration::from_secs(1);
 
@@ -46,11 +51,11 @@ pub(crate) async fn run(
     peer: SocketAddr,
     guard: ConnectionGuard,
 ) {
-    let s = shared.settings.clone();
-    let mut decoder = FrameDecoder::new(s.max_message_bytes);
+    let live = shared.settings.live.clone();
+    let mut decoder = FrameDecoder::new(shared.settings.max_message_bytes);
     let mut last_rx = Instant::now();
     let mut last_progress = Instant::now();
-    let mut next_ping = Instant::now() + s.ping_interval;
+    let mut next_ping = Instant::now() + live.ping_interval();
 
     // Bytes that arrived with the handshake.
     let mut end = if buf.is_empty() { None } else { process(&shared, key, &io, &mut decoder, &mut buf) };
@@ -68,8 +73,10 @@ pub(crate) async fn run(
         if !blocked {
             last_progress = Instant::now();
         }
-        let idle_at = last_rx + s.idle_timeout;
-        let slow_at = if blocked { last_progress + s.slow_client_timeout } else { idle_at };
+        // Read every turn: these can be tuned live.
+        let idle_at = last_rx + live.idle_timeout();
+        let slow_at = if blocked { last_progress + live.slow_client_timeout() } else { idle_at };
+        next_ping = next_ping.min(Instant::now() + live.ping_interval());
         let wake_at = next_ping.min(idle_at).min(slow_at);
 
         tokio::select! {
@@ -100,11 +107,11 @@ pub(crate) async fn run(
             _ = tokio::time::sleep_until(wake_at) => {
                 let now = Instant::now();
                 if now >= idle_at {
-                    end = Some(End::Close(close_code::POLICY_VIOLATION, "idle timeout"));
+                    end = Some(End::Close(close_code::POLICY_VIOLATION, IDLE_TIMEOUT));
                 } else if blocked && now >= slow_at {
-                    end = Some(End::Close(close_code::POLICY_VIOLATION, "slow consumer"));
+                    end = Some(End::Close(close_code::POLICY_VIOLATION, SLOW_CONSUMER));
                 } else if now >= next_ping {
-                    next_ping = now + s.ping_interval;
+                    next_ping = now + live.ping_interval();
                     if !blocked {
                         let mut f = Vec::with_capacity(16);
                         frame::write_frame(&mut f, OpCode::Ping, &now_ns().to_be_bytes());
@@ -205,7 +212,7 @@ async fn close(shared: &Shared, key: usize, io: &ConnIo, end: End, peer: SocketA
             } else {
                 tracing::info!(%peer, key, code, reason, "closing connection");
             }
-            shared.stats.count_close(code);
+            shared.stats.count_close(code, reason);
             (code, reason)
         }
     };

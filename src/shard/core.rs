@@ -142,6 +142,8 @@ pub struct ShardCore {
     pub counters: CoreCounters,
     /// Ingest → write-complete latency of live updates, ns.
     pub latency: Histogram<u64>,
+    /// Live updates queued per symbol id (for "top symbols by traffic").
+    symbol_updates: Vec<u64>,
 }
 
 /// Largest value the latency histogram records (60 s); larger values are clamped.
@@ -175,6 +177,7 @@ impl ShardCore {
             symbols_tmp: Vec::new(),
             counters: CoreCounters::default(),
             latency: new_latency_histogram(),
+            symbol_updates: vec![0; n],
         }
     }
 
@@ -302,6 +305,7 @@ impl ShardCore {
         }
         let cache = &mut self.cache;
         let universe = &self.universe;
+        let per_symbol = &mut self.symbol_updates;
         match c.format {
             Format::Json => {
                 let (out, marks, base) = (&mut c.out, &mut c.marks, c.out_base);
@@ -309,6 +313,9 @@ impl ShardCore {
                     let (bytes, tick) = cache.json_frame(symbol, universe.name(symbol))?;
                     if tick.seq <= sent {
                         return None;
+                    }
+                    if let Some(n) = per_symbol.get_mut(symbol as usize) {
+                        *n += 1;
                     }
                     out.extend_from_slice(bytes);
                     marks.push_back((base + out.len() as u64, tick.ts_gateway));
@@ -323,6 +330,9 @@ impl ShardCore {
                     let (bytes, tick) = cache.binary_record(symbol)?;
                     if tick.seq <= sent {
                         return None;
+                    }
+                    if let Some(n) = per_symbol.get_mut(symbol as usize) {
+                        *n += 1;
                     }
                     records.extend_from_slice(bytes);
                     stamps.push(tick.ts_gateway);
@@ -581,6 +591,25 @@ impl ShardCore {
             g.blocked_clients += usize::from(c.blocked);
         }
         g
+    }
+
+    /// The `n` symbols with the most live updates queued so far, busiest first, into `out`
+    /// (O(symbols); called about once a second).
+    pub fn top_symbols(&self, n: usize, out: &mut Vec<(u32, u64)>) {
+        out.clear();
+        for (s, &count) in self.symbol_updates.iter().enumerate() {
+            if count == 0 {
+                continue;
+            }
+            if out.len() < n {
+                out.push((s as u32, count));
+                out.sort_by_key(|e| std::cmp::Reverse(e.1));
+            } else if out.last().is_some_and(|l| count > l.1) {
+                out.pop();
+                out.push((s as u32, count));
+                out.sort_by_key(|e| std::cmp::Reverse(e.1));
+            }
+        }
     }
 
     /// Encodes performed so far: (JSON, binary).

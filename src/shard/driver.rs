@@ -31,8 +31,9 @@ use tokio::net::TcpStream;
 use tokio::sync::{Notify, mpsc};
 
 use super::conn;
-use super::core::{CoreCounters, ERROR_CODES, Limits, ShardCore, new_latency_histogram};
+use super::core::{CoreCounters, ERROR_CODES, ShardCore, new_latency_histogram};
 use crate::clock::now_ns;
+use crate::live::Live;
 use crate::protocol::Format;
 use crate::ring::{Consumer, Doorbell, Lvc, Read};
 
@@ -48,23 +49,16 @@ pub const MAX_TICKS_PER_TURN: usize = 1024;
 /// around 0.3 ms even at large fan-out.
 pub const FANOUT_BUDGET: usize = 65_536;
 
-/// Settings a shard applies to its connections.
-#[derive(Clone, Debug)]
+/// Settings a shard applies to its connections: fixed ones, and the live ones (limits,
+/// timeouts, ping period), read where they are used.
+#[derive(Clone)]
 pub struct ShardSettings {
-    /// Core limits (symbols per client, message rate, default pacing).
-    pub limits: Limits,
-    /// Largest client message.
+    /// Largest client message (fixed: bounds buffers of existing connections).
     pub max_message_bytes: usize,
     /// SO_SNDBUF for each socket (0 = OS default).
     pub send_buffer_bytes: usize,
-    /// Server ping period.
-    pub ping_interval: Duration,
-    /// Close clients silent for this long.
-    pub idle_timeout: Duration,
-    /// Close clients that take no bytes for this long while data waits.
-    pub slow_client_timeout: Duration,
-    /// Period at which the latency histogram is handed to the stats collector.
-    pub stats_interval: Duration,
+    /// Live-tunable settings.
+    pub live: Arc<Live>,
 }
 
 /// A socket handed to a shard after a successful upgrade.
@@ -101,8 +95,8 @@ impl Drop for ConnectionGuard {
 /// Messages to a shard.
 pub(crate) enum ShardMsg {
     Connection(Box<NewConnection>),
-    /// Close every client with 1001 and stop.
-    Shutdown,
+    /// Close every client with 1001 and stop within the given time.
+    Shutdown(Duration),
     /// Block the shard thread for a while (fault drills and the ring-overrun test).
     Stall(Duration),
 }
@@ -144,6 +138,13 @@ pub struct ShardStats {
     pub errors: [AtomicU64; ERROR_CODES],
     /// Closes sent by the server, by code (see [`COUNTED_CLOSE_CODES`]).
     pub closes: [AtomicU64; 8],
+    /// Clients closed as slow consumers.
+    pub slow_consumer_closes: AtomicU64,
+    /// Clients closed for sending nothing.
+    pub idle_closes: AtomicU64,
+    /// The shard's busiest symbols by updates delivered: (symbol id, updates), refreshed
+    /// every second.
+    pub top_symbols: std::sync::Mutex<Vec<(u32, u64)>>,
     /// `write` syscalls issued to client sockets (updates/writes shows the batching).
     pub writes: AtomicU64,
     /// Turns of the shard loop (each ends with at most one write per ready client).
@@ -181,10 +182,15 @@ impl ShardStats {
         self.binary_encodes.store(b, r);
     }
 
-    pub(crate) fn count_close(&self, code: u16) {
+    pub(crate) fn count_close(&self, code: u16, reason: &str) {
         if let Some(i) = COUNTED_CLOSE_CODES.iter().position(|c| *c == code) {
             self.closes[i].fetch_add(1, Ordering::Relaxed);
         }
+        match reason {
+            super::conn::SLOW_CONSUMER => self.slow_consumer_closes.fetch_add(1, Ordering::Relaxed),
+            super::conn::IDLE_TIMEOUT => self.idle_closes.fetch_add(1, Ordering::Relaxed),
+            _ => 0,
+        };
     }
 }
 
@@ -223,9 +229,9 @@ impl ShardHandle {
         self.doorbell.wake();
     }
 
-    /// Asks the shard to close all clients with 1001 and stop.
-    pub fn begin_shutdown(&self) {
-        let _ = self.tx.send(ShardMsg::Shutdown);
+    /// Asks the shard to close all clients with 1001 and stop within `grace`.
+    pub fn begin_shutdown(&self, grace: Duration) {
+        let _ = self.tx.send(ShardMsg::Shutdown(grace));
         self.doorbell.wake();
     }
 
@@ -330,7 +336,7 @@ pub fn spawn_shard(
         {
             tracing::warn!(shard = id, core = core.id, "could not pin shard thread");
         }
-        let core = ShardCore::new(universe, lvc, settings.limits);
+        let core = ShardCore::new(universe, lvc, settings.live.limits());
         let shared = Rc::new(Shared {
             core: RefCell::new(core),
             conns: RefCell::new(HashMap::new()),
@@ -389,8 +395,8 @@ async fn run(
 
         // 2. Hand-offs and commands.
         while let Ok(msg) = rx.try_recv() {
-            if handle_msg(&shared, msg) {
-                return finish(&shared).await;
+            if let Some(grace) = handle_msg(&shared, msg) {
+                return finish(&shared, grace).await;
             }
         }
 
@@ -429,8 +435,8 @@ async fn run(
         tokio::select! {
             _ = doorbell.park(&consumer) => {}
             msg = rx.recv() => match msg {
-                Some(m) => if handle_msg(&shared, m) { return finish(&shared).await },
-                None => return finish(&shared).await,
+                Some(m) => if let Some(grace) = handle_msg(&shared, m) { return finish(&shared, grace).await },
+                None => return finish(&shared, Duration::from_secs(1)).await,
             },
             _ = shared.loop_wake.notified() => {}
             _ = tokio::time::sleep(sleep) => {}
@@ -438,18 +444,18 @@ async fn run(
     }
 }
 
-/// Handles one message; returns true on shutdown.
-fn handle_msg(shared: &Rc<Shared>, msg: ShardMsg) -> bool {
+/// Handles one message; returns the grace period on shutdown.
+fn handle_msg(shared: &Rc<Shared>, msg: ShardMsg) -> Option<Duration> {
     match msg {
         ShardMsg::Connection(c) => {
             accept(shared, *c);
-            false
+            None
         }
         ShardMsg::Stall(d) => {
             std::thread::sleep(d);
-            false
+            None
         }
-        ShardMsg::Shutdown => true,
+        ShardMsg::Shutdown(grace) => Some(grace),
     }
 }
 
@@ -477,16 +483,17 @@ fn accept(shared: &Rc<Shared>, c: NewConnection) {
     tokio::task::spawn_local(conn::run(shared.clone(), key, io, buf, peer, guard));
 }
 
-/// Shutdown: ask every connection to close with 1001, give them a moment to flush.
-async fn finish(shared: &Rc<Shared>) {
+/// Shutdown: ask every connection to close with 1001 and wait for them, at most `grace`.
+async fn finish(shared: &Rc<Shared>, grace: Duration) {
     shared.shutting_down.set(true);
     let conns: Vec<Rc<ConnIo>> = shared.conns.borrow().values().cloned().collect();
     for io in &conns {
         io.close_req.set(Some((crate::protocol::frame::close_code::GOING_AWAY, "server shutting down")));
         io.wake.notify_one();
     }
-    // Connection tasks close within their own bounded close handshake (≤ 1 s).
-    let deadline = tokio::time::Instant::now() + Duration::from_millis(1500);
+    // Connection tasks close within their own bounded close handshake; whatever is still
+    // open when the grace period ends is dropped with the runtime.
+    let deadline = tokio::time::Instant::now() + grace;
     while !shared.conns.borrow().is_empty() && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
@@ -507,13 +514,17 @@ async fn housekeeping(
         if shared.shutting_down.get() {
             return;
         }
-        let core = shared.core.borrow();
+        let mut core = shared.core.borrow_mut();
+        core.set_limits(shared.settings.live.limits());
         shared.stats.publish(&core, shared.stats.ring_lag.load(Ordering::Relaxed), &shared.io);
-        drop(core);
-        if last_hist.elapsed() >= shared.settings.stats_interval.min(Duration::from_secs(1)) {
+        if last_hist.elapsed() >= shared.settings.live.stats_interval().min(Duration::from_secs(1)) {
             last_hist = tokio::time::Instant::now();
-            let h = std::mem::replace(&mut shared.core.borrow_mut().latency, new_latency_histogram());
+            let h = std::mem::replace(&mut core.latency, new_latency_histogram());
             let _ = histograms.try_send((id, h));
+            if let Ok(mut top) = shared.stats.top_symbols.lock() {
+                core.top_symbols(10, &mut top);
+            }
         }
+        drop(core);
     }
 }
