@@ -11,6 +11,7 @@
 //! The library entry point takes the configuration (including the listen address, port 0
 //! in tests) and returns a handle; the binary only parses the CLI and waits for a signal.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -22,11 +23,12 @@ use tickgate_feeds::{FeedSource, Simulator, Universe};
 use tokio::sync::watch;
 
 use crate::clock::now_ns;
-use crate::config::{Config, PinCores};
+use crate::config::{ADMIN_TOKEN_ENV, Config, PinCores, Source};
 use crate::feed::{FeedHandle, FeedParts};
+use crate::live::Live;
 use crate::ring::{Lvc, Ring};
 use crate::server::App;
-use crate::shard::core::Limits;
+use crate::server::Role;
 use crate::shard::{ShardSettings, spawn_shard};
 use crate::stats::{Collector, MERGE_PERIOD};
 
@@ -40,6 +42,7 @@ pub const LISTEN_BACKLOG: i32 = 4096;
 /// A running gateway.
 pub struct Gateway {
     addr: SocketAddr,
+    admin_addr: Option<SocketAddr>,
     app: Arc<App>,
     feed: FeedHandle,
     http: Option<JoinHandle<()>>,
@@ -97,20 +100,28 @@ impl Gateway {
     /// Bad feed settings, a listen address that cannot be bound, or threads that cannot start.
     pub fn start(config: Config) -> anyhow::Result<Gateway> {
         let source = simulated_source(&config)?;
-        Gateway::start_with_source(config, source)
+        Gateway::start_with_source(config, BTreeMap::new(), source)
     }
 
-    /// Starts a gateway on any feed source.
+    /// Starts a gateway on any feed source; `sources` says where each setting came from (for
+    /// `GET /config` on the admin listener; keys missing from it show as defaults).
     ///
     /// # Errors
-    /// A listen address that cannot be bound, or threads that cannot start.
-    pub fn start_with_source(config: Config, source: Box<dyn FeedSource>) -> anyhow::Result<Gateway> {
+    /// A listen address that cannot be bound, an unreadable admin token file, or threads
+    /// that cannot start.
+    pub fn start_with_source(
+        config: Config,
+        mut sources: BTreeMap<&'static str, Source>,
+        source: Box<dyn FeedSource>,
+    ) -> anyhow::Result<Gateway> {
+        for k in crate::config::KEYS {
+            sources.entry(k.key).or_insert(Source::Default);
+        }
         let fd_limit = raise_fd_limit();
-        let max_connections = if config.max_connections > 0 {
-            config.max_connections
-        } else {
-            fd_limit.saturating_sub(FD_HEADROOM).max(1) as usize
-        };
+        let fd_derived = fd_limit.saturating_sub(FD_HEADROOM).max(1) as usize;
+        let live = Arc::new(Live::new(config.clone(), sources, fd_derived));
+        let max_connections = live.max_connections();
+        let admin_token = admin_token(&config)?;
         let cores = core_affinity::get_core_ids().map_or(1, |c| c.len()).max(1);
         let shards = if config.shards > 0 { config.shards } else { cores.saturating_sub(1).max(1) };
         let (feed_core, shard_cores) = plan_cores(&config.pin_cores, shards);
@@ -122,22 +133,18 @@ impl Gateway {
         // Bind first, so a bad address fails before any thread starts.
         let listener = bind(config.listen).with_context(|| format!("binding {}", config.listen))?;
         let addr = listener.local_addr().context("reading the bound address")?;
+        let admin = match config.admin_listen {
+            Some(a) => {
+                Some(bind(a).with_context(|| format!("binding the admin listener {a} (admin.listen)"))?)
+            }
+            None => None,
+        };
+        let admin_addr = admin.as_ref().and_then(|l| l.local_addr().ok());
 
         let settings = ShardSettings {
-            limits: Limits {
-                max_symbols: config.max_symbols_per_client,
-                msgs_per_sec: config.max_client_msgs_per_sec,
-                default_interval_ns: match config.default_max_rate {
-                    0 => 0,
-                    r => 1_000_000_000 / u64::from(r),
-                },
-            },
             max_message_bytes: config.max_message_bytes,
             send_buffer_bytes: config.send_buffer_bytes,
-            ping_interval: config.ping_interval,
-            idle_timeout: config.idle_timeout,
-            slow_client_timeout: config.slow_client_timeout,
-            stats_interval: config.stats_interval,
+            live: live.clone(),
         };
         let (hist_tx, hist_rx) = crossbeam_channel::bounded(shards * 16);
         let mut handles = Vec::with_capacity(shards);
@@ -161,11 +168,13 @@ impl Gateway {
             doorbells: handles.iter().map(|h| h.doorbell()).collect(),
             limit: config.feed.ticks,
             pin: feed_core,
+            live: live.clone(),
         })
         .context("starting the feed thread")?;
 
         let app = Arc::new(App {
-            max_connections,
+            live,
+            admin_token,
             universe,
             lvc,
             shards: handles,
@@ -176,9 +185,10 @@ impl Gateway {
             config,
         });
         let (stop_http, stop_rx) = watch::channel(false);
-        let http = spawn_http(listener, app.clone(), stop_rx)?;
+        let http = spawn_http(listener, admin, app.clone(), stop_rx)?;
         tracing::info!(
             %addr,
+            admin = ?admin_addr,
             shards,
             max_connections,
             symbols = app.universe.len(),
@@ -186,12 +196,17 @@ impl Gateway {
             feed_core = feed_core.map(|c| c.id),
             "tickgate listening"
         );
-        Ok(Gateway { addr, app, feed, http: Some(http), stop_http })
+        Ok(Gateway { addr, admin_addr, app, feed, http: Some(http), stop_http })
     }
 
     /// The address the listener is bound to.
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The admin listener's address, if it is enabled.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_addr
     }
 
     /// Shared state: stats, shards, cache.
@@ -207,12 +222,16 @@ impl Gateway {
     }
 
     /// Graceful shutdown: refuse new connections, close every client with 1001 "server
-    /// shutting down", stop the feed and the threads. Bounded by the shards' close linger.
+    /// shutting down", flush, stop the feed and the threads, all within `shutdown_grace`
+    /// (the shards get the grace minus a margin for the rest).
     pub fn shutdown(mut self) {
+        let grace = self.app.live.shutdown_grace();
+        tracing::info!(grace_ms = grace.as_millis() as u64, "shutting down");
         self.app.shutting_down.store(true, Ordering::Release);
         let _ = self.stop_http.send(true);
+        let shard_grace = grace.saturating_sub(Duration::from_millis(300)).max(Duration::from_millis(50));
         for s in &self.app.shards {
-            s.begin_shutdown();
+            s.begin_shutdown(shard_grace);
         }
         for s in &self.app.shards {
             s.join();
@@ -222,6 +241,25 @@ impl Gateway {
             let _ = h.join();
         }
         tracing::info!("tickgate stopped");
+    }
+}
+
+/// The admin token: from `admin.token_file` if set, else `TICKGATE_ADMIN_TOKEN`, else none.
+fn admin_token(config: &Config) -> anyhow::Result<Option<String>> {
+    let token = match &config.admin_token_file {
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("reading admin.token_file {}", path.display()))?
+                .trim()
+                .to_string(),
+        ),
+        None => std::env::var(ADMIN_TOKEN_ENV).ok().map(|t| t.trim().to_string()),
+    };
+    match token {
+        Some(t) if t.is_empty() => {
+            anyhow::bail!("the admin token is empty (admin.token_file / {ADMIN_TOKEN_ENV})")
+        }
+        other => Ok(other),
     }
 }
 
@@ -236,6 +274,7 @@ fn bind(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
 
 fn spawn_http(
     listener: std::net::TcpListener,
+    admin: Option<std::net::TcpListener>,
     app: Arc<App>,
     stop: watch::Receiver<bool>,
 ) -> anyhow::Result<JoinHandle<()>> {
@@ -255,7 +294,15 @@ fn spawn_http(
                     }
                 };
                 tokio::spawn(collect_stats(app.clone(), stop.clone()));
-                crate::server::serve(listener, app, stop).await;
+                if let Some(admin) = admin {
+                    match tokio::net::TcpListener::from_std(admin) {
+                        Ok(l) => {
+                            tokio::spawn(crate::server::serve(l, app.clone(), Role::Admin, stop.clone()));
+                        }
+                        Err(e) => tracing::error!(error = %e, "could not register the admin listener"),
+                    }
+                }
+                crate::server::serve(listener, app, Role::Public, stop).await;
             });
         })
         .context("starting the HTTP thread")?;
@@ -266,9 +313,8 @@ fn spawn_http(
 /// `stats_interval`.
 async fn collect_stats(app: Arc<App>, mut stop: watch::Receiver<bool>) {
     let mut merge = tokio::time::interval(MERGE_PERIOD);
-    let mut summary = tokio::time::interval(app.config.stats_interval);
-    summary.tick().await;
     let shard_stats: Vec<_> = app.shards.iter().map(|s| s.stats.clone()).collect();
+    let mut next_summary = tokio::time::Instant::now() + app.live.stats_interval();
     loop {
         tokio::select! {
             _ = merge.tick() => {
@@ -276,7 +322,9 @@ async fn collect_stats(app: Arc<App>, mut stop: watch::Receiver<bool>) {
                     c.drain();
                 }
             }
-            _ = summary.tick() => {
+            _ = tokio::time::sleep_until(next_summary) => {
+                // The period is live-tunable: read it each time.
+                next_summary = tokio::time::Instant::now() + app.live.stats_interval();
                 let connections = app.connections.load(Ordering::Relaxed);
                 if let Ok(mut c) = app.collector.lock() {
                     let line = c.roll(&shard_stats, &app.feed, connections);

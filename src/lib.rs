@@ -24,6 +24,8 @@
 //! - [`shard`]: per-shard state and the writer loop.
 //! - [`server`]: listener, HTTP routes, WebSocket upgrade, hand-off of sockets to shards.
 //! - [`stats`]: HDR latency histograms merged off the hot path; the periodic summary line.
+//! - [`live`]: settings that can change while running; [`metrics`]: Prometheus exposition;
+//!   [`ops`]: the operator commands' client side (`tickgate stats`, `tickgate tune`).
 //! - [`gateway`]: wires it all together; [`gateway::Gateway::start`] is the library entry point.
 //!
 //! No `unsafe` anywhere: the ring is built from atomic words (see [`ring`]).
@@ -32,6 +34,9 @@ pub mod clock;
 pub mod config;
 pub mod feed;
 pub mod gateway;
+pub mod live;
+pub mod metrics;
+pub mod ops;
 pub mod protocol;
 pub mod ring;
 pub mod server;

@@ -5,8 +5,9 @@ use std::process::ExitCode;
 
 use clap::{Arg, ArgAction, ArgMatches, Command};
 use mimalloc::MiMalloc;
-use tickgate::config::{self, KEYS, Layers, Source};
+use tickgate::config::{self, KEYS, Layers, LogFormat, Source};
 use tickgate::gateway::Gateway;
+use tickgate::ops;
 
 #[global_allocator]
 static GLOBAL: MiMalloc = MiMalloc;
@@ -62,6 +63,50 @@ fn cli() -> Command {
                         .about("Print the effective configuration and where each value came from"),
                 )),
         )
+        .subcommand(
+            Command::new("stats")
+                .about("Show a running gateway's clients, rates and latency (like top)")
+                .arg(
+                    Arg::new("url")
+                        .long("url")
+                        .default_value("http://127.0.0.1:9000")
+                        .help("the gateway's public (or admin) HTTP address"),
+                )
+                .arg(
+                    Arg::new("watch")
+                        .long("watch")
+                        .short('w')
+                        .action(ArgAction::SetTrue)
+                        .help("refresh every second"),
+                )
+                .arg(
+                    Arg::new("json")
+                        .long("json")
+                        .action(ArgAction::SetTrue)
+                        .help("print the raw /stats JSON once"),
+                ),
+        )
+        .subcommand(
+            Command::new("tune")
+                .about("Change settings of a running gateway without a restart (admin listener)")
+                .arg(
+                    Arg::new("set")
+                        .long("set")
+                        .value_name("KEY=VALUE")
+                        .action(ArgAction::Append)
+                        .required(true)
+                        .help("a live key, e.g. feed.rate=5000 (repeatable; applied all-or-nothing)"),
+                )
+                .arg(
+                    Arg::new("admin")
+                        .long("admin")
+                        .default_value("http://127.0.0.1:9001")
+                        .help("admin listener address"),
+                )
+                .arg(Arg::new("token-file").long("token-file").value_name("FILE").help(
+                    "file holding the admin token (else the TICKGATE_ADMIN_TOKEN environment variable)",
+                )),
+        )
 }
 
 /// Layers file, environment and flags; validates once.
@@ -93,11 +138,26 @@ fn resolve(
     layers.build()
 }
 
-fn init_logs(level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+/// Installs the log subscriber; returns a function that swaps the filter (live log level).
+fn init_logs(level: &str, format: LogFormat) -> tickgate::live::LogReloader {
+    use tracing_subscriber::prelude::*;
+    use tracing_subscriber::{EnvFilter, reload};
+    let from_env = std::env::var("RUST_LOG").ok().and_then(|v| EnvFilter::try_new(v).ok());
+    let (filter, handle) = reload::Layer::new(from_env.unwrap_or_else(|| EnvFilter::new(level)));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout()) && std::env::var_os("NO_COLOR").is_none();
-    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).with_ansi(ansi).init();
+    let registry = tracing_subscriber::registry().with(filter);
+    match format {
+        LogFormat::Pretty => {
+            registry.with(tracing_subscriber::fmt::layer().with_target(false).with_ansi(ansi)).init()
+        }
+        LogFormat::Json => {
+            registry.with(tracing_subscriber::fmt::layer().json().with_current_span(false)).init()
+        }
+    }
+    Box::new(move |level: &str| {
+        let f = EnvFilter::try_new(level).map_err(|e| format!("not a valid log filter: {e}"))?;
+        handle.reload(f).map_err(|e| e.to_string())
+    })
 }
 
 /// Waits for SIGINT or SIGTERM.
@@ -123,11 +183,15 @@ async fn signal() {
     }
 }
 
-fn serve(cfg: config::Config) -> anyhow::Result<()> {
-    init_logs(&cfg.log_level);
+fn serve(
+    cfg: config::Config,
+    sources: std::collections::BTreeMap<&'static str, Source>,
+) -> anyhow::Result<()> {
+    let reload = init_logs(&cfg.log_level, cfg.log_format);
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    // Register the handlers before starting, so an early signal is not lost.
-    let gateway = Gateway::start(cfg)?;
+    let source = tickgate::gateway::simulated_source(&cfg)?;
+    let gateway = Gateway::start_with_source(cfg, sources, source)?;
+    gateway.app().live.set_log_reloader(reload);
     rt.block_on(signal());
     tracing::info!("signal received: shutting down (a second signal exits at once)");
     std::thread::spawn(move || {
@@ -135,8 +199,88 @@ fn serve(cfg: config::Config) -> anyhow::Result<()> {
         eprintln!("second signal: exiting now");
         std::process::exit(130);
     });
-    gateway.shutdown();
+    // The shutdown itself is bounded by shutdown_grace; this wait is the backstop.
+    let grace = gateway.app().live.shutdown_grace();
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        gateway.shutdown();
+        let _ = done_tx.send(());
+    });
+    if done_rx.recv_timeout(grace + std::time::Duration::from_millis(500)).is_err() {
+        tracing::warn!("shutdown_grace elapsed; exiting with connections still closing");
+    }
     Ok(())
+}
+
+fn stats_cmd(m: &ArgMatches) -> anyhow::Result<()> {
+    let url = m.get_one::<String>("url").map_or("http://127.0.0.1:9000", String::as_str);
+    let target = ops::Target::parse(url)?;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    rt.block_on(async {
+        if m.get_flag("json") {
+            println!("{}", ops::fetch_stats(&target).await?);
+            return Ok(());
+        }
+        let watch = m.get_flag("watch");
+        let mut prev: Option<(serde_json::Value, std::time::Instant)> = None;
+        loop {
+            let now = ops::fetch_stats(&target).await.map_err(|e| {
+                anyhow::anyhow!(
+                    "{e:#}\n(is the gateway running? start it with `tickgate serve`, or pass --url)"
+                )
+            })?;
+            let at = std::time::Instant::now();
+            if prev.is_none() && !watch {
+                // One frame with rates: take a second sample a second later.
+                prev = Some((now, at));
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                continue;
+            }
+            let secs = prev.as_ref().map_or(0.0, |(_, t)| at.duration_since(*t).as_secs_f64());
+            let view = ops::render_view(url, &now, prev.as_ref().map(|(v, _)| v), secs);
+            if watch {
+                print!("\x1b[2J\x1b[H{view}");
+            } else {
+                print!("{view}");
+                return Ok(());
+            }
+            prev = Some((now, at));
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        }
+    })
+}
+
+fn tune_cmd(m: &ArgMatches) -> anyhow::Result<bool> {
+    let admin = m.get_one::<String>("admin").map_or("http://127.0.0.1:9001", String::as_str);
+    let target = ops::Target::parse(admin)?;
+    let token = match m.get_one::<String>("token-file") {
+        Some(f) => Some(
+            std::fs::read_to_string(f).map_err(|e| anyhow::anyhow!("reading {f}: {e}"))?.trim().to_string(),
+        ),
+        None => std::env::var(config::ADMIN_TOKEN_ENV).ok(),
+    };
+    let body: Vec<String> = m.get_many::<String>("set").into_iter().flatten().cloned().collect();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let (status, text) =
+        rt.block_on(ops::request(&target, "POST", "/config", Some(body.join("\n")), token.as_deref()))?;
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
+    if status == 200 {
+        for c in v["changed"].as_array().into_iter().flatten() {
+            println!(
+                "{}: {} -> {}",
+                c["key"].as_str().unwrap_or("?"),
+                c["old"].as_str().unwrap_or("?"),
+                c["new"].as_str().unwrap_or("?")
+            );
+        }
+        return Ok(true);
+    }
+    match (v["key"].as_str(), v["error"].as_str()) {
+        (Some(k), Some(e)) => eprintln!("tickgate: refused: {k}: {e}"),
+        (None, Some(e)) => eprintln!("tickgate: refused: {e}"),
+        _ => eprintln!("tickgate: {admin} answered {status}: {}", text.trim()),
+    }
+    Ok(false)
 }
 
 fn main() -> ExitCode {
@@ -147,7 +291,7 @@ fn main() -> ExitCode {
     };
     match name {
         "serve" => match resolve(sub) {
-            Ok((cfg, _)) => match serve(cfg) {
+            Ok((cfg, sources)) => match serve(cfg, sources) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("tickgate: {e:#}");
@@ -172,6 +316,21 @@ fn main() -> ExitCode {
                 }
             }
         }
+        "stats" => match stats_cmd(sub) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("tickgate: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
+        "tune" => match tune_cmd(sub) {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => ExitCode::from(EXIT_CONFIG),
+            Err(e) => {
+                eprintln!("tickgate: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
         _ => ExitCode::from(EXIT_CONFIG),
     }
 }

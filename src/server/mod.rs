@@ -4,12 +4,15 @@
 //! Runs on its own thread (`tickgate-http`) with a current-thread runtime, so the HTTP work
 //! of handshakes and `/snapshot` never competes with a shard's loop on its core.
 //!
-//! - [`routes`]: `/ws`, `/healthz`, `/snapshot`, `/stats`.
+//! - [`routes`]: `/ws`, `/healthz`, `/snapshot`, `/stats`, `/metrics`.
+//! - [`admin`]: the admin listener: `/config` (read and change live settings), `/metrics`,
+//!   `/stats`, `/healthz`, behind an optional bearer token.
 //!
 //! Accept errors such as `EMFILE` (out of file descriptors) back off for
 //! [`ACCEPT_BACKOFF`] instead of spinning: the listener stays readable while the backlog
 //! holds connections we cannot accept, so retrying at once would burn a core.
 
+pub mod admin;
 pub mod routes;
 
 use std::net::SocketAddr;
@@ -41,10 +44,12 @@ pub const MAX_HEADER_BYTES: usize = 16 * 1024;
 
 /// State shared by the HTTP handlers.
 pub struct App {
-    /// The validated configuration.
+    /// The configuration the gateway started with (live values: [`App::live`]).
     pub config: Config,
-    /// Effective connection limit (resolved from the open-file limit if configured as 0).
-    pub max_connections: usize,
+    /// Live-tunable settings, including the connection limit in force.
+    pub live: Arc<crate::live::Live>,
+    /// Bearer token the admin listener requires, if any.
+    pub admin_token: Option<String>,
     /// The symbol universe.
     pub universe: Arc<Universe>,
     /// The last-value cache.
@@ -68,8 +73,17 @@ impl App {
     }
 }
 
+/// Which routes a listener serves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// The public listener: WebSocket and read-only HTTP.
+    Public,
+    /// The admin listener: configuration, metrics, stats.
+    Admin,
+}
+
 /// Accepts connections until `shutdown` turns true.
-pub async fn serve(listener: TcpListener, app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
+pub async fn serve(listener: TcpListener, app: Arc<App>, role: Role, mut shutdown: watch::Receiver<bool>) {
     let mut error_logged = false;
     loop {
         let accepted = tokio::select! {
@@ -80,7 +94,7 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, mut shutdown: watch::Re
             Ok((stream, peer)) => {
                 error_logged = false;
                 let _ = stream.set_nodelay(true);
-                tokio::spawn(serve_connection(stream, peer, app.clone()));
+                tokio::spawn(serve_connection(stream, peer, app.clone(), role));
             }
             Err(e) => {
                 if !error_logged {
@@ -93,8 +107,16 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, mut shutdown: watch::Re
     }
 }
 
-async fn serve_connection(stream: tokio::net::TcpStream, peer: SocketAddr, app: Arc<App>) {
-    let service = service_fn(move |req| routes::handle(req, peer, app.clone()));
+async fn serve_connection(stream: tokio::net::TcpStream, peer: SocketAddr, app: Arc<App>, role: Role) {
+    let service = service_fn(move |req| {
+        let app = app.clone();
+        async move {
+            match role {
+                Role::Public => routes::handle(req, peer, app).await,
+                Role::Admin => admin::handle(req, peer, app).await,
+            }
+        }
+    });
     let conn = http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT)

@@ -6,7 +6,8 @@
 //! - `GET /healthz` — 200 `ok`.
 //! - `GET /snapshot?symbols=AAPL,MSFT` — JSON array of the latest state of each symbol that
 //!   has one (same fields as updates, `"snapshot":true`); unknown symbols → 404 listing them.
-//! - `GET /stats` — JSON counters, gauges and latency percentiles.
+//! - `GET /stats` — JSON counters, gauges, latency percentiles, top symbols.
+//! - `GET /metrics` — Prometheus text exposition.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -26,16 +27,16 @@ use crate::protocol::{Format, json};
 use crate::shard::{ConnectionGuard, NewConnection};
 use crate::stats::Percentiles;
 
-type Resp = Response<Full<Bytes>>;
+pub(crate) type Resp = Response<Full<Bytes>>;
 
-fn text(status: StatusCode, body: impl Into<String>) -> Resp {
+pub(crate) fn text(status: StatusCode, body: impl Into<String>) -> Resp {
     let mut r = Response::new(Full::new(Bytes::from(body.into())));
     *r.status_mut() = status;
     r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
     r
 }
 
-fn json_resp(status: StatusCode, body: Vec<u8>) -> Resp {
+pub(crate) fn json_resp(status: StatusCode, body: Vec<u8>) -> Resp {
     let mut r = Response::new(Full::new(Bytes::from(body)));
     *r.status_mut() = status;
     r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -55,7 +56,11 @@ pub async fn handle(req: Request<Incoming>, peer: SocketAddr, app: Arc<App>) -> 
         "/healthz" => text(StatusCode::OK, "ok\n"),
         "/snapshot" => snapshot(req.uri().query().unwrap_or(""), &app),
         "/stats" => stats(&app),
-        _ => text(StatusCode::NOT_FOUND, "not found; try /ws, /healthz, /snapshot?symbols=..., /stats\n"),
+        "/metrics" => metrics(&app),
+        _ => text(
+            StatusCode::NOT_FOUND,
+            "not found; try /ws, /healthz, /snapshot?symbols=..., /stats, /metrics\n",
+        ),
     })
 }
 
@@ -148,11 +153,12 @@ fn websocket(mut req: Request<Incoming>, peer: SocketAddr, app: &Arc<App>) -> Re
     }
     // Count the connection before answering so concurrent handshakes cannot overshoot.
     let guard = ConnectionGuard::new(app.connections.clone());
-    if app.connections.load(Ordering::Acquire) > app.max_connections {
+    let max = app.live.max_connections();
+    if app.connections.load(Ordering::Acquire) > max {
         drop(guard);
         let mut r = text(
             StatusCode::SERVICE_UNAVAILABLE,
-            format!("connection limit reached ({} connections); try again later\n", app.max_connections),
+            format!("connection limit reached ({max} connections); try again later\n"),
         );
         r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         return r;
@@ -258,6 +264,8 @@ struct ShardJson {
     turns: u64,
     errors: std::collections::BTreeMap<&'static str, u64>,
     closes: std::collections::BTreeMap<String, u64>,
+    slow_consumer_closes: u64,
+    idle_closes: u64,
     latency: Percentiles,
 }
 
@@ -278,10 +286,30 @@ struct StatsJson {
     delivered: u64,
     latency: Percentiles,
     latency_last_window: Percentiles,
+    feed_rate_target: u64,
+    stats_interval_ms: u64,
+    top_symbols: Vec<TopSymbol>,
     shards: Vec<ShardJson>,
 }
 
-fn stats(app: &App) -> Resp {
+/// `GET /metrics`: Prometheus text format.
+pub(crate) fn metrics(app: &Arc<App>) -> Resp {
+    let mut r = Response::new(Full::new(Bytes::from(crate::metrics::render(app))));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+    );
+    r
+}
+
+#[derive(Serialize)]
+struct TopSymbol {
+    symbol: String,
+    updates: u64,
+}
+
+/// `GET /stats`.
+pub(crate) fn stats(app: &App) -> Resp {
     let r = Ordering::Relaxed;
     let (totals, merged, window, rate, feed_rate, bytes_rate) = match app.collector.lock() {
         Ok(mut c) => {
@@ -328,13 +356,32 @@ fn stats(app: &App) -> Resp {
                     .zip(&st.closes)
                     .map(|(c, v)| (c.to_string(), v.load(r)))
                     .collect(),
+                slow_consumer_closes: st.slow_consumer_closes.load(r),
+                idle_closes: st.idle_closes.load(r),
                 latency: totals.get(s.id).copied().unwrap_or_default(),
             }
         })
         .collect();
+    let mut top: std::collections::HashMap<u32, u64> = std::collections::HashMap::new();
+    for s in &app.shards {
+        if let Ok(list) = s.stats.top_symbols.lock() {
+            for (sym, n) in list.iter() {
+                *top.entry(*sym).or_default() += n;
+            }
+        }
+    }
+    let mut top: Vec<TopSymbol> = top
+        .into_iter()
+        .map(|(s, updates)| TopSymbol { symbol: app.universe.name(s).to_string(), updates })
+        .collect();
+    top.sort_by(|a, b| b.updates.cmp(&a.updates).then_with(|| a.symbol.cmp(&b.symbol)));
+    top.truncate(10);
     let body = StatsJson {
         connections: app.connections.load(r),
-        max_connections: app.max_connections,
+        max_connections: app.live.max_connections(),
+        feed_rate_target: app.live.feed_rate.load(r),
+        stats_interval_ms: app.live.stats_interval().as_millis() as u64,
+        top_symbols: top,
         feed_ticks: app.feed.ticks.load(r),
         feed_stale: app.feed.stale.load(r),
         feed_ended: app.feed.ended.load(Ordering::Acquire),

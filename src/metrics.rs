@@ -1,0 +1,278 @@
+//! Prometheus exposition (`GET /metrics`, text format), built with prometheus-client.
+//!
+//! The gateway already counts everything in plain atomics (`ShardStats`, `FeedStats`) and HDR
+//! histograms, so `/metrics` is a custom [`Collector`] that reads them at scrape time: no
+//! second set of counters on the data path. Delivery latency is exported two ways: a real
+//! Prometheus histogram per shard built from the HDR data since start (so `histogram_quantile`
+//! and aggregation across gateways work), and the last stats window's exact quantiles as
+//! gauges.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use hdrhistogram::Histogram;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::registry::Registry;
+
+use crate::server::App;
+use crate::shard::{COUNTED_CLOSE_CODES, ShardStats};
+
+/// Upper bounds of the latency histogram buckets, seconds (+Inf is added).
+pub const LATENCY_BUCKETS: [f64; 13] =
+    [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0];
+
+/// Names of the control error codes, in `ShardStats::errors` order.
+pub const ERROR_CODE_NAMES: [&str; 5] =
+    ["bad_request", "unknown_op", "unknown_symbol", "too_many_symbols", "rate_limited"];
+
+/// A per-shard metric: name, help, and how to read it from the shard's stats.
+type ShardMetric = (&'static str, &'static str, fn(&ShardStats) -> u64);
+
+const R: Ordering = Ordering::Relaxed;
+
+/// Per-shard gauges.
+const SHARD_GAUGES: [ShardMetric; 6] = [
+    ("tickgate_connections", "Open WebSocket connections.", |s| s.clients.load(R) as u64),
+    ("tickgate_subscriptions", "(client, symbol) subscriptions.", |s| s.subscriptions.load(R) as u64),
+    (
+        "tickgate_pending_updates",
+        "Conflation slots holding an update not yet sent (at most one per subscription).",
+        |s| s.pending_updates.load(R) as u64,
+    ),
+    ("tickgate_buffered_bytes", "Bytes buffered in the gateway for clients.", |s| {
+        s.buffered_bytes.load(R) as u64
+    }),
+    ("tickgate_blocked_clients", "Clients whose socket is full.", |s| s.blocked_clients.load(R) as u64),
+    ("tickgate_ring_lag", "Ring ticks published but not yet read by the shard.", |s| s.ring_lag.load(R)),
+];
+
+/// Per-shard counters (exposed with a `_total` suffix).
+const SHARD_COUNTERS: [ShardMetric; 10] = [
+    ("tickgate_ticks_processed", "Ticks read from the ring.", |s| s.ticks.load(R)),
+    ("tickgate_updates_delivered", "Live updates written to client sockets.", |s| s.delivered.load(R)),
+    ("tickgate_snapshots", "Snapshot updates sent on subscribe.", |s| s.snapshots.load(R)),
+    ("tickgate_bytes_written", "Bytes written to client sockets.", |s| s.bytes_written.load(R)),
+    ("tickgate_writes", "write syscalls to client sockets.", |s| s.writes.load(R)),
+    ("tickgate_conflated_updates", "Pending updates replaced by a newer one.", |s| s.conflated.load(R)),
+    ("tickgate_ring_overruns", "Times the ring lapped a shard (healed from the cache).", |s| {
+        s.overruns.load(R)
+    }),
+    ("tickgate_client_messages", "Client control messages handled.", |s| s.client_msgs.load(R)),
+    ("tickgate_slow_consumer_closes", "Clients closed 1008 slow consumer.", |s| {
+        s.slow_consumer_closes.load(R)
+    }),
+    ("tickgate_idle_closes", "Clients closed 1008 idle timeout.", |s| s.idle_closes.load(R)),
+];
+
+struct GatewayCollector(Arc<App>);
+
+impl std::fmt::Debug for GatewayCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("GatewayCollector")
+    }
+}
+
+type Fmt = Result<(), std::fmt::Error>;
+
+fn gauge(e: &mut DescriptorEncoder, name: &str, help: &str, v: f64) -> Fmt {
+    let g = ConstGauge::new(v);
+    g.encode(e.encode_descriptor(name, help, None, g.metric_type())?)
+}
+
+fn counter(e: &mut DescriptorEncoder, name: &str, help: &str, v: u64) -> Fmt {
+    let c = ConstCounter::new(v);
+    c.encode(e.encode_descriptor(name, help, None, c.metric_type())?)
+}
+
+/// One metric with a `shard` label per shard.
+fn per_shard(
+    e: &mut DescriptorEncoder,
+    shards: &[Arc<ShardStats>],
+    name: &str,
+    help: &str,
+    kind: MetricType,
+    value: impl Fn(&ShardStats) -> u64,
+) -> Fmt {
+    let mut fam = e.encode_descriptor(name, help, None, kind)?;
+    for (i, s) in shards.iter().enumerate() {
+        let labels = [("shard", i.to_string())];
+        let enc = fam.encode_family(&labels)?;
+        match kind {
+            MetricType::Counter => ConstCounter::new(value(s)).encode(enc)?,
+            _ => ConstGauge::new(value(s) as i64).encode(enc)?,
+        }
+    }
+    Ok(())
+}
+
+/// Converts an HDR histogram (ns) into Prometheus buckets (seconds): per-bucket counts,
+/// the sum (mean × count, the HDR's exactness) and the count.
+pub fn prometheus_buckets(h: &Histogram<u64>) -> (f64, u64, Vec<(f64, u64)>) {
+    let mut buckets = Vec::with_capacity(LATENCY_BUCKETS.len() + 1);
+    let mut below = 0u64;
+    for b in LATENCY_BUCKETS {
+        let ns = (b * 1e9) as u64;
+        let upto = if h.is_empty() { 0 } else { h.count_between(0, ns) };
+        buckets.push((b, upto.saturating_sub(below)));
+        below = upto.max(below);
+    }
+    buckets.push((f64::INFINITY, h.len().saturating_sub(below)));
+    (h.mean() * h.len() as f64 / 1e9, h.len(), buckets)
+}
+
+impl Collector for GatewayCollector {
+    fn encode(&self, mut e: DescriptorEncoder) -> Fmt {
+        let app = &self.0;
+        let r = Ordering::Relaxed;
+        let shards: Vec<Arc<ShardStats>> = app.shards.iter().map(|s| s.stats.clone()).collect();
+        use MetricType::{Counter, Gauge};
+
+        for (name, help, f) in SHARD_GAUGES {
+            per_shard(&mut e, &shards, name, help, Gauge, f)?;
+        }
+        gauge(
+            &mut e,
+            "tickgate_connections_max",
+            "Connection limit in force.",
+            app.live.max_connections() as f64,
+        )?;
+        let up = if app.feed.ended.load(Ordering::Acquire) { 0.0 } else { 1.0 };
+        gauge(&mut e, "tickgate_feed_up", "1 while the feed runs, 0 once it ended or stopped.", up)?;
+        gauge(
+            &mut e,
+            "tickgate_feed_rate_target",
+            "Configured feed rate, ticks/s (0 = unpaced).",
+            app.live.feed_rate.load(r) as f64,
+        )?;
+        counter(
+            &mut e,
+            "tickgate_feed_ticks",
+            "Ticks published by the feed thread.",
+            app.feed.ticks.load(r),
+        )?;
+        counter(
+            &mut e,
+            "tickgate_feed_stale",
+            "Ticks dropped by the feed thread because their seq was not newer.",
+            app.feed.stale.load(r),
+        )?;
+        for (name, help, f) in SHARD_COUNTERS {
+            per_shard(&mut e, &shards, name, help, Counter, f)?;
+        }
+        {
+            let mut fam = e.encode_descriptor(
+                "tickgate_client_errors",
+                "Error replies to clients, by code.",
+                None,
+                Counter,
+            )?;
+            for (i, s) in shards.iter().enumerate() {
+                for (code, v) in ERROR_CODE_NAMES.iter().zip(&s.errors) {
+                    let labels = [("shard", i.to_string()), ("code", code.to_string())];
+                    ConstCounter::new(v.load(r)).encode(fam.encode_family(&labels)?)?;
+                }
+            }
+        }
+        {
+            let mut fam = e.encode_descriptor(
+                "tickgate_closes",
+                "Close frames sent by the server, by code.",
+                None,
+                Counter,
+            )?;
+            for (i, s) in shards.iter().enumerate() {
+                for (code, v) in COUNTED_CLOSE_CODES.iter().zip(&s.closes) {
+                    let labels = [("shard", i.to_string()), ("code", code.to_string())];
+                    ConstCounter::new(v.load(r)).encode(fam.encode_family(&labels)?)?;
+                }
+            }
+        }
+        counter(
+            &mut e,
+            "tickgate_config_changes",
+            "Configuration keys changed while running.",
+            app.live.changes.load(r),
+        )?;
+        let (totals, window) = match app.collector.lock() {
+            Ok(mut c) => {
+                c.drain();
+                (c.shard_histograms(), c.last_window)
+            }
+            Err(_) => (Vec::new(), Default::default()),
+        };
+        {
+            let mut fam = e.encode_descriptor(
+                "tickgate_delivery_latency_seconds",
+                "Ingest to write-complete latency of live updates, since start.",
+                None,
+                MetricType::Histogram,
+            )?;
+            for (i, h) in totals.iter().enumerate() {
+                let (sum, count, buckets) = prometheus_buckets(h);
+                let labels = [("shard", i.to_string())];
+                fam.encode_family(&labels)?.encode_histogram::<prometheus_client::encoding::NoLabelSet>(
+                    sum, count, &buckets, None,
+                )?;
+            }
+        }
+        {
+            let mut fam = e.encode_descriptor(
+                "tickgate_delivery_latency_window_seconds",
+                "Delivery latency quantiles over the last stats window, all shards.",
+                None,
+                Gauge,
+            )?;
+            let q = [
+                ("0.5", window.p50_us),
+                ("0.9", window.p90_us),
+                ("0.99", window.p99_us),
+                ("0.999", window.p999_us),
+                ("1", window.max_us),
+            ];
+            for (quantile, us) in q {
+                let labels = [("quantile", quantile.to_string())];
+                ConstGauge::new(us / 1e6).encode(fam.encode_family(&labels)?)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Renders every metric in the Prometheus text exposition format.
+pub fn render(app: &Arc<App>) -> String {
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(GatewayCollector(app.clone())));
+    let mut out = String::new();
+    if prometheus_client::encoding::text::encode(&mut out, &registry).is_err() {
+        out.clear();
+        out.push_str("# encoding failed\n");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::shard::core::new_latency_histogram;
+
+    #[test]
+    fn hdr_histogram_becomes_per_bucket_counts() {
+        let mut h = new_latency_histogram();
+        for ns in [50_000u64, 80_000, 200_000, 3_000_000, 2_000_000_000] {
+            let _ = h.record(ns);
+        }
+        let (sum, count, buckets) = prometheus_buckets(&h);
+        assert_eq!(count, 5);
+        assert_eq!(buckets.len(), LATENCY_BUCKETS.len() + 1);
+        assert_eq!(buckets.iter().map(|b| b.1).sum::<u64>(), 5);
+        assert_eq!(buckets[0], (0.0001, 2)); // 50 µs and 80 µs
+        assert_eq!(buckets[1], (0.00025, 1)); // 200 µs
+        assert_eq!(buckets[5], (0.005, 1)); // 3 ms
+        assert_eq!(buckets.last().map(|b| b.1), Some(1)); // 2 s is above 1 s
+        assert!((sum - 2.00333).abs() < 0.01, "{sum}");
+    }
+}

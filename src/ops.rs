@@ -1,0 +1,227 @@
+//! The operator commands' client side: `tickgate stats` (a top-like view of `/stats`) and
+//! `tickgate tune` (`POST /config` on the admin listener).
+//!
+//! The HTTP client is hyper's HTTP/1.1 connection over a plain `TcpStream` (the gateway speaks
+//! plain HTTP on loopback or a private network; put TLS in front for anything else). The view
+//! is a pure function of two `/stats` samples, so it is tested without a gateway.
+
+use std::time::Duration;
+
+use anyhow::{Context, anyhow, bail};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::Request;
+use hyper_util::rt::TokioIo;
+use serde_json::Value;
+
+/// Timeout for one request from the CLI.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// A parsed `http://host:port/path` base URL.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Target {
+    /// `host:port`.
+    pub authority: String,
+}
+
+impl Target {
+    /// Parses `http://HOST:PORT[/]` (or `HOST:PORT`).
+    ///
+    /// # Errors
+    /// For https or anything that is not host:port.
+    pub fn parse(url: &str) -> anyhow::Result<Target> {
+        if url.starts_with("https://") {
+            bail!("{url}: https is not supported here; point at the gateway's plain HTTP port");
+        }
+        let rest = url.strip_prefix("http://").unwrap_or(url);
+        let authority = rest.split('/').next().unwrap_or("").to_string();
+        if !authority.contains(':') {
+            bail!("{url}: expected http://HOST:PORT");
+        }
+        Ok(Target { authority })
+    }
+}
+
+/// Sends one request; returns (status, body).
+///
+/// # Errors
+/// Connection refused, timeout, or a malformed response, with the address in the message.
+pub async fn request(
+    target: &Target,
+    method: &str,
+    path: &str,
+    body: Option<String>,
+    token: Option<&str>,
+) -> anyhow::Result<(u16, String)> {
+    let fut = async {
+        let stream = tokio::net::TcpStream::connect(&target.authority)
+            .await
+            .with_context(|| format!("cannot reach tickgate at {}", target.authority))?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .context("HTTP handshake failed")?;
+        tokio::spawn(conn);
+        let mut req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", &target.authority)
+            .header("content-type", "text/plain");
+        if let Some(t) = token {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
+        let req = req.body(Full::new(Bytes::from(body.unwrap_or_default())))?;
+        let resp = sender.send_request(req).await.context("request failed")?;
+        let status = resp.status().as_u16();
+        let bytes = resp.into_body().collect().await.context("reading the response")?.to_bytes();
+        Ok::<_, anyhow::Error>((status, String::from_utf8_lossy(&bytes).into_owned()))
+    };
+    tokio::time::timeout(REQUEST_TIMEOUT, fut)
+        .await
+        .map_err(|_| anyhow!("no answer from {} within {REQUEST_TIMEOUT:?}", target.authority))?
+}
+
+/// `GET /stats`, parsed.
+///
+/// # Errors
+/// As [`request`], or a non-200 status / non-JSON body.
+pub async fn fetch_stats(target: &Target) -> anyhow::Result<Value> {
+    let (status, body) = request(target, "GET", "/stats", None, None).await?;
+    if status != 200 {
+        bail!("{} answered {status} to /stats: {}", target.authority, body.trim());
+    }
+    serde_json::from_str(&body).context("/stats did not return JSON")
+}
+
+fn num(v: &Value, k: &str) -> f64 {
+    v[k].as_f64().unwrap_or(0.0)
+}
+
+fn rate(now: &Value, prev: Option<&Value>, k: &str, secs: f64) -> f64 {
+    match prev {
+        Some(p) if secs > 0.0 => (num(now, k) - num(p, k)).max(0.0) / secs,
+        _ => 0.0,
+    }
+}
+
+fn human(n: f64) -> String {
+    match n {
+        n if n >= 1e9 => format!("{:.1}G", n / 1e9),
+        n if n >= 1e6 => format!("{:.1}M", n / 1e6),
+        n if n >= 1e4 => format!("{:.1}k", n / 1e3),
+        n => format!("{n:.0}"),
+    }
+}
+
+fn us(v: f64) -> String {
+    if v >= 10_000.0 { format!("{:.1}ms", v / 1000.0) } else { format!("{v:.0}µs") }
+}
+
+/// Renders the `top`-like view from the current `/stats` sample and the previous one taken
+/// `secs` earlier (rates need two samples; the first frame shows totals only).
+pub fn render_view(url: &str, now: &Value, prev: Option<&Value>, secs: f64) -> String {
+    let mut out = String::new();
+    let feed_rate = rate(now, prev, "feed_ticks", secs);
+    let updates: f64 = rate(now, prev, "delivered", secs);
+    let conflated = rate(now, prev, "conflated", secs);
+    let conflation = if updates + conflated > 0.0 { 100.0 * conflated / (updates + conflated) } else { 0.0 };
+    out.push_str(&format!(
+        "tickgate {url}   connections {}/{}   feed {}/s (target {}/s){}   updates {}/s   conflation {:.1}%   overruns {}\n",
+        now["connections"].as_u64().unwrap_or(0),
+        now["max_connections"].as_u64().unwrap_or(0),
+        human(feed_rate),
+        human(num(now, "feed_rate_target")),
+        if now["feed_ended"].as_bool().unwrap_or(false) { " ENDED" } else { "" },
+        human(updates),
+        conflation,
+        now["overruns"].as_u64().unwrap_or(0),
+    ));
+    out.push_str(&format!(
+        "{:>5} {:>8} {:>8} {:>10} {:>9} {:>8} {:>8} {:>8} {:>8} {:>7} {:>8} {:>8}\n",
+        "shard",
+        "clients",
+        "subs",
+        "updates/s",
+        "MB/s",
+        "p50",
+        "p99",
+        "p99.9",
+        "max",
+        "confl%",
+        "ring lag",
+        "blocked"
+    ));
+    let empty = Vec::new();
+    let shards = now["shards"].as_array().unwrap_or(&empty);
+    for (i, s) in shards.iter().enumerate() {
+        let p = prev.and_then(|p| p["shards"].get(i));
+        let d = rate(s, p, "delivered", secs);
+        let c = rate(s, p, "conflated", secs);
+        let lat = &s["latency"];
+        out.push_str(&format!(
+            "{:>5} {:>8} {:>8} {:>10} {:>9.2} {:>8} {:>8} {:>8} {:>8} {:>6.1}% {:>8} {:>8}\n",
+            s["id"].as_u64().unwrap_or(i as u64),
+            s["clients"].as_u64().unwrap_or(0),
+            s["subscriptions"].as_u64().unwrap_or(0),
+            human(d),
+            rate(s, p, "bytes_written", secs) / 1e6,
+            us(num(lat, "p50_us")),
+            us(num(lat, "p99_us")),
+            us(num(lat, "p999_us")),
+            us(num(lat, "max_us")),
+            if d + c > 0.0 { 100.0 * c / (d + c) } else { 0.0 },
+            s["ring_lag"].as_u64().unwrap_or(0),
+            s["blocked_clients"].as_u64().unwrap_or(0),
+        ));
+    }
+    if let Some(top) = now["top_symbols"].as_array().filter(|t| !t.is_empty()) {
+        let list: Vec<String> = top
+            .iter()
+            .take(8)
+            .map(|t| format!("{} {}", t["symbol"].as_str().unwrap_or("?"), human(num(t, "updates"))))
+            .collect();
+        out.push_str(&format!("top symbols (updates sent): {}\n", list.join(", ")));
+    }
+    out
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_parse() {
+        assert_eq!(Target::parse("http://127.0.0.1:9000").unwrap().authority, "127.0.0.1:9000");
+        assert_eq!(Target::parse("127.0.0.1:9001/").unwrap().authority, "127.0.0.1:9001");
+        assert!(Target::parse("https://x:1").is_err());
+        assert!(Target::parse("http://nohost").is_err());
+    }
+
+    #[test]
+    fn view_shows_rates_latency_and_conflation_per_shard() {
+        let prev: Value = serde_json::from_str(
+            r#"{"connections":2,"max_connections":100,"feed_ticks":1000,"delivered":500,"conflated":0,
+               "overruns":0,"feed_rate_target":20000,"shards":[{"id":0,"clients":2,"subscriptions":20,
+               "delivered":500,"conflated":0,"bytes_written":1000,"ring_lag":0,"blocked_clients":0,
+               "latency":{"p50_us":100,"p99_us":900,"p999_us":2000,"max_us":30000}}]}"#,
+        )
+        .unwrap();
+        let mut now = prev.clone();
+        now["feed_ticks"] = 21_000.into();
+        now["delivered"] = 10_500.into();
+        now["conflated"] = 2_500.into();
+        now["shards"][0]["delivered"] = 10_500.into();
+        now["shards"][0]["conflated"] = 2_500.into();
+        now["shards"][0]["bytes_written"] = 2_001_000.into();
+        now["top_symbols"] = serde_json::json!([{"symbol":"SPY","updates":9000}]);
+        let v = render_view("http://x:1", &now, Some(&prev), 1.0);
+        assert!(v.contains("feed 20.0k/s"), "{v}");
+        assert!(v.contains("updates 10.0k/s"), "{v}");
+        assert!(v.contains("conflation 20.0%"), "{v}");
+        assert!(v.contains("900µs") && v.contains("30.0ms"), "{v}");
+        assert!(v.contains("2.00"), "MB/s: {v}");
+        assert!(v.contains("SPY 9000"), "{v}");
+        // First frame: no rates yet, no panic.
+        assert!(render_view("u", &now, None, 0.0).contains("updates 0/s"));
+    }
+}
