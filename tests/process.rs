@@ -1,7 +1,7 @@
-//! Process-level limits, tested on the real binary in a child process with a lowered open-file
-//! limit (`ulimit -n`), since limits are per process:
-//! - `max_connections` defaults to the open-file limit minus the headroom;
-//! - when accept fails with EMFILE the gateway backs off instead of spinning, and recovers.
+//! The real binary as a child process, for what only a process shows:
+//! - `max_connections` defaults to the open-file limit minus the headroom (`ulimit -n`);
+//! - when accept fails with EMFILE the gateway backs off instead of spinning, and recovers;
+//! - SIGTERM closes every client with 1001 and exits 0; logs can be JSON.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -24,11 +24,16 @@ impl Drop for Gateway {
 
 /// Starts `tickgate serve` on a free port under `ulimit -n {nofile}`.
 fn spawn(nofile: u32, extra: &str) -> Gateway {
+    spawn_with(nofile, extra, "")
+}
+
+/// As [`spawn`], with `--log-format json` if `log_format` says so.
+fn spawn_with(nofile: u32, extra: &str, log_format: &str) -> Gateway {
     let bin = env!("CARGO_BIN_EXE_tickgate");
     let mut child = Command::new("sh")
         .arg("-c")
         .arg(format!(
-            "ulimit -n {nofile} && exec {bin} serve --listen 127.0.0.1:0 --shards 1 --pin-cores off --rate 1000 {extra}"
+            "ulimit -n {nofile} && exec {bin} serve --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 --shards 1 --pin-cores off --rate 1000 {log_format} {extra}"
         ))
         .env("RUST_LOG", "info")
         .env("NO_COLOR", "1")
@@ -45,6 +50,10 @@ fn spawn(nofile: u32, extra: &str) -> Gateway {
         let line = lines.next().expect("gateway exited").unwrap();
         if let Some(rest) = line.split("addr=").nth(1) {
             break rest.split_whitespace().next().unwrap().parse().unwrap();
+        }
+        // JSON log lines: {"fields":{"message":"tickgate listening","addr":"127.0.0.1:PORT",...}}
+        if let Some(rest) = line.split("\"addr\":\"").nth(1) {
+            break rest.split('"').next().unwrap().parse().unwrap();
         }
     };
     // Keep draining stdout (so the child never blocks on a full pipe), keeping the lines.
@@ -115,4 +124,57 @@ fn accept_backs_off_on_emfile_instead_of_spinning_and_recovers() {
         assert!(Instant::now() < deadline, "gateway did not recover after EMFILE");
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+#[test]
+fn sigterm_closes_every_client_with_1001_and_exits_0() {
+    let mut gw = spawn_with(1024, "--shutdown-grace 3s", "--log-format json");
+    // JSON logs: every line so far is one JSON object.
+    std::thread::sleep(Duration::from_millis(300));
+    for line in gw.log.lock().unwrap().iter() {
+        assert!(line.starts_with('{') && line.ends_with('}'), "not a JSON log line: {line}");
+    }
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let addr = gw.addr;
+    // `sh -c "... && exec tickgate"`: the child's pid is the gateway's.
+    let pid = gw.child.id().to_string();
+    let codes = rt.block_on(async move {
+        use futures_util::{SinkExt, StreamExt};
+        use tokio_tungstenite::tungstenite::Message;
+        let mut clients = Vec::new();
+        for _ in 0..5 {
+            let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws")).await.unwrap();
+            ws.send(Message::text(r#"{"op":"subscribe","symbols":["SPY","QQQ"]}"#)).await.unwrap();
+            clients.push(ws);
+        }
+        // Let updates flow, then SIGTERM.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+        let mut codes = Vec::new();
+        for ws in &mut clients {
+            let code = loop {
+                match tokio::time::timeout(Duration::from_secs(5), ws.next()).await {
+                    Ok(Some(Ok(Message::Close(Some(f))))) => {
+                        break Some((u16::from(f.code), f.reason.to_string()));
+                    }
+                    Ok(Some(Ok(_))) => continue,
+                    _ => break None,
+                }
+            };
+            codes.push(code);
+        }
+        codes
+    });
+    for c in codes {
+        assert_eq!(c, Some((1001, "server shutting down".to_string())));
+    }
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = gw.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(start.elapsed() < Duration::from_secs(5), "gateway did not exit within shutdown_grace");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(0));
 }

@@ -1,7 +1,7 @@
 //! Test harness: a real gateway on 127.0.0.1:0 and real WebSocket clients (tokio-tungstenite)
 //! over real sockets. Nothing is mocked.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -10,7 +10,7 @@ use serde_json::Value;
 use tickgate::config::{Config, Layers, Source};
 use tickgate::feeds::universe::parse_fixed;
 use tickgate::feeds::{Tick, TickKind};
-use tickgate::gateway::Gateway;
+use tickgate::gateway::{Gateway, simulated_source};
 use tickgate::protocol::binary;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -22,21 +22,29 @@ use tokio_tungstenite::tungstenite::http::HeaderValue;
 /// How long any single wait in a test may take before it fails.
 pub const WAIT: Duration = Duration::from_secs(10);
 
-/// A configuration for tests: port 0, one shard, no pinning, plus `overrides`.
-pub fn config(overrides: &[(&str, &str)]) -> Config {
+/// A configuration for tests (port 0, one shard, no pinning, plus `overrides`), with each
+/// key's source.
+pub fn config(overrides: &[(&str, &str)]) -> (Config, BTreeMap<&'static str, Source>) {
     let mut l = Layers::new();
-    for (k, v) in [("server.listen", "127.0.0.1:0"), ("server.shards", "1"), ("server.pin_cores", "off")]
-        .iter()
-        .chain(overrides)
+    for (k, v) in [
+        ("server.listen", "127.0.0.1:0"),
+        ("admin.listen", "127.0.0.1:0"),
+        ("server.shards", "1"),
+        ("server.pin_cores", "off"),
+    ]
+    .iter()
+    .chain(overrides)
     {
         l.set(k, v.to_string(), Source::Flag).unwrap_or_else(|e| panic!("{e}"));
     }
-    l.build().unwrap_or_else(|e| panic!("{e}")).0
+    l.build().unwrap_or_else(|e| panic!("{e}"))
 }
 
-/// Starts a gateway with `overrides`.
+/// Starts a gateway on the simulated feed with `overrides`.
 pub fn start(overrides: &[(&str, &str)]) -> Gateway {
-    Gateway::start(config(overrides)).unwrap_or_else(|e| panic!("gateway did not start: {e:#}"))
+    let (cfg, sources) = config(overrides);
+    let feed = simulated_source(&cfg).unwrap_or_else(|e| panic!("{e:#}"));
+    Gateway::start_with_source(cfg, sources, feed).unwrap_or_else(|e| panic!("gateway did not start: {e:#}"))
 }
 
 /// What a client received.

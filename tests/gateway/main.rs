@@ -12,3 +12,4 @@ mod delivery;
 mod errors;
 mod flow;
 mod http;
+mod ops;
