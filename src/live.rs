@@ -184,6 +184,22 @@ impl Live {
             defs.push(def);
         }
         config::cross_check(&next).map_err(|(key, reason)| Refused { key: key.into(), reason })?;
+        // Values that are fine at start-up but not safe to switch to while serving.
+        if next.max_connections > self.fd_derived_max {
+            return Err(Refused {
+                key: "server.max_connections".into(),
+                reason: format!(
+                    "{} exceeds what the open-file limit allows ({}); raise the limit and restart",
+                    next.max_connections, self.fd_derived_max
+                ),
+            });
+        }
+        if next.feed.rate == 0 && current.feed.rate != 0 {
+            return Err(Refused {
+                key: "feed.rate".into(),
+                reason: "0 (unpaced) can only be set at start-up; give a rate".into(),
+            });
+        }
         if let Some(level) = pairs.iter().find(|(k, _)| k == "server.log_level").map(|(_, v)| v.trim())
             && let Some(reload) = self.log_reload.get()
         {
@@ -246,6 +262,10 @@ mod tests {
         assert!(e.reason.contains("whole number"), "{e}");
         let e = l.apply(&pairs(&[("server.idle_timeout", "1s")])).unwrap_err();
         assert!(e.reason.contains("ping_interval"), "cross-key rule: {e}");
+        let e = l.apply(&pairs(&[("server.max_connections", "50000")])).unwrap_err();
+        assert!(e.reason.contains("open-file limit"), "{e}");
+        let e = l.apply(&pairs(&[("feed.rate", "0")])).unwrap_err();
+        assert!(e.reason.contains("start-up"), "{e}");
         assert_eq!(l.changes.load(Ordering::Relaxed), 0);
     }
 }

@@ -22,8 +22,10 @@ use crate::server::App;
 use crate::shard::{COUNTED_CLOSE_CODES, ShardStats};
 
 /// Upper bounds of the latency histogram buckets, seconds (+Inf is added).
-pub const LATENCY_BUCKETS: [f64; 13] =
-    [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0];
+pub const LATENCY_BUCKETS: [f64; 16] = [
+    0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+    0.5, 1.0,
+];
 
 /// Names of the control error codes, in `ShardStats::errors` order.
 pub const ERROR_CODE_NAMES: [&str; 5] =
@@ -269,9 +271,10 @@ mod tests {
         assert_eq!(count, 5);
         assert_eq!(buckets.len(), LATENCY_BUCKETS.len() + 1);
         assert_eq!(buckets.iter().map(|b| b.1).sum::<u64>(), 5);
-        assert_eq!(buckets[0], (0.0001, 2)); // 50 µs and 80 µs
-        assert_eq!(buckets[1], (0.00025, 1)); // 200 µs
-        assert_eq!(buckets[5], (0.005, 1)); // 3 ms
+        assert_eq!(buckets[2], (0.00005, 1)); // 50 µs
+        assert_eq!(buckets[3], (0.0001, 1)); // 80 µs
+        assert_eq!(buckets[4], (0.00025, 1)); // 200 µs
+        assert_eq!(buckets[8], (0.005, 1)); // 3 ms
         assert_eq!(buckets.last().map(|b| b.1), Some(1)); // 2 s is above 1 s
         assert!((sum - 2.00333).abs() < 0.01, "{sum}");
     }

@@ -156,7 +156,12 @@ pub fn render_view(url: &str, now: &Value, prev: Option<&Value>, secs: f64) -> S
         let p = prev.and_then(|p| p["shards"].get(i));
         let d = rate(s, p, "delivered", secs);
         let c = rate(s, p, "conflated", secs);
-        let lat = &s["latency"];
+        // The last stats window (current), falling back to since-start before the first one.
+        let lat = if s["latency_window"]["count"].as_u64().unwrap_or(0) > 0 {
+            &s["latency_window"]
+        } else {
+            &s["latency"]
+        };
         out.push_str(&format!(
             "{:>5} {:>8} {:>8} {:>10} {:>9.2} {:>8} {:>8} {:>8} {:>8} {:>6.1}% {:>8} {:>8}\n",
             s["id"].as_u64().unwrap_or(i as u64),

@@ -4,7 +4,8 @@
 //! locks and, about once a second, swaps it for an empty one and sends the full one here over
 //! a crossbeam channel. The collector merges them per shard (`add`) into a window (the
 //! current `stats_interval`) and a running total, and logs one summary line per interval:
-//! clients, updates/s, p50/p99/p99.9/max, conflated updates, ring overruns.
+//! clients, updates/s, p50/p99/p99.9/max, conflated updates, ring overruns — every figure
+//! but `clients` over that interval.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -56,6 +57,8 @@ struct Sample {
     delivered: u64,
     ticks: u64,
     bytes: u64,
+    conflated: u64,
+    overruns: u64,
 }
 
 /// The collector's state: per-shard windows and totals.
@@ -66,6 +69,8 @@ pub struct Collector {
     last: Sample,
     /// Percentiles of the last completed window, all shards merged.
     pub last_window: Percentiles,
+    /// Percentiles of the last completed window, per shard.
+    pub last_window_shards: Vec<Percentiles>,
     /// Delivered updates/s over the last completed window.
     pub last_rate: f64,
     /// Feed ticks/s over the last completed window.
@@ -83,6 +88,7 @@ impl Collector {
             total: (0..shards).map(|_| new_latency_histogram()).collect(),
             last: Sample::default(),
             last_window: Percentiles::default(),
+            last_window_shards: vec![Percentiles::default(); shards],
             last_rate: 0.0,
             last_feed_rate: 0.0,
             last_bytes_rate: 0.0,
@@ -120,6 +126,7 @@ impl Collector {
         self.drain();
         let merged = merge(&self.window);
         self.last_window = Percentiles::of(&merged);
+        self.last_window_shards = self.window.iter().map(Percentiles::of).collect();
         for w in &mut self.window {
             w.reset();
         }
@@ -130,6 +137,8 @@ impl Collector {
             delivered: shards.iter().map(|s| s.delivered.load(r)).sum(),
             ticks: feed.ticks.load(r),
             bytes: shards.iter().map(|s| s.bytes_written.load(r)).sum(),
+            conflated: shards.iter().map(|s| s.conflated.load(r)).sum(),
+            overruns: shards.iter().map(|s| s.overruns.load(r)).sum(),
         };
         let secs = self.last.at.map_or(0.0, |t| now.duration_since(t).as_secs_f64());
         if secs > 0.0 {
@@ -137,9 +146,9 @@ impl Collector {
             self.last_feed_rate = (cur.ticks - self.last.ticks) as f64 / secs;
             self.last_bytes_rate = (cur.bytes - self.last.bytes) as f64 / secs;
         }
+        let conflated = cur.conflated - self.last.conflated;
+        let overruns = cur.overruns - self.last.overruns;
         self.last = cur;
-        let conflated: u64 = shards.iter().map(|s| s.conflated.load(r)).sum();
-        let overruns: u64 = shards.iter().map(|s| s.overruns.load(r)).sum();
         let p = self.last_window;
         format!(
             "clients={connections} feed={:.0}/s updates={:.0}/s p50={:.0}us p99={:.0}us p99.9={:.0}us max={:.0}us conflated={conflated} overruns={overruns}",

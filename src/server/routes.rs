@@ -53,6 +53,9 @@ pub async fn handle(req: Request<Incoming>, peer: SocketAddr, app: Arc<App>) -> 
     }
     Ok(match req.uri().path() {
         "/ws" => websocket(req, peer, &app),
+        "/healthz" if app.shutting_down.load(Ordering::Acquire) => {
+            text(StatusCode::SERVICE_UNAVAILABLE, "shutting down\n")
+        }
         "/healthz" => text(StatusCode::OK, "ok\n"),
         "/snapshot" => snapshot(req.uri().query().unwrap_or(""), &app),
         "/stats" => stats(&app),
@@ -267,6 +270,7 @@ struct ShardJson {
     slow_consumer_closes: u64,
     idle_closes: u64,
     latency: Percentiles,
+    latency_window: Percentiles,
 }
 
 #[derive(Serialize)]
@@ -311,11 +315,12 @@ struct TopSymbol {
 /// `GET /stats`.
 pub(crate) fn stats(app: &App) -> Resp {
     let r = Ordering::Relaxed;
-    let (totals, merged, window, rate, feed_rate, bytes_rate) = match app.collector.lock() {
+    let (totals, windows, merged, window, rate, feed_rate, bytes_rate) = match app.collector.lock() {
         Ok(mut c) => {
             c.drain();
             (
                 c.shard_totals(),
+                c.last_window_shards.clone(),
                 c.merged_total(),
                 c.last_window,
                 c.last_rate,
@@ -359,6 +364,7 @@ pub(crate) fn stats(app: &App) -> Resp {
                 slow_consumer_closes: st.slow_consumer_closes.load(r),
                 idle_closes: st.idle_closes.load(r),
                 latency: totals.get(s.id).copied().unwrap_or_default(),
+                latency_window: windows.get(s.id).copied().unwrap_or_default(),
             }
         })
         .collect();

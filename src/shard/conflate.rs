@@ -24,6 +24,9 @@ pub struct Subscription {
     pub next_due_ns: u64,
     /// An update is waiting.
     pub pending: bool,
+    /// The pacing came from the server default (no `max_rate` given), so a live change of
+    /// the default applies to it.
+    pub default_pacing: bool,
 }
 
 /// What an [`ClientSubs::offer`] did.
@@ -49,17 +52,36 @@ impl ClientSubs {
     /// Subscribes to `symbol` with pacing `interval_ns`. Returns true if it is new; if it was
     /// already held only the interval changes (live max_rate change).
     pub fn subscribe(&mut self, symbol: u32, interval_ns: u64) -> bool {
+        self.subscribe_paced(symbol, interval_ns, false)
+    }
+
+    /// As [`ClientSubs::subscribe`]; `default_pacing` marks an interval taken from the server
+    /// default, which [`ClientSubs::retune_default`] may change later.
+    pub fn subscribe_paced(&mut self, symbol: u32, interval_ns: u64, default_pacing: bool) -> bool {
         match self.subs.get_mut(&symbol) {
             Some(s) => {
-                // A shorter interval applies from now; a longer one from the next send.
-                s.next_due_ns = s.next_due_ns.saturating_sub(s.interval_ns.saturating_sub(interval_ns));
-                s.interval_ns = interval_ns;
+                Self::repace(s, interval_ns);
+                s.default_pacing = default_pacing;
                 false
             }
             None => {
-                self.subs.insert(symbol, Subscription { interval_ns, ..Subscription::default() });
+                self.subs
+                    .insert(symbol, Subscription { interval_ns, default_pacing, ..Subscription::default() });
                 true
             }
+        }
+    }
+
+    /// A shorter interval applies from now; a longer one from the next send.
+    fn repace(s: &mut Subscription, interval_ns: u64) {
+        s.next_due_ns = s.next_due_ns.saturating_sub(s.interval_ns.saturating_sub(interval_ns));
+        s.interval_ns = interval_ns;
+    }
+
+    /// Applies a new server-default pacing to every subscription that uses the default.
+    pub fn retune_default(&mut self, interval_ns: u64) {
+        for s in self.subs.values_mut().filter(|s| s.default_pacing) {
+            Self::repace(s, interval_ns);
         }
     }
 
@@ -214,6 +236,16 @@ mod tests {
         // Shorter interval applies at once: due at 100 now.
         assert_eq!(c.drain_due(50, |_, _| Some(2)), Some(100));
         assert_eq!(c.drain_due(100, |_, _| Some(2)), None);
+    }
+
+    #[test]
+    fn default_pacing_follows_a_live_default_change_explicit_pacing_does_not() {
+        let mut c = ClientSubs::default();
+        c.subscribe_paced(1, 1_000, true);
+        c.subscribe_paced(2, 1_000, false);
+        c.retune_default(100);
+        assert_eq!(c.get(1).map(|s| s.interval_ns), Some(100));
+        assert_eq!(c.get(2).map(|s| s.interval_ns), Some(1_000));
     }
 
     #[test]

@@ -182,7 +182,14 @@ impl ShardCore {
     }
 
     /// Changes the limits for new messages (live tuning).
+    /// A changed default pacing also applies to existing subscriptions that use the default
+    /// (O(subscriptions), only when it changes).
     pub fn set_limits(&mut self, limits: Limits) {
+        if limits.default_interval_ns != self.limits.default_interval_ns {
+            for (_, c) in self.clients.iter_mut() {
+                c.subs.retune_default(limits.default_interval_ns);
+            }
+        }
         self.limits = limits;
     }
 
@@ -426,8 +433,11 @@ impl ShardCore {
         match parsed {
             Err(e) => self.reply_error(key, &e, None),
             Ok(ClientMsg::Subscribe { id, symbols, max_rate }) => {
-                let interval = max_rate.map_or(self.limits.default_interval_ns, |m| m.interval_ns);
-                self.subscribe(key, id, &symbols, interval, now_ns);
+                let (interval, default_pacing) = match max_rate {
+                    Some(m) => (m.interval_ns, false),
+                    None => (self.limits.default_interval_ns, true),
+                };
+                self.subscribe(key, id, &symbols, interval, default_pacing, now_ns);
             }
             Ok(ClientMsg::Unsubscribe { id, symbols }) => self.unsubscribe(key, id, &symbols),
             Ok(ClientMsg::List { id }) => {
@@ -447,7 +457,15 @@ impl ShardCore {
         }
     }
 
-    fn subscribe(&mut self, key: usize, id: Option<i64>, names: &[&str], interval_ns: u64, now_ns: u64) {
+    fn subscribe(
+        &mut self,
+        key: usize,
+        id: Option<i64>,
+        names: &[&str],
+        interval_ns: u64,
+        default_pacing: bool,
+        now_ns: u64,
+    ) {
         let mut known: Vec<(&str, u32)> = Vec::with_capacity(names.len());
         let mut unknown: Vec<&str> = Vec::new();
         for &n in names {
@@ -475,7 +493,7 @@ impl ShardCore {
         let mut fresh: Vec<u32> = Vec::new();
         if let Some(c) = self.clients.get_mut(key) {
             for &(_, s) in &known {
-                if c.subs.subscribe(s, interval_ns) {
+                if c.subs.subscribe_paced(s, interval_ns, default_pacing) {
                     self.index.add(s, key);
                     fresh.push(s);
                 }
