@@ -13,23 +13,7 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use tickgate::feeds::{SCALE, Tick, format_fixed};
 use tickgate::protocol::{binary, frame, json};
 
-/// The protocol specification's example tick.
-fn example_tick() -> Tick {
-    Tick {
-        symbol: 0,
-        seq: 42,
-        bid: 18_912_000_000,
-        bid_size: 300 * SCALE,
-        ask: 18_914_000_000,
-        ask_size: 200 * SCALE,
-        last: 18_913_000_000,
-        last_size: 100 * SCALE,
-        volume: 1_234_567 * SCALE,
-        ts_event: 1_732_240_000_123_456_789,
-        ts_gateway: 1_732_240_000_123_460_000,
-        ..Tick::default()
-    }
-}
+use tickgate::protocol::example_tick;
 
 /// 256 ticks with varied digit counts and fractions, so the numbers are not the same every
 /// iteration (branch predictors learn a single tick).

@@ -148,24 +148,11 @@ pub fn decode_frame(payload: &[u8]) -> impl Iterator<Item = Result<Record, Decod
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
-    use crate::feeds::SCALE;
     use proptest::prelude::*;
 
+    /// The specification's example tick, on symbol 7 (any id works in a record).
     fn example_tick() -> Tick {
-        Tick {
-            symbol: 7,
-            kind: TickKind::Quote,
-            seq: 42,
-            bid: 18_912_000_000,
-            bid_size: 300 * SCALE,
-            ask: 18_914_000_000,
-            ask_size: 200 * SCALE,
-            last: 18_913_000_000,
-            last_size: 100 * SCALE,
-            volume: 1_234_567 * SCALE,
-            ts_event: 1_732_240_000_123_456_789,
-            ts_gateway: 1_732_240_000_123_460_000,
-        }
+        Tick { symbol: 7, ..crate::protocol::example_tick() }
     }
 
     #[test]

@@ -128,23 +128,7 @@ mod tests {
     use simd_json::BorrowedValue;
     use simd_json::prelude::*;
 
-    /// The example tick of the protocol specification.
-    fn example_tick() -> Tick {
-        Tick {
-            symbol: 0,
-            seq: 42,
-            bid: 18_912_000_000,
-            bid_size: 300 * SCALE,
-            ask: 18_914_000_000,
-            ask_size: 200 * SCALE,
-            last: 18_913_000_000,
-            last_size: 100 * SCALE,
-            volume: 1_234_567 * SCALE,
-            ts_event: 1_732_240_000_123_456_789,
-            ts_gateway: 1_732_240_000_123_460_000,
-            ..Tick::default()
-        }
-    }
+    use crate::protocol::example_tick;
 
     const GOLDEN: &str = concat!(
         r#"{"type":"update","symbol":"AAPL","seq":42,"bid":189.12,"bid_size":300,"#,

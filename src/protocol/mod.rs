@@ -76,6 +76,26 @@ impl Format {
     }
 }
 
+/// The example update of docs/PROTOCOL.md as a tick (AAPL at 189.12/189.14, seq 42): shared by
+/// the golden tests, the encode benchmark and other clients' decoder tests.
+pub fn example_tick() -> crate::feeds::Tick {
+    use crate::feeds::{SCALE, Tick};
+    Tick {
+        symbol: 0,
+        seq: 42,
+        bid: 18_912_000_000,
+        bid_size: 300 * SCALE,
+        ask: 18_914_000_000,
+        ask_size: 200 * SCALE,
+        last: 18_913_000_000,
+        last_size: 100 * SCALE,
+        volume: 1_234_567 * SCALE,
+        ts_event: 1_732_240_000_123_456_789,
+        ts_gateway: 1_732_240_000_123_460_000,
+        ..Tick::default()
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {

@@ -504,14 +504,7 @@ impl ShardCore {
             control::write_subscribed(&mut self.scratch, id, known.iter().copied());
             self.push_text(key);
         }
-        if !unknown.is_empty() {
-            let e = ControlError {
-                id,
-                code: ErrorCode::UnknownSymbol,
-                message: format!("{} unknown symbol(s); the known ones were subscribed", unknown.len()),
-            };
-            self.reply_error(key, &e, Some(&unknown));
-        }
+        self.reply_unknown(key, id, &unknown, "; the known ones were subscribed");
         self.send_snapshots(key, &fresh, now_ns);
     }
 
@@ -575,14 +568,20 @@ impl ShardCore {
             control::write_unsubscribed(&mut self.scratch, id, done.iter().copied());
             self.push_text(key);
         }
-        if !unknown.is_empty() {
-            let e = ControlError {
-                id,
-                code: ErrorCode::UnknownSymbol,
-                message: format!("{} unknown symbol(s)", unknown.len()),
-            };
-            self.reply_error(key, &e, Some(&unknown));
+        self.reply_unknown(key, id, &unknown, "");
+    }
+
+    /// The `unknown_symbol` error listing `unknown` (nothing if it is empty).
+    fn reply_unknown(&mut self, key: usize, id: Option<i64>, unknown: &[&str], note: &str) {
+        if unknown.is_empty() {
+            return;
         }
+        let e = ControlError {
+            id,
+            code: ErrorCode::UnknownSymbol,
+            message: format!("{} unknown symbol(s){note}", unknown.len()),
+        };
+        self.reply_error(key, &e, Some(unknown));
     }
 
     fn reply_error(&mut self, key: usize, e: &ControlError, symbols: Option<&[&str]>) {
