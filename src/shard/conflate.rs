@@ -12,6 +12,32 @@
 //! Plain deterministic logic: time is passed in, nothing here does I/O.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+
+/// Hashes a symbol id with one multiplication (Fibonacci hashing). Symbol ids are dense and
+/// chosen by the gateway, not by clients, so a keyed (DoS-resistant) hash buys nothing here;
+/// this lookup sits in the fan-out and fill paths for every subscriber.
+#[derive(Default)]
+pub struct SymbolHasher(u64);
+
+impl Hasher for SymbolHasher {
+    #[inline]
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+    #[inline]
+    fn write_u32(&mut self, n: u32) {
+        self.0 = u64::from(n).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+type SymbolMap<V> = HashMap<u32, V, BuildHasherDefault<SymbolHasher>>;
 
 /// One subscribed symbol's state for one client.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -43,7 +69,7 @@ pub enum Offer {
 /// All subscriptions of one client, with their pending flags.
 #[derive(Debug, Default)]
 pub struct ClientSubs {
-    subs: HashMap<u32, Subscription>,
+    subs: SymbolMap<Subscription>,
     /// Pending symbols, each at most once, in the order they became pending.
     dirty: Vec<u32>,
 }
