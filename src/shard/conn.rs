@@ -29,6 +29,10 @@ pub(crate) const IDLE_TIMEOUT: &str = "idle timeout";
 /// Longest a closing connection lingers on each of its two close steps.
 pub const CLOSE_LINGER: Duration = Duration::from_secs(1);
 
+/// Bytes reserved per read. A typical subscribe is well under this; larger messages take
+/// several reads.
+const READ_CHUNK: usize = 1024;
+
 /// Most bytes read from one socket per wake-up before yielding to the shard loop (bounds
 /// the time one flooding client can take from the others).
 const READ_BUDGET: usize = 64 * 1024;
@@ -124,7 +128,9 @@ pub(crate) async fn run(
     }
 
     let end = end.unwrap_or(End::Gone("unknown"));
-    close(&shared, key, &io, end, peer).await;
+    // Boxed: the close handshake's state (timers, a discard buffer) would otherwise be part of
+    // every connection's future for its whole life; it is needed once, at the end.
+    Box::pin(close(&shared, key, &io, end, peer)).await;
     shared.conns.borrow_mut().remove(&key);
     shared.core.borrow_mut().remove_client(key);
     shared.stats.clients.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
@@ -135,8 +141,10 @@ pub(crate) async fn run(
 fn read_some(io: &ConnIo, buf: &mut BytesMut, limit: usize) -> std::io::Result<usize> {
     let mut total = 0;
     while total < READ_BUDGET {
+        // Client messages are small: read in small steps so an idle connection does not pin
+        // a large buffer (memory per connection is the scaling limit at tens of thousands).
         let room = limit.saturating_sub(buf.len()).max(1);
-        buf.reserve(room.min(16 * 1024));
+        buf.reserve(room.min(READ_CHUNK));
         match io.stream.try_read_buf(buf) {
             Ok(0) if total == 0 => return Ok(0),
             Ok(0) => break,
@@ -191,6 +199,10 @@ fn process(
         }
     }
     shared.flush_client(key, io, now_ns());
+    if buf.is_empty() && buf.capacity() > 4 * READ_CHUNK {
+        // A large message grew the buffer; give the memory back.
+        *buf = BytesMut::new();
+    }
     end
 }
 
@@ -246,7 +258,7 @@ async fn close(shared: &Shared, key: usize, io: &ConnIo, end: End, peer: SocketA
     let _ = socket2::SockRef::from(&io.stream).shutdown(std::net::Shutdown::Write);
     // Wait for the peer's close frame or EOF, discarding data, for at most CLOSE_LINGER.
     let deadline = Instant::now() + CLOSE_LINGER;
-    let mut sink = [0u8; 4096];
+    let mut sink = vec![0u8; 4096];
     while let Ok(Ok(())) = tokio::time::timeout_at(deadline, io.stream.readable()).await {
         match io.stream.try_read(&mut sink) {
             Ok(0) => return,
