@@ -1,0 +1,342 @@
+//! The integrity checker: plain logic, no I/O, no clock. The connection tasks feed it what
+//! they send and receive — `(connection, symbol, seq, values)` updates and the control
+//! events around them — and it counts every breach of the protocol's delivery promises
+//! (docs/PROTOCOL.md, "Sequence numbers and conflation" and "unsubscribe"):
+//!
+//! - **seq going backwards** for a symbol on a connection (`seq_backwards`), and a *live*
+//!   update whose seq is not larger than the previous one (`seq_repeated`; a snapshot may
+//!   repeat the seq it already delivered, it may not go below it);
+//! - **updates for symbols not subscribed** (`unsubscribed`): a symbol never subscribed,
+//!   one whose `subscribed` reply has not arrived yet (the gateway sends the reply before
+//!   the symbol's first update), or one whose `unsubscribed` reply has arrived. Between
+//!   sending `unsubscribe` and its reply, updates of the symbol are still legal;
+//! - after a **re-subscribe** the symbol starts again from nothing (its first update is
+//!   usually a snapshot), so the seq history is reset when the `subscribed` reply arrives.
+//!
+//! The connection tasks add `malformed` frames, `unexpected_closes` and `error_replies`;
+//! `--verify-final` adds `final_mismatches` and `final_missing` (see [`crate::verify`]).
+//! The checker also measures conflation: a live update whose seq jumps by more than 1 over
+//! the previous update of that symbol on that connection.
+
+use serde::{Deserialize, Serialize};
+use tickgate::feeds::Tick;
+
+use crate::decode::Update;
+
+/// Index of a connection in its [`Checker`].
+pub type ConnId = usize;
+
+/// Counts of every kind of violation. Any non-zero count fails the run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Violations {
+    /// An update's seq was lower than the previous update's of that symbol on that connection.
+    pub seq_backwards: u64,
+    /// A live update's seq was equal to the previous one's (it must be larger).
+    pub seq_repeated: u64,
+    /// An update for a symbol the connection did not hold (never subscribed, not yet
+    /// acknowledged, or after the `unsubscribed` reply).
+    pub unsubscribed: u64,
+    /// A frame or message that could not be decoded, or broke the WebSocket rules.
+    pub malformed: u64,
+    /// A close (or a dropped connection) the client did not initiate at the end of the run.
+    pub unexpected_closes: u64,
+    /// An `error` reply to a request of ours (every request the tool sends is valid).
+    pub error_replies: u64,
+    /// `--verify-final`: a client's last value of a symbol differed from `GET /snapshot`.
+    pub final_mismatches: u64,
+    /// `--verify-final`: the gateway has a value for a symbol the client holds, but the
+    /// client never received one.
+    pub final_missing: u64,
+}
+
+impl Violations {
+    /// The sum of all counts.
+    pub fn total(&self) -> u64 {
+        self.seq_backwards
+            + self.seq_repeated
+            + self.unsubscribed
+            + self.malformed
+            + self.unexpected_closes
+            + self.error_replies
+            + self.final_mismatches
+            + self.final_missing
+    }
+
+    /// Adds `o` to `self`.
+    pub fn add(&mut self, o: &Violations) {
+        self.seq_backwards += o.seq_backwards;
+        self.seq_repeated += o.seq_repeated;
+        self.unsubscribed += o.unsubscribed;
+        self.malformed += o.malformed;
+        self.unexpected_closes += o.unexpected_closes;
+        self.error_replies += o.error_replies;
+        self.final_mismatches += o.final_mismatches;
+        self.final_missing += o.final_missing;
+    }
+
+    /// `(name, count)` pairs, for printing.
+    pub fn named(&self) -> [(&'static str, u64); 8] {
+        [
+            ("seq_backwards", self.seq_backwards),
+            ("seq_repeated", self.seq_repeated),
+            ("unsubscribed", self.unsubscribed),
+            ("malformed", self.malformed),
+            ("unexpected_closes", self.unexpected_closes),
+            ("error_replies", self.error_replies),
+            ("final_mismatches", self.final_mismatches),
+            ("final_missing", self.final_missing),
+        ]
+    }
+}
+
+/// Where a symbol stands on a connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SymState {
+    /// `subscribe` sent, `subscribed` reply not yet received: no update may arrive.
+    Subscribing,
+    /// Held: updates arrive.
+    Subscribed,
+    /// `unsubscribe` sent, reply not yet received: updates may still arrive.
+    Unsubscribing,
+}
+
+/// What the checker made of one update.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// A legal update. `conflated`: its seq jumped by more than 1 over the previous update
+    /// of the symbol (a live update with a previous one only).
+    Ok {
+        /// Intermediate updates were conflated away.
+        conflated: bool,
+    },
+    /// seq lower than the previous one.
+    SeqBackwards,
+    /// A live update with the previous seq.
+    SeqRepeated,
+    /// The symbol is not held.
+    Unsubscribed,
+}
+
+#[derive(Clone, Debug)]
+struct Slot {
+    symbol: u32,
+    state: SymState,
+    last: Option<Tick>,
+}
+
+/// One connection's symbols, sorted by symbol id.
+#[derive(Clone, Debug, Default)]
+struct Conn {
+    slots: Vec<Slot>,
+}
+
+impl Conn {
+    fn find(&self, symbol: u32) -> Result<usize, usize> {
+        self.slots.binary_search_by_key(&symbol, |s| s.symbol)
+    }
+}
+
+/// Longest list of violation descriptions kept (per checker) for the report.
+pub const MAX_SAMPLES: usize = 10;
+
+/// The checker for a set of connections (one per worker thread).
+#[derive(Clone, Debug, Default)]
+pub struct Checker {
+    conns: Vec<Conn>,
+    /// What was found so far.
+    pub violations: Violations,
+    /// Descriptions of the first [`MAX_SAMPLES`] violations.
+    pub samples: Vec<String>,
+}
+
+impl Checker {
+    /// An empty checker.
+    pub fn new() -> Checker {
+        Checker::default()
+    }
+
+    /// Adds a connection; returns its id (0, 1, 2, ...).
+    pub fn add_conn(&mut self) -> ConnId {
+        self.conns.push(Conn::default());
+        self.conns.len() - 1
+    }
+
+    fn conn(&mut self, c: ConnId) -> &mut Conn {
+        if c >= self.conns.len() {
+            self.conns.resize_with(c + 1, Conn::default);
+        }
+        &mut self.conns[c]
+    }
+
+    fn sample(&mut self, s: impl FnOnce() -> String) {
+        if self.samples.len() < MAX_SAMPLES {
+            self.samples.push(s());
+        }
+    }
+
+    /// We sent `subscribe` for `symbols`. Symbols already held are left as they are (a
+    /// repeated subscribe only changes `max_rate`).
+    pub fn subscribe_sent(&mut self, c: ConnId, symbols: &[u32]) {
+        let conn = self.conn(c);
+        for &s in symbols {
+            if let Err(at) = conn.find(s) {
+                conn.slots.insert(at, Slot { symbol: s, state: SymState::Subscribing, last: None });
+            }
+        }
+    }
+
+    /// The `subscribed` reply for `symbols` arrived: they are held from now on, and a symbol
+    /// that was waiting for this reply starts with no history.
+    pub fn subscribed(&mut self, c: ConnId, symbols: &[u32]) {
+        let conn = self.conn(c);
+        for &s in symbols {
+            match conn.find(s) {
+                Ok(i) => {
+                    let slot = &mut conn.slots[i];
+                    if slot.state == SymState::Subscribing {
+                        slot.last = None;
+                    }
+                    slot.state = SymState::Subscribed;
+                }
+                Err(at) => conn.slots.insert(at, Slot { symbol: s, state: SymState::Subscribed, last: None }),
+            }
+        }
+    }
+
+    /// A `subscribe` of ours was refused with an error: its symbols that were still waiting
+    /// are dropped.
+    pub fn subscribe_failed(&mut self, c: ConnId, symbols: &[u32]) {
+        let conn = self.conn(c);
+        for &s in symbols {
+            if let Ok(i) = conn.find(s)
+                && conn.slots[i].state == SymState::Subscribing
+            {
+                conn.slots.remove(i);
+            }
+        }
+    }
+
+    /// We sent `unsubscribe` for `symbols`: updates may still arrive until the reply.
+    pub fn unsubscribe_sent(&mut self, c: ConnId, symbols: &[u32]) {
+        let conn = self.conn(c);
+        for &s in symbols {
+            if let Ok(i) = conn.find(s) {
+                conn.slots[i].state = SymState::Unsubscribing;
+            }
+        }
+    }
+
+    /// The `unsubscribed` reply arrived: any further update of these symbols is a violation.
+    pub fn unsubscribed(&mut self, c: ConnId, symbols: &[u32]) {
+        let conn = self.conn(c);
+        for &s in symbols {
+            if let Ok(i) = conn.find(s) {
+                conn.slots.remove(i);
+            }
+        }
+    }
+
+    /// An `unsubscribe` of ours was refused with an error: the symbols are still held.
+    pub fn unsubscribe_failed(&mut self, c: ConnId, symbols: &[u32]) {
+        let conn = self.conn(c);
+        for &s in symbols {
+            if let Ok(i) = conn.find(s)
+                && conn.slots[i].state == SymState::Unsubscribing
+            {
+                conn.slots[i].state = SymState::Subscribed;
+            }
+        }
+    }
+
+    /// Checks one update received on connection `c` and remembers it as the symbol's last
+    /// value. Violations are counted (and the first few described).
+    pub fn update(&mut self, c: ConnId, u: &Update) -> Verdict {
+        let t = &u.tick;
+        let conn = self.conn(c);
+        let slot = match conn.find(t.symbol) {
+            Ok(i) if conn.slots[i].state != SymState::Subscribing => &mut conn.slots[i],
+            found => {
+                let state = found.ok().map(|i| conn.slots[i].state);
+                self.violations.unsubscribed += 1;
+                self.sample(|| {
+                    format!("conn {c}: update of symbol {} (seq {}) while {:?}", t.symbol, t.seq, state)
+                });
+                return Verdict::Unsubscribed;
+            }
+        };
+        let verdict = match &slot.last {
+            None => Verdict::Ok { conflated: false },
+            Some(prev) if t.seq < prev.seq => Verdict::SeqBackwards,
+            Some(prev) if t.seq == prev.seq && !u.snapshot => Verdict::SeqRepeated,
+            Some(prev) => Verdict::Ok { conflated: !u.snapshot && t.seq > prev.seq.saturating_add(1) },
+        };
+        let prev_seq = slot.last.map_or(0, |p| p.seq);
+        match verdict {
+            Verdict::Ok { .. } => slot.last = Some(*t),
+            Verdict::SeqBackwards => {
+                self.violations.seq_backwards += 1;
+                self.sample(|| {
+                    format!("conn {c}: symbol {} seq went back {prev_seq} -> {}", t.symbol, t.seq)
+                });
+            }
+            Verdict::SeqRepeated => {
+                self.violations.seq_repeated += 1;
+                self.sample(|| format!("conn {c}: symbol {} live update repeated seq {}", t.symbol, t.seq));
+            }
+            Verdict::Unsubscribed => {}
+        }
+        verdict
+    }
+
+    /// Counts an update for a symbol that is not in the gateway's universe at all (it
+    /// cannot be held, so it counts as `unsubscribed`).
+    pub fn unknown_symbol(&mut self, c: ConnId, name: &str) {
+        self.violations.unsubscribed += 1;
+        self.sample(|| format!("conn {c}: update for unknown symbol {name:?}"));
+    }
+
+    /// Counts a malformed frame or message on `c`.
+    pub fn malformed(&mut self, c: ConnId, what: &str) {
+        self.violations.malformed += 1;
+        self.sample(|| format!("conn {c}: malformed: {what}"));
+    }
+
+    /// Counts a close we did not initiate (`code` 1006 for a dropped connection).
+    pub fn unexpected_close(&mut self, c: ConnId, code: u16, why: &str) {
+        self.violations.unexpected_closes += 1;
+        self.sample(|| format!("conn {c}: unexpected close {code}: {why}"));
+    }
+
+    /// Counts an `error` reply.
+    pub fn error_reply(&mut self, c: ConnId, code: &str, message: &str) {
+        self.violations.error_replies += 1;
+        self.sample(|| format!("conn {c}: error reply {code}: {message}"));
+    }
+
+    /// The symbols of `c` and their states, in symbol order.
+    pub fn held(&self, c: ConnId) -> impl Iterator<Item = (u32, SymState)> + '_ {
+        self.conns.get(c).into_iter().flat_map(|conn| conn.slots.iter().map(|s| (s.symbol, s.state)))
+    }
+
+    /// Whether `c` has `symbol` in any state.
+    pub fn knows(&self, c: ConnId, symbol: u32) -> bool {
+        self.conns.get(c).is_some_and(|conn| conn.find(symbol).is_ok())
+    }
+
+    /// The last value received of every symbol `c` holds (`Subscribed`), `None` for a held
+    /// symbol that never received one.
+    pub fn final_values(&self, c: ConnId) -> Vec<(u32, Option<Tick>)> {
+        self.conns.get(c).map_or_else(Vec::new, |conn| {
+            conn.slots
+                .iter()
+                .filter(|s| s.state == SymState::Subscribed)
+                .map(|s| (s.symbol, s.last))
+                .collect()
+        })
+    }
+
+    /// Number of connections.
+    pub fn conns(&self) -> usize {
+        self.conns.len()
+    }
+}

@@ -1,0 +1,578 @@
+//! Decoding what the gateway sends: updates (JSON and binary) and control replies.
+//!
+//! - **JSON updates** are parsed with simd-json **in place**, in the connection's read
+//!   buffer (no copy of the frame), into a reused tape. simd-json reads decimals as `f64`,
+//!   which is not exact for every fixed-point value, so the seven price/size fields are
+//!   taken from their **raw text** instead, with the gateway's own exact
+//!   [`parse_fixed`]: the tape's key strings point into the buffer, so the number after each
+//!   key is found without a second scan. The `f64` simd-json produced is kept as a
+//!   cross-check (a value that disagrees with its own text is malformed).
+//! - **Binary updates** are 88-byte records read straight from the frame payload with
+//!   [`tickgate::protocol::binary::decode_record`] (zero-copy: no buffer, no allocation).
+//! - **Control replies** (`subscribed`, `unsubscribed`, `symbols`, `pong`, `error`) are
+//!   rare and parsed into an owned [`Control`].
+//!
+//! Symbols are turned into dense ids by a [`SymbolTable`] built from the `list` reply (ids
+//! are the list order, which is also the gateway's binary symbol id).
+
+use std::collections::HashMap;
+
+use simd_json::prelude::*;
+use simd_json::{Buffers, Node, StaticNode, Tape};
+use tickgate::feeds::universe::parse_fixed;
+use tickgate::feeds::{Tick, TickKind};
+use tickgate::protocol::binary::{self, RECORD_LEN};
+
+/// The prefix of every JSON update the gateway writes (its field order is fixed): a cheap
+/// way to tell updates from control replies before parsing.
+pub const UPDATE_PREFIX: &[u8] = br#"{"type":"update""#;
+
+/// Symbol names ↔ dense ids (the order of the gateway's `list` reply).
+#[derive(Clone, Debug, Default)]
+pub struct SymbolTable {
+    names: Vec<Box<str>>,
+    ids: HashMap<Box<str>, u32>,
+}
+
+impl SymbolTable {
+    /// A table of `names` in order; id = position.
+    ///
+    /// # Errors
+    ///
+    /// A duplicate name (the gateway never lists one twice).
+    pub fn new(names: Vec<String>) -> Result<SymbolTable, String> {
+        let mut t = SymbolTable { names: Vec::with_capacity(names.len()), ids: HashMap::new() };
+        for n in names {
+            let b: Box<str> = n.into_boxed_str();
+            if t.ids.insert(b.clone(), t.names.len() as u32).is_some() {
+                return Err(format!("symbol {b:?} listed twice"));
+            }
+            t.names.push(b);
+        }
+        Ok(t)
+    }
+
+    /// The id of `name`.
+    #[inline]
+    pub fn id(&self, name: &str) -> Option<u32> {
+        self.ids.get(name).copied()
+    }
+
+    /// The name of `id` (`"?"` if out of range).
+    pub fn name(&self, id: u32) -> &str {
+        self.names.get(id as usize).map_or("?", |n| n)
+    }
+
+    /// Number of symbols.
+    pub fn len(&self) -> usize {
+        self.names.len()
+    }
+
+    /// True if there are none.
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+}
+
+/// One decoded update; `tick.symbol` is the symbol's id in the [`SymbolTable`] (JSON) or the
+/// record's symbol id (binary), which are the same numbers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Update {
+    /// The update's values (`kind` is not on the wire and is always `Quote`).
+    pub tick: Tick,
+    /// Whether it is a snapshot.
+    pub snapshot: bool,
+}
+
+/// Why an update or reply could not be decoded.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    /// Not valid JSON, or not the expected shape.
+    #[error("malformed message: {0}")]
+    Malformed(String),
+    /// An update for a symbol the gateway's `list` did not contain.
+    #[error("update for unknown symbol {0:?}")]
+    UnknownSymbol(String),
+}
+
+fn malformed(why: impl Into<String>) -> DecodeError {
+    DecodeError::Malformed(why.into())
+}
+
+/// How the gateway prints `i64::MIN` in fixed point.
+const I64_MIN_TEXT: &str = "-92233720368.54775808";
+
+/// The seven fixed-point fields, in wire order.
+const FIXED_FIELDS: [&str; 7] = ["bid", "bid_size", "ask", "ask_size", "last", "last_size", "volume"];
+
+/// Field presence bits of an update object.
+const F_TYPE: u16 = 1 << 0;
+const F_SYMBOL: u16 = 1 << 1;
+const F_SEQ: u16 = 1 << 2;
+const F_TS_EVENT: u16 = 1 << 3;
+const F_TS_GATEWAY: u16 = 1 << 4;
+const F_SNAPSHOT: u16 = 1 << 5;
+const F_FIXED0: u16 = 1 << 6; // .. 1 << 12 for the seven fixed fields
+const F_ALL: u16 = (1 << 13) - 1;
+
+/// What the tape walk of one update object found: everything but the fixed-point values,
+/// for which it keeps where their text starts and simd-json's `f64` reading.
+struct Walked {
+    tick: Tick,
+    snapshot: bool,
+    fixed_at: [usize; 7],
+    approx: [f64; 7],
+}
+
+/// Decodes JSON updates with simd-json, reusing its buffers and tape between calls (no
+/// allocation per update once warmed up).
+#[derive(Default)]
+pub struct JsonDecoder {
+    buffers: Option<Buffers>,
+    tape: Vec<Node<'static>>,
+}
+
+/// Empties a tape and hands its allocation back with another lifetime (the in-place
+/// `collect` reuses the buffer: `Node` has the same layout whatever its lifetime).
+fn recycle<'b>(mut v: Vec<Node<'_>>) -> Vec<Node<'b>> {
+    v.clear();
+    v.into_iter().map(|_| Node::Static(StaticNode::Null)).collect()
+}
+
+impl JsonDecoder {
+    /// A decoder with empty buffers.
+    pub fn new() -> JsonDecoder {
+        JsonDecoder::default()
+    }
+
+    /// Decodes one JSON update object in `payload`, **in place** (simd-json rewrites
+    /// string bytes of `payload`; the frame is not used afterwards).
+    ///
+    /// # Errors
+    ///
+    /// [`DecodeError::Malformed`] for anything that is not a complete update object with
+    /// exact decimal values, [`DecodeError::UnknownSymbol`] for a symbol not in `symbols`.
+    pub fn decode_update(
+        &mut self,
+        payload: &mut [u8],
+        symbols: &SymbolTable,
+    ) -> Result<Update, DecodeError> {
+        let mut out = None;
+        self.decode_objects(payload, symbols, false, &mut |u| {
+            out = Some(u);
+        })?;
+        out.ok_or_else(|| malformed("no update object"))
+    }
+
+    /// Decodes a JSON array of update objects (the body of `GET /snapshot`), calling `each`
+    /// for every one, in order.
+    ///
+    /// # Errors
+    ///
+    /// As [`JsonDecoder::decode_update`], for the first bad element.
+    pub fn decode_update_array(
+        &mut self,
+        body: &mut [u8],
+        symbols: &SymbolTable,
+        each: &mut dyn FnMut(Update),
+    ) -> Result<(), DecodeError> {
+        self.decode_objects(body, symbols, true, each)
+    }
+
+    fn decode_objects(
+        &mut self,
+        buf: &mut [u8],
+        symbols: &SymbolTable,
+        array: bool,
+        each: &mut dyn FnMut(Update),
+    ) -> Result<(), DecodeError> {
+        let base = buf.as_ptr() as usize;
+        let len = buf.len();
+        let buffers = self.buffers.get_or_insert_with(|| Buffers::new(512));
+        let mut tape = Tape(recycle(std::mem::take(&mut self.tape)));
+        let parsed = simd_json::fill_tape(buf, buffers, &mut tape)
+            .map_err(|e| malformed(format!("not JSON: {e}")))
+            .and_then(|()| walk_top(&tape.0, base, len, symbols, array));
+        self.tape = recycle(tape.0);
+        // The tape is gone: the buffer can be read again, for the numbers' raw text.
+        for w in parsed? {
+            let mut fixed = [0i64; 7];
+            for (i, f) in fixed.iter_mut().enumerate() {
+                *f = raw_fixed(buf, w.fixed_at[i], w.approx[i], FIXED_FIELDS[i])?;
+            }
+            let mut tick = w.tick;
+            [tick.bid, tick.bid_size, tick.ask, tick.ask_size, tick.last, tick.last_size, tick.volume] =
+                fixed;
+            each(Update { tick, snapshot: w.snapshot });
+        }
+        Ok(())
+    }
+}
+
+/// Walks the top of a tape: one object, or (with `array`) an array of objects.
+fn walk_top(
+    nodes: &[Node<'_>],
+    base: usize,
+    len: usize,
+    symbols: &SymbolTable,
+    array: bool,
+) -> Result<Vec<Walked>, DecodeError> {
+    match nodes.first() {
+        Some(Node::Object { .. }) if !array => Ok(vec![walk_update(nodes, base, len, symbols)?.0]),
+        Some(Node::Array { len: n, .. }) if array => {
+            let mut out = Vec::with_capacity(*n);
+            let mut i = 1;
+            for _ in 0..*n {
+                let (w, used) = walk_update(nodes.get(i..).unwrap_or(&[]), base, len, symbols)?;
+                out.push(w);
+                i += used;
+            }
+            Ok(out)
+        }
+        _ => Err(malformed(if array { "expected an array of updates" } else { "expected an object" })),
+    }
+}
+
+/// Walks one update object at the start of `nodes`; returns it and the number of nodes it
+/// spans.
+fn walk_update(
+    nodes: &[Node<'_>],
+    base: usize,
+    len: usize,
+    symbols: &SymbolTable,
+) -> Result<(Walked, usize), DecodeError> {
+    let Some(&Node::Object { len: fields, count }) = nodes.first() else {
+        return Err(malformed("update is not an object"));
+    };
+    let body = nodes.get(1..=count).ok_or_else(|| malformed("truncated tape"))?;
+    let mut w = Walked { tick: Tick::default(), snapshot: false, fixed_at: [0; 7], approx: [0.0; 7] };
+    w.tick.kind = TickKind::Quote;
+    let mut seen = 0u16;
+    let mut i = 0;
+    for _ in 0..fields {
+        let (Some(Node::String(key)), Some(value)) = (body.get(i), body.get(i + 1)) else {
+            return Err(malformed("truncated object"));
+        };
+        i += 2;
+        let scalar = match value {
+            Node::Static(s) => Some(*s),
+            Node::String(_) => None,
+            Node::Object { count, .. } | Node::Array { count, .. } => {
+                i += count;
+                None
+            }
+        };
+        let bit = match *key {
+            "type" => {
+                if !matches!(value, Node::String("update")) {
+                    return Err(malformed("type is not \"update\""));
+                }
+                F_TYPE
+            }
+            "symbol" => {
+                let Node::String(name) = value else { return Err(malformed("symbol is not a string")) };
+                w.tick.symbol =
+                    symbols.id(name).ok_or_else(|| DecodeError::UnknownSymbol(name.to_string()))?;
+                F_SYMBOL
+            }
+            "seq" => {
+                w.tick.seq = scalar.and_then(|s| s.as_u64()).ok_or_else(|| malformed("seq is not a u64"))?;
+                F_SEQ
+            }
+            "ts_event" => {
+                w.tick.ts_event =
+                    scalar.and_then(|s| s.as_u64()).ok_or_else(|| malformed("ts_event is not a u64"))?;
+                F_TS_EVENT
+            }
+            "ts_gateway" => {
+                w.tick.ts_gateway =
+                    scalar.and_then(|s| s.as_u64()).ok_or_else(|| malformed("ts_gateway is not a u64"))?;
+                F_TS_GATEWAY
+            }
+            "snapshot" => {
+                w.snapshot =
+                    scalar.and_then(|s| s.as_bool()).ok_or_else(|| malformed("snapshot is not a bool"))?;
+                F_SNAPSHOT
+            }
+            k => match FIXED_FIELDS.iter().position(|f| *f == k) {
+                Some(fi) => {
+                    w.approx[fi] = scalar
+                        .filter(|s| s.is_number())
+                        .and_then(|s| s.cast_f64())
+                        .ok_or_else(|| malformed(format!("{k} is not a number")))?;
+                    // The key points into the buffer (simd-json parses strings in place);
+                    // its value follows the closing quote and the colon.
+                    let at = (key.as_ptr() as usize).wrapping_sub(base).wrapping_add(key.len());
+                    if at >= len {
+                        return Err(malformed(format!("cannot locate the text of {k}")));
+                    }
+                    w.fixed_at[fi] = at;
+                    F_FIXED0 << fi
+                }
+                None => 0, // unknown fields are ignored (forward compatibility)
+            },
+        };
+        seen |= bit;
+    }
+    if seen != F_ALL {
+        return Err(malformed(format!("update lacks fields (have {seen:#015b})")));
+    }
+    Ok((w, count + 1))
+}
+
+/// The exact fixed-point value whose text follows the key that ends at `at` (its closing
+/// quote, then optional spaces, a colon, optional spaces). `approx` is simd-json's reading
+/// of the same number, used as a cross-check.
+fn raw_fixed(buf: &[u8], at: usize, approx: f64, field: &str) -> Result<i64, DecodeError> {
+    let rest = buf.get(at..).unwrap_or(&[]);
+    let colon = rest
+        .iter()
+        .take(16)
+        .position(|&b| b == b':')
+        .ok_or_else(|| malformed(format!("no ':' after key {field}")))?;
+    let rest = &rest[colon + 1..];
+    let start = rest.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(rest.len());
+    let rest = &rest[start..];
+    let end =
+        rest.iter().position(|&b| !(b.is_ascii_digit() || b == b'-' || b == b'.')).unwrap_or(rest.len());
+    if !matches!(rest.get(end), None | Some(b',' | b'}' | b']' | b' ' | b'\t' | b'\r' | b'\n')) {
+        return Err(malformed(format!("{field} is not a plain decimal (no exponents)")));
+    }
+    let text = std::str::from_utf8(&rest[..end]).unwrap_or("");
+    // `parse_fixed` reads the magnitude as an i64, so the one value whose magnitude does
+    // not fit, i64::MIN, needs its own case.
+    let v = parse_fixed(text).or_else(|| (text == I64_MIN_TEXT).then_some(i64::MIN)).ok_or_else(|| {
+        malformed(format!("{field} {text:?} is not an exact decimal with at most 8 places"))
+    })?;
+    let back = v as f64 / 1e8;
+    if (back - approx).abs() > 1e-9 * approx.abs().max(1.0) {
+        return Err(malformed(format!("{field}: text {text:?} disagrees with its parsed value {approx}")));
+    }
+    Ok(v)
+}
+
+/// Iterates over the records of a binary frame payload in place.
+///
+/// # Errors
+///
+/// Yields one error and nothing else if the payload is not a whole number of records; an
+/// unknown record type yields an error for that record only.
+pub fn binary_updates(payload: &[u8]) -> impl Iterator<Item = Result<Update, binary::DecodeError>> + '_ {
+    binary::decode_frame(payload).map(|r| r.map(|r| Update { tick: r.tick, snapshot: r.snapshot }))
+}
+
+/// Records in a binary payload (for byte accounting).
+pub fn record_count(payload: &[u8]) -> usize {
+    payload.len() / RECORD_LEN
+}
+
+/// A control reply from the gateway.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Control {
+    /// `subscribed`: each symbol with its binary id.
+    Subscribed {
+        /// The request id.
+        id: Option<i64>,
+        /// `(name, id)` pairs.
+        symbols: Vec<(String, u32)>,
+    },
+    /// `unsubscribed`.
+    Unsubscribed {
+        /// The request id.
+        id: Option<i64>,
+        /// The symbols.
+        symbols: Vec<String>,
+    },
+    /// `symbols`: the reply to `list`.
+    Symbols {
+        /// The request id.
+        id: Option<i64>,
+        /// Every symbol, in id order.
+        symbols: Vec<String>,
+    },
+    /// `pong`.
+    Pong {
+        /// The request id.
+        id: Option<i64>,
+    },
+    /// `error`.
+    Error {
+        /// The request id.
+        id: Option<i64>,
+        /// The error code.
+        code: String,
+        /// The message.
+        message: String,
+    },
+    /// A reply type this client does not know (clients must ignore those).
+    Other(String),
+}
+
+/// Parses a control reply (any text frame that is not an update).
+///
+/// # Errors
+///
+/// [`DecodeError::Malformed`] if it is not a JSON object with a string `type` of the
+/// expected shape.
+pub fn parse_control(payload: &mut [u8]) -> Result<Control, DecodeError> {
+    let v = simd_json::to_borrowed_value(payload).map_err(|e| malformed(format!("not JSON: {e}")))?;
+    let ty = v.get_str("type").ok_or_else(|| malformed("reply without a string type"))?;
+    let id = v.get_i64("id");
+    let strings = |field: &str| -> Result<Vec<String>, DecodeError> {
+        let arr = v.get_array(field).ok_or_else(|| malformed(format!("{ty}: {field} is not an array")))?;
+        arr.iter()
+            .map(|s| {
+                s.as_str().map(String::from).ok_or_else(|| malformed(format!("{ty}: non-string symbol")))
+            })
+            .collect()
+    };
+    Ok(match ty {
+        "subscribed" => {
+            let obj =
+                v.get_object("symbols").ok_or_else(|| malformed("subscribed: symbols is not an object"))?;
+            let mut symbols = Vec::with_capacity(obj.len());
+            for (k, sid) in obj.iter() {
+                let sid =
+                    sid.as_u32().ok_or_else(|| malformed(format!("subscribed: id of {k} is not a u32")))?;
+                symbols.push((k.to_string(), sid));
+            }
+            Control::Subscribed { id, symbols }
+        }
+        "unsubscribed" => Control::Unsubscribed { id, symbols: strings("symbols")? },
+        "symbols" => Control::Symbols { id, symbols: strings("symbols")? },
+        "pong" => Control::Pong { id },
+        "error" => Control::Error {
+            id,
+            code: v.get_str("code").unwrap_or("").to_string(),
+            message: v.get_str("message").unwrap_or("").to_string(),
+        },
+        other => Control::Other(other.to_string()),
+    })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use tickgate::protocol::json::encode_update;
+
+    fn table() -> SymbolTable {
+        SymbolTable::new(vec!["AAPL".into(), "BRK.B".into(), "X".into()]).unwrap()
+    }
+
+    fn tick() -> Tick {
+        Tick {
+            symbol: 1,
+            kind: TickKind::Quote,
+            seq: 42,
+            bid: 18_912_000_000,
+            bid_size: 300 * 100_000_000,
+            ask: 18_914_000_000,
+            ask_size: 200 * 100_000_000,
+            last: 0,
+            last_size: 0,
+            volume: 1_234_567 * 100_000_000,
+            ts_event: 1_732_240_000_123_456_789,
+            ts_gateway: 1_732_240_000_123_460_000,
+        }
+    }
+
+    #[test]
+    fn decodes_the_gateways_json() {
+        let syms = table();
+        let mut d = JsonDecoder::new();
+        for (t, snap) in
+            [(tick(), false), (Tick { bid: -1, ask: i64::MAX, volume: i64::MIN, ..tick() }, true)]
+        {
+            let mut buf = Vec::new();
+            encode_update(&mut buf, &t, syms.name(t.symbol), snap);
+            assert!(buf.starts_with(UPDATE_PREFIX));
+            let u = d.decode_update(&mut buf, &syms).unwrap();
+            assert_eq!(u, Update { tick: t, snapshot: snap });
+        }
+    }
+
+    #[test]
+    fn tolerates_spacing_and_order_but_not_missing_fields() {
+        let syms = table();
+        let mut d = JsonDecoder::new();
+        let mut reordered = br#"{ "snapshot" : false, "symbol":"X","type":"update","seq":7,"bid" : 1.5,"bid_size":1,
+            "ask":2,"ask_size":3,"last":0.00000001,"last_size":4,"volume":5,"ts_event":1,"ts_gateway":2,"extra":[1,{"a":2}]}"#
+            .to_vec();
+        let u = d.decode_update(&mut reordered, &syms).unwrap();
+        assert_eq!(u.tick.symbol, 2);
+        assert_eq!(u.tick.bid, 150_000_000);
+        assert_eq!(u.tick.last, 1);
+        assert_eq!(u.tick.volume, 500_000_000);
+        let cases: &[&[u8]] = &[
+            br#"{"type":"update","symbol":"X","seq":7}"#,
+            br#"{"type":"update","symbol":"X","seq":7,"bid":1e3,"bid_size":1,"ask":2,"ask_size":3,"last":0,"last_size":4,"volume":5,"ts_event":1,"ts_gateway":2,"snapshot":false}"#,
+            br#"{"type":"update","symbol":"X","seq":-7,"bid":1,"bid_size":1,"ask":2,"ask_size":3,"last":0,"last_size":4,"volume":5,"ts_event":1,"ts_gateway":2,"snapshot":false}"#,
+            br#"{"type":"update","symbol":"X","seq":7,"bid":0.000000001,"bid_size":1,"ask":2,"ask_size":3,"last":0,"last_size":4,"volume":5,"ts_event":1,"ts_gateway":2,"snapshot":false}"#,
+            br#"[1,2]"#,
+            br#"{"type":"update""#,
+        ];
+        for c in cases {
+            let mut b = c.to_vec();
+            assert!(
+                matches!(d.decode_update(&mut b, &syms), Err(DecodeError::Malformed(_))),
+                "{}",
+                String::from_utf8_lossy(c)
+            );
+        }
+        let mut unknown = Vec::new();
+        let syms2 = SymbolTable::new(vec!["ZZZ".into()]).unwrap();
+        encode_update(&mut unknown, &tick(), "ZZZ", false);
+        assert_eq!(d.decode_update(&mut unknown, &syms), Err(DecodeError::UnknownSymbol("ZZZ".into())));
+        assert!(syms2.id("ZZZ").is_some());
+    }
+
+    #[test]
+    fn decodes_snapshot_arrays() {
+        let syms = table();
+        let mut body = b"[".to_vec();
+        encode_update(&mut body, &tick(), "BRK.B", true);
+        body.push(b',');
+        encode_update(&mut body, &Tick { symbol: 0, seq: 1, ..tick() }, "AAPL", true);
+        body.push(b']');
+        let mut got = Vec::new();
+        JsonDecoder::new().decode_update_array(&mut body, &syms, &mut |u| got.push(u)).unwrap();
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[0].tick, tick());
+        assert_eq!(got[1].tick.symbol, 0);
+        let mut empty = b"[]".to_vec();
+        JsonDecoder::new().decode_update_array(&mut empty, &syms, &mut |_| panic!()).unwrap();
+    }
+
+    #[test]
+    fn parses_control_replies() {
+        let cases: Vec<(&str, Control)> = vec![
+            (
+                r#"{"type":"subscribed","id":1,"symbols":{"AAPL":0,"X":2}}"#,
+                Control::Subscribed { id: Some(1), symbols: vec![("AAPL".into(), 0), ("X".into(), 2)] },
+            ),
+            (
+                r#"{"type":"unsubscribed","id":3,"symbols":["AAPL"]}"#,
+                Control::Unsubscribed { id: Some(3), symbols: vec!["AAPL".into()] },
+            ),
+            (
+                r#"{"type":"symbols","symbols":["A","B"]}"#,
+                Control::Symbols { id: None, symbols: vec!["A".into(), "B".into()] },
+            ),
+            (r#"{"type":"pong","id":5,"ts":1}"#, Control::Pong { id: Some(5) }),
+            (
+                r#"{"type":"error","id":1,"code":"rate_limited","message":"slow down"}"#,
+                Control::Error { id: Some(1), code: "rate_limited".into(), message: "slow down".into() },
+            ),
+            (r#"{"type":"status","feed":"up"}"#, Control::Other("status".into())),
+        ];
+        for (text, want) in cases {
+            let mut b = text.as_bytes().to_vec();
+            assert_eq!(parse_control(&mut b).unwrap(), want, "{text}");
+        }
+        for bad in [r#"{"id":1}"#, "nope", r#"{"type":"subscribed","symbols":[]}"#] {
+            let mut b = bad.as_bytes().to_vec();
+            assert!(parse_control(&mut b).is_err(), "{bad}");
+        }
+    }
+}

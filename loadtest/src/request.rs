@@ -1,0 +1,100 @@
+//! The client's requests (docs/PROTOCOL.md, "Client → server"), written as JSON text into
+//! a reused buffer and framed as masked text frames.
+
+use tickgate::protocol::json::escape_str;
+
+use crate::ws::frame::{opcode, write_client_frame};
+
+/// Appends `{"op":"subscribe","symbols":[...],"id":ID[,"max_rate":R]}` as a masked frame.
+pub fn subscribe<'a>(
+    out: &mut Vec<u8>,
+    id: u32,
+    symbols: impl IntoIterator<Item = &'a str>,
+    max_rate: Option<f64>,
+    mask: [u8; 4],
+) {
+    let mut j = br#"{"op":"subscribe","symbols":"#.to_vec();
+    array(&mut j, symbols);
+    j.extend_from_slice(format!(r#","id":{id}"#).as_bytes());
+    if let Some(r) = max_rate {
+        j.extend_from_slice(format!(r#","max_rate":{r}"#).as_bytes());
+    }
+    j.push(b'}');
+    write_client_frame(out, opcode::TEXT, &j, mask);
+}
+
+/// Appends `{"op":"unsubscribe","symbols":[...],"id":ID}` as a masked frame.
+pub fn unsubscribe<'a>(
+    out: &mut Vec<u8>,
+    id: u32,
+    symbols: impl IntoIterator<Item = &'a str>,
+    mask: [u8; 4],
+) {
+    let mut j = br#"{"op":"unsubscribe","symbols":"#.to_vec();
+    array(&mut j, symbols);
+    j.extend_from_slice(format!(r#","id":{id}}}"#).as_bytes());
+    write_client_frame(out, opcode::TEXT, &j, mask);
+}
+
+/// Appends `{"op":"list","id":ID}` as a masked frame.
+pub fn list(out: &mut Vec<u8>, id: u32, mask: [u8; 4]) {
+    write_client_frame(out, opcode::TEXT, format!(r#"{{"op":"list","id":{id}}}"#).as_bytes(), mask);
+}
+
+fn array<'a>(j: &mut Vec<u8>, symbols: impl IntoIterator<Item = &'a str>) {
+    j.push(b'[');
+    for (i, s) in symbols.into_iter().enumerate() {
+        if i > 0 {
+            j.push(b',');
+        }
+        escape_str(j, s);
+    }
+    j.push(b']');
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use tickgate::protocol::control::{self, ClientMsg};
+    use tickgate::protocol::frame::{FrameDecoder, Message};
+
+    /// Decodes our frames with the gateway's decoder and parses them with its parser.
+    fn roundtrip(out: &[u8]) -> Vec<Vec<u8>> {
+        let mut dec = FrameDecoder::new(1 << 16);
+        let mut b = bytes::BytesMut::from(out);
+        let mut msgs = Vec::new();
+        while let Some(m) = dec.decode(&mut b).unwrap() {
+            match m {
+                Message::Text(t) => msgs.push(t),
+                other => panic!("{other:?}"),
+            }
+        }
+        msgs
+    }
+
+    #[test]
+    fn the_gateway_parses_our_requests() {
+        let mut out = Vec::new();
+        subscribe(&mut out, 1, ["AAPL", "BRK.B"], Some(2.5), [1, 2, 3, 4]);
+        unsubscribe(&mut out, 2, ["AAPL"], [5, 6, 7, 8]);
+        list(&mut out, 3, [0, 0, 0, 1]);
+        subscribe(&mut out, 4, ["X"], None, [9, 9, 9, 9]);
+        let mut msgs = roundtrip(&out);
+        assert_eq!(msgs.len(), 4);
+        match control::parse(&mut msgs[0]).unwrap() {
+            ClientMsg::Subscribe { id, symbols, max_rate } => {
+                assert_eq!(id, Some(1));
+                assert_eq!(symbols, vec!["AAPL", "BRK.B"]);
+                assert!(max_rate.is_some());
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(control::parse(&mut msgs[1]).unwrap(), ClientMsg::Unsubscribe { id: Some(2), .. }));
+        assert!(matches!(control::parse(&mut msgs[2]).unwrap(), ClientMsg::List { id: Some(3) }));
+        assert!(matches!(
+            control::parse(&mut msgs[3]).unwrap(),
+            ClientMsg::Subscribe { id: Some(4), max_rate: None, .. }
+        ));
+    }
+}

@@ -1,0 +1,108 @@
+//! The whole tool against a real in-process gateway: the smoke profile (JSON, binary, mixed,
+//! churn) and `--verify-final` on a finite feed.
+
+use std::time::Duration;
+
+use tickgate_loadtest::options::FormatMode;
+use tickgate_loadtest::report::Report;
+use tickgate_loadtest::ws::url::WsUrl;
+use tickgate_loadtest::{Pick, run};
+
+use crate::common::{gateway, smoke};
+
+/// The report of a healthy run: every client streamed, updates arrived, no violation, and
+/// the numbers are consistent.
+fn assert_sane(r: &Report) {
+    assert!(r.passed(), "run failed: {:?}\n{}", r.failures(), r.table());
+    assert_eq!(r.clients.subscribed, r.clients.target, "{}", r.table());
+    assert_eq!(r.clients.connected, r.clients.target);
+    assert_eq!(r.violations.total(), 0, "{:?}", r.violation_samples);
+    assert!(r.updates > 0, "no updates\n{}", r.table());
+    assert!(r.updates_per_sec > 0.0 && r.bytes_per_sec > 0.0);
+    for p in [&r.latency_gateway, &r.latency_event] {
+        assert!(p.count > 0);
+        assert!(p.min <= p.p50 && p.p50 <= p.p90 && p.p90 <= p.p99, "{p:?}");
+        assert!(p.p99 <= p.p999 && p.p999 <= p.p9999 && p.p9999 <= p.max, "{p:?}");
+    }
+    // The event happened before the gateway ingested it.
+    assert!(r.latency_event.p50 >= r.latency_gateway.p50);
+    assert_eq!(r.connect.count as usize, r.clients.target);
+    assert!(r.connect.p50 > 0 && r.connect.p50 <= r.connect.p99);
+    assert!(r.rate_spread.min <= r.rate_spread.median && r.rate_spread.median <= r.rate_spread.max);
+    assert!(r.rate_spread.max > 0.0);
+    assert!(r.cpu.pct_of_one_core > 0.0 && r.cpu.workers_pct > 0.0, "{:?}", r.cpu);
+    assert!((0.0..=1.0).contains(&r.conflation_ratio));
+    assert!(r.measured_secs > 0.0);
+    assert!(r.machine.cores >= 1 && !r.machine.kernel.is_empty());
+    assert!(!r.intervals.is_empty());
+    assert_eq!(r.histograms.latency_gateway.0.len(), r.latency_gateway.count);
+}
+
+#[test]
+fn smoke_profile_against_an_in_process_gateway() {
+    let gw = gateway(&[("feed.rate", "5000"), ("feed.symbols", "200")]);
+    let mut o = smoke(&gw, 3.0);
+    o.hdr_log = Some(std::env::temp_dir().join(format!("tickgate-loadtest-{}.hlog", std::process::id())));
+    let r = run(o.clone()).unwrap();
+    assert_sane(&r);
+    assert_eq!(r.clients.target, 50);
+    assert_eq!(r.config.symbols_per_client, 10);
+    assert_eq!(r.config.universe, 200);
+    // The interval log holds tagged histograms.
+    let log = std::fs::read_to_string(o.hdr_log.as_ref().unwrap()).unwrap();
+    assert!(log.contains("Tag=gateway") && log.contains("Tag=event"), "{log}");
+    let mut logged = 0;
+    for entry in hdrhistogram::serialization::interval_log::IntervalLogIterator::new(log.as_bytes()) {
+        if let hdrhistogram::serialization::interval_log::LogEntry::Interval(h) = entry.unwrap() {
+            logged += 1;
+            assert!(h.tag().is_some());
+        }
+    }
+    assert!(logged >= 4, "{logged} intervals in the log");
+    let _ = std::fs::remove_file(o.hdr_log.as_ref().unwrap());
+    // The JSON report round-trips, histograms included.
+    let text = serde_json::to_string(&r).unwrap();
+    let back: Report = serde_json::from_str(&text).unwrap();
+    assert_eq!(back.histograms, r.histograms);
+    assert_eq!(back.latency_gateway, r.latency_gateway);
+    gw.shutdown();
+}
+
+#[test]
+fn binary_mixed_zipf_churn_over_two_gateways() {
+    let gw = gateway(&[("feed.rate", "5000"), ("feed.symbols", "200")]);
+    let gw2 = gateway(&[("feed.rate", "5000"), ("feed.symbols", "200")]);
+    let mut o = smoke(&gw, 2.5);
+    o.urls.push(WsUrl::parse(&format!("ws://{}/ws", gw2.local_addr())).unwrap());
+    o.format = FormatMode::Mixed;
+    o.pick = Pick::Zipf;
+    o.churn_per_sec = 40.0;
+    o.max_rate = Some(200.0);
+    let r = run(o).unwrap();
+    assert_sane(&r);
+    assert!(r.churn_ops > 20, "churn ops {}", r.churn_ops);
+    assert!(r.snapshots > 0, "a re-subscribe starts with a snapshot");
+    // Clients went round-robin over both gateways: both delivered.
+    let delivered = |g: &tickgate::gateway::Gateway| -> u64 {
+        g.app().shards.iter().map(|s| s.stats.delivered.load(std::sync::atomic::Ordering::Relaxed)).sum()
+    };
+    assert!(delivered(&gw) > 0 && delivered(&gw2) > 0);
+    gw.shutdown();
+    gw2.shutdown();
+}
+
+#[test]
+fn verify_final_on_a_finite_feed() {
+    let gw = gateway(&[("feed.rate", "20000"), ("feed.symbols", "200"), ("feed.ticks", "30000")]);
+    let mut o = smoke(&gw, 1.0);
+    o.verify_final = true;
+    o.format = FormatMode::Mixed;
+    o.verify_timeout = Duration::from_secs(20);
+    let r = run(o).unwrap();
+    let v = r.verify.clone().unwrap();
+    assert_eq!(v.error, None, "{}", r.table());
+    assert_eq!(v.compared, 50 * 10);
+    assert_eq!((v.mismatches, v.missing), (0, 0), "{:?}", v.samples);
+    assert!(r.passed(), "{}", r.table());
+    gw.shutdown();
+}
