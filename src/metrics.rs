@@ -53,7 +53,7 @@ const SHARD_GAUGES: [ShardMetric; 6] = [
 ];
 
 /// Per-shard counters (exposed with a `_total` suffix).
-const SHARD_COUNTERS: [ShardMetric; 10] = [
+const SHARD_COUNTERS: [ShardMetric; 11] = [
     ("tickgate_ticks_processed", "Ticks read from the ring.", |s| s.ticks.load(R)),
     ("tickgate_updates_delivered", "Live updates written to client sockets.", |s| s.delivered.load(R)),
     ("tickgate_snapshots", "Snapshot updates sent on subscribe.", |s| s.snapshots.load(R)),
@@ -63,6 +63,11 @@ const SHARD_COUNTERS: [ShardMetric; 10] = [
     ("tickgate_ring_overruns", "Times the ring lapped a shard (healed from the cache).", |s| {
         s.overruns.load(R)
     }),
+    (
+        "tickgate_ring_resyncs",
+        "Times an overloaded shard skipped ticks older than 100 ms and resynced from the cache.",
+        |s| s.resyncs.load(R),
+    ),
     ("tickgate_client_messages", "Client control messages handled.", |s| s.client_msgs.load(R)),
     ("tickgate_slow_consumer_closes", "Clients closed 1008 slow consumer.", |s| {
         s.slow_consumer_closes.load(R)

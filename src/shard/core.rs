@@ -59,6 +59,9 @@ pub struct CoreCounters {
     pub conflated: u64,
     /// Times the ring lapped this shard.
     pub overruns: u64,
+    /// Times this shard skipped ticks older than its staleness bound and resynced from the
+    /// last-value cache (conflation at the ring when the shard is overloaded).
+    pub resyncs: u64,
     /// Bytes handed to sockets.
     pub bytes_written: u64,
     /// Client messages handled.
@@ -269,6 +272,16 @@ impl ShardCore {
     /// clients converge on the latest values despite the ticks this shard missed.
     pub fn heal_from_lvc(&mut self) {
         self.counters.overruns += 1;
+        self.refresh_from_lvc();
+    }
+
+    /// After a deliberate skip of stale ring entries: the same heal, counted as a resync.
+    pub fn resync_from_lvc(&mut self) {
+        self.counters.resyncs += 1;
+        self.refresh_from_lvc();
+    }
+
+    fn refresh_from_lvc(&mut self) {
         let mut symbols = std::mem::take(&mut self.symbols_tmp);
         symbols.clear();
         symbols.extend(self.index.active_symbols());

@@ -49,6 +49,13 @@ pub const MAX_TICKS_PER_TURN: usize = 1024;
 /// around 0.3 ms even at large fan-out.
 pub const FANOUT_BUDGET: usize = 65_536;
 
+/// Oldest a tick may be (since ingest) when a shard reads it. An overloaded shard that falls
+/// further behind skips to the ring's head and resyncs every watched symbol from the
+/// last-value cache: clients get the newest values instead of a replay of stale history
+/// (conflation at the ring). 100 ms keeps worst-case staleness well under the latency
+/// operators care about while leaving room for ordinary bursts to be processed in order.
+pub const MAX_TICK_AGE: Duration = Duration::from_millis(100);
+
 /// Settings a shard applies to its connections: fixed ones, and the live ones (limits,
 /// timeouts, ping period), read where they are used.
 #[derive(Clone)]
@@ -129,6 +136,8 @@ pub struct ShardStats {
     pub conflated: AtomicU64,
     /// Ring overruns.
     pub overruns: AtomicU64,
+    /// Resyncs after falling more than `MAX_TICK_AGE` behind.
+    pub resyncs: AtomicU64,
     /// Bytes written.
     pub bytes_written: AtomicU64,
     /// Client messages handled.
@@ -172,6 +181,7 @@ impl ShardStats {
         self.snapshots.store(c.snapshots, r);
         self.conflated.store(c.conflated, r);
         self.overruns.store(c.overruns, r);
+        self.resyncs.store(c.resyncs, r);
         self.bytes_written.store(c.bytes_written, r);
         self.client_msgs.store(c.client_msgs, r);
         for (a, v) in self.errors.iter().zip(c.errors) {
@@ -369,8 +379,26 @@ async fn run(
         {
             let mut core = shared.core.borrow_mut();
             let (mut ticks, mut work) = (0, 0);
+            let turn_start = now_ns();
             while ticks < MAX_TICKS_PER_TURN && work < FANOUT_BUDGET {
                 match consumer.try_read() {
+                    Read::Tick(t)
+                        if ticks == 0
+                            && turn_start.saturating_sub(t.ts_gateway) > MAX_TICK_AGE.as_nanos() as u64 =>
+                    {
+                        // Too far behind: skip the stale backlog, take the latest state.
+                        let skipped = consumer.skip_to_head() + 1;
+                        core.resync_from_lvc();
+                        if turn_start.saturating_sub(overrun_logged_at) > 1_000_000_000 {
+                            overrun_logged_at = turn_start;
+                            tracing::warn!(
+                                shard = id,
+                                skipped,
+                                "shard behind by more than {MAX_TICK_AGE:?}: resynced from last-value cache"
+                            );
+                        }
+                        break;
+                    }
                     Read::Tick(t) => {
                         work += core.on_tick(&t).max(1);
                         ticks += 1;
