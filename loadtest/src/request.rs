@@ -1,8 +1,6 @@
 //! The client's requests (docs/PROTOCOL.md, "Client → server"), written as JSON text into
 //! a reused buffer and framed as masked text frames.
 
-use tickgate::protocol::json::escape_str;
-
 use crate::ws::frame::{opcode, write_client_frame};
 
 /// Appends `{"op":"subscribe","symbols":[...],"id":ID[,"max_rate":R]}` as a masked frame.
@@ -42,14 +40,7 @@ pub fn list(out: &mut Vec<u8>, id: u32, mask: [u8; 4]) {
 }
 
 fn array<'a>(j: &mut Vec<u8>, symbols: impl IntoIterator<Item = &'a str>) {
-    j.push(b'[');
-    for (i, s) in symbols.into_iter().enumerate() {
-        if i > 0 {
-            j.push(b',');
-        }
-        escape_str(j, s);
-    }
-    j.push(b']');
+    tickgate::protocol::json::write_string_array(j, symbols);
 }
 
 #[cfg(test)]

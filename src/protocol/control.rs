@@ -343,14 +343,8 @@ fn open_reply(out: &mut Vec<u8>, ty: &str, id: Option<i64>) {
 
 /// Writes `,"symbols":[...]`.
 fn symbol_array<'s>(out: &mut Vec<u8>, symbols: impl IntoIterator<Item = &'s str>) {
-    out.extend_from_slice(b",\"symbols\":[");
-    for (i, s) in symbols.into_iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        escape_str(out, s);
-    }
-    out.push(b']');
+    out.extend_from_slice(b",\"symbols\":");
+    super::json::write_string_array(out, symbols);
 }
 
 /// Appends `{"type":"subscribed","id":1,"symbols":{"AAPL":0,"MSFT":1}}`: each subscribed

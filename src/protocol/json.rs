@@ -87,6 +87,18 @@ fn is_plain_symbol_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'/' | b'-')
 }
 
+/// Appends `["a","b",...]`: each string escaped with [`escape_str`].
+pub fn write_string_array<'s>(out: &mut Vec<u8>, strings: impl IntoIterator<Item = &'s str>) {
+    out.push(b'[');
+    for (i, s) in strings.into_iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        escape_str(out, s);
+    }
+    out.push(b']');
+}
+
 /// Appends `s` to `out` as a JSON string literal, quotes included.
 ///
 /// Escapes exactly what JSON requires: `"` as `\"`, `\` as `\\`, and every control character
