@@ -182,7 +182,6 @@ impl Gateway {
             feed: feed.stats.clone(),
             collector: std::sync::Mutex::new(Collector::new(shards, hist_rx)),
             shutting_down: AtomicBool::new(false),
-            config,
         });
         let (stop_http, stop_rx) = watch::channel(false);
         let http = spawn_http(listener, admin, app.clone(), stop_rx)?;

@@ -27,7 +27,6 @@ use tickgate_feeds::Universe;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::config::Config;
 use crate::feed::FeedStats;
 use crate::ring::Lvc;
 use crate::shard::ShardHandle;
@@ -44,8 +43,6 @@ pub const MAX_HEADER_BYTES: usize = 16 * 1024;
 
 /// State shared by the HTTP handlers.
 pub struct App {
-    /// The configuration the gateway started with (live values: [`App::live`]).
-    pub config: Config,
     /// Live-tunable settings, including the connection limit in force.
     pub live: Arc<crate::live::Live>,
     /// Bearer token the admin listener requires, if any.
