@@ -373,7 +373,7 @@ async fn run(
 ) {
     tokio::task::spawn_local(housekeeping(id, shared.clone(), histograms));
     let mut ready: Vec<usize> = Vec::new();
-    let mut overrun_logged_at = 0u64;
+    let mut heal_log = Throttle::default();
     loop {
         // 1. The ring, bounded.
         {
@@ -389,8 +389,7 @@ async fn run(
                         // Too far behind: skip the stale backlog, take the latest state.
                         let skipped = consumer.skip_to_head() + 1;
                         core.resync_from_lvc();
-                        if turn_start.saturating_sub(overrun_logged_at) > 1_000_000_000 {
-                            overrun_logged_at = turn_start;
+                        if heal_log.due(turn_start) {
                             tracing::warn!(
                                 shard = id,
                                 skipped,
@@ -405,9 +404,7 @@ async fn run(
                     }
                     Read::Overrun { missed } => {
                         core.heal_from_lvc();
-                        let now = now_ns();
-                        if now.saturating_sub(overrun_logged_at) > 1_000_000_000 {
-                            overrun_logged_at = now;
+                        if heal_log.due(now_ns()) {
                             tracing::warn!(
                                 shard = id,
                                 missed,
@@ -469,6 +466,23 @@ async fn run(
             _ = shared.loop_wake.notified() => {}
             _ = tokio::time::sleep(sleep) => {}
         }
+    }
+}
+
+/// Lets an event through at most once a second (overrun and resync warnings: an overloaded
+/// shard would otherwise log every turn).
+#[derive(Default)]
+struct Throttle {
+    last_ns: u64,
+}
+
+impl Throttle {
+    fn due(&mut self, now_ns: u64) -> bool {
+        if now_ns.saturating_sub(self.last_ns) > 1_000_000_000 {
+            self.last_ns = now_ns;
+            return true;
+        }
+        false
     }
 }
 
