@@ -11,24 +11,27 @@
 
 use std::ops::Range;
 
-/// Opcodes (RFC 6455 §5.2).
+/// Opcodes (RFC 6455 §5.2) as raw header values, taken from the gateway's own
+/// [`OpCode`](tickgate::protocol::frame::OpCode) so both sides share one table.
 pub mod opcode {
+    use tickgate::protocol::frame::OpCode;
+
     /// Continuation of a fragmented message.
-    pub const CONTINUATION: u8 = 0x0;
+    pub const CONTINUATION: u8 = OpCode::Continuation as u8;
     /// UTF-8 text message.
-    pub const TEXT: u8 = 0x1;
+    pub const TEXT: u8 = OpCode::Text as u8;
     /// Binary message.
-    pub const BINARY: u8 = 0x2;
+    pub const BINARY: u8 = OpCode::Binary as u8;
     /// Close (control).
-    pub const CLOSE: u8 = 0x8;
+    pub const CLOSE: u8 = OpCode::Close as u8;
     /// Ping (control).
-    pub const PING: u8 = 0x9;
+    pub const PING: u8 = OpCode::Ping as u8;
     /// Pong (control).
-    pub const PONG: u8 = 0xA;
+    pub const PONG: u8 = OpCode::Pong as u8;
 }
 
-/// Largest payload of a control frame.
-pub const MAX_CONTROL_PAYLOAD: usize = 125;
+/// Largest payload of a control frame (the gateway's constant).
+pub use tickgate::protocol::frame::MAX_CONTROL_PAYLOAD;
 
 /// Largest server frame accepted. The biggest legitimate frame is the `list` reply (about 10
 /// bytes per symbol, so 10 MiB for a million symbols); anything larger is treated as a
