@@ -107,10 +107,17 @@ impl KeyDef {
     /// others with their section (`--admin-listen`); `_` → `-`.
     pub fn flag(&self) -> String {
         match self.key.split_once('.') {
+            // `--feed sim|replay:..|ticks:..|nats://..` reads better than `--source`.
+            Some(("feed", "source")) => "feed".into(),
             // The two main sections' keys are short flags; others keep their section.
             Some(("server" | "feed", name)) => name.replace('_', "-"),
             _ => self.key.replace(['.', '_'], "-"),
         }
+    }
+
+    /// Whether the key is a boolean (its flag may be given without a value: `--replay-loop`).
+    pub fn is_bool(&self) -> bool {
+        matches!(self.default, "true" | "false")
     }
 
     /// The environment variable for this key: `TICKGATE_SECTION__NAME`.
@@ -187,9 +194,88 @@ pub enum LogFormat {
 /// Environment variable that may hold the admin token (never a flag, never printed).
 pub const ADMIN_TOKEN_ENV: &str = "TICKGATE_ADMIN_TOKEN";
 
-/// Settings of the embedded simulated feed (and generic feed limits).
+/// Where the feed thread's ticks come from (`feed.source`, flag `--feed`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FeedSpec {
+    /// The embedded simulator (`sim`).
+    Sim,
+    /// Binance capture files, merged by capture time (`replay:PATH[,PATH...]`).
+    Replay(Vec<PathBuf>),
+    /// A recorded tick file (`ticks:FILE`).
+    Ticks(PathBuf),
+    /// A NATS server carrying ticks from `tickgate feed --publish` (`nats://HOST:PORT`).
+    Nats(String),
+}
+
+impl std::str::FromStr for FeedSpec {
+    type Err = String;
+    fn from_str(v: &str) -> Result<Self, String> {
+        let v = v.trim();
+        if v == "sim" {
+            return Ok(FeedSpec::Sim);
+        }
+        if let Some(list) = v.strip_prefix("replay:") {
+            let paths: Vec<PathBuf> =
+                list.split(',').map(str::trim).filter(|p| !p.is_empty()).map(PathBuf::from).collect();
+            if paths.is_empty() {
+                return Err("replay: needs at least one capture file, e.g. replay:btcusdt.gz".into());
+            }
+            return Ok(FeedSpec::Replay(paths));
+        }
+        if let Some(path) = v.strip_prefix("ticks:") {
+            if path.trim().is_empty() {
+                return Err("ticks: needs a file, e.g. ticks:feeds/fixtures/sim-20k.ticks".into());
+            }
+            return Ok(FeedSpec::Ticks(PathBuf::from(path.trim())));
+        }
+        if let Some(rest) = v.strip_prefix("nats://") {
+            let hostport = rest.trim_end_matches('/');
+            if hostport.is_empty() || hostport.contains(['/', ' ']) {
+                return Err("expected nats://HOST:PORT".into());
+            }
+            return Ok(FeedSpec::Nats(v.trim_end_matches('/').to_string()));
+        }
+        Err("expected sim, replay:PATH[,PATH...], ticks:FILE or nats://HOST:PORT".into())
+    }
+}
+
+impl fmt::Display for FeedSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FeedSpec::Sim => f.write_str("sim"),
+            FeedSpec::Replay(p) => {
+                let names: Vec<_> = p.iter().map(|p| p.display().to_string()).collect();
+                write!(f, "replay:{}", names.join(","))
+            }
+            FeedSpec::Ticks(p) => write!(f, "ticks:{}", p.display()),
+            FeedSpec::Nats(u) => f.write_str(u),
+        }
+    }
+}
+
+/// Checks a NATS subject prefix: dot-separated tokens of `A-Z a-z 0-9 _ -`.
+fn parse_subject_prefix(v: &str) -> Result<String, String> {
+    let v = v.trim();
+    let ok = !v.is_empty()
+        && v.split('.').all(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-".contains(&b)));
+    if ok { Ok(v.to_string()) } else { Err("expected dot-separated tokens of A-Z a-z 0-9 _ - (e.g. ticks or md.us)".into()) }
+}
+
+/// Settings of the feed: its source, replay pacing, the NATS bus and the simulator.
 #[derive(Clone, Debug, PartialEq)]
 pub struct FeedConfig {
+    /// Where ticks come from.
+    pub source: FeedSpec,
+    /// Pace of replayed sources.
+    pub replay_speed: tickgate_feeds::Speed,
+    /// Replayed sources start again at their end.
+    pub replay_loop: bool,
+    /// NATS subject prefix: ticks go to `<prefix>.<SYMBOL>`.
+    pub nats_prefix: String,
+    /// JetStream stream holding the last tick per subject.
+    pub nats_stream: String,
+    /// How long `serve --feed nats://` waits at start for NATS and the publisher's universe.
+    pub nats_wait: Duration,
     /// Number of symbols; 0 = exactly the universe file's symbols.
     pub symbols: usize,
     /// Total ticks/s; 0 = as fast as possible.
@@ -254,6 +340,12 @@ impl Config {
             stats_interval: Duration::ZERO,
             ring_capacity: 0,
             feed: FeedConfig {
+                source: FeedSpec::Sim,
+                replay_speed: tickgate_feeds::Speed::Max,
+                replay_loop: false,
+                nats_prefix: String::new(),
+                nats_stream: String::new(),
+                nats_wait: Duration::ZERO,
                 symbols: 0,
                 rate: 0,
                 seed: 0,
@@ -508,6 +600,76 @@ pub static KEYS: &[KeyDef] = &[
         },
     },
     KeyDef {
+        key: "feed.source",
+        default: "sim",
+        doc: "Where ticks come from: sim (the embedded simulator), replay:PATH[,PATH...] (Binance \
+              capture files, .gz or plain, merged by capture time), ticks:FILE (a file made by \
+              `tickgate record`), or nats://HOST:PORT (ticks published by `tickgate feed`).",
+        live: false,
+        apply: |c, v| {
+            c.feed.source = v.parse()?;
+            Ok(())
+        },
+    },
+    KeyDef {
+        key: "feed.replay_speed",
+        default: "1",
+        doc: "Pace of replay: and ticks: sources: 1 = the recording's own spacing, 10 = ten \
+              times faster, max = as fast as the gateway takes them.",
+        live: false,
+        apply: |c, v| {
+            c.feed.replay_speed = v.parse()?;
+            Ok(())
+        },
+    },
+    KeyDef {
+        key: "feed.replay_loop",
+        default: "false",
+        doc: "Start a replay again at its end (time and seq keep rising); false = the feed ends.",
+        live: false,
+        apply: |c, v| {
+            c.feed.replay_loop = parse_bool(v)?;
+            Ok(())
+        },
+    },
+    KeyDef {
+        key: "feed.nats_prefix",
+        default: "ticks",
+        doc: "NATS subject prefix: each tick goes to <prefix>.<SYMBOL>, the universe to \
+              <prefix>.$universe.",
+        live: false,
+        apply: |c, v| {
+            c.feed.nats_prefix = parse_subject_prefix(v)?;
+            Ok(())
+        },
+    },
+    KeyDef {
+        key: "feed.nats_stream",
+        default: "TICKS",
+        doc: "JetStream stream over <prefix>.> keeping one message (the latest tick) per subject; \
+              the publisher creates it if missing. Bounds the bus's storage to one tick per symbol.",
+        live: false,
+        apply: |c, v| {
+            let v = v.trim();
+            if v.is_empty() || v.len() > 64 || !v.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-".contains(&b)) {
+                return Err("expected 1-64 characters of A-Z a-z 0-9 _ -".into());
+            }
+            c.feed.nats_stream = v.to_string();
+            Ok(())
+        },
+    },
+    KeyDef {
+        key: "feed.nats_wait",
+        default: "30s",
+        doc: "How long serve --feed nats:// waits at start for NATS and for the publisher's \
+              universe before giving up (exit 1).",
+        live: false,
+        apply: |c, v| {
+            c.feed.nats_wait = parse_duration(v, Duration::from_millis(100))?;
+            Ok(())
+        },
+    },
+    KeyDef {
         key: "feed.symbols",
         default: "0",
         doc: "Symbols in the simulated universe; 0 = the universe file's (feeds/data); more adds \
@@ -627,6 +789,14 @@ where
         return Err(format!("must be between {min} and {max}"));
     }
     Ok(n)
+}
+
+fn parse_bool(v: &str) -> Result<bool, String> {
+    match v.trim() {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" => Ok(false),
+        _ => Err("expected true or false".into()),
+    }
 }
 
 fn parse_float(v: &str, min: f64, max: f64) -> Result<f64, String> {
@@ -894,6 +1064,15 @@ pub fn effective_value(c: &Config, key: &str) -> String {
         "admin.token_file" => {
             q(&c.admin_token_file.as_ref().map_or(String::new(), |p| p.display().to_string()))
         }
+        "feed.source" => q(&c.feed.source.to_string()),
+        "feed.replay_speed" => q(&match c.feed.replay_speed {
+            tickgate_feeds::Speed::Max => "max".to_string(),
+            tickgate_feeds::Speed::Factor(f) => f.to_string(),
+        }),
+        "feed.replay_loop" => c.feed.replay_loop.to_string(),
+        "feed.nats_prefix" => q(&c.feed.nats_prefix),
+        "feed.nats_stream" => q(&c.feed.nats_stream),
+        "feed.nats_wait" => d(c.feed.nats_wait),
         "feed.symbols" => c.feed.symbols.to_string(),
         "feed.rate" => c.feed.rate.to_string(),
         "feed.seed" => c.feed.seed.to_string(),

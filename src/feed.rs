@@ -2,6 +2,9 @@
 //! time, and publishes it — last-value cache first, then the ring (see `ring` for why that
 //! order matters) — then rings the shards' doorbells once per batch.
 //!
+//! A source with a network upstream reports it going down and up (`FeedPoll::Status`); the
+//! thread records that in [`FeedStats::up`] and rings the doorbells so shards tell clients.
+//!
 //! It never waits for a shard. Pacing comes from the source (`FeedPoll::Pending`); the thread
 //! sleeps until the next tick is due, never longer than [`MAX_SLEEP`] so a stop request is
 //! seen promptly. Per-symbol `seq` must rise: a tick not newer than the last one published
@@ -32,8 +35,9 @@ pub const MIN_SLEEP: Duration = Duration::from_micros(250);
 /// Longest single sleep, so a stop request is noticed within this time.
 pub const MAX_SLEEP: Duration = Duration::from_millis(20);
 
-/// Counters of the feed thread.
-#[derive(Debug, Default)]
+/// Counters and state of the feed thread, shared with shards (who tell clients when the
+/// feed goes down or up) and with `/stats` and `/metrics`.
+#[derive(Debug)]
 pub struct FeedStats {
     /// Ticks published.
     pub ticks: AtomicU64,
@@ -41,6 +45,22 @@ pub struct FeedStats {
     pub stale: AtomicU64,
     /// The source ended or the tick limit was reached.
     pub ended: AtomicBool,
+    /// The source's upstream is reachable (always true for local sources).
+    pub up: AtomicBool,
+    /// Times the upstream went away.
+    pub outages: AtomicU64,
+}
+
+impl Default for FeedStats {
+    fn default() -> Self {
+        FeedStats {
+            ticks: AtomicU64::new(0),
+            stale: AtomicU64::new(0),
+            ended: AtomicBool::new(false),
+            up: AtomicBool::new(true),
+            outages: AtomicU64::new(0),
+        }
+    }
 }
 
 /// A running feed thread.
@@ -83,6 +103,8 @@ pub struct FeedParts {
     pub pin: Option<core_affinity::CoreId>,
     /// Live settings (the feed rate can change while running).
     pub live: Arc<crate::live::Live>,
+    /// Where the thread reports its counters and the upstream's state.
+    pub stats: Arc<FeedStats>,
 }
 
 /// Starts the feed thread.
@@ -91,7 +113,7 @@ pub struct FeedParts {
 /// If the OS cannot create the thread.
 pub fn spawn(parts: FeedParts) -> std::io::Result<FeedHandle> {
     let stop = Arc::new(AtomicBool::new(false));
-    let stats = Arc::new(FeedStats::default());
+    let stats = parts.stats.clone();
     let (s, st) = (stop.clone(), stats.clone());
     let thread =
         std::thread::Builder::new().name("tickgate-feed".into()).spawn(move || run(parts, &s, &st))?;
@@ -99,7 +121,8 @@ pub fn spawn(parts: FeedParts) -> std::io::Result<FeedHandle> {
 }
 
 fn run(parts: FeedParts, stop: &AtomicBool, stats: &FeedStats) {
-    let FeedParts { mut source, mut producer, lvc, doorbells, limit, pin, live } = parts;
+    let FeedParts { mut source, mut producer, lvc, doorbells, limit, pin, live, stats: _ } = parts;
+    let started = std::time::Instant::now();
     let mut rate = live.feed_rate.load(Ordering::Relaxed);
     if let Some(core) = pin
         && !core_affinity::set_for_current(core)
@@ -151,6 +174,19 @@ fn run(parts: FeedParts, stop: &AtomicBool, stats: &FeedStats) {
                     ring_all(&doorbells);
                     break 'outer;
                 }
+                FeedPoll::Status { up } => {
+                    if stats.up.swap(up, Ordering::AcqRel) != up {
+                        if up {
+                            tracing::info!(source = %source.describe(), "feed up: clients are told");
+                        } else {
+                            stats.outages.fetch_add(1, Ordering::Relaxed);
+                            tracing::warn!(source = %source.describe(),
+                                "feed down: serving last values; clients are told");
+                        }
+                        // Shards compare `up` with what they last told their clients.
+                        ring_all(&doorbells);
+                    }
+                }
             }
         }
         if batch > 0 {
@@ -169,7 +205,14 @@ fn run(parts: FeedParts, stop: &AtomicBool, stats: &FeedStats) {
     stats.ticks.store(published, Ordering::Relaxed);
     stats.stale.store(stale, Ordering::Relaxed);
     stats.ended.store(true, Ordering::Release);
-    tracing::info!(published, stale, "feed ended");
+    let secs = started.elapsed().as_secs_f64();
+    tracing::info!(
+        published,
+        stale,
+        secs = format!("{secs:.3}"),
+        ticks_per_sec = format!("{:.0}", published as f64 / secs.max(1e-9)),
+        "feed ended"
+    );
 }
 
 fn ring_all(doorbells: &[Arc<Doorbell>]) {

@@ -19,12 +19,13 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use anyhow::Context;
-use tickgate_feeds::{FeedSource, Simulator, Universe};
+use tickgate_feeds::{CaptureReplay, FeedSource, ReplayOptions, Simulator, TickReplay, Universe};
 use tokio::sync::watch;
 
 use crate::clock::now_ns;
-use crate::config::{ADMIN_TOKEN_ENV, Config, PinCores, Source};
-use crate::feed::{FeedHandle, FeedParts};
+use crate::bus::BusStats;
+use crate::config::{ADMIN_TOKEN_ENV, Config, FeedSpec, PinCores, Source};
+use crate::feed::{FeedHandle, FeedParts, FeedStats};
 use crate::live::Live;
 use crate::ring::{Lvc, Ring};
 use crate::server::App;
@@ -63,6 +64,39 @@ pub fn simulated_source(config: &Config) -> anyhow::Result<Box<dyn FeedSource>> 
     Ok(Box::new(Simulator::new(universe, sim, now_ns())))
 }
 
+/// Builds the feed source `feed.source` names: the simulator, a capture or tick-file replay,
+/// or a NATS subscriber (which also returns the bus's statistics for `/stats` and `/metrics`).
+///
+/// # Errors
+/// Unreadable or empty replay files, bad simulator settings, or a NATS server (or publisher)
+/// not reachable within `feed.nats_wait`.
+pub fn build_source(config: &Config) -> anyhow::Result<Feed> {
+    let opts = ReplayOptions { speed: config.feed.replay_speed, looped: config.feed.replay_loop };
+    let local = |source: Box<dyn FeedSource>| Feed { source, bus: None };
+    Ok(match &config.feed.source {
+        FeedSpec::Sim => local(simulated_source(config)?),
+        FeedSpec::Replay(paths) => local(Box::new(
+            CaptureReplay::open(paths.clone(), opts).context("feed.source: opening the capture files")?,
+        )),
+        FeedSpec::Ticks(path) => local(Box::new(
+            TickReplay::open(path.clone(), opts).context("feed.source: opening the tick file")?,
+        )),
+        FeedSpec::Nats(url) => {
+            let (src, stats) = crate::bus::NatsSource::connect(url, &crate::bus::BusConfig::from(config))
+                .context("feed.source: subscribing to the NATS feed")?;
+            Feed { source: Box::new(src), bus: Some(stats) }
+        }
+    })
+}
+
+/// A feed source ready for the feed thread.
+pub struct Feed {
+    /// The source.
+    pub source: Box<dyn FeedSource>,
+    /// Statistics of the NATS bus, when the source is one.
+    pub bus: Option<Arc<BusStats>>,
+}
+
 /// Raises the open-file soft limit to the hard limit; returns the resulting soft limit.
 pub fn raise_fd_limit() -> u64 {
     match rlimit::increase_nofile_limit(u64::MAX) {
@@ -94,13 +128,24 @@ fn plan_cores(
 }
 
 impl Gateway {
-    /// Starts a gateway on the embedded simulated feed.
+    /// Starts a gateway on the feed its configuration names (`feed.source`).
     ///
     /// # Errors
     /// Bad feed settings, a listen address that cannot be bound, or threads that cannot start.
     pub fn start(config: Config) -> anyhow::Result<Gateway> {
-        let source = simulated_source(&config)?;
-        Gateway::start_with_source(config, BTreeMap::new(), source)
+        Gateway::start_configured(config, BTreeMap::new())
+    }
+
+    /// As [`Gateway::start`], with where each setting came from (for `GET /config`).
+    ///
+    /// # Errors
+    /// As [`Gateway::start`].
+    pub fn start_configured(
+        config: Config,
+        sources: BTreeMap<&'static str, Source>,
+    ) -> anyhow::Result<Gateway> {
+        let feed = build_source(&config)?;
+        Gateway::start_with_bus(config, sources, feed.source, feed.bus)
     }
 
     /// Starts a gateway on any feed source; `sources` says where each setting came from (for
@@ -111,8 +156,21 @@ impl Gateway {
     /// that cannot start.
     pub fn start_with_source(
         config: Config,
+        sources: BTreeMap<&'static str, Source>,
+        source: Box<dyn FeedSource>,
+    ) -> anyhow::Result<Gateway> {
+        Gateway::start_with_bus(config, sources, source, None)
+    }
+
+    /// As [`Gateway::start_with_source`], with the statistics of a bus source to report.
+    ///
+    /// # Errors
+    /// As [`Gateway::start_with_source`].
+    pub fn start_with_bus(
+        config: Config,
         mut sources: BTreeMap<&'static str, Source>,
         source: Box<dyn FeedSource>,
+        bus: Option<Arc<BusStats>>,
     ) -> anyhow::Result<Gateway> {
         for k in crate::config::KEYS {
             sources.entry(k.key).or_insert(Source::Default);
@@ -141,10 +199,12 @@ impl Gateway {
         };
         let admin_addr = admin.as_ref().and_then(|l| l.local_addr().ok());
 
+        let feed_stats = Arc::new(FeedStats::default());
         let settings = ShardSettings {
             max_message_bytes: config.max_message_bytes,
             send_buffer_bytes: config.send_buffer_bytes,
             live: live.clone(),
+            feed: feed_stats.clone(),
         };
         let (hist_tx, hist_rx) = crossbeam_channel::bounded(shards * 16);
         let mut handles = Vec::with_capacity(shards);
@@ -169,6 +229,7 @@ impl Gateway {
             limit: config.feed.ticks,
             pin: feed_core,
             live: live.clone(),
+            stats: feed_stats,
         })
         .context("starting the feed thread")?;
 
@@ -180,6 +241,7 @@ impl Gateway {
             shards: handles,
             connections: Arc::new(AtomicUsize::new(0)),
             feed: feed.stats.clone(),
+            bus,
             collector: std::sync::Mutex::new(Collector::new(shards, hist_rx)),
             shutting_down: AtomicBool::new(false),
         });

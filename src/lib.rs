@@ -17,6 +17,10 @@
 //!                          WebSocket clients
 //! ```
 //!
+//! Sources: the simulator, capture and tick-file replays (all in `tickgate_feeds`), or the
+//! NATS bus ([`bus`]: `tickgate feed --publish` on one machine, `serve --feed nats://` on many).
+//! [`record`] writes any source to a tick file.
+//!
 //! - [`config`]: the one validated [`config::Config`] built from defaults, file, env and flags.
 //! - [`feed`]: the feed thread driving a [`tickgate_feeds::FeedSource`].
 //! - [`ring`]: the broadcast ring and the last-value cache (seqlock slots of atomic words).
@@ -30,6 +34,7 @@
 //!
 //! No `unsafe` anywhere: the ring is built from atomic words (see [`ring`]).
 
+pub mod bus;
 pub mod clock;
 pub mod config;
 pub mod feed;
@@ -38,6 +43,7 @@ pub mod live;
 pub mod metrics;
 pub mod ops;
 pub mod protocol;
+pub mod record;
 pub mod ring;
 pub mod server;
 pub mod shard;

@@ -32,12 +32,14 @@ fn key_args(cmd: Command) -> Command {
                 .help("Set any key, e.g. --set feed.rate=5000 (same precedence as the dedicated flags)"),
         );
     KEYS.iter().fold(cmd, |cmd, k| {
-        cmd.arg(Arg::new(k.key).long(k.flag()).value_name("VALUE").help(format!(
+        let arg = Arg::new(k.key).long(k.flag()).value_name("VALUE").help(format!(
             "{} [default: {}] [env: {}]",
             k.doc,
             k.default,
             k.env_var()
-        )))
+        ));
+        let arg = if k.is_bool() { arg.num_args(0..=1).default_missing_value("true") } else { arg };
+        cmd.arg(arg)
     })
 }
 
@@ -47,7 +49,27 @@ fn cli() -> Command {
         .about("Real-time market data push gateway: WebSocket fan-out with conflation")
         .subcommand_required(true)
         .arg_required_else_help(true)
-        .subcommand(key_args(Command::new("serve").about("Run the gateway (embedded simulated feed)")))
+        .subcommand(key_args(
+            Command::new("serve").about("Run the gateway (on the embedded simulated feed unless --feed says otherwise)"),
+        ))
+        .subcommand(
+            key_args(Command::new("record").about(
+                "Write the ticks of a feed (--feed) to a tick file, replayable with --feed ticks:FILE",
+            ))
+            .arg(Arg::new("out").long("out").short('o').value_name("FILE").required(true).help("the tick file to write")),
+        )
+        .subcommand(
+            key_args(Command::new("feed").about(
+                "Run only a feed (--feed) and publish its ticks to NATS for a fleet of gateways",
+            ))
+            .arg(
+                Arg::new("publish")
+                    .long("publish")
+                    .value_name("nats://HOST:PORT")
+                    .required(true)
+                    .help("the NATS server to publish to (JetStream enabled)"),
+            ),
+        )
         .subcommand(
             Command::new("config")
                 .about("Validate and show configuration")
@@ -189,8 +211,7 @@ fn serve(
 ) -> anyhow::Result<()> {
     let reload = init_logs(&cfg.log_level, cfg.log_format);
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let source = tickgate::gateway::simulated_source(&cfg)?;
-    let gateway = Gateway::start_with_source(cfg, sources, source)?;
+    let gateway = Gateway::start_configured(cfg, sources)?;
     gateway.app().live.set_log_reloader(reload);
     rt.block_on(signal());
     tracing::info!("signal received: shutting down (a second signal exits at once)");
@@ -209,6 +230,65 @@ fn serve(
     if done_rx.recv_timeout(grace + std::time::Duration::from_millis(500)).is_err() {
         tracing::warn!("shutdown_grace elapsed; exiting with connections still closing");
     }
+    Ok(())
+}
+
+/// Sets `stop` on SIGINT/SIGTERM (for the commands that run a feed without a gateway).
+fn stop_on_signal() -> anyhow::Result<std::sync::Arc<std::sync::atomic::AtomicBool>> {
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let s = stop.clone();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    std::thread::Builder::new().name("tickgate-signal".into()).spawn(move || {
+        rt.block_on(signal());
+        s.store(true, std::sync::atomic::Ordering::Release);
+        eprintln!("signal received: finishing");
+    })?;
+    Ok(stop)
+}
+
+fn record_cmd(cfg: config::Config, m: &ArgMatches) -> anyhow::Result<()> {
+    let _ = init_logs(&cfg.log_level, cfg.log_format);
+    let out = m.get_one::<String>("out").map(std::path::PathBuf::from).unwrap_or_default();
+    let endless = match &cfg.feed.source {
+        config::FeedSpec::Sim => true,
+        config::FeedSpec::Replay(_) | config::FeedSpec::Ticks(_) => cfg.feed.replay_loop,
+        config::FeedSpec::Nats(_) => false,
+    };
+    if endless && cfg.feed.ticks.is_none() {
+        anyhow::bail!("this feed never ends: give --ticks N (how many ticks to record)");
+    }
+    let clock = if matches!(cfg.feed.source, config::FeedSpec::Nats(_)) {
+        tickgate::record::Clock::Wall
+    } else {
+        tickgate::record::Clock::Virtual { start_ns: tickgate::clock::now_ns() }
+    };
+    let mut source = tickgate::gateway::build_source(&cfg)?.source;
+    let stop = stop_on_signal()?;
+    let started = std::time::Instant::now();
+    let n = tickgate::record::record(source.as_mut(), &out, cfg.feed.ticks, clock, &stop)?;
+    let bytes = std::fs::metadata(&out).map_or(0, |m| m.len());
+    eprintln!(
+        "recorded {n} ticks of {} symbols to {} ({bytes} bytes, {:.1} bytes/tick) in {:.2?}",
+        source.universe().len(),
+        out.display(),
+        bytes as f64 / n.max(1) as f64,
+        started.elapsed()
+    );
+    Ok(())
+}
+
+fn feed_cmd(cfg: config::Config, m: &ArgMatches) -> anyhow::Result<()> {
+    let _ = init_logs(&cfg.log_level, cfg.log_format);
+    let url = m.get_one::<String>("publish").cloned().unwrap_or_default();
+    if !url.starts_with("nats://") {
+        anyhow::bail!("--publish expects nats://HOST:PORT, got {url:?}");
+    }
+    if matches!(cfg.feed.source, config::FeedSpec::Nats(_)) {
+        anyhow::bail!("--feed nats:// cannot be republished to NATS; give the source feed (sim, replay:, ticks:)");
+    }
+    let source = tickgate::gateway::build_source(&cfg)?.source;
+    let stop = stop_on_signal()?;
+    tickgate::bus::publish::run(&url, &tickgate::bus::BusConfig::from(&cfg), source, cfg.feed.ticks, stop)?;
     Ok(())
 }
 
@@ -298,6 +378,22 @@ fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             },
+            Err(e) => {
+                eprintln!("tickgate: {e}");
+                ExitCode::from(EXIT_CONFIG)
+            }
+        },
+        "record" | "feed" => match resolve(sub) {
+            Ok((cfg, _)) => {
+                let r = if name == "record" { record_cmd(cfg, sub) } else { feed_cmd(cfg, sub) };
+                match r {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(e) => {
+                        eprintln!("tickgate: {e:#}");
+                        ExitCode::FAILURE
+                    }
+                }
+            }
             Err(e) => {
                 eprintln!("tickgate: {e}");
                 ExitCode::from(EXIT_CONFIG)

@@ -147,8 +147,55 @@ impl Collector for GatewayCollector {
             "Connection limit in force.",
             app.live.max_connections() as f64,
         )?;
-        let up = if app.feed.ended.load(Ordering::Acquire) { 0.0 } else { 1.0 };
-        gauge(&mut e, "tickgate_feed_up", "1 while the feed runs, 0 once it ended or stopped.", up)?;
+        let up = !app.feed.ended.load(Ordering::Acquire) && app.feed.up.load(Ordering::Acquire);
+        gauge(
+            &mut e,
+            "tickgate_feed_up",
+            "1 while the feed runs and its upstream (NATS) is reachable; 0 once it ended, or while \
+             the bus is away.",
+            if up { 1.0 } else { 0.0 },
+        )?;
+        counter(
+            &mut e,
+            "tickgate_feed_outages",
+            "Times the feed's upstream (the NATS bus) went away; clients were told feed down.",
+            app.feed.outages.load(r),
+        )?;
+        if let Some(b) = &app.bus {
+            gauge(
+                &mut e,
+                "tickgate_bus_connected",
+                "1 while connected to the NATS feed bus.",
+                if b.connected.load(Ordering::Acquire) { 1.0 } else { 0.0 },
+            )?;
+            counter(&mut e, "tickgate_bus_reconnects", "Reconnects to the NATS bus.", b.reconnects.load(r))?;
+            counter(&mut e, "tickgate_bus_received", "Tick messages received from NATS.", b.received.load(r))?;
+            counter(
+                &mut e,
+                "tickgate_bus_warmed",
+                "Last values read from JetStream at start and after reconnects.",
+                b.warmed.load(r),
+            )?;
+            counter(
+                &mut e,
+                "tickgate_bus_rejected",
+                "NATS messages dropped: undecodable, or a symbol outside the universe.",
+                b.rejected.load(r),
+            )?;
+            let hop = b.hop.lock().map(|h| prometheus_buckets(&h)).ok();
+            if let Some((sum, count, buckets)) = hop {
+                let mut fam = e.encode_descriptor(
+                    "tickgate_bus_hop_seconds",
+                    "Publisher stamp to gateway feed thread (the NATS hop), since start.",
+                    None,
+                    MetricType::Histogram,
+                )?;
+                let labels: [(&str, String); 0] = [];
+                fam.encode_family(&labels)?.encode_histogram::<prometheus_client::encoding::NoLabelSet>(
+                    sum, count, &buckets, None,
+                )?;
+            }
+        }
         gauge(
             &mut e,
             "tickgate_feed_rate_target",

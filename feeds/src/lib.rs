@@ -8,14 +8,25 @@
 //! - [`source`]: the [`FeedSource`] trait every source implements; the gateway's feed
 //!   thread drives it with the clock passed in, so live and replayed sources share one path.
 //! - [`simulator`]: the embedded default source (GBM mid prices, Zipf-skewed activity).
+//! - [`binance`]: Binance capture lines (`<capture_ns> <json>`) normalized to L1 events.
+//! - [`replay`]: replayed sources: captures ([`CaptureReplay`]) and recorded tick files
+//!   ([`TickReplay`]), paced by the recording's clock at any speed, optionally looped.
+//! - [`tickfile`]: the compact recorded tick file format (`tickgate record`).
+//! - [`codec`]: the compact tick encoding shared by tick files and the NATS bus payload.
 //!
-//! Data files (the symbol universe) live in `feeds/data/`.
+//! Data files (the symbol universe) live in `feeds/data/`; a recorded tick fixture in
+//! `feeds/fixtures/`.
 
+pub mod binance;
+pub mod codec;
+pub mod replay;
 pub mod simulator;
 pub mod source;
 pub mod tick;
+pub mod tickfile;
 pub mod universe;
 
+pub use replay::{CaptureReplay, ReplayOptions, Speed, TickReplay};
 pub use simulator::{SimConfig, Simulator};
 pub use source::{FeedPoll, FeedSource};
 pub use tick::{FixedBuf, SCALE, Tick, TickKind, format_fixed};

@@ -22,6 +22,13 @@ pub enum FeedPoll {
     },
     /// The source is exhausted (a finite replay, or a tick limit); it will return `End` again.
     End,
+    /// The source's upstream went away (`up: false`: a network bus disconnected; the last
+    /// values stay valid but may go stale) or came back (`up: true`, after any catch-up ticks
+    /// were returned). Clients are told. Local sources never return this.
+    Status {
+        /// Whether the upstream is reachable now.
+        up: bool,
+    },
 }
 
 /// A source of normalized ticks, driven by the gateway's feed thread.

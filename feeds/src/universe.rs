@@ -188,6 +188,11 @@ impl Universe {
     }
 }
 
+/// Whether `name` is acceptable as a symbol name (see [`SymbolInfo::name`]).
+pub fn valid_name(name: &str) -> bool {
+    validate_name(name).is_ok()
+}
+
 fn validate_name(name: &str) -> Result<(), String> {
     if name.is_empty() || name.len() > MAX_SYMBOL_LEN {
         return Err(format!("symbol {name:?} must be 1..={MAX_SYMBOL_LEN} bytes"));

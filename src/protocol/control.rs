@@ -415,8 +415,8 @@ pub fn write_error(
     out.push(b'}');
 }
 
-/// Appends `{"type":"status","feed":"up"}` or `"down"`. Reserved for a later version: clients
-/// must ignore reply types they do not know.
+/// Appends `{"type":"status","feed":"up"}` or `"down"`: sent to every client when the feed's
+/// upstream (the NATS bus) goes away or comes back, and on connect while it is away.
 pub fn write_status(out: &mut Vec<u8>, feed_up: bool) {
     open_reply(out, "status", None);
     out.extend_from_slice(b",\"feed\":");

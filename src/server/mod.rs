@@ -57,6 +57,8 @@ pub struct App {
     pub connections: Arc<AtomicUsize>,
     /// The feed thread's counters.
     pub feed: Arc<FeedStats>,
+    /// Statistics of the NATS bus when the feed comes from one.
+    pub bus: Option<Arc<crate::bus::BusStats>>,
     /// Latency histograms and rates.
     pub collector: std::sync::Mutex<Collector>,
     /// Set when shutting down: new upgrades are refused.

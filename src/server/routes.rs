@@ -275,12 +275,29 @@ struct ShardJson {
 }
 
 #[derive(Serialize)]
+struct BusJson {
+    connected: bool,
+    disconnects: u64,
+    reconnects: u64,
+    received: u64,
+    warmed: u64,
+    rejected: u64,
+    /// Publisher stamp → gateway feed thread, since start.
+    hop: Percentiles,
+}
+
+#[derive(Serialize)]
 struct StatsJson {
     connections: usize,
     max_connections: usize,
     feed_ticks: u64,
     feed_stale: u64,
     feed_ended: bool,
+    /// The feed's upstream is reachable (false while the NATS bus is away).
+    feed_up: bool,
+    feed_outages: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    bus: Option<BusJson>,
     feed_rate: f64,
     updates_rate: f64,
     bytes_rate: f64,
@@ -394,6 +411,17 @@ pub(crate) fn stats(app: &App) -> Resp {
         feed_ticks: app.feed.ticks.load(r),
         feed_stale: app.feed.stale.load(r),
         feed_ended: app.feed.ended.load(Ordering::Acquire),
+        feed_up: app.feed.up.load(Ordering::Acquire),
+        feed_outages: app.feed.outages.load(r),
+        bus: app.bus.as_ref().map(|b| BusJson {
+            connected: b.connected.load(Ordering::Acquire),
+            disconnects: b.disconnects.load(r),
+            reconnects: b.reconnects.load(r),
+            received: b.received.load(r),
+            warmed: b.warmed.load(r),
+            rejected: b.rejected.load(r),
+            hop: b.hop.lock().map(|h| Percentiles::of(&h)).unwrap_or_default(),
+        }),
         feed_rate,
         updates_rate: rate,
         bytes_rate,

@@ -147,6 +147,8 @@ pub struct ShardCore {
     pub latency: Histogram<u64>,
     /// Live updates queued per symbol id (for "top symbols by traffic").
     symbol_updates: Vec<u64>,
+    /// The feed's upstream state as this shard last told its clients.
+    feed_up: bool,
 }
 
 /// Largest value the latency histogram records (60 s); larger values are clamped.
@@ -181,6 +183,35 @@ impl ShardCore {
             counters: CoreCounters::default(),
             latency: new_latency_histogram(),
             symbol_updates: vec![0; n],
+            feed_up: true,
+        }
+    }
+
+    /// Tells every client that the feed went down or came back up
+    /// (`{"type":"status","feed":"down"|"up"}`), if that differs from what they were last
+    /// told. New clients that connect while it is down are told on arrival.
+    pub fn set_feed_up(&mut self, up: bool) {
+        if up == self.feed_up {
+            return;
+        }
+        self.feed_up = up;
+        self.scratch.clear();
+        control::write_status(&mut self.scratch, up);
+        let keys: Vec<usize> = self.clients.iter().map(|(k, _)| k).collect();
+        for key in keys {
+            self.push_text(key);
+            self.mark_ready(key);
+        }
+    }
+
+    /// Queues client `key` for the next flush (its buffer holds something to send).
+    fn mark_ready(&mut self, key: usize) {
+        if let Some(c) = self.clients.get_mut(key)
+            && !c.queued
+            && !c.blocked
+        {
+            c.queued = true;
+            self.ready.push(key);
         }
     }
 
@@ -199,7 +230,7 @@ impl ShardCore {
     /// Registers a new client; returns its key.
     pub fn add_client(&mut self, format: Format, now_ns: u64) -> usize {
         let burst = u64::from(self.limits.msgs_per_sec) * 1_000_000_000;
-        self.clients.insert(ClientState {
+        let key = self.clients.insert(ClientState {
             format,
             subs: ClientSubs::default(),
             out: Vec::new(),
@@ -209,7 +240,14 @@ impl ShardCore {
             queued: false,
             tokens: burst,
             tokens_at_ns: now_ns,
-        })
+        });
+        if !self.feed_up {
+            self.scratch.clear();
+            control::write_status(&mut self.scratch, false);
+            self.push_text(key);
+            self.mark_ready(key);
+        }
+        key
     }
 
     /// Removes a client and all its subscriptions.

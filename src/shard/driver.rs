@@ -66,6 +66,8 @@ pub struct ShardSettings {
     pub send_buffer_bytes: usize,
     /// Live-tunable settings.
     pub live: Arc<Live>,
+    /// The feed thread's state (whether its upstream is up, told to clients on change).
+    pub feed: Arc<crate::feed::FeedStats>,
 }
 
 /// A socket handed to a shard after a successful upgrade.
@@ -416,6 +418,7 @@ async fn run(
                 }
             }
             shared.stats.ring_lag.store(consumer.lag(), Ordering::Relaxed);
+            core.set_feed_up(shared.settings.feed.up.load(Ordering::Acquire));
         }
 
         // 2. Hand-offs and commands.

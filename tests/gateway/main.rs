@@ -5,6 +5,8 @@
 //!   overrun healing, max_rate.
 //! - `errors`: every error reply and close code of protocol v1.
 //! - `http`: the routes beside the WebSocket, limits, shutdown.
+//! - `feeds`: capture and tick-file replays through the gateway, replay pacing.
+//! - `fleet`: the NATS feed bus: a publisher, several gateways, an outage (needs nats-server).
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 mod common;
@@ -12,4 +14,6 @@ mod delivery;
 mod errors;
 mod flow;
 mod http;
+mod feeds;
+mod fleet;
 mod ops;

@@ -1,0 +1,689 @@
+//! Replayed sources: recorded exchange captures ([`CaptureReplay`], Binance format, see
+//! [`crate::binance`]) and recorded tick files ([`TickReplay`], see [`crate::tickfile`]).
+//!
+//! Both are paced by the recording's own clock through a [`Pacer`]: at speed 1 a tick is due
+//! when as much wall time has passed since the first one as passed in the recording; at
+//! speed 10 ten times sooner; at [`Speed::Max`] at once. With `looped`, the recording starts
+//! again at its end: recording times are shifted by its span (plus one millisecond) so time
+//! keeps rising, and per-symbol `seq` keeps rising too.
+//!
+//! Several capture files are merged by capture time (ties go to the file named first), read
+//! line by line with bounded memory; `.gz` files are decompressed on the fly. The universe is
+//! the set of symbols the files trade or quote, found by a first pass over them at open (in
+//! name order, so ids do not depend on which file a symbol appears in first).
+
+use std::fs::File;
+use std::io::{self, BufRead, BufReader};
+use std::path::{Path, PathBuf};
+
+use crate::binance::{self, Event, L1Book, SkipKind};
+use crate::tickfile::{TickFileError, TickReader};
+use crate::{FeedPoll, FeedSource, SymbolInfo, Tick, Universe};
+
+/// How fast a recording is replayed.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Speed {
+    /// As fast as the gateway can take it.
+    Max,
+    /// This many times real time (`1.0` = the recording's own spacing).
+    Factor(f64),
+}
+
+impl std::str::FromStr for Speed {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s.eq_ignore_ascii_case("max") {
+            return Ok(Speed::Max);
+        }
+        match s.parse::<f64>() {
+            Ok(f) if f.is_finite() && f > 0.0 && f <= 1_000_000.0 => Ok(Speed::Factor(f)),
+            _ => Err(format!("expected `max` or a factor in (0, 1000000], got {s:?}")),
+        }
+    }
+}
+
+impl std::fmt::Display for Speed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Speed::Max => f.write_str("max"),
+            Speed::Factor(x) => write!(f, "{x}x"),
+        }
+    }
+}
+
+/// Maps recording time to wall time.
+#[derive(Clone, Debug)]
+pub struct Pacer {
+    speed: Speed,
+    /// (wall ns, recording ns) of the first tick.
+    origin: Option<(u64, u64)>,
+}
+
+impl Pacer {
+    /// A pacer that anchors on the first tick it is asked about.
+    pub fn new(speed: Speed) -> Self {
+        Pacer { speed, origin: None }
+    }
+
+    /// Wall time (ns) at which the event recorded at `rec_ns` is due, given the time now.
+    pub fn due(&mut self, rec_ns: u64, now_ns: u64) -> u64 {
+        let Speed::Factor(f) = self.speed else { return now_ns };
+        let (wall0, rec0) = *self.origin.get_or_insert((now_ns, rec_ns));
+        let offset = rec_ns.saturating_sub(rec0) as f64 / f;
+        wall0.saturating_add(offset as u64)
+    }
+}
+
+/// Replay options shared by the replayed sources.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ReplayOptions {
+    /// Pace.
+    pub speed: Speed,
+    /// Start again at the end.
+    pub looped: bool,
+}
+
+impl Default for ReplayOptions {
+    fn default() -> Self {
+        ReplayOptions { speed: Speed::Factor(1.0), looped: false }
+    }
+}
+
+/// Gap inserted between the end of a recording and its next loop.
+pub const LOOP_GAP_NS: u64 = 1_000_000;
+
+/// Line counts of a capture replay (one pass; loops add up).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReplayCounts {
+    /// Lines read.
+    pub lines: u64,
+    /// Trades normalized into ticks.
+    pub trades: u64,
+    /// Book-ticker quotes normalized into ticks.
+    pub quotes: u64,
+    /// Order-book diffs skipped.
+    pub depth: u64,
+    /// REST snapshot lines skipped.
+    pub snapshots: u64,
+    /// Other well-formed messages skipped.
+    pub other: u64,
+    /// Malformed lines skipped.
+    pub malformed: u64,
+}
+
+impl std::fmt::Display for ReplayCounts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} lines: {} trades, {} quotes; skipped {} depth, {} snapshot, {} other, {} malformed",
+            self.lines, self.trades, self.quotes, self.depth, self.snapshots, self.other, self.malformed
+        )
+    }
+}
+
+/// Malformed lines logged per file before the rest are only counted.
+pub const MALFORMED_LOGGED_PER_FILE: u64 = 10;
+
+/// A normalized event with its symbol resolved, held as one file's next event.
+#[derive(Clone, Debug)]
+struct Head {
+    capture_ns: u64,
+    id: u32,
+    event: binance::Event<'static>,
+}
+
+/// Opens a capture file, decompressing `.gz`.
+fn open_capture(path: &Path) -> io::Result<Box<dyn BufRead + Send>> {
+    let file = File::open(path)?;
+    let gz = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("gz"));
+    Ok(if gz {
+        Box::new(BufReader::with_capacity(1 << 16, flate2::read::MultiGzDecoder::new(file)))
+    } else {
+        Box::new(BufReader::with_capacity(1 << 16, file))
+    })
+}
+
+/// One capture file being read.
+struct CaptureFile {
+    path: PathBuf,
+    input: Box<dyn BufRead + Send>,
+    line_no: u64,
+    buf: Vec<u8>,
+    head: Option<Head>,
+    malformed: u64,
+}
+
+impl CaptureFile {
+    fn open(path: &Path) -> io::Result<Self> {
+        Ok(CaptureFile {
+            path: path.to_owned(),
+            input: open_capture(path)?,
+            line_no: 0,
+            buf: Vec::with_capacity(4096),
+            head: None,
+            malformed: 0,
+        })
+    }
+
+    /// Reads lines until the next trade or quote (kept as `head`) or the end of the file,
+    /// counting everything skipped. `log` says whether malformed lines are logged.
+    fn advance(&mut self, universe: &Universe, counts: &mut ReplayCounts, log: bool) {
+        self.head = None;
+        loop {
+            self.buf.clear();
+            match self.input.read_until(b'\n', &mut self.buf) {
+                Ok(0) => return,
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(file = %self.path.display(), line = self.line_no + 1, error = %e,
+                        "capture file unreadable from here on; skipping its rest");
+                    counts.malformed += 1;
+                    return;
+                }
+            }
+            self.line_no += 1;
+            counts.lines += 1;
+            let mut line = &self.buf[..];
+            while let [rest @ .., b'\n' | b'\r'] = line {
+                line = rest;
+            }
+            if line.is_empty() {
+                counts.lines -= 1;
+                continue;
+            }
+            let parsed = std::str::from_utf8(line)
+                .map_err(|_| "not UTF-8".to_string())
+                .and_then(|l| binance::parse_line(l).map_err(|e| e.to_string()))
+                .and_then(|e| match e {
+                    Event::Skip(k) => Ok(Err(k)),
+                    Event::Trade { ref symbol, .. } | Event::Quote { ref symbol, .. } => universe
+                        .id(symbol)
+                        .map(|id| Ok(resolve(id, &e)))
+                        .ok_or_else(|| format!("symbol {symbol:?} is not a valid symbol name")),
+                });
+            match parsed {
+                Ok(Ok(head)) => {
+                    match head.event {
+                        Event::Trade { .. } => counts.trades += 1,
+                        _ => counts.quotes += 1,
+                    }
+                    self.head = Some(head);
+                    return;
+                }
+                Ok(Err(SkipKind::Depth)) => counts.depth += 1,
+                Ok(Err(SkipKind::Snapshot)) => counts.snapshots += 1,
+                Ok(Err(SkipKind::Other)) => counts.other += 1,
+                Err(reason) => {
+                    counts.malformed += 1;
+                    self.malformed += 1;
+                    if log && self.malformed <= MALFORMED_LOGGED_PER_FILE {
+                        tracing::warn!(file = %self.path.display(), line = self.line_no, %reason,
+                            "malformed capture line skipped");
+                        if self.malformed == MALFORMED_LOGGED_PER_FILE {
+                            tracing::warn!(file = %self.path.display(),
+                                "further malformed lines of this file are counted, not logged");
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Drops the borrowed symbol name once it is resolved to an id.
+fn resolve(id: u32, e: &Event<'_>) -> Head {
+    let event = match *e {
+        Event::Trade { capture_ns, price, qty, .. } => {
+            Event::Trade { capture_ns, symbol: "".into(), price, qty }
+        }
+        Event::Quote { capture_ns, bid, bid_size, ask, ask_size, .. } => {
+            Event::Quote { capture_ns, symbol: "".into(), bid, bid_size, ask, ask_size }
+        }
+        Event::Skip(k) => Event::Skip(k),
+    };
+    Head { capture_ns: binance::capture_ns(e).unwrap_or(0), id, event }
+}
+
+/// What a first pass over capture files found.
+#[derive(Clone, Debug, Default)]
+pub struct CaptureScan {
+    /// Symbols traded or quoted, in name order, with their first price.
+    pub symbols: Vec<SymbolInfo>,
+    /// Line counts.
+    pub counts: ReplayCounts,
+    /// Capture times of the first and last trade or quote (over all files).
+    pub span: Option<(u64, u64)>,
+}
+
+/// Scans capture files once: their symbols, counts and time span.
+///
+/// # Errors
+/// If a file cannot be opened.
+pub fn scan_captures(paths: &[PathBuf]) -> io::Result<CaptureScan> {
+    let mut first_price = std::collections::BTreeMap::<String, i64>::new();
+    let mut scan = CaptureScan::default();
+    let mut buf = Vec::with_capacity(4096);
+    for path in paths {
+        let mut input =
+            open_capture(path).map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+        loop {
+            buf.clear();
+            match input.read_until(b'\n', &mut buf) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(_) => {
+                    scan.counts.malformed += 1;
+                    break;
+                }
+            }
+            let line = std::str::from_utf8(&buf).map(|l| l.trim_end_matches(['\n', '\r']));
+            let Ok(line) = line else {
+                scan.counts.lines += 1;
+                scan.counts.malformed += 1;
+                continue;
+            };
+            if line.is_empty() {
+                continue;
+            }
+            scan.counts.lines += 1;
+            match binance::parse_line(line) {
+                Ok(Event::Trade { capture_ns, symbol, price, .. }) if crate::universe::valid_name(&symbol) => {
+                    scan.counts.trades += 1;
+                    first_price.entry(symbol.into_owned()).or_insert(price);
+                    widen(&mut scan.span, capture_ns);
+                }
+                Ok(Event::Quote { capture_ns, symbol, bid, ask, .. }) if crate::universe::valid_name(&symbol) => {
+                    scan.counts.quotes += 1;
+                    first_price.entry(symbol.into_owned()).or_insert(if bid > 0 { bid } else { ask });
+                    widen(&mut scan.span, capture_ns);
+                }
+                Ok(Event::Skip(SkipKind::Depth)) => scan.counts.depth += 1,
+                Ok(Event::Skip(SkipKind::Snapshot)) => scan.counts.snapshots += 1,
+                Ok(Event::Skip(SkipKind::Other)) => scan.counts.other += 1,
+                Ok(_) | Err(_) => scan.counts.malformed += 1,
+            }
+        }
+    }
+    scan.symbols = first_price
+        .into_iter()
+        .map(|(name, p)| SymbolInfo { name, ref_price: p.max(1), tick_size: 1 })
+        .collect();
+    Ok(scan)
+}
+
+fn widen(span: &mut Option<(u64, u64)>, t: u64) {
+    *span = Some(match *span {
+        None => (t, t),
+        Some((a, b)) => (a.min(t), b.max(t)),
+    });
+}
+
+/// Replays Binance capture files as L1 ticks (`--feed replay:PATH[,PATH...]`).
+pub struct CaptureReplay {
+    paths: Vec<PathBuf>,
+    universe: Universe,
+    files: Vec<CaptureFile>,
+    book: L1Book,
+    pacer: Pacer,
+    opts: ReplayOptions,
+    counts: ReplayCounts,
+    span_ns: u64,
+    loop_offset_ns: u64,
+    loops: u64,
+    ended: bool,
+}
+
+impl CaptureReplay {
+    /// Scans `paths` for their universe, then opens them for replay.
+    ///
+    /// # Errors
+    /// If a file cannot be opened, or the files hold no trade or quote at all.
+    pub fn open(paths: Vec<PathBuf>, opts: ReplayOptions) -> io::Result<Self> {
+        if paths.is_empty() {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "no capture files given"));
+        }
+        let scan = scan_captures(&paths)?;
+        let universe = Universe::from_symbols(scan.symbols).map_err(|e| {
+            io::Error::new(io::ErrorKind::InvalidData, format!("no trade or quote in the capture files ({e})"))
+        })?;
+        let (a, b) = scan.span.unwrap_or((0, 0));
+        let mut r = CaptureReplay {
+            book: L1Book::new(universe.len()),
+            files: Vec::new(),
+            paths,
+            universe,
+            pacer: Pacer::new(opts.speed),
+            opts,
+            counts: ReplayCounts::default(),
+            span_ns: b - a + LOOP_GAP_NS,
+            loop_offset_ns: 0,
+            loops: 0,
+            ended: false,
+        };
+        r.open_files()?;
+        Ok(r)
+    }
+
+    fn open_files(&mut self) -> io::Result<()> {
+        self.files.clear();
+        for p in &self.paths {
+            let mut f = CaptureFile::open(p).map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", p.display())))?;
+            f.advance(&self.universe, &mut self.counts, self.loops == 0);
+            self.files.push(f);
+        }
+        Ok(())
+    }
+
+    /// Counts so far (all passes together).
+    pub fn counts(&self) -> ReplayCounts {
+        self.counts
+    }
+
+    /// Completed passes over the files.
+    pub fn loops(&self) -> u64 {
+        self.loops
+    }
+}
+
+impl FeedSource for CaptureReplay {
+    fn universe(&self) -> &Universe {
+        &self.universe
+    }
+
+    fn poll(&mut self, now_ns: u64) -> FeedPoll {
+        loop {
+            if self.ended {
+                return FeedPoll::End;
+            }
+            let next = self
+                .files
+                .iter()
+                .enumerate()
+                .filter_map(|(i, f)| f.head.as_ref().map(|h| (h.capture_ns, i)))
+                .min();
+            let Some((capture_ns, i)) = next else {
+                tracing::info!(files = self.paths.len(), pass = self.loops + 1, counts = %self.counts, "capture replay pass done");
+                if self.opts.looped {
+                    self.loops += 1;
+                    self.loop_offset_ns += self.span_ns;
+                    if let Err(e) = self.open_files() {
+                        tracing::error!(error = %e, "capture replay cannot loop");
+                        self.ended = true;
+                    }
+                    continue;
+                }
+                self.ended = true;
+                return FeedPoll::End;
+            };
+            let rec_ns = capture_ns.saturating_add(self.loop_offset_ns);
+            let due = self.pacer.due(rec_ns, now_ns);
+            if due > now_ns {
+                return FeedPoll::Pending { until_ns: Some(due) };
+            }
+            let file = &mut self.files[i];
+            let Some(head) = file.head.take() else { continue };
+            file.advance(&self.universe, &mut self.counts, self.loops == 0);
+            if let Some(mut t) = self.book.apply(head.id, &head.event) {
+                t.ts_event = rec_ns;
+                return FeedPoll::Tick(t);
+            }
+        }
+    }
+
+    fn describe(&self) -> String {
+        let names: Vec<_> = self.paths.iter().map(|p| p.display().to_string()).collect();
+        format!(
+            "capture replay({}; {} symbols; speed {}{})",
+            names.join(","),
+            self.universe.len(),
+            self.opts.speed,
+            if self.opts.looped { ", looped" } else { "" }
+        )
+    }
+}
+
+/// Replays a recorded tick file (`--feed ticks:FILE`).
+pub struct TickReplay {
+    path: PathBuf,
+    reader: TickReader,
+    universe: Universe,
+    pacer: Pacer,
+    opts: ReplayOptions,
+    /// Per symbol: added to recorded seqs (grows by the last seq at each loop).
+    seq_offset: Vec<u64>,
+    last_seq: Vec<u64>,
+    first_ts: Option<u64>,
+    last_ts: u64,
+    ts_offset: u64,
+    pending: Option<Tick>,
+    replayed: u64,
+    loops: u64,
+    ended: bool,
+}
+
+impl TickReplay {
+    /// Opens a tick file for replay.
+    ///
+    /// # Errors
+    /// If the file cannot be read or is not a tick file.
+    pub fn open(path: PathBuf, opts: ReplayOptions) -> Result<Self, TickFileError> {
+        let reader = TickReader::open(&path)?;
+        let universe = reader.universe().clone();
+        let n = universe.len();
+        Ok(TickReplay {
+            path,
+            reader,
+            universe,
+            pacer: Pacer::new(opts.speed),
+            opts,
+            seq_offset: vec![0; n],
+            last_seq: vec![0; n],
+            first_ts: None,
+            last_ts: 0,
+            ts_offset: 0,
+            pending: None,
+            replayed: 0,
+            loops: 0,
+            ended: false,
+        })
+    }
+
+    /// The next recorded tick with loop offsets applied, or `None` at the end of a pass.
+    fn next_recorded(&mut self) -> Option<Tick> {
+        match self.reader.next_tick() {
+            Ok(Some(mut t)) => {
+                let i = t.symbol as usize;
+                self.first_ts.get_or_insert(t.ts_event);
+                self.last_ts = self.last_ts.max(t.ts_event);
+                t.seq += self.seq_offset[i];
+                t.ts_event = t.ts_event.saturating_add(self.ts_offset);
+                self.last_seq[i] = t.seq;
+                Some(t)
+            }
+            Ok(None) => None,
+            Err(e) => {
+                tracing::error!(error = %e, "tick file replay stops here");
+                None
+            }
+        }
+    }
+
+    fn restart(&mut self) -> Result<(), TickFileError> {
+        self.reader = TickReader::open(&self.path)?;
+        self.seq_offset.clone_from(&self.last_seq);
+        let span = self.last_ts.saturating_sub(self.first_ts.unwrap_or(self.last_ts));
+        self.ts_offset = self.ts_offset.saturating_add(span + LOOP_GAP_NS);
+        self.first_ts = None;
+        self.last_ts = 0;
+        self.loops += 1;
+        Ok(())
+    }
+}
+
+impl FeedSource for TickReplay {
+    fn universe(&self) -> &Universe {
+        &self.universe
+    }
+
+    fn poll(&mut self, now_ns: u64) -> FeedPoll {
+        loop {
+            if self.ended {
+                return FeedPoll::End;
+            }
+            let t = match self.pending.take() {
+                Some(t) => t,
+                None => match self.next_recorded() {
+                    Some(t) => t,
+                    None => {
+                        tracing::info!(file = %self.path.display(), pass = self.loops + 1, replayed = self.replayed,
+                            "tick file replay pass done");
+                        if self.opts.looped && self.replayed > 0 {
+                            if let Err(e) = self.restart() {
+                                tracing::error!(error = %e, "tick file replay cannot loop");
+                                self.ended = true;
+                            }
+                        } else {
+                            self.ended = true;
+                        }
+                        continue;
+                    }
+                },
+            };
+            let due = self.pacer.due(t.ts_event, now_ns);
+            if due > now_ns {
+                self.pending = Some(t);
+                return FeedPoll::Pending { until_ns: Some(due) };
+            }
+            self.replayed += 1;
+            return FeedPoll::Tick(t);
+        }
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "tick file replay({}; {} symbols; speed {}{})",
+            self.path.display(),
+            self.universe.len(),
+            self.opts.speed,
+            if self.opts.looped { ", looped" } else { "" }
+        )
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn speeds_parse_and_refuse_nonsense() {
+        assert_eq!("max".parse::<Speed>().unwrap(), Speed::Max);
+        assert_eq!("10".parse::<Speed>().unwrap(), Speed::Factor(10.0));
+        assert_eq!("0.5".parse::<Speed>().unwrap(), Speed::Factor(0.5));
+        for bad in ["0", "-1", "nan", "inf", "fast", ""] {
+            assert!(bad.parse::<Speed>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_pacer_scales_recording_time() {
+        let mut p = Pacer::new(Speed::Factor(10.0));
+        assert_eq!(p.due(5_000_000_000, 100), 100);
+        assert_eq!(p.due(6_000_000_000, 200), 100 + 100_000_000);
+        // An event recorded before the first (out of order) is due at once.
+        assert_eq!(p.due(1, 300), 100);
+        let mut m = Pacer::new(Speed::Max);
+        assert_eq!(m.due(u64::MAX, 7), 7);
+    }
+
+    fn write_capture(dir: &Path, name: &str, lines: &[String]) -> PathBuf {
+        let p = dir.join(name);
+        std::fs::write(&p, lines.join("\n") + "\n").unwrap();
+        p
+    }
+
+    fn trade(ns: u64, sym: &str, p: &str) -> String {
+        format!(r#"{ns} {{"stream":"x@trade","data":{{"e":"trade","s":"{sym}","p":"{p}","q":"1"}}}}"#)
+    }
+
+    fn quote(ns: u64, sym: &str, b: &str, a: &str) -> String {
+        format!(r#"{ns} {{"stream":"x@bookTicker","data":{{"u":1,"s":"{sym}","b":"{b}","B":"2","a":"{a}","A":"3"}}}}"#)
+    }
+
+    fn drain(src: &mut dyn FeedSource) -> Vec<Tick> {
+        let mut out = Vec::new();
+        let mut now = 0;
+        for _ in 0..100_000 {
+            match src.poll(now) {
+                FeedPoll::Tick(t) => out.push(t),
+                FeedPoll::Pending { until_ns } => now = until_ns.unwrap_or(now + 1),
+                FeedPoll::End => return out,
+                FeedPoll::Status { .. } => panic!("a replay has no upstream"),
+            }
+        }
+        panic!("source never ended");
+    }
+
+    #[test]
+    fn files_merge_by_capture_time_and_malformed_lines_are_counted() {
+        let dir = tempdir();
+        let a = write_capture(&dir, "a.txt", &[quote(10, "BBB", "1", "2"), "garbage".into(), trade(30, "BBB", "1.5")]);
+        let b = write_capture(
+            &dir,
+            "b.txt",
+            &[trade(20, "AAA", "7"), r#"25 {"lastUpdateId":1,"bids":[],"asks":[]}"#.into(), quote(40, "AAA", "6", "8")],
+        );
+        let mut r = CaptureReplay::open(vec![a, b], ReplayOptions { speed: Speed::Max, looped: false }).unwrap();
+        assert_eq!(r.universe().name(0), "AAA");
+        let ticks = drain(&mut r);
+        let times: Vec<u64> = ticks.iter().map(|t| t.ts_event).collect();
+        assert_eq!(times, [10, 20, 30, 40]);
+        let c = r.counts();
+        assert_eq!((c.lines, c.trades, c.quotes, c.snapshots, c.malformed), (6, 2, 2, 1, 1));
+        let last_aaa = ticks.iter().rfind(|t| t.symbol == 0).unwrap();
+        assert_eq!((last_aaa.seq, last_aaa.bid, last_aaa.last, last_aaa.volume), (2, 600_000_000, 700_000_000, 100_000_000));
+    }
+
+    #[test]
+    fn a_looped_replay_keeps_time_and_seq_rising() {
+        let dir = tempdir();
+        let a = write_capture(&dir, "a.txt", &[quote(1_000, "X", "1", "2"), trade(2_000, "X", "1.5")]);
+        let mut r = CaptureReplay::open(vec![a], ReplayOptions { speed: Speed::Max, looped: true }).unwrap();
+        let mut now = 0;
+        let mut ticks = Vec::new();
+        while ticks.len() < 6 {
+            match r.poll(now) {
+                FeedPoll::Tick(t) => ticks.push(t),
+                FeedPoll::Pending { until_ns } => now = until_ns.unwrap_or(now + 1),
+                FeedPoll::End | FeedPoll::Status { .. } => panic!("a looped replay ended"),
+            }
+        }
+        let seqs: Vec<u64> = ticks.iter().map(|t| t.seq).collect();
+        assert_eq!(seqs, [1, 2, 3, 4, 5, 6]);
+        assert!(ticks.windows(2).all(|w| w[0].ts_event < w[1].ts_event));
+        assert_eq!(r.loops(), 2);
+    }
+
+    #[test]
+    fn paced_replay_waits_for_the_recorded_spacing() {
+        let dir = tempdir();
+        let a = write_capture(&dir, "a.txt", &[quote(1_000_000_000, "X", "1", "2"), trade(1_500_000_000, "X", "1.5")]);
+        let mut r = CaptureReplay::open(vec![a], ReplayOptions { speed: Speed::Factor(2.0), looped: false }).unwrap();
+        assert!(matches!(r.poll(100), FeedPoll::Tick(_)));
+        assert_eq!(r.poll(101), FeedPoll::Pending { until_ns: Some(100 + 250_000_000) });
+        assert!(matches!(r.poll(100 + 250_000_000), FeedPoll::Tick(_)));
+        assert_eq!(r.poll(100 + 250_000_001), FeedPoll::End);
+    }
+
+    fn tempdir() -> PathBuf {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static N: AtomicU32 = AtomicU32::new(0);
+        let d = std::env::temp_dir().join(format!(
+            "tickgate-feeds-test-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+}

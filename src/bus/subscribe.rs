@@ -1,0 +1,318 @@
+//! The gateway side of the bus: [`NatsSource`], a [`FeedSource`] fed by NATS.
+//!
+//! A thread (`tickgate-nats`) runs the NATS client on its own small runtime:
+//! 1. connect (retrying until `feed.nats_wait`), read the universe from JetStream;
+//! 2. subscribe to `<prefix>.>` first, then warm up: the last message of every symbol's
+//!    subject from JetStream, so nothing published meanwhile is missed;
+//! 3. forward every decoded tick to the feed thread through a bounded channel (when the feed
+//!    thread falls behind, the channel's back-pressure slows our reads and NATS buffers);
+//! 4. on a disconnect, tell the feed thread (`Status { up: false }`); on the reconnect, warm
+//!    up again (catching up on what the outage hid), then `Status { up: true }`.
+//!
+//! The feed thread's `poll` never blocks: it takes what the channel holds.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, anyhow};
+use futures_util::StreamExt;
+use hdrhistogram::Histogram;
+use tickgate_feeds::{FeedPoll, FeedSource, Tick, Universe};
+use tokio::sync::mpsc;
+
+use super::{BusConfig, BusStats, reconnect_delay, wire};
+
+/// Ticks the channel to the feed thread holds.
+pub const CHANNEL_CAPACITY: usize = 65_536;
+
+/// JetStream last-value reads in flight during warm-up.
+const WARM_CONCURRENCY: usize = 64;
+
+/// How often the feed thread's hop samples are merged into [`BusStats::hop`].
+const HOP_MERGE_EVERY_NS: u64 = 1_000_000_000;
+
+enum Item {
+    Tick(Tick),
+    Status(bool),
+}
+
+/// A feed source that follows ticks on a NATS bus.
+pub struct NatsSource {
+    universe: Universe,
+    url: String,
+    rx: mpsc::Receiver<Item>,
+    stats: Arc<BusStats>,
+    hop: Histogram<u64>,
+    hop_merged_at: u64,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl NatsSource {
+    /// Connects to `url`, reads the universe, and starts following ticks. Waits at most
+    /// `cfg.wait` for the server and the publisher's universe.
+    ///
+    /// # Errors
+    /// If NATS or the universe is not there in time, or the universe is malformed.
+    pub fn connect(url: &str, cfg: &BusConfig) -> anyhow::Result<(NatsSource, Arc<BusStats>)> {
+        let stats = Arc::new(BusStats::default());
+        let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
+        let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel(1);
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let (url2, cfg2, stats2) = (url.to_string(), cfg.clone(), stats.clone());
+        let thread = std::thread::Builder::new().name("tickgate-nats".into()).spawn(move || {
+            rt.block_on(async move {
+                tokio::select! {
+                    r = follow(url2, cfg2, stats2, tx, ready_tx) => {
+                        if let Err(e) = r {
+                            tracing::error!(error = %format!("{e:#}"), "NATS feed stopped");
+                        }
+                    }
+                    _ = stop_rx => {}
+                }
+            });
+        })?;
+        let universe = match ready_rx.recv_timeout(cfg.wait + Duration::from_secs(2)) {
+            Ok(r) => r?,
+            Err(_) => return Err(anyhow!("no universe from {url} within {:?} (feed.nats_wait)", cfg.wait)),
+        };
+        let src = NatsSource {
+            universe,
+            url: url.to_string(),
+            rx,
+            stats: stats.clone(),
+            hop: crate::shard::core::new_latency_histogram(),
+            hop_merged_at: 0,
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        };
+        Ok((src, stats))
+    }
+}
+
+impl Drop for NatsSource {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl FeedSource for NatsSource {
+    fn universe(&self) -> &Universe {
+        &self.universe
+    }
+
+    fn poll(&mut self, now_ns: u64) -> FeedPoll {
+        if now_ns.saturating_sub(self.hop_merged_at) >= HOP_MERGE_EVERY_NS {
+            self.hop_merged_at = now_ns;
+            if !self.hop.is_empty()
+                && let Ok(mut h) = self.stats.hop.lock()
+            {
+                let _ = h.add(&self.hop);
+                self.hop.reset();
+            }
+        }
+        match self.rx.try_recv() {
+            Ok(Item::Tick(t)) => {
+                if t.ts_gateway != 0 {
+                    let _ = self.hop.record(now_ns.saturating_sub(t.ts_gateway).clamp(1, crate::shard::core::LATENCY_MAX_NS));
+                }
+                FeedPoll::Tick(t)
+            }
+            Ok(Item::Status(up)) => FeedPoll::Status { up },
+            Err(mpsc::error::TryRecvError::Empty) => FeedPoll::Pending { until_ns: None },
+            Err(mpsc::error::TryRecvError::Disconnected) => FeedPoll::End,
+        }
+    }
+
+    fn describe(&self) -> String {
+        format!("nats({}, {} symbols)", self.url, self.universe.len())
+    }
+}
+
+/// Connects, retrying with backoff until `deadline`.
+async fn connect(
+    url: &str,
+    events: mpsc::UnboundedSender<async_nats::Event>,
+    deadline: Instant,
+) -> anyhow::Result<async_nats::Client> {
+    let mut attempt = 0;
+    loop {
+        let ev = events.clone();
+        let opts = async_nats::ConnectOptions::new()
+            .name("tickgate-gateway")
+            .connection_timeout(Duration::from_secs(2))
+            .reconnect_delay_callback(reconnect_delay)
+            .event_callback(move |e| {
+                let ev = ev.clone();
+                async move {
+                    let _ = ev.send(e);
+                }
+            });
+        match opts.connect(url).await {
+            Ok(c) => return Ok(c),
+            Err(e) if Instant::now() + reconnect_delay(attempt) < deadline => {
+                if attempt == 0 {
+                    tracing::warn!(%url, error = %e, "NATS not reachable yet; retrying");
+                }
+                tokio::time::sleep(reconnect_delay(attempt)).await;
+                attempt += 1;
+            }
+            Err(e) => return Err(anyhow!("connecting to {url}: {e}")),
+        }
+    }
+}
+
+/// Reads the universe from JetStream, retrying until `deadline` (the publisher may start
+/// after us).
+async fn universe(js: &async_nats::jetstream::Context, cfg: &BusConfig, deadline: Instant) -> anyhow::Result<Universe> {
+    let mut logged = false;
+    loop {
+        let got = match js.get_stream(&cfg.stream).await {
+            Ok(s) => s.get_last_raw_message_by_subject(&cfg.universe_subject()).await.map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        match got {
+            Ok(m) => return wire::decode_universe(&m.payload).context("the publisher's universe"),
+            Err(e) if Instant::now() < deadline => {
+                if !logged {
+                    tracing::warn!(stream = %cfg.stream, error = %e, "no universe on the bus yet (is `tickgate feed --publish` running?); waiting");
+                    logged = true;
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            Err(e) => return Err(anyhow!("no universe in stream {} ({e})", cfg.stream)),
+        }
+    }
+}
+
+/// Sends the last stored tick of every symbol to the feed thread.
+async fn warm(
+    js: &async_nats::jetstream::Context,
+    cfg: &BusConfig,
+    universe: &Universe,
+    stats: &BusStats,
+    tx: &mpsc::Sender<Item>,
+) -> anyhow::Result<u64> {
+    let stream = js.get_stream(&cfg.stream).await.map_err(|e| anyhow!("stream {}: {e}", cfg.stream))?;
+    let stream = &stream;
+    let mut reads = futures_util::stream::iter(universe.symbols().iter().enumerate())
+        .map(|(id, s)| {
+            let subject = cfg.subject(&s.name);
+            async move { (id as u32, stream.get_last_raw_message_by_subject(&subject).await) }
+        })
+        .buffer_unordered(WARM_CONCURRENCY);
+    let mut n = 0;
+    while let Some((id, r)) = reads.next().await {
+        let m = match r {
+            Ok(m) => m,
+            Err(e) if matches!(e.kind(), async_nats::jetstream::stream::LastRawMessageErrorKind::NoMessageFound) => {
+                continue;
+            }
+            Err(e) => return Err(anyhow!("reading last values: {e}")),
+        };
+        match wire::decode_tick(&m.payload, id) {
+            Ok(t) => {
+                n += 1;
+                if tx.send(Item::Tick(t)).await.is_err() {
+                    break;
+                }
+            }
+            Err(e) => {
+                stats.rejected.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(subject = %m.subject, error = %e, "undecodable last value skipped");
+            }
+        }
+    }
+    stats.warmed.fetch_add(n, Ordering::Relaxed);
+    Ok(n)
+}
+
+async fn follow(
+    url: String,
+    cfg: BusConfig,
+    stats: Arc<BusStats>,
+    tx: mpsc::Sender<Item>,
+    ready: std::sync::mpsc::SyncSender<anyhow::Result<Universe>>,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + cfg.wait;
+    let (ev_tx, mut events) = mpsc::unbounded_channel();
+    let setup = async {
+        let client = connect(&url, ev_tx, deadline).await?;
+        let js = async_nats::jetstream::new(client.clone());
+        let universe = universe(&js, &cfg, deadline).await?;
+        anyhow::Ok((client, js, universe))
+    };
+    let (client, js, universe) = match setup.await {
+        Ok(x) => x,
+        Err(e) => {
+            let _ = ready.send(Err(anyhow!("{e:#}")));
+            return Ok(());
+        }
+    };
+    stats.connected.store(true, Ordering::Release);
+    let mut sub = client
+        .subscribe(format!("{}.>", cfg.prefix))
+        .await
+        .map_err(|e| anyhow!("subscribing to {}.>: {e}", cfg.prefix))?;
+    let _ = ready.send(Ok(universe.clone()));
+    let n = warm(&js, &cfg, &universe, &stats, &tx).await?;
+    tracing::info!(%url, symbols = universe.len(), warmed = n, "NATS feed: last values loaded, following live ticks");
+    let mut down = false;
+    loop {
+        tokio::select! {
+            msg = sub.next() => {
+                let Some(msg) = msg else { return Err(anyhow!("the NATS subscription ended")) };
+                let Some(symbol) = cfg.symbol_of(msg.subject.as_str()) else { continue };
+                stats.received.fetch_add(1, Ordering::Relaxed);
+                let Some(id) = universe.id(symbol) else {
+                    stats.rejected.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                };
+                match wire::decode_tick(&msg.payload, id) {
+                    Ok(t) => {
+                        if tx.send(Item::Tick(t)).await.is_err() {
+                            return Ok(());
+                        }
+                    }
+                    Err(e) => {
+                        if stats.rejected.fetch_add(1, Ordering::Relaxed) < 10 {
+                            tracing::warn!(subject = %msg.subject, error = %e, "undecodable tick skipped");
+                        }
+                    }
+                }
+            }
+            ev = events.recv() => match ev {
+                Some(async_nats::Event::Disconnected) if !down => {
+                    down = true;
+                    stats.connected.store(false, Ordering::Release);
+                    stats.disconnects.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(%url, "NATS connection lost; serving last values, reconnecting");
+                    if tx.send(Item::Status(false)).await.is_err() {
+                        return Ok(());
+                    }
+                }
+                Some(async_nats::Event::Connected) if down => {
+                    down = false;
+                    stats.connected.store(true, Ordering::Release);
+                    stats.reconnects.fetch_add(1, Ordering::Relaxed);
+                    match warm(&js, &cfg, &universe, &stats, &tx).await {
+                        Ok(n) => tracing::info!(%url, caught_up = n, "NATS reconnected; last values reloaded"),
+                        Err(e) => tracing::warn!(%url, error = %format!("{e:#}"), "NATS reconnected; reloading last values failed"),
+                    }
+                    if tx.send(Item::Status(true)).await.is_err() {
+                        return Ok(());
+                    }
+                }
+                Some(e) => tracing::debug!(event = %e, "NATS event"),
+                None => {}
+            },
+        }
+    }
+}
