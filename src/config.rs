@@ -257,8 +257,13 @@ impl fmt::Display for FeedSpec {
 fn parse_subject_prefix(v: &str) -> Result<String, String> {
     let v = v.trim();
     let ok = !v.is_empty()
-        && v.split('.').all(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-".contains(&b)));
-    if ok { Ok(v.to_string()) } else { Err("expected dot-separated tokens of A-Z a-z 0-9 _ - (e.g. ticks or md.us)".into()) }
+        && v.split('.')
+            .all(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-".contains(&b)));
+    if ok {
+        Ok(v.to_string())
+    } else {
+        Err("expected dot-separated tokens of A-Z a-z 0-9 _ - (e.g. ticks or md.us)".into())
+    }
 }
 
 /// Settings of the feed: its source, replay pacing, the NATS bus and the simulator.
@@ -651,7 +656,10 @@ pub static KEYS: &[KeyDef] = &[
         live: false,
         apply: |c, v| {
             let v = v.trim();
-            if v.is_empty() || v.len() > 64 || !v.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-".contains(&b)) {
+            if v.is_empty()
+                || v.len() > 64
+                || !v.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-".contains(&b))
+            {
                 return Err("expected 1-64 characters of A-Z a-z 0-9 _ -".into());
             }
             c.feed.nats_stream = v.to_string();

@@ -22,8 +22,8 @@ use anyhow::Context;
 use tickgate_feeds::{CaptureReplay, FeedSource, ReplayOptions, Simulator, TickReplay, Universe};
 use tokio::sync::watch;
 
-use crate::clock::now_ns;
 use crate::bus::BusStats;
+use crate::clock::now_ns;
 use crate::config::{ADMIN_TOKEN_ENV, Config, FeedSpec, PinCores, Source};
 use crate::feed::{FeedHandle, FeedParts, FeedStats};
 use crate::live::Live;

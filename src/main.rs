@@ -50,18 +50,27 @@ fn cli() -> Command {
         .subcommand_required(true)
         .arg_required_else_help(true)
         .subcommand(key_args(
-            Command::new("serve").about("Run the gateway (on the embedded simulated feed unless --feed says otherwise)"),
+            Command::new("serve")
+                .about("Run the gateway (on the embedded simulated feed unless --feed says otherwise)"),
         ))
         .subcommand(
             key_args(Command::new("record").about(
                 "Write the ticks of a feed (--feed) to a tick file, replayable with --feed ticks:FILE",
             ))
-            .arg(Arg::new("out").long("out").short('o').value_name("FILE").required(true).help("the tick file to write")),
+            .arg(
+                Arg::new("out")
+                    .long("out")
+                    .short('o')
+                    .value_name("FILE")
+                    .required(true)
+                    .help("the tick file to write"),
+            ),
         )
         .subcommand(
-            key_args(Command::new("feed").about(
-                "Run only a feed (--feed) and publish its ticks to NATS for a fleet of gateways",
-            ))
+            key_args(
+                Command::new("feed")
+                    .about("Run only a feed (--feed) and publish its ticks to NATS for a fleet of gateways"),
+            )
             .arg(
                 Arg::new("publish")
                     .long("publish")
@@ -284,7 +293,9 @@ fn feed_cmd(cfg: config::Config, m: &ArgMatches) -> anyhow::Result<()> {
         anyhow::bail!("--publish expects nats://HOST:PORT, got {url:?}");
     }
     if matches!(cfg.feed.source, config::FeedSpec::Nats(_)) {
-        anyhow::bail!("--feed nats:// cannot be republished to NATS; give the source feed (sim, replay:, ticks:)");
+        anyhow::bail!(
+            "--feed nats:// cannot be republished to NATS; give the source feed (sim, replay:, ticks:)"
+        );
     }
     let source = tickgate::gateway::build_source(&cfg)?.source;
     let stop = stop_on_signal()?;
@@ -363,6 +374,27 @@ fn tune_cmd(m: &ArgMatches) -> anyhow::Result<bool> {
     Ok(false)
 }
 
+/// Resolves the configuration of a subcommand that takes the config keys and runs `f`: a bad
+/// setting exits 2 with the key and reason, a failure at run time exits 1.
+fn keyed(
+    sub: &ArgMatches,
+    f: impl FnOnce(config::Config, std::collections::BTreeMap<&'static str, Source>) -> anyhow::Result<()>,
+) -> ExitCode {
+    match resolve(sub) {
+        Ok((cfg, sources)) => match f(cfg, sources) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("tickgate: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
+        Err(e) => {
+            eprintln!("tickgate: {e}");
+            ExitCode::from(EXIT_CONFIG)
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let m = cli().get_matches();
     let (name, sub) = match m.subcommand() {
@@ -370,35 +402,9 @@ fn main() -> ExitCode {
         None => return ExitCode::from(EXIT_CONFIG),
     };
     match name {
-        "serve" => match resolve(sub) {
-            Ok((cfg, sources)) => match serve(cfg, sources) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("tickgate: {e:#}");
-                    ExitCode::FAILURE
-                }
-            },
-            Err(e) => {
-                eprintln!("tickgate: {e}");
-                ExitCode::from(EXIT_CONFIG)
-            }
-        },
-        "record" | "feed" => match resolve(sub) {
-            Ok((cfg, _)) => {
-                let r = if name == "record" { record_cmd(cfg, sub) } else { feed_cmd(cfg, sub) };
-                match r {
-                    Ok(()) => ExitCode::SUCCESS,
-                    Err(e) => {
-                        eprintln!("tickgate: {e:#}");
-                        ExitCode::FAILURE
-                    }
-                }
-            }
-            Err(e) => {
-                eprintln!("tickgate: {e}");
-                ExitCode::from(EXIT_CONFIG)
-            }
-        },
+        "serve" => keyed(sub, serve),
+        "record" => keyed(sub, |cfg, _| record_cmd(cfg, sub)),
+        "feed" => keyed(sub, |cfg, _| feed_cmd(cfg, sub)),
         "config" => {
             let Some((_, args)) = sub.subcommand() else { return ExitCode::from(EXIT_CONFIG) };
             match resolve(args) {

@@ -169,7 +169,12 @@ impl Collector for GatewayCollector {
                 if b.connected.load(Ordering::Acquire) { 1.0 } else { 0.0 },
             )?;
             counter(&mut e, "tickgate_bus_reconnects", "Reconnects to the NATS bus.", b.reconnects.load(r))?;
-            counter(&mut e, "tickgate_bus_received", "Tick messages received from NATS.", b.received.load(r))?;
+            counter(
+                &mut e,
+                "tickgate_bus_received",
+                "Tick messages received from NATS.",
+                b.received.load(r),
+            )?;
             counter(
                 &mut e,
                 "tickgate_bus_warmed",

@@ -40,7 +40,8 @@ pub fn record(
     clock: Clock,
     stop: &AtomicBool,
 ) -> anyhow::Result<u64> {
-    let mut w = TickWriter::create(out, source.universe()).with_context(|| format!("creating {}", out.display()))?;
+    let mut w =
+        TickWriter::create(out, source.universe()).with_context(|| format!("creating {}", out.display()))?;
     let virtual_clock = clock != Clock::Wall;
     let mut now = match clock {
         Clock::Virtual { start_ns } => start_ns,
@@ -73,9 +74,17 @@ mod tests {
     fn recording_then_replaying_gives_identical_ticks() {
         let mut u = Universe::load_default().unwrap();
         u.extend_to(100);
-        let make = || Simulator::new(u.clone(), SimConfig { rate: 20_000, ..SimConfig::default() }, 1_000_000_000);
+        let make =
+            || Simulator::new(u.clone(), SimConfig { rate: 20_000, ..SimConfig::default() }, 1_000_000_000);
         let path = std::env::temp_dir().join(format!("tickgate-record-{}.ticks", std::process::id()));
-        let n = record(&mut make(), &path, Some(3_000), Clock::Virtual { start_ns: 1_000_000_000 }, &AtomicBool::new(false)).unwrap();
+        let n = record(
+            &mut make(),
+            &path,
+            Some(3_000),
+            Clock::Virtual { start_ns: 1_000_000_000 },
+            &AtomicBool::new(false),
+        )
+        .unwrap();
         assert_eq!(n, 3_000);
         // The same simulator, driven the same way, is the reference.
         let mut reference = make();
@@ -87,7 +96,8 @@ mod tests {
                 other => panic!("{other:?}"),
             }
         }
-        let mut replay = TickReplay::open(path.clone(), ReplayOptions { speed: Speed::Max, looped: false }).unwrap();
+        let mut replay =
+            TickReplay::open(path.clone(), ReplayOptions { speed: Speed::Max, looped: false }).unwrap();
         assert_eq!(replay.universe().symbols(), u.symbols());
         let mut got = Vec::new();
         loop {

@@ -66,6 +66,12 @@ fn bad_configuration_from_any_source_exits_2_naming_the_key_and_reason() {
         (&["serve", "--config", typo], &[], &["server.listen_addr", "did you mean `server.listen`"]),
         (&["serve", "--config", "/nonexistent/tickgate.toml"], &[], &["/nonexistent/tickgate.toml"]),
         (&["config", "check", bad], &[], &["server.shards"]),
+        (&["serve", "--feed", "kafka://x"], &[], &["feed.source", "kafka://x", "replay:PATH"]),
+        (&["serve", "--feed", "replay:"], &[], &["feed.source", "at least one capture file"]),
+        (&["serve", "--replay-speed", "0"], &[], &["feed.replay_speed", "max"]),
+        (&["serve", "--replay-loop", "maybe"], &[], &["feed.replay_loop", "true or false"]),
+        (&["serve", "--nats-prefix", "a.*"], &[], &["feed.nats_prefix", "dot-separated"]),
+        (&["record", "--feed", "nope", "--out", "/tmp/x"], &[], &["feed.source"]),
     ];
     for (args, env, needles) in cases {
         let o = tickgate(args, env);
@@ -75,5 +81,25 @@ fn bad_configuration_from_any_source_exits_2_naming_the_key_and_reason() {
             assert!(err.contains(n), "{args:?} {env:?}: {n:?} not in {err:?}");
         }
     }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn record_writes_a_replayable_file_and_refuses_endless_feeds_without_a_limit() {
+    let dir = std::env::temp_dir().join(format!("tickgate-cli-record-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = dir.join("sim.ticks");
+    let path = out.to_str().unwrap();
+    let o = tickgate(&["record", "--feed", "sim", "--out", path], &[]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o).1.contains("--ticks"), "{}", text(&o).1);
+    let o = tickgate(&["record", "--feed", "sim", "--symbols", "20", "--ticks", "500", "--out", path], &[]);
+    assert!(o.status.success(), "{}", text(&o).1);
+    assert!(text(&o).1.contains("recorded 500 ticks of 20 symbols"), "{}", text(&o).1);
+    // The file records again from itself: a ticks: feed is finite, no --ticks needed.
+    let again = dir.join("again.ticks");
+    let o = tickgate(&["record", "--feed", &format!("ticks:{path}"), "--out", again.to_str().unwrap()], &[]);
+    assert!(o.status.success(), "{}", text(&o).1);
+    assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(&again).unwrap(), "record → replay → record is identical");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -152,36 +152,16 @@ impl<'de: 'a, 'a> Deserialize<'de> for Loose<'a> {
     }
 }
 
-/// The fields of a market-data message that the L1 normalizer reads.
+/// A market-data message: the fields the L1 normalizer reads, plus the combined-stream
+/// envelope's `stream` and `data`. The envelope's `data` is the same shape with its own
+/// `data` ignored (`D = IgnoredAny`), so one definition serves both levels.
 #[derive(Debug, Default, Deserialize)]
-struct Fields<'a> {
-    #[serde(borrow, default)]
-    e: Loose<'a>,
-    #[serde(borrow, default)]
-    s: Loose<'a>,
-    #[serde(borrow, default)]
-    p: Loose<'a>,
-    #[serde(borrow, default)]
-    q: Loose<'a>,
-    #[serde(borrow, default)]
-    b: Loose<'a>,
-    #[serde(borrow, default, rename = "B")]
-    bq: Loose<'a>,
-    #[serde(borrow, default)]
-    a: Loose<'a>,
-    #[serde(borrow, default, rename = "A")]
-    aq: Loose<'a>,
-    #[serde(default, rename = "lastUpdateId")]
-    last_update_id: Option<IgnoredAny>,
-}
-
-/// A whole line's message: the envelope's `stream`/`data`, or a bare message's fields.
-#[derive(Debug, Default, Deserialize)]
-struct Message<'a> {
+#[serde(bound(deserialize = "D: Deserialize<'de>"))]
+struct Message<'a, D> {
     #[serde(borrow, default)]
     stream: Loose<'a>,
-    #[serde(borrow, default)]
-    data: Option<Fields<'a>>,
+    #[serde(default)]
+    data: Option<D>,
     #[serde(borrow, default)]
     e: Loose<'a>,
     #[serde(borrow, default)]
@@ -202,14 +182,23 @@ struct Message<'a> {
     last_update_id: Option<IgnoredAny>,
 }
 
-impl<'a> Message<'a> {
-    /// The message body: the envelope's `data`, or the message itself.
+/// The message body: the envelope's `data`, or a bare message itself.
+type Fields<'a> = Message<'a, IgnoredAny>;
+
+/// A line's message, possibly wrapped in the envelope.
+type Line<'a> = Message<'a, Fields<'a>>;
+
+impl<'a> Line<'a> {
+    /// The stream name (if any) and the message body.
     fn body(self) -> (Option<Cow<'a, str>>, Fields<'a>) {
+        let stream = self.stream.0.clone();
         match self.data {
-            Some(d) => (self.stream.0, d),
+            Some(d) => (stream, d),
             None => (
-                self.stream.0,
-                Fields {
+                stream,
+                Message {
+                    stream: Loose(None),
+                    data: None,
                     e: self.e,
                     s: self.s,
                     p: self.p,
@@ -245,7 +234,7 @@ pub fn parse_line(line: &str) -> Result<Event<'_>, LineError> {
         return Err(LineError::NoTimestamp);
     }
     let capture_ns: u64 = ts.parse().map_err(|_| LineError::NoTimestamp)?;
-    let msg: Message<'_> = serde_json::from_str(json).map_err(|e| LineError::Json(e.to_string()))?;
+    let msg: Line<'_> = serde_json::from_str(json).map_err(|e| LineError::Json(e.to_string()))?;
     let (stream, f) = msg.body();
     let event = f.e.0.as_deref().unwrap_or("");
     let stream = stream.as_deref().unwrap_or("");
@@ -257,7 +246,8 @@ pub fn parse_line(line: &str) -> Result<Event<'_>, LineError> {
         let qty = quantity(K, "q", &f.q)?;
         return Ok(Event::Trade { capture_ns, symbol, price, qty });
     }
-    let shaped_like_ticker = event.is_empty() && is_str(&f.b) && is_str(&f.a) && is_str(&f.bq) && is_str(&f.aq);
+    let shaped_like_ticker =
+        event.is_empty() && is_str(&f.b) && is_str(&f.a) && is_str(&f.bq) && is_str(&f.aq);
     if event == "bookTicker" || shaped_like_ticker {
         const K: &str = "bookTicker";
         let symbol = f.s.0.ok_or(LineError::Missing { kind: K, field: "s" })?;
@@ -369,7 +359,8 @@ mod tests {
         let agg = r#"6 {"e":"aggTrade","E":123456789,"s":"ETHUSDT","a":5933014,"p":"0.001","q":"100","f":100,"l":105,"T":123456785,"m":true}"#;
         assert!(matches!(parse_line(agg).unwrap(), Event::Trade { price: 100_000, .. }));
         // Extra unknown fields, nested objects and a kline: skipped as other.
-        let kline = r#"7 {"stream":"btcusdt@kline_1m","data":{"e":"kline","s":"BTCUSDT","k":{"t":1,"o":"1.0"}}}"#;
+        let kline =
+            r#"7 {"stream":"btcusdt@kline_1m","data":{"e":"kline","s":"BTCUSDT","k":{"t":1,"o":"1.0"}}}"#;
         assert_eq!(parse_line(kline).unwrap(), Event::Skip(SkipKind::Other));
         let ack = r#"8 {"result":null,"id":1}"#;
         assert_eq!(parse_line(ack).unwrap(), Event::Skip(SkipKind::Other));
@@ -403,7 +394,10 @@ mod tests {
         let q = book.apply(0, &parse_line(TICKER).unwrap()).unwrap();
         assert_eq!((q.seq, q.kind, q.bid, q.last, q.volume), (1, TickKind::Quote, 6_183_763_000_000, 0, 0));
         let t = book.apply(0, &parse_line(TRADE).unwrap()).unwrap();
-        assert_eq!((t.seq, t.kind, t.bid, t.last, t.volume), (2, TickKind::Trade, q.bid, 6_183_763_000_000, 2_000_000));
+        assert_eq!(
+            (t.seq, t.kind, t.bid, t.last, t.volume),
+            (2, TickKind::Trade, q.bid, 6_183_763_000_000, 2_000_000)
+        );
         let t2 = book.apply(0, &parse_line(TRADE).unwrap()).unwrap();
         assert_eq!((t2.seq, t2.volume), (3, 4_000_000));
         assert!(book.apply(1, &parse_line(TRADE).unwrap()).is_none());

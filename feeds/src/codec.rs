@@ -133,8 +133,11 @@ pub fn decode(input: &mut &[u8], prev: &Tick) -> Result<Tick, CodecError> {
         }
     }
     let ts_event = prev.ts_event.wrapping_add(unzigzag(get_varint(input)?) as u64);
-    let ts_gateway =
-        if mask & TS_GATEWAY_BIT != 0 { ts_event.wrapping_add(unzigzag(get_varint(input)?) as u64) } else { 0 };
+    let ts_gateway = if mask & TS_GATEWAY_BIT != 0 {
+        ts_event.wrapping_add(unzigzag(get_varint(input)?) as u64)
+    } else {
+        0
+    };
     let [bid, bid_size, ask, ask_size, last, last_size, volume] = f;
     Ok(Tick {
         symbol: prev.symbol,
@@ -214,7 +217,8 @@ mod tests {
 
     #[test]
     fn an_unchanged_quote_is_small() {
-        let prev = Tick { seq: 9, bid: 18_912_000_000, ask: 18_914_000_000, ts_event: 1_000, ..Tick::default() };
+        let prev =
+            Tick { seq: 9, bid: 18_912_000_000, ask: 18_914_000_000, ts_event: 1_000, ..Tick::default() };
         let t = Tick { seq: 10, bid: 18_913_000_000, ts_event: 51_000, ..prev };
         let mut buf = Vec::new();
         encode(&mut buf, &prev, &t);

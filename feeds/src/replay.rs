@@ -287,12 +287,16 @@ pub fn scan_captures(paths: &[PathBuf]) -> io::Result<CaptureScan> {
             }
             scan.counts.lines += 1;
             match binance::parse_line(line) {
-                Ok(Event::Trade { capture_ns, symbol, price, .. }) if crate::universe::valid_name(&symbol) => {
+                Ok(Event::Trade { capture_ns, symbol, price, .. })
+                    if crate::universe::valid_name(&symbol) =>
+                {
                     scan.counts.trades += 1;
                     first_price.entry(symbol.into_owned()).or_insert(price);
                     widen(&mut scan.span, capture_ns);
                 }
-                Ok(Event::Quote { capture_ns, symbol, bid, ask, .. }) if crate::universe::valid_name(&symbol) => {
+                Ok(Event::Quote { capture_ns, symbol, bid, ask, .. })
+                    if crate::universe::valid_name(&symbol) =>
+                {
                     scan.counts.quotes += 1;
                     first_price.entry(symbol.into_owned()).or_insert(if bid > 0 { bid } else { ask });
                     widen(&mut scan.span, capture_ns);
@@ -344,7 +348,10 @@ impl CaptureReplay {
         }
         let scan = scan_captures(&paths)?;
         let universe = Universe::from_symbols(scan.symbols).map_err(|e| {
-            io::Error::new(io::ErrorKind::InvalidData, format!("no trade or quote in the capture files ({e})"))
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("no trade or quote in the capture files ({e})"),
+            )
         })?;
         let (a, b) = scan.span.unwrap_or((0, 0));
         let mut r = CaptureReplay {
@@ -367,7 +374,8 @@ impl CaptureReplay {
     fn open_files(&mut self) -> io::Result<()> {
         self.files.clear();
         for p in &self.paths {
-            let mut f = CaptureFile::open(p).map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", p.display())))?;
+            let mut f = CaptureFile::open(p)
+                .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", p.display())))?;
             f.advance(&self.universe, &mut self.counts, self.loops == 0);
             self.files.push(f);
         }
@@ -607,7 +615,9 @@ mod tests {
     }
 
     fn quote(ns: u64, sym: &str, b: &str, a: &str) -> String {
-        format!(r#"{ns} {{"stream":"x@bookTicker","data":{{"u":1,"s":"{sym}","b":"{b}","B":"2","a":"{a}","A":"3"}}}}"#)
+        format!(
+            r#"{ns} {{"stream":"x@bookTicker","data":{{"u":1,"s":"{sym}","b":"{b}","B":"2","a":"{a}","A":"3"}}}}"#
+        )
     }
 
     fn drain(src: &mut dyn FeedSource) -> Vec<Tick> {
@@ -627,13 +637,22 @@ mod tests {
     #[test]
     fn files_merge_by_capture_time_and_malformed_lines_are_counted() {
         let dir = tempdir();
-        let a = write_capture(&dir, "a.txt", &[quote(10, "BBB", "1", "2"), "garbage".into(), trade(30, "BBB", "1.5")]);
+        let a = write_capture(
+            &dir,
+            "a.txt",
+            &[quote(10, "BBB", "1", "2"), "garbage".into(), trade(30, "BBB", "1.5")],
+        );
         let b = write_capture(
             &dir,
             "b.txt",
-            &[trade(20, "AAA", "7"), r#"25 {"lastUpdateId":1,"bids":[],"asks":[]}"#.into(), quote(40, "AAA", "6", "8")],
+            &[
+                trade(20, "AAA", "7"),
+                r#"25 {"lastUpdateId":1,"bids":[],"asks":[]}"#.into(),
+                quote(40, "AAA", "6", "8"),
+            ],
         );
-        let mut r = CaptureReplay::open(vec![a, b], ReplayOptions { speed: Speed::Max, looped: false }).unwrap();
+        let mut r =
+            CaptureReplay::open(vec![a, b], ReplayOptions { speed: Speed::Max, looped: false }).unwrap();
         assert_eq!(r.universe().name(0), "AAA");
         let ticks = drain(&mut r);
         let times: Vec<u64> = ticks.iter().map(|t| t.ts_event).collect();
@@ -641,7 +660,10 @@ mod tests {
         let c = r.counts();
         assert_eq!((c.lines, c.trades, c.quotes, c.snapshots, c.malformed), (6, 2, 2, 1, 1));
         let last_aaa = ticks.iter().rfind(|t| t.symbol == 0).unwrap();
-        assert_eq!((last_aaa.seq, last_aaa.bid, last_aaa.last, last_aaa.volume), (2, 600_000_000, 700_000_000, 100_000_000));
+        assert_eq!(
+            (last_aaa.seq, last_aaa.bid, last_aaa.last, last_aaa.volume),
+            (2, 600_000_000, 700_000_000, 100_000_000)
+        );
     }
 
     #[test]
@@ -667,8 +689,13 @@ mod tests {
     #[test]
     fn paced_replay_waits_for_the_recorded_spacing() {
         let dir = tempdir();
-        let a = write_capture(&dir, "a.txt", &[quote(1_000_000_000, "X", "1", "2"), trade(1_500_000_000, "X", "1.5")]);
-        let mut r = CaptureReplay::open(vec![a], ReplayOptions { speed: Speed::Factor(2.0), looped: false }).unwrap();
+        let a = write_capture(
+            &dir,
+            "a.txt",
+            &[quote(1_000_000_000, "X", "1", "2"), trade(1_500_000_000, "X", "1.5")],
+        );
+        let mut r =
+            CaptureReplay::open(vec![a], ReplayOptions { speed: Speed::Factor(2.0), looped: false }).unwrap();
         assert!(matches!(r.poll(100), FeedPoll::Tick(_)));
         assert_eq!(r.poll(101), FeedPoll::Pending { until_ns: Some(100 + 250_000_000) });
         assert!(matches!(r.poll(100 + 250_000_000), FeedPoll::Tick(_)));

@@ -110,7 +110,10 @@ impl<W: Write> TickWriter<W> {
     /// If the tick's symbol is not in the universe, or writing fails.
     pub fn write(&mut self, t: &Tick) -> io::Result<()> {
         let Some(prev) = self.prev.get_mut(t.symbol as usize) else {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("symbol id {} out of range", t.symbol)));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("symbol id {} out of range", t.symbol),
+            ));
         };
         self.buf.clear();
         put_varint(&mut self.buf, u64::from(t.symbol));
@@ -229,7 +232,9 @@ impl TickReader {
                 self.pos += before - input.len();
                 Ok(v)
             }
-            Err(CodecError::Truncated) => Err(TickFileError::Truncated { path: self.path.clone(), offset: at }),
+            Err(CodecError::Truncated) => {
+                Err(TickFileError::Truncated { path: self.path.clone(), offset: at })
+            }
             Err(e) => Err(self.corrupt(at, format!("{what}: {e}"))),
         }
     }
@@ -264,7 +269,8 @@ impl TickReader {
             let tick_size = self.varint("tick size")? as i64;
             symbols.push(SymbolInfo { name, ref_price, tick_size });
         }
-        self.universe = Universe::from_symbols(symbols).map_err(|e| self.corrupt(MAGIC.len() as u64, e.to_string()))?;
+        self.universe =
+            Universe::from_symbols(symbols).map_err(|e| self.corrupt(MAGIC.len() as u64, e.to_string()))?;
         self.prev = (0..self.universe.len()).map(|i| Tick { symbol: i as u32, ..Tick::default() }).collect();
         Ok(())
     }
@@ -292,7 +298,9 @@ impl TickReader {
                 self.prev[t.symbol as usize] = t;
                 Ok(Some(t))
             }
-            Err(CodecError::Truncated) => Err(TickFileError::Truncated { path: self.path.clone(), offset: at }),
+            Err(CodecError::Truncated) => {
+                Err(TickFileError::Truncated { path: self.path.clone(), offset: at })
+            }
             Err(CodecError::BadMask(u64::MAX)) => Err(self.corrupt(at, "symbol id out of range")),
             Err(e) => Err(self.corrupt(at, e.to_string())),
         }
@@ -308,7 +316,11 @@ mod tests {
     fn sim_ticks(n: usize) -> (Universe, Vec<Tick>) {
         let mut u = Universe::load_default().unwrap();
         u.extend_to(50);
-        let mut sim = Simulator::new(u.clone(), SimConfig { rate: 0, ..SimConfig::default() }, 1_700_000_000_000_000_000);
+        let mut sim = Simulator::new(
+            u.clone(),
+            SimConfig { rate: 0, ..SimConfig::default() },
+            1_700_000_000_000_000_000,
+        );
         let mut out = Vec::new();
         while out.len() < n {
             if let FeedPoll::Tick(t) = sim.poll(1_700_000_000_000_000_000) {

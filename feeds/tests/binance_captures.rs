@@ -78,7 +78,8 @@ fn replaying_the_real_captures_matches_an_independent_scan() {
             .map(|f| dir.join(f))
             .collect();
     let want = scan_independently(&paths);
-    let mut replay = CaptureReplay::open(paths.clone(), ReplayOptions { speed: Speed::Max, looped: false }).unwrap();
+    let mut replay =
+        CaptureReplay::open(paths.clone(), ReplayOptions { speed: Speed::Max, looped: false }).unwrap();
     let names: Vec<String> = replay.universe().symbols().iter().map(|s| s.name.clone()).collect();
     assert_eq!(names, ["BTCUSDT", "ETHUSDT"]);
     let mut last: HashMap<u32, Tick> = HashMap::new();
@@ -121,7 +122,11 @@ fn replaying_the_real_captures_matches_an_independent_scan() {
         let (_, lastp) = &want.last_trade[name];
         assert_eq!((t.bid, t.ask, t.last), (fixed(bid), fixed(ask), fixed(lastp)), "{name}");
         let vol = t.volume as f64 / 1e8;
-        assert!((vol - want.volume[name]).abs() < 1e-6 * vol.max(1.0), "{name} volume {vol} vs {}", want.volume[name]);
+        assert!(
+            (vol - want.volume[name]).abs() < 1e-6 * vol.max(1.0),
+            "{name} volume {vol} vs {}",
+            want.volume[name]
+        );
     }
     let scan = scan_captures(&paths).unwrap();
     assert_eq!((scan.counts.trades, scan.counts.quotes), (trades, quotes));
@@ -145,7 +150,8 @@ fn a_capture_with_malformed_lines_replays_the_rest_and_counts_them() {
     lines.insert(700, String::new());
     let tmp = std::env::temp_dir().join(format!("tickgate-malformed-{}.txt", std::process::id()));
     std::fs::write(&tmp, lines.join("\n")).unwrap();
-    let mut replay = CaptureReplay::open(vec![tmp.clone()], ReplayOptions { speed: Speed::Max, looped: false }).unwrap();
+    let mut replay =
+        CaptureReplay::open(vec![tmp.clone()], ReplayOptions { speed: Speed::Max, looped: false }).unwrap();
     let mut n = 0;
     while let FeedPoll::Tick(_) = replay.poll(0) {
         n += 1;

@@ -46,7 +46,11 @@ pub struct BusConfig {
 
 impl From<&Config> for BusConfig {
     fn from(c: &Config) -> Self {
-        BusConfig { prefix: c.feed.nats_prefix.clone(), stream: c.feed.nats_stream.clone(), wait: c.feed.nats_wait }
+        BusConfig {
+            prefix: c.feed.nats_prefix.clone(),
+            stream: c.feed.nats_stream.clone(),
+            wait: c.feed.nats_wait,
+        }
     }
 }
 
@@ -71,6 +75,44 @@ impl BusConfig {
 pub fn reconnect_delay(attempts: usize) -> Duration {
     let exp = attempts.min(6) as u32;
     Duration::from_millis(100u64.saturating_mul(1 << exp)).min(Duration::from_secs(5))
+}
+
+/// Connects to `url` as `name`, retrying with [`reconnect_delay`] until `deadline`; NATS
+/// connection events (disconnected, connected, ...) are sent to `events` from then on.
+///
+/// # Errors
+/// If no connection succeeds before `deadline`.
+pub async fn connect(
+    url: &str,
+    name: &str,
+    events: tokio::sync::mpsc::UnboundedSender<async_nats::Event>,
+    deadline: std::time::Instant,
+) -> anyhow::Result<async_nats::Client> {
+    let mut attempt = 0;
+    loop {
+        let ev = events.clone();
+        let opts = async_nats::ConnectOptions::new()
+            .name(name)
+            .connection_timeout(Duration::from_secs(2))
+            .reconnect_delay_callback(reconnect_delay)
+            .event_callback(move |e| {
+                let ev = ev.clone();
+                async move {
+                    let _ = ev.send(e);
+                }
+            });
+        match opts.connect(url).await {
+            Ok(c) => return Ok(c),
+            Err(e) if std::time::Instant::now() + reconnect_delay(attempt) < deadline => {
+                if attempt == 0 {
+                    tracing::warn!(%url, error = %e, "NATS not reachable yet; retrying");
+                }
+                tokio::time::sleep(reconnect_delay(attempt)).await;
+                attempt += 1;
+            }
+            Err(e) => return Err(anyhow::anyhow!("connecting to {url}: {e}")),
+        }
+    }
 }
 
 /// Counters of a gateway's NATS subscription (for `/stats` and `/metrics`).

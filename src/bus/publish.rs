@@ -21,7 +21,7 @@ use bytes::Bytes;
 use tickgate_feeds::{FeedPoll, FeedSource, Tick};
 use tokio::sync::mpsc;
 
-use super::{BusConfig, reconnect_delay, wire};
+use super::{BusConfig, wire};
 use crate::clock::now_ns;
 use crate::feed::{MAX_SLEEP, MIN_SLEEP};
 
@@ -37,38 +37,6 @@ pub struct PublishReport {
     pub republished: u64,
     /// Reconnects.
     pub reconnects: u64,
-}
-
-async fn connect(
-    url: &str,
-    events: mpsc::UnboundedSender<async_nats::Event>,
-    deadline: Instant,
-) -> anyhow::Result<async_nats::Client> {
-    let mut attempt = 0;
-    loop {
-        let ev = events.clone();
-        let opts = async_nats::ConnectOptions::new()
-            .name("tickgate-feed")
-            .connection_timeout(Duration::from_secs(2))
-            .reconnect_delay_callback(reconnect_delay)
-            .event_callback(move |e| {
-                let ev = ev.clone();
-                async move {
-                    let _ = ev.send(e);
-                }
-            });
-        match opts.connect(url).await {
-            Ok(c) => return Ok(c),
-            Err(e) if Instant::now() + reconnect_delay(attempt) < deadline => {
-                if attempt == 0 {
-                    tracing::warn!(%url, error = %e, "NATS not reachable yet; retrying");
-                }
-                tokio::time::sleep(reconnect_delay(attempt)).await;
-                attempt += 1;
-            }
-            Err(e) => return Err(anyhow!("connecting to {url}: {e}")),
-        }
-    }
 }
 
 async fn ensure_stream(js: &async_nats::jetstream::Context, cfg: &BusConfig) -> anyhow::Result<()> {
@@ -102,7 +70,7 @@ pub fn run(
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
     rt.block_on(async move {
         let (ev_tx, mut events) = mpsc::unbounded_channel();
-        let client = connect(url, ev_tx, Instant::now() + cfg.wait).await?;
+        let client = super::connect(url, "tickgate-feed", ev_tx, Instant::now() + cfg.wait).await?;
         let js = async_nats::jetstream::new(client.clone());
         ensure_stream(&js, cfg).await?;
         let universe = source.universe().clone();

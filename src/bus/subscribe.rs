@@ -21,7 +21,7 @@ use hdrhistogram::Histogram;
 use tickgate_feeds::{FeedPoll, FeedSource, Tick, Universe};
 use tokio::sync::mpsc;
 
-use super::{BusConfig, BusStats, reconnect_delay, wire};
+use super::{BusConfig, BusStats, wire};
 
 /// Ticks the channel to the feed thread holds.
 pub const CHANNEL_CAPACITY: usize = 65_536;
@@ -33,7 +33,10 @@ const WARM_CONCURRENCY: usize = 64;
 const HOP_MERGE_EVERY_NS: u64 = 1_000_000_000;
 
 enum Item {
+    /// A live tick from the subscription.
     Tick(Tick),
+    /// A stored last value from JetStream (its stamp is old: not a hop sample).
+    Warm(Tick),
     Status(bool),
 }
 
@@ -121,10 +124,13 @@ impl FeedSource for NatsSource {
         match self.rx.try_recv() {
             Ok(Item::Tick(t)) => {
                 if t.ts_gateway != 0 {
-                    let _ = self.hop.record(now_ns.saturating_sub(t.ts_gateway).clamp(1, crate::shard::core::LATENCY_MAX_NS));
+                    let _ = self.hop.record(
+                        now_ns.saturating_sub(t.ts_gateway).clamp(1, crate::shard::core::LATENCY_MAX_NS),
+                    );
                 }
                 FeedPoll::Tick(t)
             }
+            Ok(Item::Warm(t)) => FeedPoll::Tick(t),
             Ok(Item::Status(up)) => FeedPoll::Status { up },
             Err(mpsc::error::TryRecvError::Empty) => FeedPoll::Pending { until_ns: None },
             Err(mpsc::error::TryRecvError::Disconnected) => FeedPoll::End,
@@ -136,46 +142,19 @@ impl FeedSource for NatsSource {
     }
 }
 
-/// Connects, retrying with backoff until `deadline`.
-async fn connect(
-    url: &str,
-    events: mpsc::UnboundedSender<async_nats::Event>,
-    deadline: Instant,
-) -> anyhow::Result<async_nats::Client> {
-    let mut attempt = 0;
-    loop {
-        let ev = events.clone();
-        let opts = async_nats::ConnectOptions::new()
-            .name("tickgate-gateway")
-            .connection_timeout(Duration::from_secs(2))
-            .reconnect_delay_callback(reconnect_delay)
-            .event_callback(move |e| {
-                let ev = ev.clone();
-                async move {
-                    let _ = ev.send(e);
-                }
-            });
-        match opts.connect(url).await {
-            Ok(c) => return Ok(c),
-            Err(e) if Instant::now() + reconnect_delay(attempt) < deadline => {
-                if attempt == 0 {
-                    tracing::warn!(%url, error = %e, "NATS not reachable yet; retrying");
-                }
-                tokio::time::sleep(reconnect_delay(attempt)).await;
-                attempt += 1;
-            }
-            Err(e) => return Err(anyhow!("connecting to {url}: {e}")),
-        }
-    }
-}
-
 /// Reads the universe from JetStream, retrying until `deadline` (the publisher may start
 /// after us).
-async fn universe(js: &async_nats::jetstream::Context, cfg: &BusConfig, deadline: Instant) -> anyhow::Result<Universe> {
+async fn universe(
+    js: &async_nats::jetstream::Context,
+    cfg: &BusConfig,
+    deadline: Instant,
+) -> anyhow::Result<Universe> {
     let mut logged = false;
     loop {
         let got = match js.get_stream(&cfg.stream).await {
-            Ok(s) => s.get_last_raw_message_by_subject(&cfg.universe_subject()).await.map_err(|e| e.to_string()),
+            Ok(s) => {
+                s.get_last_raw_message_by_subject(&cfg.universe_subject()).await.map_err(|e| e.to_string())
+            }
             Err(e) => Err(e.to_string()),
         };
         match got {
@@ -212,7 +191,12 @@ async fn warm(
     while let Some((id, r)) = reads.next().await {
         let m = match r {
             Ok(m) => m,
-            Err(e) if matches!(e.kind(), async_nats::jetstream::stream::LastRawMessageErrorKind::NoMessageFound) => {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    async_nats::jetstream::stream::LastRawMessageErrorKind::NoMessageFound
+                ) =>
+            {
                 continue;
             }
             Err(e) => return Err(anyhow!("reading last values: {e}")),
@@ -220,7 +204,7 @@ async fn warm(
         match wire::decode_tick(&m.payload, id) {
             Ok(t) => {
                 n += 1;
-                if tx.send(Item::Tick(t)).await.is_err() {
+                if tx.send(Item::Warm(t)).await.is_err() {
                     break;
                 }
             }
@@ -244,7 +228,7 @@ async fn follow(
     let deadline = Instant::now() + cfg.wait;
     let (ev_tx, mut events) = mpsc::unbounded_channel();
     let setup = async {
-        let client = connect(&url, ev_tx, deadline).await?;
+        let client = super::connect(&url, "tickgate-gateway", ev_tx, deadline).await?;
         let js = async_nats::jetstream::new(client.clone());
         let universe = universe(&js, &cfg, deadline).await?;
         anyhow::Ok((client, js, universe))

@@ -106,7 +106,15 @@ mod tests {
 
     #[test]
     fn ticks_and_universes_round_trip() {
-        let t = Tick { symbol: 3, seq: 77, bid: 6_183_763_000_000, ask: 6_183_764_000_000, ts_event: 9, ts_gateway: 12, ..Tick::default() };
+        let t = Tick {
+            symbol: 3,
+            seq: 77,
+            bid: 6_183_763_000_000,
+            ask: 6_183_764_000_000,
+            ts_event: 9,
+            ts_gateway: 12,
+            ..Tick::default()
+        };
         let mut buf = Vec::new();
         encode_tick(&mut buf, &t);
         assert!(buf.len() < 40, "{} bytes", buf.len());

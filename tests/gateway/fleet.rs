@@ -23,7 +23,9 @@ fn nats_binary() -> Option<PathBuf> {
         .map(|d| d.join("nats-server"))
         .find(|p| p.is_file());
     if found.is_none() {
-        eprintln!("SKIPPED: nats-server is not installed (apt-get install nats-server); the NATS fleet tests did not run");
+        eprintln!(
+            "SKIPPED: nats-server is not installed (apt-get install nats-server); the NATS fleet tests did not run"
+        );
     }
     found
 }
@@ -136,7 +138,8 @@ impl Drop for Publisher {
 
 fn gateway(url: &str) -> Gateway {
     let (cfg, sources) = config(&[("feed.source", url), ("feed.nats_wait", "20s")]);
-    Gateway::start_configured(cfg, sources).unwrap_or_else(|e| panic!("gateway on {url} did not start: {e:#}"))
+    Gateway::start_configured(cfg, sources)
+        .unwrap_or_else(|e| panic!("gateway on {url} did not start: {e:#}"))
 }
 
 /// Every symbol's latest state as `/snapshot` reports it.
@@ -194,8 +197,11 @@ async fn two_gateways_and_a_late_one_serve_the_publishers_values() {
     let nats = Nats::start(bin, dir.clone());
     let (ticks, names, truth) = fixture();
     let names: Vec<&str> = names.iter().map(String::as_str).collect();
-    let publisher =
-        Publisher::start(&nats.url(), &dir, &["--feed", &format!("ticks:{}", ticks.display()), "--replay-speed", "1"]);
+    let publisher = Publisher::start(
+        &nats.url(),
+        &dir,
+        &["--feed", &format!("ticks:{}", ticks.display()), "--replay-speed", "1"],
+    );
     let a = gateway(&nats.url());
     let b = gateway(&nats.url());
     // A client on each gateway follows the busiest symbols live.
@@ -255,7 +261,8 @@ async fn a_nats_outage_is_told_to_clients_and_values_converge_after_it() {
     let Some(bin) = nats_binary() else { return };
     let dir = scratch("outage");
     let mut nats = Nats::start(bin, dir.clone());
-    let publisher = Publisher::start(&nats.url(), &dir, &["--feed", "sim", "--rate", "2000", "--symbols", "50"]);
+    let publisher =
+        Publisher::start(&nats.url(), &dir, &["--feed", "sim", "--rate", "2000", "--symbols", "50"]);
     let a = gateway(&nats.url());
     let b = gateway(&nats.url());
     let mut ca = Client::connect(a.local_addr(), "").await;

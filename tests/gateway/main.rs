@@ -12,8 +12,8 @@
 mod common;
 mod delivery;
 mod errors;
-mod flow;
-mod http;
 mod feeds;
 mod fleet;
+mod flow;
+mod http;
 mod ops;
