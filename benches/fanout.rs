@@ -56,7 +56,7 @@ fn subscribed_core(n: usize, format: Format) -> (ShardCore, u32, u64) {
     lvc.store(&tick(aapl, 1));
     let mut core = ShardCore::new(universe, lvc, LIMITS);
     for _ in 0..n {
-        let key = core.add_client(format, NOW);
+        let key = core.add_client(format, NOW, None);
         let mut msg = br#"{"op":"subscribe","symbols":["AAPL"]}"#.to_vec();
         core.handle_text(key, &mut msg, NOW);
         let len = core.client(key).map_or(0, |c| c.out().len());

@@ -180,7 +180,63 @@ pub struct Config {
     pub admin_listen: Option<SocketAddr>,
     /// File holding the admin bearer token (empty = none, unless `TICKGATE_ADMIN_TOKEN`).
     pub admin_token_file: Option<PathBuf>,
+    /// Guards of the public listener (per-IP limits, timeouts, origins).
+    pub guards: GuardConfig,
+    /// TLS certificate and key (PEM); both or neither.
+    pub tls: Option<TlsFiles>,
+    /// Client authentication.
+    pub auth: AuthConfig,
 }
+
+/// Guards of the public listener against floods, slow handshakes and foreign pages.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GuardConfig {
+    /// WebSocket connections one client IP may hold; 0 = no limit.
+    pub max_connections_per_ip: u32,
+    /// New connections per second one client IP may open (token bucket, burst = the same);
+    /// 0 = no limit.
+    pub connection_rate_per_ip: u32,
+    /// Accept → completed upgrade (TLS handshake and HTTP request head included).
+    pub handshake_timeout: Duration,
+    /// Largest HTTP request head, bytes.
+    pub max_header_bytes: usize,
+    /// Close a WebSocket that holds no subscription this long after opening; zero = never.
+    pub subscribe_timeout: Duration,
+    /// Origins allowed to open WebSockets (`https://app.example.com`); empty = any.
+    pub allowed_origins: Vec<String>,
+    /// Serve the diagnostic echo route `/echo` (conformance testing only).
+    pub diagnostic_echo: bool,
+}
+
+/// PEM files of the TLS certificate chain and private key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// Certificate chain (leaf first).
+    pub cert: PathBuf,
+    /// Private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+}
+
+/// How clients authenticate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuthMode {
+    /// Anyone may connect and subscribe to anything.
+    None,
+    /// An HS256 JWT with `sub`, `exp` and `symbols` is required at the handshake.
+    Token,
+}
+
+/// Client authentication settings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuthConfig {
+    /// The mode.
+    pub mode: AuthMode,
+    /// File holding the HS256 secret (else the `TICKGATE_AUTH_SECRET` environment variable).
+    pub secret_file: Option<PathBuf>,
+}
+
+/// Environment variable that may hold the token-signing secret (never a flag).
+pub const AUTH_SECRET_ENV: &str = "TICKGATE_AUTH_SECRET";
 
 /// Log line format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -367,6 +423,17 @@ impl Config {
             shutdown_grace: Duration::ZERO,
             admin_listen: None,
             admin_token_file: None,
+            guards: GuardConfig {
+                max_connections_per_ip: 0,
+                connection_rate_per_ip: 0,
+                handshake_timeout: Duration::ZERO,
+                max_header_bytes: 0,
+                subscribe_timeout: Duration::ZERO,
+                allowed_origins: Vec::new(),
+                diagnostic_echo: false,
+            },
+            tls: None,
+            auth: AuthConfig { mode: AuthMode::None, secret_file: None },
         }
     }
 }
@@ -576,6 +643,132 @@ pub static KEYS: &[KeyDef] = &[
         live: true,
         apply: |c, v| {
             c.shutdown_grace = parse_duration(v, Duration::from_millis(100))?;
+            Ok(())
+        },
+    },
+    KeyDef {
+        key: "server.max_connections_per_ip",
+        default: "1000",
+        doc: "WebSocket connections one client IP may hold; more get HTTP 429. 0 = no limit. \
+              Behind a proxy every client has the proxy's IP: raise it or set 0 there.",
+        live: false,
+        apply: |c, v| {
+            c.guards.max_connections_per_ip = parse_int(v, 0, 10_000_000)?;
+            Ok(())
+        },
+    },
+    KeyDef {
+        key: "server.connection_rate_per_ip",
+        default: "100",
+        doc: "New connections per second one client IP may open (token bucket, burst = the same); \
+              more get HTTP 429 with Retry-After. 0 = no limit. Bounds reconnect storms and floods.",
+        live: false,
+        apply: |c, v| {
+            c.guards.connection_rate_per_ip = parse_int(v, 0, 10_000_000)?;
+            Ok(())
+        },
+    },
+    KeyDef {
+        key: "server.handshake_timeout",
+        default: "10s",
+        doc: "Time from accepting a TCP connection to a complete HTTP request head (and TLS \
+              handshake); slower clients are dropped (slowloris guard).",
+        live: false,
+        apply: |c, v| {
+            c.guards.handshake_timeout = parse_duration(v, Duration::from_millis(100))?;
+            Ok(())
+        },
+    },
+    KeyDef {
+        key: "server.max_header_bytes",
+        default: "16384",
+        doc: "Largest HTTP request head, bytes (request line and headers); larger gets HTTP 431 \
+              and the connection is closed. Bounds per-handshake memory.",
+        live: false,
+        apply: |c, v| {
+            c.guards.max_header_bytes = parse_int(v, 8192, 1 << 20)?;
+            Ok(())
+        },
+    },
+    KeyDef {
+        key: "server.subscribe_timeout",
+        default: "30s",
+        doc: "Close (1008 \"no subscription\") a WebSocket that holds no subscription this long \
+              after it opened; 0s = never. Frees connections that are opened and left idle.",
+        live: false,
+        apply: |c, v| {
+            c.guards.subscribe_timeout = parse_duration(v, Duration::ZERO)?;
+            Ok(())
+        },
+    },
+    KeyDef {
+        key: "server.allowed_origins",
+        default: "",
+        doc: "Comma-separated Origins allowed to open WebSockets (e.g. https://app.example.com); \
+              others get HTTP 403. Empty = any origin. Requests without Origin (non-browser \
+              clients) are always allowed.",
+        live: false,
+        apply: |c, v| {
+            c.guards.allowed_origins = parse_origins(v)?;
+            Ok(())
+        },
+    },
+    KeyDef {
+        key: "server.diagnostic_echo",
+        default: "false",
+        doc: "Serve GET /echo: a WebSocket that echoes every message, over the same connection code \
+              as /ws (for the Autobahn conformance suite). Never enable in production.",
+        live: false,
+        apply: |c, v| {
+            c.guards.diagnostic_echo = parse_bool(v)?;
+            Ok(())
+        },
+    },
+    KeyDef {
+        key: "server.tls_cert",
+        default: "",
+        doc: "PEM certificate chain: with server.tls_key, the listener serves https:// and wss:// \
+              (rustls). Reloaded with the key on SIGHUP; existing connections keep theirs.",
+        live: false,
+        apply: |c, v| {
+            set_tls(c, Some(v), None);
+            Ok(())
+        },
+    },
+    KeyDef {
+        key: "server.tls_key",
+        default: "",
+        doc: "PEM private key (PKCS#8, PKCS#1 or SEC1) for server.tls_cert.",
+        live: false,
+        apply: |c, v| {
+            set_tls(c, None, Some(v));
+            Ok(())
+        },
+    },
+    KeyDef {
+        key: "auth.mode",
+        default: "none",
+        doc: "Client authentication: none, or token (an HS256 JWT with sub, exp and a symbols \
+              claim, given as ?token=, Authorization: Bearer, or a Sec-WebSocket-Protocol entry \
+              tickgate.token.<JWT>). Without a valid token the handshake gets HTTP 401.",
+        live: false,
+        apply: |c, v| {
+            c.auth.mode = match v.trim() {
+                "none" => AuthMode::None,
+                "token" => AuthMode::Token,
+                _ => return Err("expected none or token".into()),
+            };
+            Ok(())
+        },
+    },
+    KeyDef {
+        key: "auth.secret_file",
+        default: "",
+        doc: "File holding the HS256 token secret (at least 32 bytes), else the environment \
+              variable TICKGATE_AUTH_SECRET. Never put the secret on the command line.",
+        live: false,
+        apply: |c, v| {
+            c.auth.secret_file = (!v.trim().is_empty()).then(|| PathBuf::from(v.trim()));
             Ok(())
         },
     },
@@ -799,6 +992,32 @@ where
     Ok(n)
 }
 
+/// Records one half of the TLS pair; the other half keeps its value. Both empty = no TLS
+/// (`cross_check` refuses exactly one of them).
+fn set_tls(c: &mut Config, cert: Option<&str>, key: Option<&str>) {
+    let cur = c.tls.take().unwrap_or(TlsFiles { cert: PathBuf::new(), key: PathBuf::new() });
+    let cert = cert.map_or(cur.cert, |v| PathBuf::from(v.trim()));
+    let key = key.map_or(cur.key, |v| PathBuf::from(v.trim()));
+    c.tls = (!cert.as_os_str().is_empty() || !key.as_os_str().is_empty()).then_some(TlsFiles { cert, key });
+}
+
+/// Parses a comma-separated list of origins (`scheme://host[:port]`, no path).
+fn parse_origins(v: &str) -> Result<Vec<String>, String> {
+    let mut out = Vec::new();
+    for o in v.split(',').map(str::trim).filter(|o| !o.is_empty()) {
+        let rest = o.strip_prefix("https://").or_else(|| o.strip_prefix("http://"));
+        match rest {
+            Some(host) if !host.is_empty() && !host.contains('/') => out.push(o.to_ascii_lowercase()),
+            _ => {
+                return Err(format!(
+                    "{o:?} is not an origin like https://app.example.com (scheme and host, no path)"
+                ));
+            }
+        }
+    }
+    Ok(out)
+}
+
 fn parse_bool(v: &str) -> Result<bool, String> {
     match v.trim() {
         "true" | "1" | "yes" | "on" => Ok(true),
@@ -983,6 +1202,14 @@ pub fn cross_check(c: &Config) -> Result<(), (&'static str, String)> {
             format!("must exceed server.ping_interval ({}ms)", c.ping_interval.as_millis()),
         ));
     }
+    if let Some(t) = &c.tls {
+        if t.cert.as_os_str().is_empty() {
+            return Err(("server.tls_cert", "server.tls_key is set: give the certificate too".into()));
+        }
+        if t.key.as_os_str().is_empty() {
+            return Err(("server.tls_key", "server.tls_cert is set: give the private key too".into()));
+        }
+    }
     if c.feed.burst_factor > 1 && c.feed.burst_len >= c.feed.burst_every {
         return Err(("feed.burst_len", "must be shorter than feed.burst_every".into()));
     }
@@ -1068,6 +1295,22 @@ pub fn effective_value(c: &Config, key: &str) -> String {
             LogFormat::Json => "json",
         }),
         "server.shutdown_grace" => d(c.shutdown_grace),
+        "server.max_connections_per_ip" => c.guards.max_connections_per_ip.to_string(),
+        "server.connection_rate_per_ip" => c.guards.connection_rate_per_ip.to_string(),
+        "server.handshake_timeout" => d(c.guards.handshake_timeout),
+        "server.max_header_bytes" => c.guards.max_header_bytes.to_string(),
+        "server.subscribe_timeout" => d(c.guards.subscribe_timeout),
+        "server.allowed_origins" => q(&c.guards.allowed_origins.join(",")),
+        "server.diagnostic_echo" => c.guards.diagnostic_echo.to_string(),
+        "server.tls_cert" => q(&c.tls.as_ref().map_or(String::new(), |t| t.cert.display().to_string())),
+        "server.tls_key" => q(&c.tls.as_ref().map_or(String::new(), |t| t.key.display().to_string())),
+        "auth.mode" => q(match c.auth.mode {
+            AuthMode::None => "none",
+            AuthMode::Token => "token",
+        }),
+        "auth.secret_file" => {
+            q(&c.auth.secret_file.as_ref().map_or(String::new(), |p| p.display().to_string()))
+        }
         "admin.listen" => q(&c.admin_listen.map_or("off".to_string(), |a| a.to_string())),
         "admin.token_file" => {
             q(&c.admin_token_file.as_ref().map_or(String::new(), |p| p.display().to_string()))

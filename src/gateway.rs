@@ -180,6 +180,14 @@ impl Gateway {
         let live = Arc::new(Live::new(config.clone(), sources, fd_derived));
         let max_connections = live.max_connections();
         let admin_token = admin_token(&config)?;
+        let verifier = match config.auth.mode {
+            crate::config::AuthMode::None => None,
+            crate::config::AuthMode::Token => {
+                let secret = crate::auth::load_secret(config.auth.secret_file.as_deref())
+                    .map_err(|e| anyhow::anyhow!(e))?;
+                Some(Arc::new(crate::auth::Verifier::new(&secret).map_err(|e| anyhow::anyhow!("auth: {e}"))?))
+            }
+        };
         let cores = core_affinity::get_core_ids().map_or(1, |c| c.len()).max(1);
         let shards = if config.shards > 0 { config.shards } else { cores.saturating_sub(1).max(1) };
         let (feed_core, shard_cores) = plan_cores(&config.pin_cores, shards);
@@ -205,6 +213,8 @@ impl Gateway {
             send_buffer_bytes: config.send_buffer_bytes,
             live: live.clone(),
             feed: feed_stats.clone(),
+            subscribe_timeout: config.guards.subscribe_timeout,
+            verifier: verifier.clone(),
         };
         let (hist_tx, hist_rx) = crossbeam_channel::bounded(shards * 16);
         let mut handles = Vec::with_capacity(shards);
@@ -244,6 +254,7 @@ impl Gateway {
             bus,
             collector: std::sync::Mutex::new(Collector::new(shards, hist_rx)),
             shutting_down: AtomicBool::new(false),
+            guards: crate::server::Guards::from_config(&config.guards, verifier),
         });
         let (stop_http, stop_rx) = watch::channel(false);
         let http = spawn_http(listener, admin, app.clone(), stop_rx)?;

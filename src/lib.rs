@@ -34,6 +34,7 @@
 //!
 //! No `unsafe` anywhere: the ring is built from atomic words (see [`ring`]).
 
+pub mod auth;
 pub mod bus;
 pub mod clock;
 pub mod config;

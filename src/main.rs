@@ -95,6 +95,25 @@ fn cli() -> Command {
                 )),
         )
         .subcommand(
+            Command::new("token")
+                .about("Mint an HS256 token for auth.mode = token (secret from --secret-file or TICKGATE_AUTH_SECRET)")
+                .arg(Arg::new("sub").long("sub").required(true).value_name("NAME").help("who the token is for (the sub claim)"))
+                .arg(
+                    Arg::new("symbols")
+                        .long("symbols")
+                        .required(true)
+                        .value_name("LIST")
+                        .help("comma-separated symbols or patterns it entitles: AAPL,MSFT,BTC*  or  *"),
+                )
+                .arg(Arg::new("ttl").long("ttl").default_value("1h").value_name("DURATION").help("validity, e.g. 15m, 1h, 24h"))
+                .arg(
+                    Arg::new("secret-file")
+                        .long("secret-file")
+                        .value_name("FILE")
+                        .help("file holding the secret (else the TICKGATE_AUTH_SECRET environment variable)"),
+                ),
+        )
+        .subcommand(
             Command::new("stats")
                 .about("Show a running gateway's clients, rates and latency (like top)")
                 .arg(
@@ -303,6 +322,27 @@ fn feed_cmd(cfg: config::Config, m: &ArgMatches) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn token_cmd(m: &ArgMatches) -> Result<(), String> {
+    let sub = m.get_one::<String>("sub").map_or("", String::as_str);
+    let symbols: Vec<String> = m
+        .get_one::<String>("symbols")
+        .map(|s| s.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect())
+        .unwrap_or_default();
+    if sub.is_empty() || symbols.is_empty() {
+        return Err("--sub and --symbols must not be empty".into());
+    }
+    let ttl = config::parse_duration(
+        m.get_one::<String>("ttl").map_or("1h", String::as_str),
+        std::time::Duration::from_secs(1),
+    )
+    .map_err(|e| format!("--ttl: {e}"))?;
+    let secret = tickgate::auth::load_secret(m.get_one::<String>("secret-file").map(std::path::Path::new))?;
+    let exp = tickgate::clock::now_ns() / 1_000_000_000 + ttl.as_secs();
+    let token = tickgate::auth::mint(&secret, sub, &symbols, exp)?;
+    println!("{token}");
+    Ok(())
+}
+
 fn stats_cmd(m: &ArgMatches) -> anyhow::Result<()> {
     let url = m.get_one::<String>("url").map_or("http://127.0.0.1:9000", String::as_str);
     let target = ops::Target::parse(url)?;
@@ -418,6 +458,13 @@ fn main() -> ExitCode {
                 }
             }
         }
+        "token" => match token_cmd(sub) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("tickgate: {e}");
+                ExitCode::from(EXIT_CONFIG)
+            }
+        },
         "stats" => match stats_cmd(sub) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

@@ -28,8 +28,15 @@ pub const LATENCY_BUCKETS: [f64; 16] = [
 ];
 
 /// Names of the control error codes, in `ShardStats::errors` order.
-pub const ERROR_CODE_NAMES: [&str; 5] =
-    ["bad_request", "unknown_op", "unknown_symbol", "too_many_symbols", "rate_limited"];
+pub const ERROR_CODE_NAMES: [&str; crate::shard::core::ERROR_CODES] = [
+    "bad_request",
+    "unknown_op",
+    "unknown_symbol",
+    "too_many_symbols",
+    "rate_limited",
+    "not_entitled",
+    "unauthorized",
+];
 
 /// A per-shard metric: name, help, and how to read it from the shard's stats.
 type ShardMetric = (&'static str, &'static str, fn(&ShardStats) -> u64);
@@ -53,7 +60,7 @@ const SHARD_GAUGES: [ShardMetric; 6] = [
 ];
 
 /// Per-shard counters (exposed with a `_total` suffix).
-const SHARD_COUNTERS: [ShardMetric; 11] = [
+const SHARD_COUNTERS: [ShardMetric; 13] = [
     ("tickgate_ticks_processed", "Ticks read from the ring.", |s| s.ticks.load(R)),
     ("tickgate_updates_delivered", "Live updates written to client sockets.", |s| s.delivered.load(R)),
     ("tickgate_snapshots", "Snapshot updates sent on subscribe.", |s| s.snapshots.load(R)),
@@ -73,6 +80,14 @@ const SHARD_COUNTERS: [ShardMetric; 11] = [
         s.slow_consumer_closes.load(R)
     }),
     ("tickgate_idle_closes", "Clients closed 1008 idle timeout.", |s| s.idle_closes.load(R)),
+    (
+        "tickgate_no_subscription_closes",
+        "Clients closed 1008 no subscription (server.subscribe_timeout).",
+        |s| s.no_subscription_closes.load(R),
+    ),
+    ("tickgate_token_expired_closes", "Clients closed 1008 token expired (token auth).", |s| {
+        s.token_expired_closes.load(R)
+    }),
 ];
 
 struct GatewayCollector(Arc<App>);
@@ -218,6 +233,31 @@ impl Collector for GatewayCollector {
             "tickgate_feed_stale",
             "Ticks dropped by the feed thread because their seq was not newer.",
             app.feed.stale.load(r),
+        )?;
+        {
+            let rj = &app.guards.rejections;
+            let mut fam = e.encode_descriptor(
+                "tickgate_handshakes_rejected",
+                "WebSocket handshakes refused, by reason: origin (403), auth (401), ip_connections \
+                 and ip_rate (429), capacity (503).",
+                None,
+                Counter,
+            )?;
+            for (reason, v) in [
+                ("origin", &rj.origin),
+                ("auth", &rj.auth),
+                ("ip_connections", &rj.ip_connections),
+                ("ip_rate", &rj.ip_rate),
+                ("capacity", &rj.capacity),
+            ] {
+                ConstCounter::new(v.load(r)).encode(fam.encode_family(&[("reason", reason)])?)?;
+            }
+        }
+        counter(
+            &mut e,
+            "tickgate_handshake_timeouts",
+            "Connections dropped for not sending a complete request head within server.handshake_timeout.",
+            app.guards.rejections.handshake_timeouts.load(r),
         )?;
         for (name, help, f) in SHARD_COUNTERS {
             per_shard(&mut e, &shards, name, help, Counter, f)?;

@@ -100,6 +100,10 @@ fn record_writes_a_replayable_file_and_refuses_endless_feeds_without_a_limit() {
     let again = dir.join("again.ticks");
     let o = tickgate(&["record", "--feed", &format!("ticks:{path}"), "--out", again.to_str().unwrap()], &[]);
     assert!(o.status.success(), "{}", text(&o).1);
-    assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(&again).unwrap(), "record → replay → record is identical");
+    assert_eq!(
+        std::fs::read(&out).unwrap(),
+        std::fs::read(&again).unwrap(),
+        "record → replay → record is identical"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

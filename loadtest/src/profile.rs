@@ -50,13 +50,19 @@ pub struct Profile {
 }
 
 impl Profile {
-    /// The gateway flags of this profile: `--symbols S --rate R` and the extras.
+    /// The gateway flags of this profile: `--symbols S --rate R`, the per-IP guards off (the
+    /// generator opens up to 5,000 connections per source address at up to 2,000/s, far over
+    /// the gateway's per-IP defaults of 1,000 connections and 100/s), and the extras.
     pub fn gateway_args(&self) -> Vec<String> {
         let mut v = vec![
             "--symbols".to_string(),
             self.feed_symbols.to_string(),
             "--rate".into(),
             self.feed_rate.to_string(),
+            "--max-connections-per-ip".into(),
+            "0".into(),
+            "--connection-rate-per-ip".into(),
+            "0".into(),
         ];
         v.extend(self.gateway_extra.iter().map(|s| s.to_string()));
         v
@@ -162,6 +168,10 @@ mod tests {
             assert_eq!(p.name, name.to_string());
         }
         let args = ProfileName::Connections.profile().gateway_args().join(" ");
-        assert_eq!(args, "--symbols 1000 --rate 5000 --max-connections 19900 --idle-timeout 120s");
+        assert_eq!(
+            args,
+            "--symbols 1000 --rate 5000 --max-connections-per-ip 0 --connection-rate-per-ip 0 \
+             --max-connections 19900 --idle-timeout 120s"
+        );
     }
 }

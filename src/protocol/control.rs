@@ -72,6 +72,13 @@ pub enum ClientMsg<'a> {
         /// The request id, echoed in the reply.
         id: Option<i64>,
     },
+    /// `{"op":"auth","token":"<JWT>","id":5}`: a fresh token for a connection under token auth.
+    Auth {
+        /// The request id, echoed in the reply.
+        id: Option<i64>,
+        /// The token, borrowed from the message.
+        token: &'a str,
+    },
 }
 
 impl ClientMsg<'_> {
@@ -81,7 +88,8 @@ impl ClientMsg<'_> {
             ClientMsg::Subscribe { id, .. }
             | ClientMsg::Unsubscribe { id, .. }
             | ClientMsg::List { id }
-            | ClientMsg::Ping { id } => *id,
+            | ClientMsg::Ping { id }
+            | ClientMsg::Auth { id, .. } => *id,
         }
     }
 }
@@ -133,6 +141,11 @@ pub enum ErrorCode {
     TooManySymbols,
     /// `rate_limited`: the client sends control messages too fast.
     RateLimited,
+    /// `not_entitled`: the client's token does not cover some requested symbols (listed).
+    NotEntitled,
+    /// `unauthorized`: an `auth` message's token was refused (the connection keeps its
+    /// current token until that expires).
+    Unauthorized,
 }
 
 impl ErrorCode {
@@ -144,6 +157,8 @@ impl ErrorCode {
             ErrorCode::UnknownSymbol => "unknown_symbol",
             ErrorCode::TooManySymbols => "too_many_symbols",
             ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::NotEntitled => "not_entitled",
+            ErrorCode::Unauthorized => "unauthorized",
         }
     }
 }
@@ -185,6 +200,7 @@ struct Fields<'v, 'a> {
     id: Option<&'v Value<'a>>,
     symbols: Option<&'v Value<'a>>,
     max_rate: Option<&'v Value<'a>>,
+    token: Option<&'v Value<'a>>,
     /// The first known field seen twice.
     duplicate: Option<&'static str>,
     /// Whether `id` was seen twice (then no id is trusted).
@@ -205,6 +221,11 @@ struct Fields<'v, 'a> {
 /// field at fault. Integers outside the 64-bit range make the request invalid JSON to the
 /// parser, hence `bad_request` without an id.
 pub fn parse(buf: &mut [u8]) -> Result<ClientMsg<'_>, ControlError> {
+    // The JSON parser recurses per nesting level: a hostile `[[[[...` would overflow the
+    // shard thread's stack. Our messages nest two levels; refuse anything deep up front.
+    if nests_deeper_than(buf, MAX_NESTING) {
+        return Err(ControlError::bad_request(None, "JSON nested too deeply"));
+    }
     let value =
         simd_json::to_borrowed_value(buf).map_err(|_| ControlError::bad_request(None, "not valid JSON"))?;
     let Value::Object(obj) = &value else {
@@ -218,6 +239,7 @@ pub fn parse(buf: &mut [u8]) -> Result<ClientMsg<'_>, ControlError> {
             "id" => (&mut f.id, "id"),
             "symbols" => (&mut f.symbols, "symbols"),
             "max_rate" => (&mut f.max_rate, "max_rate"),
+            "token" => (&mut f.token, "token"),
             _ => continue,
         };
         if slot.is_some() {
@@ -255,14 +277,51 @@ pub fn parse(buf: &mut [u8]) -> Result<ClientMsg<'_>, ControlError> {
         "unsubscribe" => Ok(ClientMsg::Unsubscribe { id, symbols: symbols(id, f.symbols)? }),
         "list" => Ok(ClientMsg::List { id }),
         "ping" => Ok(ClientMsg::Ping { id }),
+        "auth" => match f.token {
+            Some(Value::String(Cow::Borrowed(t))) => Ok(ClientMsg::Auth { id, token: t }),
+            Some(_) => Err(ControlError::bad_request(id, "field \"token\" must be a string")),
+            None => Err(ControlError::bad_request(id, "missing field \"token\"")),
+        },
         other => {
             let mut message = String::with_capacity(other.len() + 40);
             message.push_str("unknown op ");
             push_debug_str(&mut message, other);
-            message.push_str(" (expected subscribe, unsubscribe, list or ping)");
+            message.push_str(" (expected subscribe, unsubscribe, list, ping or auth)");
             Err(ControlError { id, code: ErrorCode::UnknownOp, message })
         }
     }
+}
+
+/// Deepest `[`/`{` nesting accepted in a client message (real ones nest 2 levels).
+pub const MAX_NESTING: usize = 16;
+
+/// Whether `buf` opens more than `max` nested arrays/objects at some point (brackets inside
+/// strings, including escaped quotes, do not count). Linear, no allocation.
+fn nests_deeper_than(buf: &[u8], max: usize) -> bool {
+    let (mut depth, mut in_str, mut escaped) = (0usize, false, false);
+    for &b in buf {
+        if in_str {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_str = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_str = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > max {
+                    return true;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
 }
 
 fn id_error() -> ControlError {
@@ -386,6 +445,17 @@ pub fn write_symbols<'s>(out: &mut Vec<u8>, id: Option<i64>, symbols: impl IntoI
     out.push(b'}');
 }
 
+/// Appends `{"type":"authenticated","id":6,"sub":"alice","exp":1732240000}` (the reply to
+/// a successful `auth`; `exp` in seconds since the Unix epoch).
+pub fn write_authenticated(out: &mut Vec<u8>, id: Option<i64>, sub: &str, exp: u64) {
+    open_reply(out, "authenticated", id);
+    out.extend_from_slice(b",\"sub\":");
+    escape_str(out, sub);
+    out.extend_from_slice(b",\"exp\":");
+    out.extend_from_slice(itoa::Buffer::new().format(exp).as_bytes());
+    out.push(b'}');
+}
+
 /// Appends `{"type":"pong","id":4,"ts":<ts_ns>}`; `ts_ns` is the server's clock in ns since the
 /// Unix epoch.
 pub fn write_pong(out: &mut Vec<u8>, id: Option<i64>, ts_ns: u64) {
@@ -428,6 +498,20 @@ pub fn write_status(out: &mut Vec<u8>, feed_up: bool) {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn deep_nesting_is_refused_before_parsing() {
+        let deep = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
+        assert!(!nests_deeper_than(deep(MAX_NESTING).as_bytes(), MAX_NESTING));
+        assert!(nests_deeper_than(deep(MAX_NESTING + 1).as_bytes(), MAX_NESTING));
+        // Brackets in strings (escaped quotes included) do not count.
+        let s = format!(r#"{{"op":"ping","x":"\"{}"}}"#, "[".repeat(100));
+        assert!(!nests_deeper_than(s.as_bytes(), MAX_NESTING));
+        let mut msg = format!(r#"{{"op":"ping","id":1,"x":{}}}"#, deep(100_000)).into_bytes();
+        let e = parse(&mut msg).unwrap_err();
+        assert_eq!((e.code, e.id), (ErrorCode::BadRequest, None));
+        assert!(e.message.contains("nested too deeply"));
+    }
     use simd_json::prelude::*;
 
     type Want = Result<ClientMsg<'static>, (Option<i64>, ErrorCode, &'static str)>;

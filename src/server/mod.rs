@@ -5,6 +5,7 @@
 //! of handshakes and `/snapshot` never competes with a shard's loop on its core.
 //!
 //! - [`routes`]: `/ws`, `/healthz`, `/snapshot`, `/stats`, `/metrics`.
+//! - [`guard`]: per-client-IP connection caps and rate limits (HTTP 429).
 //! - [`admin`]: the admin listener: `/config` (read and change live settings), `/metrics`,
 //!   `/stats`, `/healthz`, behind an optional bearer token.
 //!
@@ -13,11 +14,12 @@
 //! holds connections we cannot accept, so retrying at once would burn a core.
 
 pub mod admin;
+pub mod guard;
 pub mod routes;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use hyper::server::conn::http1;
@@ -35,11 +37,60 @@ use crate::stats::Collector;
 /// Pause after an accept error (EMFILE, ENFILE, ENOBUFS, ...).
 pub const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
-/// Time a client has to send its complete HTTP request head (slowloris guard).
-pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Why handshakes were refused, and slow ones dropped (for `/stats` and `/metrics`).
+#[derive(Debug, Default)]
+pub struct Rejections {
+    /// 403: an Origin not in `server.allowed_origins`.
+    pub origin: AtomicU64,
+    /// 401: a missing or invalid token.
+    pub auth: AtomicU64,
+    /// 429: the client IP holds `server.max_connections_per_ip`.
+    pub ip_connections: AtomicU64,
+    /// 429: the client IP opens connections faster than `server.connection_rate_per_ip`.
+    pub ip_rate: AtomicU64,
+    /// 503: the gateway holds `max_connections`.
+    pub capacity: AtomicU64,
+    /// Connections dropped for not completing their request head (or TLS handshake) within
+    /// `server.handshake_timeout`.
+    pub handshake_timeouts: AtomicU64,
+}
 
-/// Largest HTTP request head accepted, bytes.
-pub const MAX_HEADER_BYTES: usize = 16 * 1024;
+/// The public listener's guard settings (fixed at start).
+#[derive(Debug)]
+pub struct Guards {
+    /// Per-IP connection caps and rates.
+    pub ips: guard::IpGuards,
+    /// Allowed browser origins (lowercase); empty = any.
+    pub allowed_origins: Vec<String>,
+    /// Serve `/echo`.
+    pub diagnostic_echo: bool,
+    /// Accept → complete request head.
+    pub handshake_timeout: Duration,
+    /// Largest request head.
+    pub max_header_bytes: usize,
+    /// Token checks, under token auth.
+    pub verifier: Option<Arc<crate::auth::Verifier>>,
+    /// Refusal counters.
+    pub rejections: Rejections,
+}
+
+impl Guards {
+    /// The guards a configuration asks for.
+    pub fn from_config(
+        c: &crate::config::GuardConfig,
+        verifier: Option<Arc<crate::auth::Verifier>>,
+    ) -> Guards {
+        Guards {
+            ips: guard::IpGuards::new(c.max_connections_per_ip, c.connection_rate_per_ip),
+            allowed_origins: c.allowed_origins.clone(),
+            diagnostic_echo: c.diagnostic_echo,
+            handshake_timeout: c.handshake_timeout,
+            max_header_bytes: c.max_header_bytes,
+            verifier,
+            rejections: Rejections::default(),
+        }
+    }
+}
 
 /// State shared by the HTTP handlers.
 pub struct App {
@@ -63,6 +114,8 @@ pub struct App {
     pub collector: std::sync::Mutex<Collector>,
     /// Set when shutting down: new upgrades are refused.
     pub shutting_down: std::sync::atomic::AtomicBool,
+    /// Guards of the public listener.
+    pub guards: Guards,
 }
 
 impl App {
@@ -107,6 +160,7 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, role: Role, mut shutdow
 }
 
 async fn serve_connection(stream: tokio::net::TcpStream, peer: SocketAddr, app: Arc<App>, role: Role) {
+    let app2 = app.clone();
     let service = service_fn(move |req| {
         let app = app.clone();
         async move {
@@ -116,13 +170,17 @@ async fn serve_connection(stream: tokio::net::TcpStream, peer: SocketAddr, app: 
             }
         }
     });
+    let (timeout, max_head) = (app2.guards.handshake_timeout, app2.guards.max_header_bytes);
     let conn = http1::Builder::new()
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
-        .max_buf_size(MAX_HEADER_BYTES)
+        .header_read_timeout(timeout)
+        .max_buf_size(max_head)
         .serve_connection(TokioIo::new(stream), service)
         .with_upgrades();
     if let Err(e) = conn.await {
+        if e.is_timeout() {
+            app2.guards.rejections.handshake_timeouts.fetch_add(1, Ordering::Relaxed);
+        }
         tracing::debug!(%peer, error = %e, "http connection ended with an error");
     }
 }

@@ -3,6 +3,10 @@
 //! - `GET /ws` — the WebSocket endpoint (protocol v1, docs/PROTOCOL.md). Format from
 //!   `?format=json|binary` or the subprotocol `tickgate.v1.json|binary` (echoed). A plain
 //!   request gets 426; an unknown format 400; over `max_connections` 503.
+//! - `GET /echo` — only with `server.diagnostic_echo`: a WebSocket echo over the same
+//!   connection code (Autobahn conformance runs).
+//! - Before an upgrade: Origin allow-list (403), token auth (401), per-IP caps and rates
+//!   (429 with `Retry-After`), the connection limit (503).
 //! - `GET /healthz` — 200 `ok`.
 //! - `GET /snapshot?symbols=AAPL,MSFT` — JSON array of the latest state of each symbol that
 //!   has one (same fields as updates, `"snapshot":true`); unknown symbols → 404 listing them.
@@ -23,8 +27,9 @@ use hyper_util::rt::TokioIo;
 use serde::Serialize;
 
 use super::App;
+use super::guard::Refusal;
 use crate::protocol::{Format, json};
-use crate::shard::{ConnectionGuard, NewConnection};
+use crate::shard::{ConnectionGuard, NewConnection, Session};
 use crate::stats::Percentiles;
 
 pub(crate) type Resp = Response<Full<Bytes>>;
@@ -52,7 +57,8 @@ pub async fn handle(req: Request<Incoming>, peer: SocketAddr, app: Arc<App>) -> 
         return Ok(r);
     }
     Ok(match req.uri().path() {
-        "/ws" => websocket(req, peer, &app),
+        "/ws" => websocket(req, peer, &app, false),
+        "/echo" if app.guards.diagnostic_echo => websocket(req, peer, &app, true),
         "/healthz" if app.shutting_down.load(Ordering::Acquire) => {
             text(StatusCode::SERVICE_UNAVAILABLE, "shutting down\n")
         }
@@ -125,6 +131,8 @@ fn negotiate(req: &Request<Incoming>) -> Result<(Format, Option<&'static str>), 
                 echo = Some(f.subprotocol());
                 break;
             }
+            // A token entry (tickgate.token.<JWT>) is read by `token_of`, never selected.
+            None if p.starts_with(crate::auth::TOKEN_SUBPROTOCOL) => {}
             None if p.starts_with("tickgate.") => unknown_ours = Some(p.to_string()),
             None => {}
         }
@@ -137,7 +145,40 @@ fn negotiate(req: &Request<Incoming>) -> Result<(Format, Option<&'static str>), 
     Ok((format, echo))
 }
 
-fn websocket(mut req: Request<Incoming>, peer: SocketAddr, app: &Arc<App>) -> Resp {
+/// The token a handshake carries: `?token=`, `Authorization: Bearer`, or a
+/// `Sec-WebSocket-Protocol` entry `tickgate.token.<JWT>`.
+fn token_of(req: &Request<Incoming>) -> Option<String> {
+    if let Some((_, t)) = query_pairs(req.uri().query().unwrap_or("")).find(|(k, _)| k == "token") {
+        return Some(t);
+    }
+    let bearer = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")));
+    if let Some(t) = bearer {
+        return Some(t.trim().to_string());
+    }
+    req.headers()
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .find_map(|p| p.trim().strip_prefix(crate::auth::TOKEN_SUBPROTOCOL).map(str::to_string))
+}
+
+/// Whether the request's Origin (if any) is allowed. Non-browser clients send none.
+fn origin_allowed(req: &Request<Incoming>, allowed: &[String]) -> bool {
+    if allowed.is_empty() {
+        return true;
+    }
+    match req.headers().get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
+        None => true,
+        Some(o) => allowed.iter().any(|a| a.eq_ignore_ascii_case(o.trim())),
+    }
+}
+
+fn websocket(mut req: Request<Incoming>, peer: SocketAddr, app: &Arc<App>, echo_route: bool) -> Resp {
     if !fastwebsockets::upgrade::is_upgrade_request(&req) {
         let mut r = text(
             StatusCode::UPGRADE_REQUIRED,
@@ -154,10 +195,51 @@ fn websocket(mut req: Request<Incoming>, peer: SocketAddr, app: &Arc<App>) -> Re
     if app.shutting_down.load(Ordering::Acquire) {
         return text(StatusCode::SERVICE_UNAVAILABLE, "server shutting down\n");
     }
+    let g = &app.guards;
+    if !origin_allowed(&req, &g.allowed_origins) {
+        g.rejections.origin.fetch_add(1, Ordering::Relaxed);
+        return text(StatusCode::FORBIDDEN, "origin not allowed (server.allowed_origins)\n");
+    }
+    let grant = match &g.verifier {
+        Some(v) if !echo_route => {
+            match token_of(&req).ok_or(crate::auth::AuthError::Missing).and_then(|t| v.verify(&t)) {
+                Ok(grant) => Some(grant),
+                Err(e) => {
+                    g.rejections.auth.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(%peer, error = %e, "handshake refused: token");
+                    let mut r = text(StatusCode::UNAUTHORIZED, format!("{e}\n"));
+                    r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+                    return r;
+                }
+            }
+        }
+        _ => None,
+    };
+    let ip_slot = match g.ips.admit(peer.ip(), crate::clock::now_ns()) {
+        Ok(slot) => slot,
+        Err(refusal) => {
+            let (body, retry) = match refusal {
+                Refusal::TooManyConnections { max } => {
+                    g.rejections.ip_connections.fetch_add(1, Ordering::Relaxed);
+                    (format!("too many connections from {} (at most {max})\n", peer.ip()), 5)
+                }
+                Refusal::RateLimited { retry_after_secs } => {
+                    g.rejections.ip_rate.fetch_add(1, Ordering::Relaxed);
+                    (format!("too many new connections from {}; retry later\n", peer.ip()), retry_after_secs)
+                }
+            };
+            let mut r = text(StatusCode::TOO_MANY_REQUESTS, body);
+            if let Ok(v) = HeaderValue::from_str(&retry.to_string()) {
+                r.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+            return r;
+        }
+    };
     // Count the connection before answering so concurrent handshakes cannot overshoot.
-    let guard = ConnectionGuard::new(app.connections.clone());
+    let guard = ConnectionGuard::new(app.connections.clone()).with_ip(ip_slot);
     let max = app.live.max_connections();
     if app.connections.load(Ordering::Acquire) > max {
+        g.rejections.capacity.fetch_add(1, Ordering::Relaxed);
         drop(guard);
         let mut r = text(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -195,7 +277,8 @@ fn websocket(mut req: Request<Incoming>, peer: SocketAddr, app: &Arc<App>) -> Re
             }
         };
         let Some(shard) = app2.pick_shard() else { return };
-        let conn = NewConnection { stream, leftover: parts.read_buf, format, peer, guard };
+        let session = Session { echo: echo_route, grant };
+        let conn = NewConnection { stream, leftover: parts.read_buf, format, peer, guard, session };
         if shard.hand_off(conn).is_err() {
             tracing::debug!(%peer, "shard stopped; dropping connection");
         }
@@ -270,6 +353,8 @@ struct ShardJson {
     closes: std::collections::BTreeMap<String, u64>,
     slow_consumer_closes: u64,
     idle_closes: u64,
+    no_subscription_closes: u64,
+    token_expired_closes: u64,
     latency: Percentiles,
     latency_window: Percentiles,
 }
@@ -287,7 +372,19 @@ struct BusJson {
 }
 
 #[derive(Serialize)]
+struct RejectionsJson {
+    origin: u64,
+    auth: u64,
+    ip_connections: u64,
+    ip_rate: u64,
+    capacity: u64,
+    handshake_timeouts: u64,
+}
+
+#[derive(Serialize)]
 struct StatsJson {
+    /// Handshakes refused (403/401/429/503) and dropped (timeout), since start.
+    rejections: RejectionsJson,
     connections: usize,
     max_connections: usize,
     feed_ticks: u64,
@@ -349,7 +446,7 @@ pub(crate) fn stats(app: &App) -> Resp {
         }
         Err(_) => return text(StatusCode::INTERNAL_SERVER_ERROR, "stats unavailable\n"),
     };
-    let codes = ["bad_request", "unknown_op", "unknown_symbol", "too_many_symbols", "rate_limited"];
+    let codes = crate::metrics::ERROR_CODE_NAMES;
     let shards: Vec<ShardJson> = app
         .shards
         .iter()
@@ -383,6 +480,8 @@ pub(crate) fn stats(app: &App) -> Resp {
                     .collect(),
                 slow_consumer_closes: st.slow_consumer_closes.load(r),
                 idle_closes: st.idle_closes.load(r),
+                no_subscription_closes: st.no_subscription_closes.load(r),
+                token_expired_closes: st.token_expired_closes.load(r),
                 latency: totals.get(s.id).copied().unwrap_or_default(),
                 latency_window: windows.get(s.id).copied().unwrap_or_default(),
             }
@@ -402,7 +501,16 @@ pub(crate) fn stats(app: &App) -> Resp {
         .collect();
     top.sort_by(|a, b| b.updates.cmp(&a.updates).then_with(|| a.symbol.cmp(&b.symbol)));
     top.truncate(10);
+    let rj = &app.guards.rejections;
     let body = StatsJson {
+        rejections: RejectionsJson {
+            origin: rj.origin.load(r),
+            auth: rj.auth.load(r),
+            ip_connections: rj.ip_connections.load(r),
+            ip_rate: rj.ip_rate.load(r),
+            capacity: rj.capacity.load(r),
+            handshake_timeouts: rj.handshake_timeouts.load(r),
+        },
         connections: app.connections.load(r),
         max_connections: app.live.max_connections(),
         feed_rate_target: app.live.feed_rate.load(r),

@@ -25,6 +25,13 @@ use crate::protocol::frame::{self, CloseError, FrameDecoder, Message, OpCode, cl
 pub(crate) const SLOW_CONSUMER: &str = "slow consumer";
 /// Close reason for clients that send nothing.
 pub(crate) const IDLE_TIMEOUT: &str = "idle timeout";
+/// Close reason for clients that never subscribe (`server.subscribe_timeout`).
+pub(crate) const NO_SUBSCRIPTION: &str = "no subscription";
+/// Close reason for clients whose token expired without a refresh.
+pub(crate) const TOKEN_EXPIRED: &str = "token expired";
+
+/// The far future, for deadlines that are off.
+const NEVER: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
 /// Longest a closing connection lingers on each of its two close steps.
 pub const CLOSE_LINGER: Duration = Duration::from_secs(1);
@@ -54,15 +61,21 @@ pub(crate) async fn run(
     mut buf: BytesMut,
     peer: SocketAddr,
     guard: ConnectionGuard,
+    echo: bool,
 ) {
     let live = shared.settings.live.clone();
     let mut decoder = FrameDecoder::new(shared.settings.max_message_bytes);
-    let mut last_rx = Instant::now();
-    let mut last_progress = Instant::now();
-    let mut next_ping = Instant::now() + live.ping_interval();
+    let opened = Instant::now();
+    let mut last_rx = opened;
+    let mut last_progress = opened;
+    let mut next_ping = opened + live.ping_interval();
+    // Checked once, at the deadline: a client holding no subscription by then is closed.
+    let sub_timeout = shared.settings.subscribe_timeout;
+    let mut subscribe_by = (!echo && !sub_timeout.is_zero()).then_some(opened + sub_timeout);
 
     // Bytes that arrived with the handshake.
-    let mut end = if buf.is_empty() { None } else { process(&shared, key, &io, &mut decoder, &mut buf) };
+    let mut end =
+        if buf.is_empty() { None } else { process(&shared, key, &io, &mut decoder, &mut buf, echo) };
 
     while end.is_none() {
         if io.dead.get() {
@@ -81,7 +94,20 @@ pub(crate) async fn run(
         let idle_at = last_rx + live.idle_timeout();
         let slow_at = if blocked { last_progress + live.slow_client_timeout() } else { idle_at };
         next_ping = next_ping.min(Instant::now() + live.ping_interval());
-        let wake_at = next_ping.min(idle_at).min(slow_at);
+        // Under token auth: the token's expiry (it moves when the client sends a fresh one).
+        let expires_at = shared.core.borrow().token_expiry(key).map(|exp| {
+            let now_s = now_ns() / 1_000_000_000;
+            // No leeway here: the gateway's own clock decides (leeway is for the issuer's skew
+            // at verification).
+            let left = exp.saturating_sub(now_s);
+            Instant::now() + Duration::from_secs(left)
+        });
+        let far = Instant::now() + NEVER;
+        let wake_at = next_ping
+            .min(idle_at)
+            .min(slow_at)
+            .min(subscribe_by.unwrap_or(far))
+            .min(expires_at.unwrap_or(far));
 
         tokio::select! {
             biased;
@@ -102,7 +128,7 @@ pub(crate) async fn run(
                     Ok(0) => end = Some(End::Gone("peer closed the socket")),
                     Ok(_) => {
                         last_rx = Instant::now();
-                        end = process(&shared, key, &io, &mut decoder, &mut buf);
+                        end = process(&shared, key, &io, &mut decoder, &mut buf, echo);
                     }
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
                     Err(_) => end = Some(End::Gone("read error")),
@@ -110,7 +136,15 @@ pub(crate) async fn run(
             }
             _ = tokio::time::sleep_until(wake_at) => {
                 let now = Instant::now();
-                if now >= idle_at {
+                if expires_at.is_some_and(|t| now >= t) {
+                    end = Some(End::Close(close_code::POLICY_VIOLATION, TOKEN_EXPIRED));
+                } else if subscribe_by.is_some_and(|t| now >= t) {
+                    subscribe_by = None;
+                    let subscribed = shared.core.borrow().client(key).is_some_and(|c| !c.subs().is_empty());
+                    if !subscribed {
+                        end = Some(End::Close(close_code::POLICY_VIOLATION, NO_SUBSCRIPTION));
+                    }
+                } else if now >= idle_at {
                     end = Some(End::Close(close_code::POLICY_VIOLATION, IDLE_TIMEOUT));
                 } else if blocked && now >= slow_at {
                     end = Some(End::Close(close_code::POLICY_VIOLATION, SLOW_CONSUMER));
@@ -167,11 +201,14 @@ fn process(
     io: &ConnIo,
     decoder: &mut FrameDecoder,
     buf: &mut BytesMut,
+    echo: bool,
 ) -> Option<End> {
     let mut end = None;
     loop {
         match decoder.decode(buf) {
             Ok(None) => break,
+            Ok(Some(Message::Text(payload))) if echo => echo_back(shared, key, OpCode::Text, &payload),
+            Ok(Some(Message::Binary(payload))) if echo => echo_back(shared, key, OpCode::Binary, &payload),
             Ok(Some(Message::Text(mut payload))) => {
                 if shared.shutting_down.get() {
                     continue;
@@ -204,6 +241,13 @@ fn process(
         *buf = BytesMut::new();
     }
     end
+}
+
+/// The diagnostic echo route: the message goes back with its own opcode.
+fn echo_back(shared: &Shared, key: usize, op: OpCode, payload: &[u8]) {
+    let mut f = Vec::with_capacity(payload.len() + 10);
+    frame::write_frame(&mut f, op, payload);
+    shared.core.borrow_mut().push_raw(key, &f);
 }
 
 /// The bounded close handshake.

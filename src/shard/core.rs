@@ -7,7 +7,7 @@
 //! socket took. Because of that split, fan-out, conflation, max-rate pacing and the control
 //! protocol are all tested and benchmarked here without I/O.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 
 use hdrhistogram::Histogram;
@@ -17,6 +17,7 @@ use tickgate_feeds::{Tick, Universe};
 use super::cache::SymbolCache;
 use super::conflate::{ClientSubs, Offer};
 use super::index::SubIndex;
+use crate::auth::{Grant, Verifier};
 use crate::protocol::control::{self, ClientMsg, ControlError, ErrorCode};
 use crate::protocol::{Format, binary, frame, json};
 use crate::ring::Lvc;
@@ -33,7 +34,7 @@ pub struct Limits {
 }
 
 /// Number of distinct control error codes (for counters indexed by [`ErrorCode`]).
-pub const ERROR_CODES: usize = 5;
+pub const ERROR_CODES: usize = 7;
 
 fn code_index(c: ErrorCode) -> usize {
     match c {
@@ -42,6 +43,8 @@ fn code_index(c: ErrorCode) -> usize {
         ErrorCode::UnknownSymbol => 2,
         ErrorCode::TooManySymbols => 3,
         ErrorCode::RateLimited => 4,
+        ErrorCode::NotEntitled => 5,
+        ErrorCode::Unauthorized => 6,
     }
 }
 
@@ -73,6 +76,8 @@ pub struct CoreCounters {
 /// One client's state inside the core.
 pub struct ClientState {
     format: Format,
+    /// What the client's token entitles it to (`None`: no token auth, everything).
+    grant: Option<Grant>,
     subs: ClientSubs,
     /// Bytes waiting for the socket: control replies, snapshots, update frames.
     out: Vec<u8>,
@@ -149,6 +154,8 @@ pub struct ShardCore {
     symbol_updates: Vec<u64>,
     /// The feed's upstream state as this shard last told its clients.
     feed_up: bool,
+    /// Checks tokens sent with `{"op":"auth"}` (token auth only).
+    verifier: Option<Arc<Verifier>>,
 }
 
 /// Largest value the latency histogram records (60 s); larger values are clamped.
@@ -184,7 +191,18 @@ impl ShardCore {
             latency: new_latency_histogram(),
             symbol_updates: vec![0; n],
             feed_up: true,
+            verifier: None,
         }
+    }
+
+    /// Enables `{"op":"auth"}` token refreshes, checked by `verifier`.
+    pub fn set_verifier(&mut self, verifier: Option<Arc<Verifier>>) {
+        self.verifier = verifier;
+    }
+
+    /// When client `key`'s token expires (seconds since the Unix epoch), under token auth.
+    pub fn token_expiry(&self, key: usize) -> Option<u64> {
+        self.clients.get(key)?.grant.as_ref().map(|g| g.exp)
     }
 
     /// Tells every client that the feed went down or came back up
@@ -228,10 +246,11 @@ impl ShardCore {
     }
 
     /// Registers a new client; returns its key.
-    pub fn add_client(&mut self, format: Format, now_ns: u64) -> usize {
+    pub fn add_client(&mut self, format: Format, now_ns: u64, grant: Option<Grant>) -> usize {
         let burst = u64::from(self.limits.msgs_per_sec) * 1_000_000_000;
         let key = self.clients.insert(ClientState {
             format,
+            grant,
             subs: ClientSubs::default(),
             out: Vec::new(),
             out_base: 0,
@@ -493,13 +512,19 @@ impl ShardCore {
             Ok(ClientMsg::Unsubscribe { id, symbols }) => self.unsubscribe(key, id, &symbols),
             Ok(ClientMsg::List { id }) => {
                 self.scratch.clear();
+                let grant = self.clients.get(key).and_then(|c| c.grant.as_ref());
                 control::write_symbols(
                     &mut self.scratch,
                     id,
-                    self.universe.symbols().iter().map(|s| s.name.as_str()),
+                    self.universe
+                        .symbols()
+                        .iter()
+                        .map(|s| s.name.as_str())
+                        .filter(|n| grant.is_none_or(|g| g.allows(n))),
                 );
                 self.push_text(key);
             }
+            Ok(ClientMsg::Auth { id, token }) => self.reauthenticate(key, id, token),
             Ok(ClientMsg::Ping { id }) => {
                 self.scratch.clear();
                 control::write_pong(&mut self.scratch, id, now_ns);
@@ -517,17 +542,23 @@ impl ShardCore {
         default_pacing: bool,
         now_ns: u64,
     ) {
+        // Each name is classified once; the sets keep large requests linear (a 64 KiB message
+        // can carry ~10,000 names, and a quadratic dedup would stall the whole shard).
         let mut known: Vec<(&str, u32)> = Vec::with_capacity(names.len());
         let mut unknown: Vec<&str> = Vec::new();
+        let mut denied: Vec<&str> = Vec::new();
+        let mut seen: HashSet<&str> = HashSet::with_capacity(names.len());
+        let Some(c) = self.clients.get(key) else { return };
         for &n in names {
+            if !seen.insert(n) {
+                continue;
+            }
             match self.universe.id(n) {
-                Some(s) if !known.iter().any(|(_, k)| *k == s) => known.push((n, s)),
-                Some(_) => {}
-                None if !unknown.contains(&n) => unknown.push(n),
-                None => {}
+                Some(_) if c.grant.as_ref().is_some_and(|g| !g.allows(n)) => denied.push(n),
+                Some(s) => known.push((n, s)),
+                None => unknown.push(n),
             }
         }
-        let Some(c) = self.clients.get(key) else { return };
         let new = known.iter().filter(|(_, s)| !c.subs.contains(*s)).count();
         if c.subs.len() + new > self.limits.max_symbols {
             let e = ControlError {
@@ -556,7 +587,63 @@ impl ShardCore {
             self.push_text(key);
         }
         self.reply_unknown(key, id, &unknown, "; the known ones were subscribed");
+        self.reply_not_entitled(key, id, &denied, "; the others were subscribed");
         self.send_snapshots(key, &fresh, now_ns);
+    }
+
+    /// The `not_entitled` error listing `denied` (nothing if it is empty).
+    fn reply_not_entitled(&mut self, key: usize, id: Option<i64>, denied: &[&str], note: &str) {
+        if denied.is_empty() {
+            return;
+        }
+        let e = ControlError {
+            id,
+            code: ErrorCode::NotEntitled,
+            message: format!("{} symbol(s) not covered by your token{note}", denied.len()),
+        };
+        self.reply_error(key, &e, Some(denied));
+    }
+
+    /// `{"op":"auth"}`: replaces the client's token. Subscriptions the new token does not
+    /// cover are dropped (and listed in a `not_entitled` error).
+    fn reauthenticate(&mut self, key: usize, id: Option<i64>, token: &str) {
+        let Some(verifier) = self.verifier.clone() else {
+            let e = ControlError {
+                id,
+                code: ErrorCode::BadRequest,
+                message: "this gateway does not use token auth".into(),
+            };
+            return self.reply_error(key, &e, None);
+        };
+        let grant = match verifier.verify(token) {
+            Ok(g) => g,
+            Err(err) => {
+                let e = ControlError {
+                    id,
+                    code: ErrorCode::Unauthorized,
+                    message: format!("{err}; the current token stays in force until it expires"),
+                };
+                return self.reply_error(key, &e, None);
+            }
+        };
+        let Some(c) = self.clients.get_mut(key) else { return };
+        let dropped: Vec<u32> = c.subs.symbols().filter(|&s| !grant.allows(self.universe.name(s))).collect();
+        for &s in &dropped {
+            c.subs.unsubscribe(s);
+            self.index.remove(s, key);
+            if self.index.subscribers(s).is_empty() {
+                self.cache.clear(s);
+            }
+        }
+        self.scratch.clear();
+        control::write_authenticated(&mut self.scratch, id, &grant.sub, grant.exp);
+        if let Some(c) = self.clients.get_mut(key) {
+            c.grant = Some(grant);
+        }
+        self.push_text(key);
+        let universe = self.universe.clone();
+        let names: Vec<&str> = dropped.iter().map(|&s| universe.name(s)).collect();
+        self.reply_not_entitled(key, id, &names, "; they were unsubscribed");
     }
 
     /// Sends a snapshot (the last-value cache's tick, flagged `snapshot`) of each symbol in
@@ -595,7 +682,11 @@ impl ShardCore {
     fn unsubscribe(&mut self, key: usize, id: Option<i64>, names: &[&str]) {
         let mut done: Vec<&str> = Vec::new();
         let mut unknown: Vec<&str> = Vec::new();
+        let mut seen: HashSet<&str> = HashSet::with_capacity(names.len());
         for &n in names {
+            if !seen.insert(n) {
+                continue;
+            }
             match self.universe.id(n) {
                 Some(s) => {
                     if let Some(c) = self.clients.get_mut(key)
@@ -606,12 +697,9 @@ impl ShardCore {
                             self.cache.clear(s);
                         }
                     }
-                    if !done.contains(&n) {
-                        done.push(n);
-                    }
+                    done.push(n);
                 }
-                None if !unknown.contains(&n) => unknown.push(n),
-                None => {}
+                None => unknown.push(n),
             }
         }
         if !done.is_empty() {

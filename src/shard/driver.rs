@@ -68,6 +68,10 @@ pub struct ShardSettings {
     pub live: Arc<Live>,
     /// The feed thread's state (whether its upstream is up, told to clients on change).
     pub feed: Arc<crate::feed::FeedStats>,
+    /// Close a connection that holds no subscription this long after opening (zero: never).
+    pub subscribe_timeout: Duration,
+    /// Token checks for `{"op":"auth"}` refreshes (token auth only).
+    pub verifier: Option<Arc<crate::auth::Verifier>>,
 }
 
 /// A socket handed to a shard after a successful upgrade.
@@ -82,22 +86,43 @@ pub struct NewConnection {
     pub peer: SocketAddr,
     /// Released when the connection ends (the gateway's connection count).
     pub guard: ConnectionGuard,
+    /// What the connection is for, and what its token grants.
+    pub session: Session,
+}
+
+/// What a connection is for and what it may see.
+#[derive(Clone, Debug, Default)]
+pub struct Session {
+    /// The diagnostic echo route: messages are echoed, nothing is subscribed.
+    pub echo: bool,
+    /// The verified token's grant, under token auth.
+    pub grant: Option<crate::auth::Grant>,
 }
 
 /// Decrements a shared connection counter when dropped.
-pub struct ConnectionGuard(Arc<AtomicUsize>);
+/// Also holds the connection's per-IP slot, released with it.
+pub struct ConnectionGuard {
+    counter: Arc<AtomicUsize>,
+    _ip: Option<crate::server::guard::IpSlot>,
+}
 
 impl ConnectionGuard {
     /// Counts one connection on `counter` until the guard drops.
     pub fn new(counter: Arc<AtomicUsize>) -> ConnectionGuard {
         counter.fetch_add(1, Ordering::AcqRel);
-        ConnectionGuard(counter)
+        ConnectionGuard { counter, _ip: None }
+    }
+
+    /// Holds `slot` (the client IP's connection count) for the connection's life too.
+    pub fn with_ip(mut self, slot: Option<crate::server::guard::IpSlot>) -> ConnectionGuard {
+        self._ip = slot;
+        self
     }
 }
 
 impl Drop for ConnectionGuard {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
+        self.counter.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -153,6 +178,10 @@ pub struct ShardStats {
     pub slow_consumer_closes: AtomicU64,
     /// Clients closed for sending nothing.
     pub idle_closes: AtomicU64,
+    /// Clients closed for never subscribing (`server.subscribe_timeout`).
+    pub no_subscription_closes: AtomicU64,
+    /// Clients closed because their token expired.
+    pub token_expired_closes: AtomicU64,
     /// The shard's busiest symbols by updates delivered: (symbol id, updates), refreshed
     /// every second.
     pub top_symbols: std::sync::Mutex<Vec<(u32, u64)>>,
@@ -201,6 +230,8 @@ impl ShardStats {
         match reason {
             super::conn::SLOW_CONSUMER => self.slow_consumer_closes.fetch_add(1, Ordering::Relaxed),
             super::conn::IDLE_TIMEOUT => self.idle_closes.fetch_add(1, Ordering::Relaxed),
+            super::conn::NO_SUBSCRIPTION => self.no_subscription_closes.fetch_add(1, Ordering::Relaxed),
+            super::conn::TOKEN_EXPIRED => self.token_expired_closes.fetch_add(1, Ordering::Relaxed),
             _ => 0,
         };
     }
@@ -219,12 +250,12 @@ pub struct ShardHandle {
 
 impl ShardHandle {
     /// Hands a connection to this shard. Returns it back if the shard has stopped.
-    pub fn hand_off(&self, conn: NewConnection) -> Result<(), NewConnection> {
+    pub fn hand_off(&self, conn: NewConnection) -> Result<(), Box<NewConnection>> {
         self.stats.clients.fetch_add(1, Ordering::AcqRel);
         self.tx.send(ShardMsg::Connection(Box::new(conn))).map_err(|e| {
             self.stats.clients.fetch_sub(1, Ordering::AcqRel);
             match e.0 {
-                ShardMsg::Connection(c) => *c,
+                ShardMsg::Connection(c) => c,
                 _ => unreachable!("we sent a connection"),
             }
         })
@@ -348,7 +379,8 @@ pub fn spawn_shard(
         {
             tracing::warn!(shard = id, core = core.id, "could not pin shard thread");
         }
-        let core = ShardCore::new(universe, lvc, settings.live.limits());
+        let mut core = ShardCore::new(universe, lvc, settings.live.limits());
+        core.set_verifier(settings.verifier.clone());
         let shared = Rc::new(Shared {
             core: RefCell::new(core),
             conns: RefCell::new(HashMap::new()),
@@ -505,7 +537,7 @@ fn handle_msg(shared: &Rc<Shared>, msg: ShardMsg) -> Option<Duration> {
 }
 
 fn accept(shared: &Rc<Shared>, c: NewConnection) {
-    let NewConnection { stream, leftover, format, peer, guard } = c;
+    let NewConnection { stream, leftover, format, peer, guard, session } = c;
     let sock = socket2::SockRef::from(&stream);
     let _ = sock.set_tcp_nodelay(true);
     if shared.settings.send_buffer_bytes > 0 {
@@ -519,13 +551,13 @@ fn accept(shared: &Rc<Shared>, c: NewConnection) {
             return;
         }
     };
-    let key = shared.core.borrow_mut().add_client(format, now_ns());
+    let key = shared.core.borrow_mut().add_client(format, now_ns(), session.grant);
     let io =
         Rc::new(ConnIo { stream, wake: Notify::new(), close_req: Cell::new(None), dead: Cell::new(false) });
     shared.conns.borrow_mut().insert(key, io.clone());
     tracing::debug!(%peer, key, format = format.as_str(), "connection open");
     let buf = BytesMut::from(&leftover[..]);
-    tokio::task::spawn_local(conn::run(shared.clone(), key, io, buf, peer, guard));
+    tokio::task::spawn_local(conn::run(shared.clone(), key, io, buf, peer, guard, session.echo));
 }
 
 /// Shutdown: ask every connection to close with 1001 and wait for them, at most `grace`.

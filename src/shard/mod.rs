@@ -21,5 +21,6 @@ mod driver;
 pub mod index;
 
 pub use driver::{
-    COUNTED_CLOSE_CODES, ConnectionGuard, NewConnection, ShardHandle, ShardSettings, ShardStats, spawn_shard,
+    COUNTED_CLOSE_CODES, ConnectionGuard, NewConnection, Session, ShardHandle, ShardSettings, ShardStats,
+    spawn_shard,
 };

@@ -369,3 +369,26 @@ pub async fn raw_close_code(s: &mut TcpStream) -> u16 {
         }
     }
 }
+
+/// Opens a TCP connection from source address `src` (e.g. 127.0.0.2, to look like another
+/// client IP on loopback).
+pub async fn tcp_from(addr: SocketAddr, src: std::net::IpAddr) -> TcpStream {
+    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    s.bind(&SocketAddr::new(src, 0).into()).unwrap();
+    s.connect(&addr.into()).unwrap();
+    s.set_nonblocking(true).unwrap();
+    TcpStream::from_std(s.into()).unwrap()
+}
+
+/// Connects a WebSocket to `/ws?{query}` from source address `src`. A refused handshake is
+/// `Err(Error::Http(response))`, with the status and headers.
+pub async fn connect_from(
+    addr: SocketAddr,
+    query: &str,
+    src: std::net::IpAddr,
+) -> Result<Client, tokio_tungstenite::tungstenite::Error> {
+    let req = format!("ws://{addr}/ws?{query}").into_client_request()?;
+    let stream = tcp_from(addr, src).await;
+    let (ws, _resp) = tokio_tungstenite::client_async(req, stream).await?;
+    Ok(Client { ws, pings: 0 })
+}

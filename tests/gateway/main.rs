@@ -9,6 +9,7 @@
 //! - `fleet`: the NATS feed bus: a publisher, several gateways, an outage (needs nats-server).
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+mod abuse;
 mod common;
 mod delivery;
 mod errors;
@@ -17,3 +18,4 @@ mod fleet;
 mod flow;
 mod http;
 mod ops;
+mod security;

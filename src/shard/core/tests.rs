@@ -189,7 +189,7 @@ impl Rig {
     }
 
     fn client(&mut self, format: Format) -> usize {
-        self.core.add_client(format, T0)
+        self.core.add_client(format, T0, None)
     }
 
     fn send(&mut self, key: usize, msg: &str, now: u64) {
@@ -1126,4 +1126,83 @@ proptest! {
     fn interleavings_with_a_lagging_ring_converge(ops in proptest::collection::vec(op(), 1..300)) {
         run_interleaving(&ops, true);
     }
+}
+
+// ---- Token auth: entitlements ----------------------------------------------------------
+
+const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
+
+fn grant(patterns: &[&str], exp: u64) -> Grant {
+    let symbols = patterns.iter().map(|p| crate::auth::Pattern::parse(p).unwrap()).collect();
+    Grant { sub: "alice".into(), exp, symbols }
+}
+
+fn texts(msgs: &[Msg]) -> Vec<OwnedValue> {
+    msgs.iter().filter_map(|m| if let Msg::Text(v) = m { Some(v.clone()) } else { None }).collect()
+}
+
+#[test]
+fn entitlements_filter_subscribe_and_list() {
+    let mut r = Rig::new();
+    let key = r.core.add_client(Format::Json, T0, Some(grant(&["AAPL", "G*"], u64::MAX)));
+    r.feed(&tick(AAPL, 1));
+    r.feed(&tick(MSFT, 1));
+    let msgs = r.request(key, r#"{"op":"subscribe","symbols":["AAPL","MSFT","GOOG","NOPE"],"id":7}"#, T0);
+    let t = texts(&msgs);
+    assert_eq!(type_of(&t[0]), Some("subscribed"));
+    assert_eq!(t[0]["symbols"].as_object().unwrap().len(), 2, "{:?}", t[0]);
+    let errors: Vec<(&str, Vec<&str>)> = t
+        .iter()
+        .filter(|v| type_of(v) == Some("error"))
+        .map(|v| {
+            let syms = v["symbols"].as_array().unwrap().iter().map(|s| s.as_str().unwrap()).collect();
+            (v["code"].as_str().unwrap(), syms)
+        })
+        .collect();
+    assert_eq!(errors, [("unknown_symbol", vec!["NOPE"]), ("not_entitled", vec!["MSFT"])]);
+    assert!(t.iter().all(|v| type_of(v) != Some("error") || v["id"] == 7));
+    // Only the entitled symbol that has a value gets a snapshot; MSFT never flows.
+    assert_eq!(r.updates(&msgs).iter().map(|u| u.0).collect::<Vec<_>>(), [AAPL]);
+    r.feed(&tick(MSFT, 2));
+    assert!(r.flushed(key, T0).is_empty());
+    let list = texts(&r.request(key, r#"{"op":"list"}"#, T0));
+    let names: Vec<&str> =
+        list[0]["symbols"].as_array().unwrap().iter().map(|s| s.as_str().unwrap()).collect();
+    assert_eq!(names, ["AAPL", "GOOG"]);
+    assert_eq!(r.core.counters.errors[code_index(ErrorCode::NotEntitled)], 1);
+}
+
+#[test]
+fn a_fresh_token_replaces_the_grant_and_drops_what_it_no_longer_covers() {
+    let mut r = Rig::new();
+    r.core.set_verifier(Some(Arc::new(Verifier::new(SECRET).unwrap())));
+    let key = r.core.add_client(Format::Json, T0, Some(grant(&["*"], 1)));
+    r.subscribe(key, &["AAPL", "MSFT"]);
+    assert_eq!(r.core.token_expiry(key), Some(1));
+    let exp = crate::clock::now_ns() / 1_000_000_000 + 3600;
+    let token = crate::auth::mint(SECRET, "alice", &["AAPL".into()], exp).unwrap();
+    let t = texts(&r.request(key, &format!(r#"{{"op":"auth","token":"{token}","id":3}}"#), T0));
+    assert_eq!(type_of(&t[0]), Some("authenticated"));
+    assert_eq!(
+        (t[0]["sub"].as_str(), t[0]["exp"].as_u64(), t[0]["id"].as_i64()),
+        (Some("alice"), Some(exp), Some(3))
+    );
+    assert_eq!(t[1]["code"], "not_entitled");
+    assert_eq!(t[1]["symbols"].as_array().unwrap().len(), 1);
+    assert_eq!(r.core.token_expiry(key), Some(exp));
+    r.feed(&tick(MSFT, 1));
+    r.feed(&tick(AAPL, 1));
+    assert_eq!(r.flushed(key, T0).iter().map(|u| u.0).collect::<Vec<_>>(), [AAPL]);
+    // A bad token is refused; the current grant stays.
+    let t = texts(&r.request(key, r#"{"op":"auth","token":"nope","id":4}"#, T0));
+    assert_eq!((t[0]["code"].as_str(), t[0]["id"].as_i64()), (Some("unauthorized"), Some(4)));
+    assert_eq!(r.core.token_expiry(key), Some(exp));
+}
+
+#[test]
+fn auth_without_token_auth_is_a_bad_request() {
+    let mut r = Rig::new();
+    let key = r.client(Format::Json);
+    let t = texts(&r.request(key, r#"{"op":"auth","token":"x"}"#, T0));
+    assert_eq!(t[0]["code"], "bad_request");
 }
