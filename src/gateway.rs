@@ -180,6 +180,12 @@ impl Gateway {
         let live = Arc::new(Live::new(config.clone(), sources, fd_derived));
         let max_connections = live.max_connections();
         let admin_token = admin_token(&config)?;
+        let tls = match &config.tls {
+            Some(files) => {
+                Some(crate::server::TlsListener::new(files.clone()).map_err(|e| anyhow::anyhow!(e))?)
+            }
+            None => None,
+        };
         let verifier = match config.auth.mode {
             crate::config::AuthMode::None => None,
             crate::config::AuthMode::Token => {
@@ -255,6 +261,7 @@ impl Gateway {
             collector: std::sync::Mutex::new(Collector::new(shards, hist_rx)),
             shutting_down: AtomicBool::new(false),
             guards: crate::server::Guards::from_config(&config.guards, verifier),
+            tls,
         });
         let (stop_http, stop_rx) = watch::channel(false);
         let http = spawn_http(listener, admin, app.clone(), stop_rx)?;
@@ -266,6 +273,8 @@ impl Gateway {
             symbols = app.universe.len(),
             ring = ring.capacity(),
             feed_core = feed_core.map(|c| c.id),
+            tls = app.tls.is_some(),
+            auth = ?config.auth.mode,
             "tickgate listening"
         );
         Ok(Gateway { addr, admin_addr, app, feed, http: Some(http), stop_http })
@@ -274,6 +283,18 @@ impl Gateway {
     /// The address the listener is bound to.
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Re-reads the TLS certificate and key (SIGHUP). New handshakes use them; existing
+    /// connections keep their session. Without TLS this does nothing.
+    ///
+    /// # Errors
+    /// Unreadable or mismatched files; the previous certificate stays in use.
+    pub fn reload_tls(&self) -> Result<bool, String> {
+        match &self.app.tls {
+            Some(t) => t.certs.reload().map(|()| true),
+            None => Ok(false),
+        }
     }
 
     /// The admin listener's address, if it is enabled.

@@ -241,7 +241,27 @@ fn serve(
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let gateway = Gateway::start_configured(cfg, sources)?;
     gateway.app().live.set_log_reloader(reload);
-    rt.block_on(signal());
+    rt.block_on(async {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal as unix_signal};
+            if let Ok(mut hup) = unix_signal(SignalKind::hangup()) {
+                let stop = signal();
+                tokio::pin!(stop);
+                loop {
+                    tokio::select! {
+                        _ = &mut stop => return,
+                        _ = hup.recv() => match gateway.reload_tls() {
+                            Ok(true) => tracing::info!("SIGHUP: TLS certificate and key reloaded"),
+                            Ok(false) => tracing::info!("SIGHUP: no TLS configured; nothing to reload"),
+                            Err(e) => tracing::error!(error = %e, "SIGHUP: TLS reload failed; keeping the current certificate"),
+                        },
+                    }
+                }
+            }
+        }
+        signal().await;
+    });
     tracing::info!("signal received: shutting down (a second signal exits at once)");
     std::thread::spawn(move || {
         rt.block_on(signal());

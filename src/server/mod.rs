@@ -4,6 +4,7 @@
 //! Runs on its own thread (`tickgate-http`) with a current-thread runtime, so the HTTP work
 //! of handshakes and `/snapshot` never competes with a shard's loop on its core.
 //!
+//! - [`tls`]: rustls for https:// and wss://, with certificates reloaded on SIGHUP.
 //! - [`routes`]: `/ws`, `/healthz`, `/snapshot`, `/stats`, `/metrics`.
 //! - [`guard`]: per-client-IP connection caps and rate limits (HTTP 429).
 //! - [`admin`]: the admin listener: `/config` (read and change live settings), `/metrics`,
@@ -16,6 +17,7 @@
 pub mod admin;
 pub mod guard;
 pub mod routes;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -116,6 +118,28 @@ pub struct App {
     pub shutting_down: std::sync::atomic::AtomicBool,
     /// Guards of the public listener.
     pub guards: Guards,
+    /// TLS for the public listener, when configured.
+    pub tls: Option<TlsListener>,
+}
+
+/// The public listener's TLS: the reloadable certificate and the acceptor built on it.
+pub struct TlsListener {
+    /// The certificate (reloaded on SIGHUP).
+    pub certs: Arc<tls::Reloadable>,
+    /// Accepts TLS handshakes with `certs`.
+    pub acceptor: tokio_rustls::TlsAcceptor,
+}
+
+impl TlsListener {
+    /// TLS from the configured files.
+    ///
+    /// # Errors
+    /// Unreadable or mismatched certificate and key.
+    pub fn new(files: crate::config::TlsFiles) -> Result<TlsListener, String> {
+        let certs = tls::Reloadable::new(files)?;
+        let cfg = tls::server_config(certs.clone())?;
+        Ok(TlsListener { certs, acceptor: tokio_rustls::TlsAcceptor::from(cfg) })
+    }
 }
 
 impl App {
@@ -146,7 +170,26 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, role: Role, mut shutdow
             Ok((stream, peer)) => {
                 error_logged = false;
                 let _ = stream.set_nodelay(true);
-                tokio::spawn(serve_connection(stream, peer, app.clone(), role));
+                match (&app.tls, role) {
+                    (Some(t), Role::Public) => {
+                        let (acceptor, app) = (t.acceptor.clone(), app.clone());
+                        tokio::spawn(async move {
+                            // The TLS handshake counts against the handshake timeout too.
+                            let timeout = app.guards.handshake_timeout;
+                            match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
+                                Ok(Ok(tls)) => serve_connection(tls, peer, app, role).await,
+                                Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                                Err(_) => {
+                                    app.guards.rejections.handshake_timeouts.fetch_add(1, Ordering::Relaxed);
+                                    tracing::debug!(%peer, "TLS handshake timed out");
+                                }
+                            }
+                        });
+                    }
+                    _ => {
+                        tokio::spawn(serve_connection(stream, peer, app.clone(), role));
+                    }
+                }
             }
             Err(e) => {
                 if !error_logged {
@@ -159,7 +202,10 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, role: Role, mut shutdow
     }
 }
 
-async fn serve_connection(stream: tokio::net::TcpStream, peer: SocketAddr, app: Arc<App>, role: Role) {
+async fn serve_connection<S>(stream: S, peer: SocketAddr, app: Arc<App>, role: Role)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let app2 = app.clone();
     let service = service_fn(move |req| {
         let app = app.clone();

@@ -28,6 +28,7 @@ use serde::Serialize;
 
 use super::App;
 use super::guard::Refusal;
+use super::tls::TlsState;
 use crate::protocol::{Format, json};
 use crate::shard::{ConnectionGuard, NewConnection, Session};
 use crate::stats::Percentiles;
@@ -262,23 +263,38 @@ fn websocket(mut req: Request<Incoming>, peer: SocketAddr, app: &Arc<App>, echo_
             }
         };
         let upgraded = ws.into_inner().into_inner();
-        let parts = match upgraded.downcast::<TokioIo<tokio::net::TcpStream>>() {
-            Ok(p) => p,
-            Err(_) => {
-                tracing::error!(%peer, "upgraded connection is not a TCP stream");
-                return;
-            }
-        };
-        let stream = match parts.io.into_inner().into_std() {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!(%peer, error = %e, "could not detach upgraded socket");
-                return;
+        // Plain TCP, or TLS: then the shard drives the rustls session itself.
+        let (stream, leftover, tls) = match upgraded.downcast::<TokioIo<tokio::net::TcpStream>>() {
+            Ok(parts) => match parts.io.into_inner().into_std() {
+                Ok(s) => (s, parts.read_buf, None),
+                Err(e) => {
+                    tracing::warn!(%peer, error = %e, "could not detach upgraded socket");
+                    return;
+                }
+            },
+            Err(upgraded) => {
+                let Ok(parts) =
+                    upgraded.downcast::<TokioIo<tokio_rustls::server::TlsStream<tokio::net::TcpStream>>>()
+                else {
+                    tracing::error!(%peer, "upgraded connection is neither TCP nor TLS");
+                    return;
+                };
+                let (tcp, session) = parts.io.into_inner().into_inner();
+                match tcp.into_std() {
+                    Ok(s) => {
+                        let state = TlsState::new(session, super::tls::BUFFER_LIMIT);
+                        (s, parts.read_buf, Some(Box::new(state)))
+                    }
+                    Err(e) => {
+                        tracing::warn!(%peer, error = %e, "could not detach upgraded TLS socket");
+                        return;
+                    }
+                }
             }
         };
         let Some(shard) = app2.pick_shard() else { return };
         let session = Session { echo: echo_route, grant };
-        let conn = NewConnection { stream, leftover: parts.read_buf, format, peer, guard, session };
+        let conn = NewConnection { stream, leftover, format, peer, guard, session, tls };
         if shard.hand_off(conn).is_err() {
             tracing::debug!(%peer, "shard stopped; dropping connection");
         }

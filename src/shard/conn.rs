@@ -86,7 +86,7 @@ pub(crate) async fn run(
             end = Some(End::Close(code, reason));
             break;
         }
-        let blocked = shared.core.borrow().client(key).is_some_and(|c| c.is_blocked());
+        let blocked = shared.core.borrow().client(key).is_some_and(|c| c.is_blocked()) || io.tls_pending();
         if !blocked {
             last_progress = Instant::now();
         }
@@ -115,8 +115,11 @@ pub(crate) async fn run(
             r = io.stream.writable(), if blocked => {
                 if r.is_err() {
                     end = Some(End::Gone("socket error"));
-                } else if shared.flush_client(key, &io, now_ns()) > 0 {
-                    last_progress = Instant::now();
+                } else {
+                    let sent_tls = io.flush_tls().unwrap_or(0);
+                    if shared.flush_client(key, &io, now_ns()) > 0 || sent_tls > 0 {
+                        last_progress = Instant::now();
+                    }
                 }
             }
             r = io.stream.readable() => {
@@ -178,12 +181,15 @@ fn read_some(io: &ConnIo, buf: &mut BytesMut, limit: usize) -> std::io::Result<u
         // Client messages are small: read in small steps so an idle connection does not pin
         // a large buffer (memory per connection is the scaling limit at tens of thousands).
         let room = limit.saturating_sub(buf.len()).max(1);
-        buf.reserve(room.min(READ_CHUNK));
-        match io.stream.try_read_buf(buf) {
+        match io.read(buf, room.min(READ_CHUNK)) {
             Ok(0) if total == 0 => return Ok(0),
             Ok(0) => break,
             Ok(n) => total += n,
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock && total > 0 => break,
+            Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+                tracing::debug!(error = %e, "TLS error");
+                return Ok(0);
+            }
             Err(e) => return Err(e),
         }
         if buf.len() >= limit {
@@ -286,7 +292,7 @@ async fn close(shared: &Shared, key: usize, io: &ConnIo, end: End, peer: SocketA
             let mut core = shared.core.borrow_mut();
             let out = core.client(key).map(|c| c.out()).unwrap_or(&[]);
             shared.io.writes.set(shared.io.writes.get() + 1);
-            match io.stream.try_write(out) {
+            match io.write(out) {
                 Ok(n) => {
                     let _ = core.written(key, n, now_ns());
                     n
@@ -297,6 +303,17 @@ async fn close(shared: &Shared, key: usize, io: &ConnIo, end: End, peer: SocketA
         };
         if took == 0 && tokio::time::timeout_at(deadline, io.stream.writable()).await.is_err() {
             return;
+        }
+    }
+    // TLS: close_notify, and whatever records still wait.
+    if let Some(tls) = io.tls.borrow_mut().as_mut() {
+        tls.close(&io.stream);
+    }
+    while io.tls_pending() {
+        if !matches!(io.flush_tls(), Ok(n) if n > 0)
+            && tokio::time::timeout_at(deadline, io.stream.writable()).await.is_err()
+        {
+            break;
         }
     }
     let _ = socket2::SockRef::from(&io.stream).shutdown(std::net::Shutdown::Write);

@@ -88,6 +88,8 @@ pub struct NewConnection {
     pub guard: ConnectionGuard,
     /// What the connection is for, and what its token grants.
     pub session: Session,
+    /// The TLS session, when the listener serves TLS.
+    pub tls: Option<Box<crate::server::tls::TlsState>>,
 }
 
 /// What a connection is for and what it may see.
@@ -290,6 +292,8 @@ impl ShardHandle {
 /// Per-connection I/O state shared between the shard loop and the connection's task.
 pub(crate) struct ConnIo {
     pub(crate) stream: TcpStream,
+    /// The TLS session over `stream` (wss://), driven synchronously.
+    pub(crate) tls: RefCell<Option<Box<crate::server::tls::TlsState>>>,
     /// Wakes the connection task (it became blocked, or must close).
     pub(crate) wake: Notify,
     /// A close the shard asks the connection to perform.
@@ -334,7 +338,7 @@ impl Shared {
             return 0;
         }
         self.io.writes.set(self.io.writes.get() + 1);
-        let n = match io.stream.try_write(client.out()) {
+        let n = match io.write(client.out()) {
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => 0,
             Err(_) => {
@@ -348,10 +352,46 @@ impl Shared {
             // next flush (not this one: one write per flush) sends them.
             self.loop_wake.notify_one();
         }
-        if core.client(key).is_some_and(|c| c.is_blocked()) {
+        if core.client(key).is_some_and(|c| c.is_blocked()) || io.tls_pending() {
             io.wake.notify_one();
         }
         n
+    }
+}
+
+impl ConnIo {
+    /// Writes `plain` with one write: straight to the socket, or encrypted into TLS records
+    /// and those written (a socket still holding earlier records takes nothing new).
+    /// Returns the plaintext bytes taken.
+    pub(crate) fn write(&self, plain: &[u8]) -> std::io::Result<usize> {
+        match self.tls.borrow_mut().as_mut() {
+            Some(tls) => tls.send(&self.stream, plain),
+            None => self.stream.try_write(plain),
+        }
+    }
+
+    /// Encrypted bytes wait for the socket (TLS only).
+    pub(crate) fn tls_pending(&self) -> bool {
+        self.tls.borrow().as_ref().is_some_and(|t| t.wants_write())
+    }
+
+    /// Writes waiting TLS records (no-op without TLS).
+    pub(crate) fn flush_tls(&self) -> std::io::Result<usize> {
+        match self.tls.borrow_mut().as_mut() {
+            Some(tls) => tls.write_tls(&self.stream),
+            None => Ok(0),
+        }
+    }
+
+    /// Reads what the socket has into `buf` (plaintext), at most `max` bytes.
+    pub(crate) fn read(&self, buf: &mut BytesMut, max: usize) -> std::io::Result<usize> {
+        match self.tls.borrow_mut().as_mut() {
+            Some(tls) => tls.recv(&self.stream, buf, max),
+            None => {
+                buf.reserve(max);
+                self.stream.try_read_buf(buf)
+            }
+        }
     }
 }
 
@@ -537,7 +577,7 @@ fn handle_msg(shared: &Rc<Shared>, msg: ShardMsg) -> Option<Duration> {
 }
 
 fn accept(shared: &Rc<Shared>, c: NewConnection) {
-    let NewConnection { stream, leftover, format, peer, guard, session } = c;
+    let NewConnection { stream, leftover, format, peer, guard, session, tls } = c;
     let sock = socket2::SockRef::from(&stream);
     let _ = sock.set_tcp_nodelay(true);
     if shared.settings.send_buffer_bytes > 0 {
@@ -552,11 +592,21 @@ fn accept(shared: &Rc<Shared>, c: NewConnection) {
         }
     };
     let key = shared.core.borrow_mut().add_client(format, now_ns(), session.grant);
-    let io =
-        Rc::new(ConnIo { stream, wake: Notify::new(), close_req: Cell::new(None), dead: Cell::new(false) });
+    let mut buf = BytesMut::from(&leftover[..]);
+    let tls = tls.map(|mut t| {
+        // Plaintext the session decrypted with the upgrade request.
+        t.take_buffered(&mut buf);
+        t
+    });
+    let io = Rc::new(ConnIo {
+        stream,
+        tls: RefCell::new(tls),
+        wake: Notify::new(),
+        close_req: Cell::new(None),
+        dead: Cell::new(false),
+    });
     shared.conns.borrow_mut().insert(key, io.clone());
     tracing::debug!(%peer, key, format = format.as_str(), "connection open");
-    let buf = BytesMut::from(&leftover[..]);
     tokio::task::spawn_local(conn::run(shared.clone(), key, io, buf, peer, guard, session.echo));
 }
 

@@ -19,3 +19,4 @@ mod flow;
 mod http;
 mod ops;
 mod security;
+mod tls;

@@ -56,5 +56,8 @@ fn merges_report_files_and_prints_rows() {
         let _ = std::fs::remove_file(p);
     }
     let args = bin().args(["--profile", "dashboard", "--print-gateway-args"]).output().unwrap();
-    assert_eq!(String::from_utf8_lossy(&args.stdout).trim(), "--symbols 5000 --rate 20000");
+    assert_eq!(
+        String::from_utf8_lossy(&args.stdout).trim(),
+        "--symbols 5000 --rate 20000 --max-connections-per-ip 0 --connection-rate-per-ip 0"
+    );
 }
