@@ -897,7 +897,8 @@ pub static KEYS: &[KeyDef] = &[
         doc: "Seed of the simulated feed; the same seed gives the same ticks.",
         live: false,
         apply: |c, v| {
-            c.feed.seed = parse_int(v, 0, u64::MAX)?;
+            // TOML integers are 64-bit signed: a larger seed could not be written back.
+            c.feed.seed = parse_int(v, 0, i64::MAX as u64)?;
             Ok(())
         },
     },
@@ -908,7 +909,7 @@ pub static KEYS: &[KeyDef] = &[
               never.",
         live: false,
         apply: |c, v| {
-            let n: u64 = parse_int(v, 0, u64::MAX)?;
+            let n: u64 = parse_int(v, 0, i64::MAX as u64)?;
             c.feed.ticks = (n > 0).then_some(n);
             Ok(())
         },
@@ -1141,15 +1142,17 @@ impl Layers {
     }
 
     /// Adds every `TICKGATE_SECTION__KEY` variable from `vars` (pass `std::env::vars()`).
-    /// Variables starting with `TICKGATE_` that match no key are errors, so typos surface.
+    /// Variables `TICKGATE_SECTION__NAME` that match no key are errors, so typos surface.
     ///
     /// # Errors
     /// [`ConfigError::Unknown`] for an unmatched `TICKGATE_` variable.
     pub fn add_env(&mut self, vars: impl IntoIterator<Item = (String, String)>) -> Result<(), ConfigError> {
         for (name, value) in vars {
             let Some(rest) = name.strip_prefix("TICKGATE_") else { continue };
-            if name == ADMIN_TOKEN_ENV {
-                continue; // a secret, not a config key
+            // Secrets are not config keys; neither are variables without the section
+            // separator `__` (tools' own, like TICKGATE_BIN).
+            if name == ADMIN_TOKEN_ENV || name == AUTH_SECRET_ENV || !rest.contains("__") {
+                continue;
             }
             let key = rest.to_ascii_lowercase().replacen("__", ".", 1);
             if key_def(&key).is_none() {
@@ -1265,7 +1268,8 @@ pub fn render(c: &Config, sources: &BTreeMap<&'static str, Source>) -> String {
 
 /// The effective value of `key` in `c`, rendered as TOML.
 pub fn effective_value(c: &Config, key: &str) -> String {
-    let q = |s: &str| format!("{s:?}");
+    // A TOML basic string (Rust's `{:?}` escapes such as `\0` or `\u{301}` are not TOML).
+    let q = |s: &str| toml::Value::String(s.to_string()).to_string();
     let d = |d: Duration| {
         let ms = d.as_millis();
         if ms.is_multiple_of(1000) { q(&format!("{}s", ms / 1000)) } else { q(&format!("{ms}ms")) }

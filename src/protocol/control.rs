@@ -226,6 +226,11 @@ pub fn parse(buf: &mut [u8]) -> Result<ClientMsg<'_>, ControlError> {
     if nests_deeper_than(buf, MAX_NESTING) {
         return Err(ControlError::bad_request(None, "JSON nested too deeply"));
     }
+    // JSON never contains a raw NUL (not even inside strings), but simd-json 0.17 ends a
+    // number at one and skips what follows (`{"id":0\0 5}` would parse): refuse it here.
+    if buf.contains(&0) {
+        return Err(ControlError::bad_request(None, "not valid JSON"));
+    }
     let value =
         simd_json::to_borrowed_value(buf).map_err(|_| ControlError::bad_request(None, "not valid JSON"))?;
     let Value::Object(obj) = &value else {
@@ -498,6 +503,13 @@ pub fn write_status(out: &mut Vec<u8>, feed_up: bool) {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_nul_byte_is_not_json() {
+        let mut msg = b"{\"op\":\"ping\",\"id\":0\0 5}".to_vec();
+        let e = parse(&mut msg).unwrap_err();
+        assert_eq!((e.code, e.id), (ErrorCode::BadRequest, None));
+    }
 
     #[test]
     fn deep_nesting_is_refused_before_parsing() {
