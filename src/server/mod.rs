@@ -4,6 +4,7 @@
 //! Runs on its own thread (`tickgate-http`) with a current-thread runtime, so the HTTP work
 //! of handshakes and `/snapshot` never competes with a shard's loop on its core.
 //!
+//! - [`web`]: the bundled dashboard page and `tickgate.js`, embedded in the binary.
 //! - [`tls`]: rustls for https:// and wss://, with certificates reloaded on SIGHUP.
 //! - [`routes`]: `/ws`, `/healthz`, `/snapshot`, `/stats`, `/metrics`.
 //! - [`guard`]: per-client-IP connection caps and rate limits (HTTP 429).
@@ -18,6 +19,7 @@ pub mod admin;
 pub mod guard;
 pub mod routes;
 pub mod tls;
+pub mod web;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -1,5 +1,6 @@
 //! HTTP routes.
 //!
+//! - `GET /`, `/app.js`, `/tickgate.js`, `/style.css` — the bundled dashboard (see `web`).
 //! - `GET /ws` — the WebSocket endpoint (protocol v1, docs/PROTOCOL.md). Format from
 //!   `?format=json|binary` or the subprotocol `tickgate.v1.json|binary` (echoed). A plain
 //!   request gets 426; an unknown format 400; over `max_connections` 503.
@@ -57,6 +58,9 @@ pub async fn handle(req: Request<Incoming>, peer: SocketAddr, app: Arc<App>) -> 
         r.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET"));
         return Ok(r);
     }
+    if let Some(r) = super::web::asset(req.uri().path(), req.headers()) {
+        return Ok(r);
+    }
     Ok(match req.uri().path() {
         "/ws" => websocket(req, peer, &app, false),
         "/echo" if app.guards.diagnostic_echo => websocket(req, peer, &app, true),
@@ -69,7 +73,7 @@ pub async fn handle(req: Request<Incoming>, peer: SocketAddr, app: Arc<App>) -> 
         "/metrics" => metrics(&app),
         _ => text(
             StatusCode::NOT_FOUND,
-            "not found; try /ws, /healthz, /snapshot?symbols=..., /stats, /metrics\n",
+            "not found; try /, /ws, /healthz, /snapshot?symbols=..., /stats, /metrics\n",
         ),
     })
 }
@@ -168,14 +172,22 @@ fn token_of(req: &Request<Incoming>) -> Option<String> {
         .find_map(|p| p.trim().strip_prefix(crate::auth::TOKEN_SUBPROTOCOL).map(str::to_string))
 }
 
-/// Whether the request's Origin (if any) is allowed. Non-browser clients send none.
+/// Whether the request's Origin (if any) is allowed. Non-browser clients send none; the
+/// gateway's own page (Origin host = Host) is always allowed.
 fn origin_allowed(req: &Request<Incoming>, allowed: &[String]) -> bool {
     if allowed.is_empty() {
         return true;
     }
+    let host = req.headers().get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("");
     match req.headers().get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
         None => true,
-        Some(o) => allowed.iter().any(|a| a.eq_ignore_ascii_case(o.trim())),
+        Some(o) => {
+            let o = o.trim();
+            // The bundled dashboard, served by this gateway: same origin is always allowed.
+            let same =
+                o.split_once("://").is_some_and(|(_, h)| !host.is_empty() && h.eq_ignore_ascii_case(host));
+            same || allowed.iter().any(|a| a.eq_ignore_ascii_case(o))
+        }
     }
 }
 

@@ -586,7 +586,9 @@ impl ShardCore {
             control::write_subscribed(&mut self.scratch, id, known.iter().copied());
             self.push_text(key);
         }
-        self.reply_unknown(key, id, &unknown, "; the known ones were subscribed");
+        let note =
+            if known.is_empty() { "; nothing was subscribed" } else { "; the known ones were subscribed" };
+        self.reply_unknown(key, id, &unknown, note);
         self.reply_not_entitled(key, id, &denied, "; the others were subscribed");
         self.send_snapshots(key, &fresh, now_ns);
     }

@@ -136,6 +136,9 @@ async fn only_allowed_origins_may_open_websockets() {
         let (code, resp) = http_get(addr, "/ws", &upgrade_head(&format!("Origin: {origin}\r\n"))).await;
         assert_eq!(code, 101, "{origin}: {resp}");
     }
+    // The gateway's own page (same origin as the Host) is always allowed.
+    let (code, resp) = http_get(addr, "/ws", &upgrade_head(&format!("Origin: http://{addr}\r\n"))).await;
+    assert_eq!(code, 101, "same origin: {resp}");
     // Programs send no Origin: allowed.
     let (code, _) = http_get(addr, "/ws", &upgrade_head("")).await;
     assert_eq!(code, 101);

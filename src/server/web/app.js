@@ -1,0 +1,674 @@
+// app.js: the tickgate dashboard's script (GET /app.js, loaded by index.html). A watchlist of
+// live quotes, a canvas chart of the selected symbol, connection/feed state and latency.
+//
+// Smooth at any rate: an update only stores the newest value of its symbol and marks the row
+// dirty; rows, flashes and the chart are rendered at most once per animation frame. Per-second
+// figures (updates/s, latency percentiles) are refreshed on timers, never per message.
+
+import { connect, formatDecimal, SlidingWindow } from '/tickgate.js';
+
+/** The first visit's watchlist, kept to the symbols the gateway has (see initialWatchlist). */
+const DEFAULT_WATCHLIST = ['SPY', 'QQQ', 'AAPL', 'MSFT', 'NVDA', 'AMZN', 'GOOGL', 'META', 'TSLA'];
+const STORAGE_KEY = 'tickgate.dashboard.v1';
+const CHART_SPAN_MS = 5 * 60_000; // the chart shows up to the last 5 minutes
+const CHART_MIN_SPAN_MS = 30_000; // and at least 30 s, while the history is younger
+const CHART_BUCKET_MS = 250; // one chart point per symbol per 250 ms (1,200 per 5 minutes)
+const CHART_EVERY_MS = 100; // redraw the chart at most 10 times a second: it moves slowly
+const FLASH_MS = 350; // how long a changed cell stays highlighted
+
+const $ = (id) => document.getElementById(id);
+const el = {
+  conn: $('conn'), feed: $('feed'), message: $('message'),
+  p50: $('lat-p50'), p99: $('lat-p99'), rtt: $('rtt'), msgRate: $('msg-rate'),
+  form: $('add-form'), input: $('symbol-input'), datalist: $('symbol-list'),
+  rows: $('rows'), table: $('watchlist'), empty: $('empty'), template: $('row-template'),
+  chart: $('chart'), chartSymbol: $('chart-symbol'), chartQuote: $('chart-quote'), maxRate: $('max-rate'),
+};
+
+// --- preferences (localStorage; every access may throw in locked-down browsers)
+
+function loadPrefs() {
+  try {
+    const p = JSON.parse(localStorage.getItem(STORAGE_KEY));
+    return p && typeof p === 'object' ? p : {};
+  } catch {
+    return {};
+  }
+}
+
+const prefs = loadPrefs();
+prefs.maxRates ??= {};
+
+function savePrefs() {
+  if (!ready) return; // nothing to save before the first watchlist is built
+  prefs.watchlist = [...rows.keys()];
+  prefs.selected = selected;
+  prefs.format = client.format;
+  try {
+    localStorage.setItem(STORAGE_KEY, JSON.stringify(prefs));
+  } catch { /* storage full or disabled: the page still works */ }
+}
+
+/**
+ * The watchlist to start with: the saved one (kept to symbols the gateway has; an empty saved
+ * list stays empty), else the defaults the gateway has, else the gateway's first 8 symbols
+ * (a crypto replay feed has none of the equity defaults).
+ */
+function initialWatchlist(universe, saved) {
+  const known = new Set(universe);
+  if (Array.isArray(saved)) {
+    const kept = saved.filter((s) => known.has(s));
+    if (kept.length > 0 || saved.length === 0) return kept;
+  }
+  const defaults = DEFAULT_WATCHLIST.filter((s) => known.has(s));
+  return defaults.length > 0 ? defaults : universe.slice(0, 8);
+}
+
+// --- clocks and metrics
+
+// The wall clock in ms with sub-ms resolution, for latency against the gateway's ts_gateway
+// (ns since the epoch). Date.now() has 1 ms steps; performance.now() is fine-grained but
+// monotonic, and performance.timeOrigin can be a millisecond or so off the wall clock. So
+// performance.now() is anchored at a step of Date.now() (found with a busy wait of at most
+// 1 ms), where Date.now() is exact; once a second the estimate is checked against Date.now()'s
+// 1 ms bounds and re-anchored if the two clocks drifted apart (NTP, sleep).
+function anchorToWallClock() {
+  const start = Date.now();
+  let now;
+  while ((now = Date.now()) === start); // wait for the next millisecond to begin
+  return now - performance.now();
+}
+let epochOffset = anchorToWallClock();
+const wallMs = () => epochOffset + performance.now();
+setInterval(() => {
+  const wall = wallMs();
+  const floor = Date.now();
+  if (wall < floor || wall >= floor + 1) epochOffset = anchorToWallClock();
+}, 1000);
+
+// End-to-end latency of live updates over the last 10 s (at most 4,096 samples). Number math is
+// precise enough here: ts_gateway as a double is off by < 256 ns.
+const latency = new SlidingWindow({ span: 10_000, capacity: 4096 });
+
+// --- the watchlist
+
+/** One watchlist row: its cells, the newest update not yet rendered, and its history. */
+class Row {
+  constructor(symbol) {
+    this.symbol = symbol;
+    this.tr = el.template.content.firstElementChild.cloneNode(true);
+    this.tr.dataset.symbol = symbol;
+    const cell = (c) => this.tr.querySelector(`.${c}`);
+    this.cells = {
+      bid: cell('c-bid'), ask: cell('c-ask'), last: cell('c-last'), chg: cell('c-chg'),
+      vol: cell('c-vol'), rate: cell('c-rate'), cap: cell('c-cap'),
+    };
+    cell('c-sym').textContent = symbol;
+    const del = this.tr.querySelector('.del');
+    del.setAttribute('aria-label', `Remove ${symbol}`);
+    del.title = `Remove ${symbol}`;
+    this.latest = null; // the newest update, rendered on the next frame
+    this.shown = {}; // text currently in each cell, to skip writes that change nothing
+    this.prev = {}; // numbers last rendered, for the flash direction
+    this.base = NaN; // the session's first price, for Chg %
+    this.decimals = 2; // most fraction digits seen, for chart labels
+    this.count = 0; // updates since the last rate sample
+    this.rate = 0;
+    this.series = new Series();
+    this.showCap();
+  }
+
+  showCap() {
+    const r = prefs.maxRates[this.symbol];
+    this.setText('cap', r === undefined ? 'default' : r === 0 ? 'unlimited' : `${r}/s`);
+  }
+
+  setText(key, text) {
+    if (this.shown[key] === text) return false;
+    this.shown[key] = text;
+    this.cells[key].textContent = text;
+    return true;
+  }
+}
+
+/** A symbol's price history: one point per CHART_BUCKET_MS, the last CHART_SPAN_MS of them. */
+class Series {
+  t = [];
+  v = [];
+  head = 0; // points before head are older than the span
+
+  add(t, v) {
+    const n = this.t.length;
+    if (n > this.head && t - this.t[n - 1] < CHART_BUCKET_MS) {
+      this.v[n - 1] = v; // same bucket: the newest value wins
+      return;
+    }
+    this.t.push(t);
+    this.v.push(v);
+    while (this.t[this.head] < t - CHART_SPAN_MS) this.head++;
+    if (this.head > 1024) { // compact now and then instead of shifting every time
+      this.t.splice(0, this.head);
+      this.v.splice(0, this.head);
+      this.head = 0;
+    }
+  }
+}
+
+const rows = new Map(); // symbol -> Row, in display order
+const dirty = new Set(); // rows with something to render
+const flashing = new Map(); // cell -> time its flash ends
+let universe = [];
+let selected = null;
+let ready = false; // the first watchlist is built
+let chartDirty = true;
+let chartForced = true; // redraw on the next frame, whatever CHART_EVERY_MS says
+let chartDrawnAt = -Infinity;
+let frameQueued = false;
+
+/** The price a chart and Chg % follow: the last trade, or the mid before the first trade. */
+function chartPrice(u) {
+  return u.num.last !== 0 ? u.num.last : (u.num.bid + u.num.ask) / 2;
+}
+
+function addRow(symbol) {
+  const row = new Row(symbol);
+  rows.set(symbol, row);
+  el.rows.append(row.tr);
+  el.empty.hidden = true;
+  return row;
+}
+
+/** Removes a row and unsubscribes; `refused`: the gateway refused the symbol (nothing to undo). */
+function removeRow(symbol, { refused = false } = {}) {
+  const row = rows.get(symbol);
+  if (!row) return;
+  const next = row.tr.nextElementSibling ?? row.tr.previousElementSibling;
+  const hadFocus = row.tr.contains(document.activeElement);
+  row.tr.remove();
+  rows.delete(symbol);
+  dirty.delete(row);
+  delete prefs.maxRates[symbol];
+  if (!refused) client.unsubscribe([symbol]).catch(() => {}); // the 'error' listener reports
+  if (selected === symbol) select(next?.dataset.symbol ?? null);
+  if (hadFocus) (next ?? el.input).focus();
+  el.empty.hidden = rows.size > 0;
+  if (!refused) say(`Removed ${symbol}.`); // else the error message stays
+  savePrefs();
+}
+
+async function addSymbol(text) {
+  const symbol = text.trim().toUpperCase();
+  if (!symbol) return;
+  if (rows.has(symbol)) {
+    select(symbol);
+    return say(`${symbol} is already in the watchlist.`);
+  }
+  if (universe.length > 0 && !universe.includes(symbol)) {
+    return say(`Unknown symbol ${symbol}: not in the gateway's list.`);
+  }
+  addRow(symbol);
+  select(symbol);
+  el.input.value = '';
+  say(`Added ${symbol}.`);
+  savePrefs();
+  try {
+    await client.subscribe([symbol], maxRateOption(symbol));
+  } catch (e) {
+    if (e.kind === 'reply') removeRow(symbol, { refused: true }); // unknown, too many, rate limited
+  }
+}
+
+const maxRateOption = (symbol) =>
+  prefs.maxRates[symbol] === undefined ? {} : { maxRate: prefs.maxRates[symbol] };
+
+/** Selects a row: it becomes the keyboard stop of the table and the chart's symbol. */
+function select(symbol) {
+  for (const row of rows.values()) {
+    const on = row.symbol === symbol;
+    row.tr.setAttribute('aria-selected', String(on));
+    row.tr.tabIndex = on ? 0 : -1;
+  }
+  if (symbol === null && rows.size > 0) rows.values().next().value.tr.tabIndex = 0;
+  selected = symbol;
+  el.chartSymbol.textContent = symbol ?? '–';
+  el.maxRate.disabled = symbol === null;
+  el.maxRate.value = symbol === null ? '' : String(prefs.maxRates[symbol] ?? '');
+  el.maxRate.setAttribute('aria-label', symbol ? `Max rate for ${symbol}` : 'Max rate');
+  chartDirty = chartForced = true;
+  describeChart();
+  queueFrame();
+  savePrefs();
+}
+
+// --- rendering, once per animation frame
+
+function queueFrame() {
+  if (!frameQueued) {
+    frameQueued = true;
+    requestAnimationFrame(frame);
+  }
+}
+
+function frame(now) {
+  frameQueued = false;
+  for (const row of dirty) renderRow(row, now);
+  dirty.clear();
+  for (const [cell, until] of flashing) {
+    if (until <= now) {
+      cell.classList.remove('up', 'down');
+      flashing.delete(cell);
+    }
+  }
+  if (chartDirty && (chartForced || now - chartDrawnAt >= CHART_EVERY_MS)) {
+    chartDirty = chartForced = false;
+    chartDrawnAt = now;
+    drawChart();
+  }
+  if (flashing.size > 0 || chartDirty) queueFrame();
+}
+
+function renderRow(row, now) {
+  row.setText('rate', row.rate.toFixed(row.rate < 10 ? 1 : 0));
+  const u = row.latest;
+  if (!u) return;
+  row.latest = null;
+  for (const key of ['bid', 'ask', 'last']) {
+    if (row.setText(key, formatDecimal(u[key]))) {
+      const before = row.prev[key];
+      row.prev[key] = u.num[key];
+      if (before !== undefined && before !== u.num[key]) flash(row.cells[key], u.num[key] > before, now);
+    }
+    const frac = u[key].split('.')[1]?.length ?? 0;
+    if (frac > row.decimals) row.decimals = frac;
+  }
+  row.setText('vol', formatDecimal(u.volume, { minFraction: 0 }));
+  const price = chartPrice(u);
+  const chg = row.base ? ((price - row.base) / Math.abs(row.base)) * 100 : NaN;
+  const text = formatChange(chg);
+  if (row.setText('chg', text)) {
+    row.cells.chg.classList.toggle('pos', text.startsWith('+'));
+    row.cells.chg.classList.toggle('neg', text.startsWith('-'));
+  }
+}
+
+/** A change in percent with two decimals and its sign: '+0.12%', '-3.40%', '0.00%', '–'. */
+function formatChange(pct) {
+  if (!Number.isFinite(pct)) return '–';
+  const text = Math.abs(pct).toFixed(2);
+  if (Number(text) === 0) return '0.00%';
+  return `${pct > 0 ? '+' : '-'}${text}%`;
+}
+
+function flash(cell, up, now) {
+  cell.classList.remove(up ? 'down' : 'up');
+  cell.classList.add(up ? 'up' : 'down');
+  flashing.set(cell, now + FLASH_MS);
+}
+
+// --- the chart
+
+const chartColors = {};
+function readChartColors() {
+  const css = getComputedStyle(document.documentElement);
+  for (const name of ['line', 'fill', 'grid', 'text', 'dot', 'label']) {
+    chartColors[name] = css.getPropertyValue(`--chart-${name}`).trim();
+  }
+  chartDirty = chartForced = true;
+  queueFrame();
+}
+matchMedia('(prefers-color-scheme: dark)').addEventListener('change', readChartColors);
+
+function drawChart() {
+  const canvas = el.chart;
+  const dpr = window.devicePixelRatio || 1;
+  const w = canvas.clientWidth;
+  const h = canvas.clientHeight;
+  if (w === 0 || h === 0) return;
+  if (canvas.width !== Math.round(w * dpr) || canvas.height !== Math.round(h * dpr)) {
+    canvas.width = Math.round(w * dpr);
+    canvas.height = Math.round(h * dpr);
+  }
+  const ctx = canvas.getContext('2d');
+  ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+  ctx.clearRect(0, 0, w, h);
+  ctx.font = '11px system-ui, sans-serif';
+  ctx.fillStyle = chartColors.text;
+
+  const row = rows.get(selected);
+  const s = row?.series;
+  const now = performance.now();
+  if (!s || s.t.length - s.head === 0) {
+    ctx.textAlign = 'center';
+    ctx.fillText(row ? 'waiting for data…' : 'select a symbol', w / 2, h / 2);
+    return;
+  }
+  // Up to 5 minutes; a younger history fills the width (at least 30 s) rather than a sliver.
+  const span = Math.min(CHART_SPAN_MS, Math.max(CHART_MIN_SPAN_MS, now - s.t[s.head]));
+  const from = now - span;
+  let lo = Infinity;
+  let hi = -Infinity;
+  for (let i = s.head; i < s.t.length; i++) {
+    if (s.t[i] < from && i + 1 < s.t.length) continue;
+    lo = Math.min(lo, s.v[i]);
+    hi = Math.max(hi, s.v[i]);
+  }
+  if (hi - lo < Math.abs(hi) * 1e-4 || hi === lo) { // flat: show a band around it
+    const pad = Math.max(Math.abs(hi) * 5e-4, 10 ** -row.decimals);
+    lo -= pad;
+    hi += pad;
+  }
+  const padTop = 10, padBottom = 20, padLeft = 6, padRight = 64;
+  const plotW = w - padLeft - padRight;
+  const plotH = h - padTop - padBottom;
+  const x = (t) => padLeft + ((t - from) / span) * plotW;
+  const y = (v) => padTop + ((hi - v) / (hi - lo)) * plotH;
+
+  const lastV = s.v[s.v.length - 1];
+
+  // Grid: round price levels (at most 5) labelled on the right, except where the newest
+  // price's label goes; a line every 5 s .. 1 min (at most 6) with its age below.
+  ctx.strokeStyle = chartColors.grid;
+  ctx.lineWidth = 1;
+  ctx.textAlign = 'left';
+  ctx.textBaseline = 'middle';
+  const priceStep = niceStep((hi - lo) / 4, 10 ** -row.decimals);
+  for (let v = Math.ceil(lo / priceStep) * priceStep; v <= hi; v += priceStep) {
+    const yy = Math.round(y(v)) + 0.5;
+    ctx.beginPath();
+    ctx.moveTo(padLeft, yy);
+    ctx.lineTo(padLeft + plotW, yy);
+    ctx.stroke();
+    if (Math.abs(yy - y(lastV)) > 14) ctx.fillText(v.toFixed(row.decimals), padLeft + plotW + 6, yy);
+  }
+  ctx.textAlign = 'center';
+  ctx.textBaseline = 'alphabetic';
+  const step = [5_000, 10_000, 15_000, 30_000, 60_000].find((ms) => span / ms <= 6) ?? 60_000;
+  for (let age = 0; age <= span; age += step) {
+    const xx = Math.round(x(now - age)) + 0.5;
+    ctx.beginPath();
+    ctx.moveTo(xx, padTop);
+    ctx.lineTo(xx, padTop + plotH);
+    ctx.stroke();
+    const label = age === 0 ? 'now' : age % 60_000 === 0 ? `−${age / 60_000}m` : `−${age / 1000}s`;
+    ctx.fillText(label, Math.max(padLeft + 12, Math.min(xx, padLeft + plotW - 10)), h - 5);
+  }
+
+  // The price line, held flat up to now, with the area under it.
+  ctx.save();
+  ctx.beginPath();
+  ctx.rect(padLeft, padTop, plotW, plotH);
+  ctx.clip();
+  ctx.beginPath();
+  let first = true;
+  for (let i = s.head; i < s.t.length; i++) {
+    const px = x(Math.max(s.t[i], from));
+    const py = y(s.v[i]);
+    if (first) ctx.moveTo(px, py);
+    else ctx.lineTo(px, py);
+    first = false;
+  }
+  ctx.lineTo(x(now), y(lastV));
+  ctx.strokeStyle = chartColors.line;
+  ctx.lineWidth = 1.5;
+  ctx.lineJoin = 'round';
+  ctx.stroke();
+  ctx.lineTo(x(now), padTop + plotH);
+  ctx.lineTo(x(Math.max(s.t[s.head], from)), padTop + plotH);
+  ctx.closePath();
+  ctx.fillStyle = chartColors.fill;
+  ctx.fill();
+  ctx.restore();
+
+  // The newest price, marked on the right edge.
+  ctx.fillStyle = chartColors.dot;
+  ctx.beginPath();
+  ctx.arc(x(now), y(lastV), 3, 0, 2 * Math.PI);
+  ctx.fill();
+  const label = lastV.toFixed(row.decimals);
+  ctx.font = 'bold 11px system-ui, sans-serif';
+  const lw = ctx.measureText(label).width + 8;
+  const ly = Math.min(Math.max(y(lastV), padTop + 7), padTop + plotH - 7);
+  ctx.fillRect(padLeft + plotW + 2, ly - 8, lw, 16);
+  ctx.fillStyle = chartColors.label;
+  ctx.textAlign = 'left';
+  ctx.textBaseline = 'middle';
+  ctx.fillText(label, padLeft + plotW + 6, ly);
+}
+
+/** The smallest of 1, 2 or 5 times a power of ten that is at least `raw` (and `min`). */
+function niceStep(raw, min) {
+  const magnitude = 10 ** Math.floor(Math.log10(raw));
+  const step = [1, 2, 5, 10].map((m) => m * magnitude).find((st) => st >= raw);
+  return Math.max(step, min);
+}
+
+/** The chart's text alternative and the quote line under it, refreshed every few seconds. */
+function describeChart() {
+  const row = rows.get(selected);
+  if (!row) {
+    el.chart.setAttribute('aria-label', 'Price chart: no symbol selected');
+    el.chartQuote.textContent = '';
+    return;
+  }
+  const s = row.series;
+  const vals = s.v.slice(s.head);
+  if (vals.length === 0) {
+    el.chart.setAttribute('aria-label', `${row.symbol} price chart: waiting for data`);
+    return;
+  }
+  const d = row.decimals;
+  const [lo, hi, now] = [Math.min(...vals), Math.max(...vals), vals[vals.length - 1]];
+  el.chart.setAttribute('aria-label',
+    `${row.symbol} price, last 5 minutes: now ${now.toFixed(d)}, low ${lo.toFixed(d)}, high ${hi.toFixed(d)}`);
+  el.chartQuote.textContent = `low ${lo.toFixed(d)} · high ${hi.toFixed(d)}`;
+}
+
+// --- connection and status
+
+/** A short message in the polite live region under the controls. */
+function say(text) {
+  el.message.textContent = text;
+}
+
+let everOpen = false;
+let feedState = 'unknown';
+
+function showConnection(ev) {
+  const { state, format } = ev;
+  el.conn.dataset.state = state;
+  el.conn.dataset.format = format;
+  el.table.classList.toggle('stale', state !== 'open' || feedState === 'down');
+  // The live region's text changes only on real transitions, not on every retry.
+  const text = {
+    connecting: everOpen ? 'Reconnecting…' : 'Connecting…',
+    open: `Connected · ${format === 'binary' ? 'binary' : 'JSON'}`,
+    reconnecting: 'Disconnected · reconnecting…',
+    idle: 'Idle · add a symbol to connect',
+    closed: 'Closed',
+  }[state];
+  if (el.conn.textContent !== text) el.conn.textContent = text;
+  if (state === 'reconnecting') {
+    el.conn.title = `attempt ${ev.attempt}, next in ${(ev.delay / 1000).toFixed(1)} s; last close: ${ev.code} ${ev.meaning}`;
+  } else {
+    el.conn.removeAttribute('title');
+  }
+}
+
+function showFeed(state) {
+  feedState = state;
+  el.feed.dataset.feed = state;
+  el.feed.textContent = { unknown: 'Feed: unknown', up: 'Feed: live', down: 'Feed: DOWN · prices stale' }[state] ?? `Feed: ${state}`;
+  el.table.classList.toggle('stale', client.state !== 'open' || state === 'down');
+}
+
+// A gateway with token auth needs a JWT: open the page as /#token=<JWT> (a fragment never
+// reaches a server or its logs) or /?token=<JWT>.
+const token = new URLSearchParams(location.hash.slice(1)).get('token') ??
+  new URLSearchParams(location.search).get('token') ?? undefined;
+const client = connect('/ws', { format: prefs.format === 'binary' ? 'binary' : 'json', token });
+for (const input of document.querySelectorAll('input[name=format]')) input.checked = input.value === client.format;
+
+client.on('state', (ev) => {
+  showConnection(ev);
+  if (ev.state !== 'open') {
+    if (feedState !== 'unknown') showFeed('unknown'); // no news of the feed while away
+    return;
+  }
+  if (everOpen) say('Reconnected.');
+  everOpen = true;
+  showFeed(client.feed); // 'up' until the gateway says otherwise
+  latency.clear(); // a new connection: old samples describe another path
+  client.list().then(onUniverse, () => {});
+});
+
+client.on('status', ({ feed }) => showFeed(feed));
+
+client.on('update', (u) => {
+  const row = rows.get(u.symbol);
+  if (!row) return;
+  row.latest = u;
+  row.count++;
+  const now = performance.now();
+  const price = chartPrice(u);
+  if (Number.isNaN(row.base) && price !== 0) row.base = price;
+  row.series.add(now, price);
+  if (!u.snapshot) latency.add(wallMs() - Number(u.ts_gateway) / 1e6, now);
+  dirty.add(row);
+  if (row.symbol === selected) chartDirty = true;
+  queueFrame();
+});
+
+client.on('error', (e) => {
+  if (e.kind === 'reply' && (e.code === 'unknown_symbol' || e.code === 'not_entitled')) {
+    // Refused symbols are not held: drop their rows.
+    const symbols = e.symbols ?? [];
+    for (const s of symbols) removeRow(s, { refused: true });
+    say(`${e.code === 'unknown_symbol' ? 'Unknown' : 'Not entitled to'}: ${symbols.join(', ')}.`);
+  } else if (e.kind === 'reply') {
+    say(`Gateway: ${e.message}`);
+  } else if (e.kind === 'close') {
+    say(e.message + '.');
+  } else {
+    console.warn('tickgate:', e);
+  }
+});
+
+client.on('pong', ({ rtt }) => {
+  el.rtt.textContent = `${rtt.toFixed(1)} ms`;
+});
+
+/** The `list` reply: fill the picker; on the first one, build and subscribe the watchlist. */
+function onUniverse(symbols) {
+  if (symbols.join() !== universe.join()) {
+    universe = symbols;
+    el.datalist.replaceChildren(...symbols.map((s) => new Option(s)));
+  }
+  if (ready) return;
+  ready = true;
+  const watch = initialWatchlist(symbols, prefs.watchlist);
+  for (const s of watch) addRow(s);
+  el.empty.hidden = rows.size > 0;
+  select(rows.has(prefs.selected) ? prefs.selected : (watch[0] ?? null));
+  // One subscribe per distinct max rate.
+  const groups = new Map();
+  for (const s of watch) {
+    const key = JSON.stringify(prefs.maxRates[s] ?? null);
+    if (!groups.has(key)) groups.set(key, []);
+    groups.get(key).push(s);
+  }
+  for (const symbols of groups.values()) client.subscribe(symbols, maxRateOption(symbols[0])).catch(() => {});
+  setTimeout(() => client.ping().catch(() => {}), 1000); // the first RTT, after the snapshots
+}
+
+// Per-second figures: updates/s per row and overall; latency percentiles; the chart's scroll.
+let lastTick = performance.now();
+let lastMessages = 0;
+setInterval(() => {
+  const now = performance.now();
+  const secs = (now - lastTick) / 1000;
+  lastTick = now;
+  for (const row of rows.values()) {
+    row.rate = row.count / secs;
+    row.count = 0;
+    dirty.add(row);
+  }
+  const msgs = client.stats.updates;
+  el.msgRate.textContent = Math.round((msgs - lastMessages) / secs).toLocaleString('en-US');
+  lastMessages = msgs;
+  const [p50, p99] = latency.percentiles(now, [50, 99]);
+  el.p50.textContent = formatMs(p50);
+  el.p99.textContent = formatMs(p99);
+  chartDirty = true;
+  queueFrame();
+}, 1000);
+setInterval(describeChart, 5000);
+
+function formatMs(ms) {
+  if (!Number.isFinite(ms)) return '–';
+  return `${ms.toFixed(ms < 10 ? 2 : ms < 100 ? 1 : 0)} ms`;
+}
+
+// --- input
+
+el.form.addEventListener('submit', (e) => {
+  e.preventDefault();
+  addSymbol(el.input.value);
+});
+
+for (const input of document.querySelectorAll('input[name=format]')) {
+  input.addEventListener('change', () => {
+    if (!input.checked) return;
+    client.setFormat(input.value);
+    savePrefs();
+  });
+}
+
+el.maxRate.addEventListener('change', () => {
+  if (!selected) return;
+  const v = el.maxRate.value;
+  if (v === '') delete prefs.maxRates[selected];
+  else prefs.maxRates[selected] = Number(v);
+  rows.get(selected)?.showCap();
+  savePrefs();
+  // Re-subscribing a held symbol changes only its rate (no new snapshot). No max_rate at all
+  // means the server's default.
+  client.subscribe([selected], maxRateOption(selected)).catch(() => {});
+});
+
+el.rows.addEventListener('click', (e) => {
+  const tr = e.target.closest('tr');
+  if (!tr) return;
+  if (e.target.closest('.del')) return removeRow(tr.dataset.symbol);
+  select(tr.dataset.symbol);
+  tr.focus();
+});
+
+// Keyboard: the selected row is the table's tab stop; arrows, Home and End move the selection;
+// Delete or Backspace removes the row (its × button does the same).
+el.rows.addEventListener('keydown', (e) => {
+  const tr = e.target;
+  if (!(tr instanceof HTMLTableRowElement)) return;
+  const list = [...el.rows.rows];
+  const i = list.indexOf(tr);
+  const to = {
+    ArrowDown: list[i + 1], ArrowUp: list[i - 1], Home: list[0], End: list[list.length - 1],
+  }[e.key];
+  if (to) {
+    e.preventDefault();
+    select(to.dataset.symbol);
+    to.focus();
+  } else if (e.key === 'Delete' || e.key === 'Backspace') {
+    e.preventDefault();
+    removeRow(tr.dataset.symbol);
+  } else if (e.key === 'Enter' || e.key === ' ') {
+    e.preventDefault();
+    select(tr.dataset.symbol);
+  }
+});
+
+new ResizeObserver(() => {
+  chartDirty = chartForced = true;
+  queueFrame();
+}).observe(el.chart);
+
+readChartColors();

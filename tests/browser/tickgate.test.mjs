@@ -1,0 +1,203 @@
+// tickgate.test.mjs: unit tests of the pure parts of src/server/web/tickgate.js (node --test):
+// the binary decoder against golden bytes from the gateway's own encoder (tests/golden.rs),
+// JSON update parsing, decimal formatting, the backoff schedule and the latency helpers.
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+
+import {
+  RECORD_SIZE, decodeFrame, formatFixed, formatDecimal, parseJsonUpdate, backoffDelay,
+  percentile, SlidingWindow, closeMeaning, CLOSE_CODES, TickgateError,
+} from '../../src/server/web/tickgate.js';
+
+const golden = (name) => new URL(`./golden/${name}`, import.meta.url);
+const goldenBytes = () => readFileSync(golden('binary_frame.bin')); // a Node Buffer (a Uint8Array)
+const goldenValues = JSON.parse(readFileSync(golden('binary_frame.json'), 'utf8'));
+
+/** A record as the golden JSON writes it: integers beyond 2^53 and decimals as strings. */
+function asGolden(r) {
+  return {
+    symbol_id: r.symbol_id, snapshot: r.snapshot, seq: String(r.seq),
+    bid: r.bid, bid_size: r.bid_size, ask: r.ask, ask_size: r.ask_size,
+    last: r.last, last_size: r.last_size, volume: r.volume,
+    ts_event: String(r.ts_event), ts_gateway: String(r.ts_gateway),
+  };
+}
+
+test('decodeFrame reads the golden frame exactly (3 records, 264 bytes)', () => {
+  const bytes = goldenBytes();
+  assert.equal(bytes.length, 264);
+  const records = decodeFrame(bytes);
+  assert.equal(records.length, 3);
+  assert.deepEqual(records.map(asGolden), goldenValues);
+  // BigInt where the protocol's integers exceed 2^53.
+  assert.equal(typeof records[1].seq, 'bigint');
+  assert.equal(records[1].seq, 9007199254740999n);
+  assert.equal(records[1].ts_event, 18446744073709551615n);
+});
+
+test('decodeFrame takes an ArrayBuffer, or a view at an offset into a larger buffer', () => {
+  const bytes = goldenBytes();
+  const exact = bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.length);
+  assert.deepEqual(decodeFrame(exact).map(asGolden), goldenValues);
+  const padded = new Uint8Array(264 + 5);
+  padded.set(bytes, 5);
+  assert.deepEqual(decodeFrame(padded.subarray(5)).map(asGolden), goldenValues);
+});
+
+test('decodeFrame rejects a length that is not a multiple of 88', () => {
+  const bytes = goldenBytes();
+  for (const len of [1, 87, 89, 176 + 1, 263]) {
+    assert.throws(() => decodeFrame(bytes.subarray(0, len)), (e) => {
+      assert.ok(e instanceof TickgateError);
+      assert.equal(e.kind, 'protocol');
+      assert.match(e.message, new RegExp(`${len} bytes is not a multiple of 88`));
+      return true;
+    }, `length ${len}`);
+  }
+  assert.deepEqual(decodeFrame(new Uint8Array(0)), []);
+});
+
+test('decodeFrame skips records of unknown type and ignores reserved flag bits', () => {
+  const bytes = Uint8Array.from(goldenBytes());
+  bytes[RECORD_SIZE] = 2; // the second record: a type of a later version
+  bytes[1] = 0xfe; // the first record: reserved bits set, snapshot bit clear
+  const records = decodeFrame(bytes);
+  assert.deepEqual(records.map((r) => r.symbol_id), [0, 3]);
+  assert.equal(records[0].snapshot, false);
+  bytes[1] = 0xff;
+  assert.equal(decodeFrame(bytes)[0].snapshot, true);
+});
+
+test('formatFixed prints the exact decimal of a value scaled by 1e8', () => {
+  const cases = [
+    [0n, '0'], [1n, '0.00000001'], [-1n, '-0.00000001'], [100_000_000n, '1'],
+    [-150_000_000n, '-1.5'], [18_912_000_000n, '189.12'], [18_912_345_678n, '189.12345678'],
+    [10_000_000_000n, '100'], [1_000_000_001n, '10.00000001'],
+    [9_223_372_036_854_775_807n, '92233720368.54775807'], // i64::MAX
+    [-9_223_372_036_854_775_808n, '-92233720368.54775808'], // i64::MIN
+  ];
+  for (const [scaled, text] of cases) assert.equal(formatFixed(scaled), text, String(scaled));
+});
+
+test('formatDecimal pads and groups without changing a digit', () => {
+  assert.equal(formatDecimal('189.1'), '189.10');
+  assert.equal(formatDecimal('1234.5'), '1,234.50');
+  assert.equal(formatDecimal('0'), '0.00');
+  assert.equal(formatDecimal('-0.00000001'), '-0.00000001');
+  assert.equal(formatDecimal('92233720368.54775807'), '92,233,720,368.54775807');
+  assert.equal(formatDecimal('1234567', { minFraction: 0 }), '1,234,567');
+  assert.equal(formatDecimal('-1234567.5', { minFraction: 0, group: '' }), '-1234567.5');
+  assert.equal(formatDecimal('999', { minFraction: 0 }), '999');
+});
+
+const JSON_UPDATE =
+  '{"type":"update","symbol":"AAPL","seq":9007199254740999,"bid":189.12,"bid_size":300,"ask":189.14,' +
+  '"ask_size":0.00000001,"last":0,"last_size":0,"volume":92233720368.54775807,' +
+  '"ts_event":1732240000123456789,"ts_gateway":1732240000123460001,"snapshot":true}';
+
+test('parseJsonUpdate keeps integers beyond 2^53 and every decimal exactly', () => {
+  const u = parseJsonUpdate(JSON_UPDATE);
+  assert.deepEqual(u, {
+    symbol: 'AAPL', symbol_id: undefined, snapshot: true, seq: 9007199254740999n,
+    bid: '189.12', bid_size: '300', ask: '189.14', ask_size: '0.00000001', last: '0',
+    last_size: '0', volume: '92233720368.54775807',
+    ts_event: 1732240000123456789n, ts_gateway: 1732240000123460001n,
+  });
+  // What JSON.parse alone would have given: the reason for parsing the text.
+  assert.notEqual(BigInt(JSON.parse(JSON_UPDATE).ts_gateway), 1732240000123460001n);
+});
+
+test('parseJsonUpdate falls back to JSON.parse for other layouts, still exact', () => {
+  // A later version's extra field, fields reordered, and an escaped symbol.
+  const text = '{"type":"update","venue":"X","symbol":"A\\"B","snapshot":false,"ts_gateway":1732240000123460001,' +
+    '"seq":7,"bid":-1.5,"bid_size":1,"ask":2,"ask_size":1,"last":1.25,"last_size":3,"volume":10,' +
+    '"ts_event":1732240000123456789}';
+  const u = parseJsonUpdate(text);
+  assert.equal(u.symbol, 'A"B');
+  assert.equal(u.snapshot, false);
+  assert.equal(u.seq, 7n);
+  assert.equal(u.bid, '-1.5');
+  assert.equal(u.last, '1.25');
+  assert.equal(u.ts_gateway, 1732240000123460001n);
+  assert.equal(u.ts_event, 1732240000123456789n);
+  assert.equal(parseJsonUpdate('{"type":"pong","id":1,"ts":1}'), null);
+  assert.throws(() => parseJsonUpdate('{"type":"update",'), SyntaxError);
+});
+
+test('backoffDelay without jitter doubles from base up to max', () => {
+  const opts = { base: 250, max: 10_000, jitter: 'none' };
+  const schedule = Array.from({ length: 10 }, (_, i) => backoffDelay(i, opts));
+  assert.deepEqual(schedule, [250, 500, 1000, 2000, 4000, 8000, 10_000, 10_000, 10_000, 10_000]);
+  assert.equal(backoffDelay(-3, opts), 250, 'a negative attempt counts as the first');
+  assert.equal(backoffDelay(1e6, opts), 10_000, 'a huge attempt is capped, not Infinity or NaN');
+});
+
+test('backoffDelay with full jitter stays in [0, cap) and follows the injected random', () => {
+  const at = (attempt, r) => backoffDelay(attempt, { base: 100, max: 3_000, jitter: 'full', random: () => r });
+  assert.equal(at(0, 0), 0);
+  assert.equal(at(0, 0.5), 50);
+  assert.equal(at(3, 0.5), 400);
+  assert.equal(at(10, 0.5), 1_500); // capped at max before the jitter
+  assert.ok(at(10, 0.999999) < 3_000);
+  // Defaults: base 250, cap 10 s, full jitter.
+  for (let i = 0; i < 1000; i++) {
+    const d = backoffDelay(i % 12);
+    assert.ok(d >= 0 && d < Math.min(10_000, 250 * 2 ** (i % 12)), `attempt ${i % 12}: ${d}`);
+  }
+});
+
+test('backoffDelay with equal jitter stays in [cap/2, cap)', () => {
+  const at = (attempt, r) => backoffDelay(attempt, { base: 200, max: 5_000, jitter: 'equal', random: () => r });
+  assert.equal(at(0, 0), 100);
+  assert.equal(at(2, 0), 400);
+  assert.equal(at(2, 0.5), 600);
+  assert.equal(at(20, 0), 2_500);
+  assert.ok(at(20, 0.999999) < 5_000);
+});
+
+test('backoffDelay is deterministic given a seeded random', () => {
+  const seeded = (seed) => () => ((seed = (seed * 16807) % 2147483647) - 1) / 2147483646;
+  const run = () => {
+    const random = seeded(42);
+    return Array.from({ length: 8 }, (_, i) => backoffDelay(i, { random }));
+  };
+  assert.deepEqual(run(), run());
+});
+
+test('percentile uses the nearest rank and does not touch its input', () => {
+  const values = Array.from({ length: 100 }, (_, i) => 100 - i); // 100..1, unsorted
+  assert.equal(percentile(values, 50), 50);
+  assert.equal(percentile(values, 99), 99);
+  assert.equal(percentile(values, 100), 100);
+  assert.equal(percentile(values, 0), 1);
+  assert.equal(values[0], 100, 'input not sorted in place');
+  assert.equal(percentile([7], 99), 7);
+  assert.equal(percentile([3, 1, 2], 50), 2);
+  assert.ok(Number.isNaN(percentile([], 50)));
+});
+
+test('SlidingWindow keeps the newest samples within the span', () => {
+  const w = new SlidingWindow({ span: 1000, capacity: 4 });
+  w.add(100, 0);
+  w.add(1, 500);
+  w.add(2, 900);
+  assert.deepEqual(w.percentiles(1000, [50, 100]), [2, 100]);
+  assert.deepEqual(w.percentiles(1600, [50, 100]), [2, 2], 'older than the span: dropped');
+  for (const v of [10, 20, 30, 40, 50]) w.add(v, 1700); // over capacity: the oldest go
+  assert.deepEqual(w.percentiles(1700, [0, 100]), [20, 50]);
+  w.clear();
+  assert.ok(Number.isNaN(w.percentiles(1700, [50])[0]));
+});
+
+test('close codes map to their meaning', () => {
+  assert.equal(closeMeaning(1001), 'server shutting down');
+  assert.match(closeMeaning(1008), /slow consumer, idle timeout, no subscription or token expired/);
+  assert.match(closeMeaning(1009), /max_message_bytes/);
+  assert.match(closeMeaning(1002), /protocol error/);
+  assert.match(closeMeaning(1006), /refused/);
+  assert.equal(closeMeaning(4321), 'application close');
+  assert.equal(closeMeaning(1234), 'close code 1234');
+  for (const code of [1001, 1002, 1003, 1007, 1008, 1009]) assert.ok(CLOSE_CODES[code], `PROTOCOL.md's ${code}`);
+});
