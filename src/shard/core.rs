@@ -595,15 +595,14 @@ impl ShardCore {
 
     /// The `not_entitled` error listing `denied` (nothing if it is empty).
     fn reply_not_entitled(&mut self, key: usize, id: Option<i64>, denied: &[&str], note: &str) {
-        if denied.is_empty() {
-            return;
-        }
-        let e = ControlError {
+        self.reply_symbols(
+            key,
             id,
-            code: ErrorCode::NotEntitled,
-            message: format!("{} symbol(s) not covered by your token{note}", denied.len()),
-        };
-        self.reply_error(key, &e, Some(denied));
+            ErrorCode::NotEntitled,
+            denied,
+            "symbol(s) not covered by your token",
+            note,
+        );
     }
 
     /// `{"op":"auth"}`: replaces the client's token. Subscriptions the new token does not
@@ -714,15 +713,24 @@ impl ShardCore {
 
     /// The `unknown_symbol` error listing `unknown` (nothing if it is empty).
     fn reply_unknown(&mut self, key: usize, id: Option<i64>, unknown: &[&str], note: &str) {
-        if unknown.is_empty() {
+        self.reply_symbols(key, id, ErrorCode::UnknownSymbol, unknown, "unknown symbol(s)", note);
+    }
+
+    /// An error with `code` listing `symbols` ("N what note"); nothing if the list is empty.
+    fn reply_symbols(
+        &mut self,
+        key: usize,
+        id: Option<i64>,
+        code: ErrorCode,
+        symbols: &[&str],
+        what: &str,
+        note: &str,
+    ) {
+        if symbols.is_empty() {
             return;
         }
-        let e = ControlError {
-            id,
-            code: ErrorCode::UnknownSymbol,
-            message: format!("{} unknown symbol(s){note}", unknown.len()),
-        };
-        self.reply_error(key, &e, Some(unknown));
+        let e = ControlError { id, code, message: format!("{} {what}{note}", symbols.len()) };
+        self.reply_error(key, &e, Some(symbols));
     }
 
     fn reply_error(&mut self, key: usize, e: &ControlError, symbols: Option<&[&str]>) {
