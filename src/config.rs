@@ -616,7 +616,7 @@ pub static KEYS: &[KeyDef] = &[
               if set, wins.",
         live: true,
         apply: |c, v| {
-            tracing_subscriber::EnvFilter::try_new(v).map_err(|e| format!("not a valid log filter: {e}"))?;
+            log_filter(v)?;
             c.log_level = v.to_string();
             Ok(())
         },
@@ -1019,6 +1019,23 @@ fn parse_origins(v: &str) -> Result<Vec<String>, String> {
     Ok(out)
 }
 
+/// Parses a log filter safely: ASCII only (tracing-subscriber 0.3.23 panics slicing some
+/// non-ASCII directives) and without field-value regexes (their automata grow
+/// exponentially with the pattern; a 25-byte value took seconds and 100 MB). Both were
+/// found by fuzzing `server.log_level`, which is also settable live.
+///
+/// # Errors
+/// Why the filter is refused.
+pub fn log_filter(v: &str) -> Result<tracing_subscriber::EnvFilter, String> {
+    if !v.is_ascii() || v.len() > 1024 {
+        return Err("a log filter is ASCII, at most 1024 bytes (e.g. info, tickgate=debug)".into());
+    }
+    tracing_subscriber::EnvFilter::builder()
+        .with_regex(false)
+        .parse(v)
+        .map_err(|e| format!("not a valid log filter: {e}"))
+}
+
 fn parse_bool(v: &str) -> Result<bool, String> {
     match v.trim() {
         "true" | "1" | "yes" | "on" => Ok(true),
@@ -1346,6 +1363,16 @@ pub fn effective_value(c: &Config, key: &str) -> String {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hostile_log_filters_are_refused_quickly() {
+        let started = std::time::Instant::now();
+        assert!(log_filter(" a\u{c5}=info").is_err(), "non-ASCII must not reach the panicking parser");
+        // Field-value regexes are off: this parses as a literal, fast.
+        let _ = log_filter("[{a=(a|b)*a..............}]");
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+        assert!(log_filter("info,tickgate=debug").is_ok());
+    }
 
     #[test]
     fn defaults_are_valid_and_match_the_documented_values() {

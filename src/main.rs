@@ -192,7 +192,7 @@ fn resolve(
 fn init_logs(level: &str, format: LogFormat) -> tickgate::live::LogReloader {
     use tracing_subscriber::prelude::*;
     use tracing_subscriber::{EnvFilter, reload};
-    let from_env = std::env::var("RUST_LOG").ok().and_then(|v| EnvFilter::try_new(v).ok());
+    let from_env = std::env::var("RUST_LOG").ok().and_then(|v| config::log_filter(&v).ok());
     let (filter, handle) = reload::Layer::new(from_env.unwrap_or_else(|| EnvFilter::new(level)));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout()) && std::env::var_os("NO_COLOR").is_none();
     let registry = tracing_subscriber::registry().with(filter);
@@ -205,7 +205,7 @@ fn init_logs(level: &str, format: LogFormat) -> tickgate::live::LogReloader {
         }
     }
     Box::new(move |level: &str| {
-        let f = EnvFilter::try_new(level).map_err(|e| format!("not a valid log filter: {e}"))?;
+        let f = config::log_filter(level)?;
         handle.reload(f).map_err(|e| e.to_string())
     })
 }
