@@ -131,6 +131,24 @@ fn per_shard(
     Ok(())
 }
 
+/// A counter family labelled by shard and code; `values` gives each shard's (code, count).
+fn per_shard_by_code(
+    e: &mut DescriptorEncoder,
+    shards: &[Arc<ShardStats>],
+    name: &str,
+    help: &str,
+    values: impl Fn(&ShardStats) -> Vec<(String, u64)>,
+) -> Fmt {
+    let mut fam = e.encode_descriptor(name, help, None, MetricType::Counter)?;
+    for (i, s) in shards.iter().enumerate() {
+        for (code, v) in values(s) {
+            let labels = [("shard", i.to_string()), ("code", code)];
+            ConstCounter::new(v).encode(fam.encode_family(&labels)?)?;
+        }
+    }
+    Ok(())
+}
+
 /// Converts an HDR histogram (ns) into Prometheus buckets (seconds): per-bucket counts,
 /// the sum (mean × count, the HDR's exactness) and the count.
 pub fn prometheus_buckets(h: &Histogram<u64>) -> (f64, u64, Vec<(f64, u64)>) {
@@ -262,34 +280,32 @@ impl Collector for GatewayCollector {
         for (name, help, f) in SHARD_COUNTERS {
             per_shard(&mut e, &shards, name, help, Counter, f)?;
         }
-        {
-            let mut fam = e.encode_descriptor(
-                "tickgate_client_errors",
-                "Error replies to clients, by code.",
-                None,
-                Counter,
-            )?;
-            for (i, s) in shards.iter().enumerate() {
-                for (code, v) in ERROR_CODE_NAMES.iter().zip(&s.errors) {
-                    let labels = [("shard", i.to_string()), ("code", code.to_string())];
-                    ConstCounter::new(v.load(r)).encode(fam.encode_family(&labels)?)?;
-                }
-            }
-        }
-        {
-            let mut fam = e.encode_descriptor(
-                "tickgate_closes",
-                "Close frames sent by the server, by code.",
-                None,
-                Counter,
-            )?;
-            for (i, s) in shards.iter().enumerate() {
-                for (code, v) in COUNTED_CLOSE_CODES.iter().zip(&s.closes) {
-                    let labels = [("shard", i.to_string()), ("code", code.to_string())];
-                    ConstCounter::new(v.load(r)).encode(fam.encode_family(&labels)?)?;
-                }
-            }
-        }
+        per_shard_by_code(
+            &mut e,
+            &shards,
+            "tickgate_client_errors",
+            "Error replies to clients, by code.",
+            |s| {
+                ERROR_CODE_NAMES
+                    .iter()
+                    .map(ToString::to_string)
+                    .zip(s.errors.iter().map(|v| v.load(r)))
+                    .collect()
+            },
+        )?;
+        per_shard_by_code(
+            &mut e,
+            &shards,
+            "tickgate_closes",
+            "Close frames sent by the server, by code.",
+            |s| {
+                COUNTED_CLOSE_CODES
+                    .iter()
+                    .map(ToString::to_string)
+                    .zip(s.closes.iter().map(|v| v.load(r)))
+                    .collect()
+            },
+        )?;
         counter(
             &mut e,
             "tickgate_config_changes",
