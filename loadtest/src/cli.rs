@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use clap::Parser;
 
+use crate::capacity::CapacityOptions;
 use crate::options::{FormatMode, Options, Progress, SourceAddrs};
 use crate::picker::Pick;
 use crate::profile::{self, ProfileName};
@@ -122,6 +123,49 @@ pub struct Args {
     /// No live progress, only the final table.
     #[arg(long, short)]
     pub quiet: bool,
+
+    /// Capacity search: run steps of --duration (default 10 s here), each a separate
+    /// connect → measure → disconnect load test with fresh clients, to find the largest
+    /// client count whose gateway→recv p99 is within --slo-p99 with zero violations and
+    /// every client subscribed. Doubles from --capacity-start until a step fails (or
+    /// --capacity-max), then bisects to --capacity-step. --json writes the step table.
+    #[arg(long, requires = "slo_p99", conflicts_with_all = ["clients", "merge", "markdown_row", "verify_final", "hdr_log", "plot"])]
+    pub find_capacity: bool,
+
+    /// The latency objective of --find-capacity: p99 of gateway→recv, e.g. 50ms, 0.05s,
+    /// 500us.
+    #[arg(long, value_name = "DURATION", value_parser = crate::capacity::parse_duration)]
+    pub slo_p99: Option<Duration>,
+
+    /// First client count of --find-capacity.
+    #[arg(long, value_name = "N", default_value_t = 500)]
+    pub capacity_start: usize,
+
+    /// Largest client count of --find-capacity (default: the per-process open-file limit
+    /// of 20,000 minus headroom; it is also capped at this process's limit).
+    #[arg(long, value_name = "N", default_value_t = 19_000)]
+    pub capacity_max: usize,
+
+    /// Resolution of the --find-capacity bisection, clients.
+    #[arg(long, value_name = "N", default_value_t = 250)]
+    pub capacity_step: usize,
+
+    /// --find-capacity: start a fresh server for every step with this shell command
+    /// (run as `sh -c 'exec CMD'`), `{port}` replaced by a free port. It must serve
+    /// GET /healthz; each step waits for it, runs against --url with `{port}` replaced
+    /// (default ws://127.0.0.1:{port}/ws), reads the server's RSS and CPU, and stops it
+    /// with SIGTERM. Without it, every step runs against the one running server at --url
+    /// (steps then inherit the earlier steps' state: less fair).
+    #[arg(long, value_name = "CMD", requires = "find_capacity")]
+    pub server_cmd: Option<String>,
+
+    /// --server-cmd: append the servers' stdout and stderr to FILE (default: discarded).
+    #[arg(long, value_name = "FILE", requires = "server_cmd")]
+    pub server_log: Option<PathBuf>,
+
+    /// --server-cmd: how long a started server may take to answer GET /healthz, seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 30.0)]
+    pub server_ready_timeout: f64,
 }
 
 fn secs(flag: &str, v: f64) -> Result<Duration, String> {
@@ -132,19 +176,58 @@ fn secs(flag: &str, v: f64) -> Result<Duration, String> {
     }
 }
 
+/// The default --duration of each --find-capacity step.
+pub const CAPACITY_DURATION: Duration = Duration::from_secs(10);
+
 impl Args {
+    /// The --url values as given, or the default (with `{port}` for --server-cmd).
+    fn url_templates(&self) -> Vec<String> {
+        match (self.urls.is_empty(), self.server_cmd.is_some()) {
+            (false, _) => self.urls.clone(),
+            (true, true) => vec!["ws://127.0.0.1:{port}/ws".to_string()],
+            (true, false) => vec!["ws://127.0.0.1:9000/ws".to_string()],
+        }
+    }
+
+    /// The validated options of a --find-capacity search.
+    ///
+    /// # Errors
+    ///
+    /// A message naming the bad flag.
+    pub fn to_capacity_options(&self, command_line: String) -> Result<CapacityOptions, String> {
+        let base = self.to_options(command_line)?;
+        let slo_p99 = self.slo_p99.ok_or("--find-capacity needs --slo-p99")?;
+        if self.server_cmd.is_none() && self.urls.iter().any(|u| u.contains("{port}")) {
+            return Err("{port} in --url needs --server-cmd".into());
+        }
+        crate::capacity::Search::new(self.capacity_start, self.capacity_max, self.capacity_step)?;
+        Ok(CapacityOptions {
+            base,
+            slo_p99,
+            start: self.capacity_start,
+            max: self.capacity_max,
+            step: self.capacity_step,
+            server_cmd: self.server_cmd.clone(),
+            url_templates: self.url_templates(),
+            server_ready_timeout: secs("--server-ready-timeout", self.server_ready_timeout)?,
+            server_log: self.server_log.clone(),
+            pause: Duration::from_secs(2),
+        })
+    }
+
     /// The validated options of a run (not for `--merge`).
     ///
     /// # Errors
     ///
     /// A message naming the bad flag.
     pub fn to_options(&self, command_line: String) -> Result<Options, String> {
-        let raw: Vec<&str> = if self.urls.is_empty() {
-            vec!["ws://127.0.0.1:9000/ws"]
-        } else {
-            self.urls.iter().map(String::as_str).collect()
+        // With --server-cmd the port is only known per step; a placeholder lets the URLs be
+        // checked now (each step substitutes its own port).
+        let raw: Vec<String> = match self.server_cmd {
+            Some(_) => self.url_templates().into_iter().map(|u| u.replace("{port}", "9")).collect(),
+            None => self.url_templates(),
         };
-        let urls = raw.into_iter().map(WsUrl::parse).collect::<Result<Vec<_>, _>>()?;
+        let urls = raw.iter().map(|u| WsUrl::parse(u)).collect::<Result<Vec<_>, _>>()?;
         let mut o = Options::new(self.profile, urls);
         if let Some(n) = self.clients {
             o.clients = n;
@@ -162,6 +245,8 @@ impl Args {
         o.churn_per_sec = self.churn_per_sec;
         if let Some(d) = self.duration {
             o.duration = secs("--duration", d)?;
+        } else if self.find_capacity {
+            o.duration = CAPACITY_DURATION;
         }
         o.verify_final = self.verify_final;
         o.verify_timeout = secs("--verify-timeout", self.verify_timeout)?;
@@ -201,6 +286,42 @@ mod tests {
         assert_eq!((o.clients, o.symbols_per_client, o.duration.as_secs()), (1_000, 10, 30));
         assert_eq!(o.urls[0].path_and_query, "/ws");
         assert_eq!(o.ramp_per_sec, 2000.0);
+    }
+
+    #[test]
+    fn capacity_flags() {
+        let a = Args::try_parse_from([
+            "t",
+            "--find-capacity",
+            "--slo-p99",
+            "50ms",
+            "--server-cmd",
+            "srv --port {port}",
+            "--symbols-per-client",
+            "20",
+        ])
+        .unwrap();
+        let c = a.to_capacity_options(String::new()).unwrap();
+        assert_eq!(c.slo_p99, Duration::from_millis(50));
+        assert_eq!((c.start, c.max, c.step), (500, 19_000, 250));
+        assert_eq!(c.base.duration, CAPACITY_DURATION);
+        assert_eq!(c.url_templates, ["ws://127.0.0.1:{port}/ws"]);
+        // --slo-p99 is required, and --clients makes no sense with a search.
+        assert!(Args::try_parse_from(["t", "--find-capacity"]).is_err());
+        assert!(
+            Args::try_parse_from(["t", "--find-capacity", "--slo-p99", "5ms", "--clients", "5"]).is_err()
+        );
+        assert!(Args::try_parse_from(["t", "--find-capacity", "--slo-p99", "5"]).is_err());
+        let a = Args::try_parse_from([
+            "t",
+            "--find-capacity",
+            "--slo-p99",
+            "5ms",
+            "--url",
+            "ws://127.0.0.1:{port}/ws",
+        ])
+        .unwrap();
+        assert!(a.to_capacity_options(String::new()).is_err());
     }
 
     #[test]

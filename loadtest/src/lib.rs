@@ -30,11 +30,14 @@
 //!   [`verify`]: final values against the gateway's snapshot.
 //! - [`stats`]: histograms and counters; [`report`]: the result, its table and `--merge`;
 //!   [`plot`]: the percentile plot; [`progress`]: live progress.
+//! - [`capacity`]: `--find-capacity`, the search for the most clients within a p99
+//!   objective (a pure state machine, and its runner).
 //! - [`picker`]: uniform and Zipf symbol picks; [`srcaddr`]: source-address rotation;
 //!   [`sysinfo`]: machine, CPU, RSS, open-file limit.
 //!
 //! No `unsafe` (the workspace forbids it).
 
+pub mod capacity;
 pub mod checker;
 pub mod cli;
 pub mod decode;
