@@ -1,0 +1,144 @@
+// Benchmark peer: a uWebSockets.js server (npm package `uwebsockets`, see README.md)
+// speaking the subset of tickgate protocol v1 that tickgate-loadtest uses, fed by the
+// same simulated feed as ws-server.js (feed.js). Fan-out is uWS's native topic pub/sub:
+// one topic per symbol, each tick encoded once and published once (app.publish).
+//
+//   node uws-server.js --port 9101 --symbols 1000 --rate 10000
+'use strict';
+
+const uWS = require('uwebsockets');
+const { nowNs, parseArgs, Feed, parseRequest, reply } = require('./feed.js');
+
+let opts;
+try {
+  opts = parseArgs(process.argv);
+} catch (e) {
+  console.error(`uws-server: ${e.message}`);
+  process.exit(2);
+}
+const feed = new Feed(opts.symbols);
+const SUBPROTOCOL = 'tickgate.v1.json';
+let connections = 0;
+
+const app = uWS.App();
+
+app.ws('/ws', {
+  compression: uWS.DISABLED,
+  maxPayloadLength: 64 * 1024,
+  // Published messages beyond this much buffered data are dropped for that socket (uWS's
+  // policy; the load generator sees a seq gap, i.e. conflation). Same limit as ws-server.
+  maxBackpressure: opts.maxBuffered,
+  closeOnBackpressureLimit: false,
+  idleTimeout: 0,
+  sendPingsAutomatically: false,
+
+  upgrade: (res, req, context) => {
+    const offered = req.getHeader('sec-websocket-protocol').split(',').map((s) => s.trim());
+    const query = req.getQuery() || '';
+    // The load generator offers tickgate.v1.json and requires the echo. Only JSON here.
+    if (offered.some((p) => p.startsWith('tickgate.') && p !== SUBPROTOCOL) || /format=binary/.test(query)) {
+      res.writeStatus('400 Bad Request').end('this peer speaks only format=json');
+      return;
+    }
+    res.upgrade(
+      { held: new Set() },
+      req.getHeader('sec-websocket-key'),
+      offered.includes(SUBPROTOCOL) ? SUBPROTOCOL : '',
+      req.getHeader('sec-websocket-extensions'),
+      context,
+    );
+  },
+  open: () => {
+    connections++;
+  },
+  close: () => {
+    connections--;
+  },
+  message: (ws, message, isBinary) => {
+    if (isBinary) {
+      ws.end(1003, 'text only');
+      return;
+    }
+    const r = parseRequest(Buffer.from(message).toString('utf8'));
+    if (r.error) {
+      ws.send(reply(r.error), false);
+      return;
+    }
+    const data = ws.getUserData();
+    switch (r.op) {
+      case 'list':
+        ws.send(reply({ type: 'symbols', id: r.id, symbols: feed.names }), false);
+        break;
+      case 'ping':
+        ws.send(reply({ type: 'pong', id: r.id, ts: 0 }).replace('"ts":0', `"ts":${nowNs()}`), false);
+        break;
+      case 'subscribe': {
+        const acked = {};
+        const unknown = [];
+        const fresh = [];
+        for (const s of r.symbols) {
+          const id = feed.ids.get(s);
+          if (id === undefined) {
+            unknown.push(s);
+            continue;
+          }
+          acked[s] = id;
+          if (!data.held.has(id)) {
+            data.held.add(id);
+            ws.subscribe(s);
+            fresh.push(id);
+          }
+        }
+        // Reply first, then one snapshot per newly held symbol that has a value (as
+        // tickgate). All within this callback: no publish can come in between.
+        ws.send(reply({ type: 'subscribed', id: r.id, symbols: acked }), false);
+        for (const id of fresh) {
+          if (feed.hasValue(id)) ws.send(feed.encode(id, true), false);
+        }
+        if (unknown.length) {
+          ws.send(reply({ type: 'error', id: r.id, code: 'unknown_symbol', message: `${unknown.length} unknown symbol(s)`, symbols: unknown }), false);
+        }
+        break;
+      }
+      case 'unsubscribe': {
+        const known = [];
+        for (const s of r.symbols) {
+          const id = feed.ids.get(s);
+          if (id === undefined) continue;
+          known.push(s);
+          data.held.delete(id);
+          ws.unsubscribe(s);
+        }
+        ws.send(reply({ type: 'unsubscribed', id: r.id, symbols: known }), false);
+        break;
+      }
+      default:
+        ws.send(reply({ type: 'error', id: r.id, code: 'unknown_op', message: `unknown op ${r.op}` }), false);
+    }
+  },
+});
+
+app.get('/healthz', (res) => {
+  res.end('ok');
+});
+app.get('/stats', (res) => {
+  res.writeHeader('content-type', 'application/json').end(feed.stats(opts.rate, { server: 'uws', connections }));
+});
+app.any('/*', (res) => {
+  res.writeStatus('404 Not Found').end('not found');
+});
+
+app.listen(opts.host, opts.port, (token) => {
+  if (!token) {
+    console.error(`uws-server: cannot listen on ${opts.host}:${opts.port}`);
+    process.exit(1);
+  }
+  console.log(`uws-server: listening on ${opts.host}:${opts.port}, ${opts.symbols} symbols at ${opts.rate} ticks/s`);
+  feed.start(opts.rate, opts.tickMs, (id, msg) => {
+    app.publish(feed.names[id], msg, false);
+  });
+});
+
+for (const sig of ['SIGTERM', 'SIGINT']) {
+  process.on(sig, () => process.exit(0));
+}

@@ -1,0 +1,146 @@
+// Benchmark peer: a Node `ws` 8 server speaking the subset of tickgate protocol v1 that
+// tickgate-loadtest uses, fed by the same simulated feed as uws-server.js (feed.js).
+// Fan-out: a Set of sockets per symbol; each tick is encoded once into one Buffer and that
+// Buffer is sent to every subscriber (ws frames it per socket, but does not re-encode it).
+//
+//   node ws-server.js --port 9102 --symbols 1000 --rate 10000
+'use strict';
+
+const http = require('http');
+const { WebSocketServer } = require('ws');
+const { nowNs, parseArgs, Feed, parseRequest, reply } = require('./feed.js');
+
+let opts;
+try {
+  opts = parseArgs(process.argv);
+} catch (e) {
+  console.error(`ws-server: ${e.message}`);
+  process.exit(2);
+}
+const feed = new Feed(opts.symbols);
+const SUBPROTOCOL = 'tickgate.v1.json';
+const subscribers = feed.names.map(() => new Set());
+let connections = 0;
+let dropped = 0;
+
+const server = http.createServer((req, res) => {
+  const path = (req.url || '').split('?')[0];
+  if (path === '/healthz') {
+    res.end('ok');
+  } else if (path === '/stats') {
+    res.setHeader('content-type', 'application/json');
+    res.end(feed.stats(opts.rate, { server: 'ws', connections, dropped }));
+  } else {
+    res.statusCode = 404;
+    res.end('not found');
+  }
+});
+
+const wss = new WebSocketServer({
+  server,
+  path: '/ws',
+  perMessageDeflate: false,
+  maxPayload: 64 * 1024,
+  clientTracking: false,
+  handleProtocols: (protocols) => (protocols.has(SUBPROTOCOL) ? SUBPROTOCOL : false),
+  verifyClient: (info) => !/format=binary/.test(info.req.url || ''),
+});
+
+const TEXT = { binary: false };
+
+wss.on('connection', (ws) => {
+  connections++;
+  const held = new Set();
+  ws.on('close', () => {
+    connections--;
+    for (const id of held) subscribers[id].delete(ws);
+  });
+  ws.on('error', () => {});
+  ws.on('message', (data, isBinary) => {
+    if (isBinary) {
+      ws.close(1003, 'text only');
+      return;
+    }
+    const r = parseRequest(data.toString('utf8'));
+    if (r.error) {
+      ws.send(reply(r.error));
+      return;
+    }
+    switch (r.op) {
+      case 'list':
+        ws.send(reply({ type: 'symbols', id: r.id, symbols: feed.names }));
+        break;
+      case 'ping':
+        ws.send(reply({ type: 'pong', id: r.id, ts: 0 }).replace('"ts":0', `"ts":${nowNs()}`));
+        break;
+      case 'subscribe': {
+        const acked = {};
+        const unknown = [];
+        const fresh = [];
+        for (const s of r.symbols) {
+          const id = feed.ids.get(s);
+          if (id === undefined) {
+            unknown.push(s);
+            continue;
+          }
+          acked[s] = id;
+          if (!held.has(id)) {
+            held.add(id);
+            subscribers[id].add(ws);
+            fresh.push(id);
+          }
+        }
+        // Reply first, then one snapshot per newly held symbol that has a value (as
+        // tickgate); all synchronous, so no tick can come in between.
+        ws.send(reply({ type: 'subscribed', id: r.id, symbols: acked }));
+        for (const id of fresh) {
+          if (feed.hasValue(id)) ws.send(feed.encode(id, true));
+        }
+        if (unknown.length) {
+          ws.send(reply({ type: 'error', id: r.id, code: 'unknown_symbol', message: `${unknown.length} unknown symbol(s)`, symbols: unknown }));
+        }
+        break;
+      }
+      case 'unsubscribe': {
+        const known = [];
+        for (const s of r.symbols) {
+          const id = feed.ids.get(s);
+          if (id === undefined) continue;
+          known.push(s);
+          held.delete(id);
+          subscribers[id].delete(ws);
+        }
+        ws.send(reply({ type: 'unsubscribed', id: r.id, symbols: known }));
+        break;
+      }
+      default:
+        ws.send(reply({ type: 'error', id: r.id, code: 'unknown_op', message: `unknown op ${r.op}` }));
+    }
+  });
+});
+
+server.on('error', (e) => {
+  console.error(`ws-server: ${e.message}`);
+  process.exit(1);
+});
+server.listen(opts.port, opts.host, 1024, () => {
+  console.log(`ws-server: listening on ${opts.host}:${opts.port}, ${opts.symbols} symbols at ${opts.rate} ticks/s`);
+  feed.start(opts.rate, opts.tickMs, (id, msg) => {
+    const subs = subscribers[id];
+    if (subs.size === 0) return;
+    const buf = Buffer.from(msg);
+    for (const ws of subs) {
+      // Same policy as uWS's maxBackpressure: a socket with more than maxBuffered bytes
+      // queued skips this update (the client sees a seq gap) instead of growing forever.
+      if (ws.bufferedAmount > opts.maxBuffered) {
+        dropped++;
+        continue;
+      }
+      ws.send(buf, TEXT);
+    }
+  });
+});
+
+for (const sig of ['SIGTERM', 'SIGINT']) {
+  process.on(sig, () => process.exit(0));
+}
