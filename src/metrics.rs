@@ -44,7 +44,18 @@ type ShardMetric = (&'static str, &'static str, fn(&ShardStats) -> u64);
 const R: Ordering = Ordering::Relaxed;
 
 /// Per-shard gauges.
-const SHARD_GAUGES: [ShardMetric; 6] = [
+const SHARD_GAUGES: [ShardMetric; 8] = [
+    (
+        "tickgate_flush_slice_max_nanoseconds",
+        "Longest flush slice in the last window (about a second), ns.",
+        |s| s.window.lock().map_or(0, |w| (w.slice_us_max * 1e3) as u64),
+    ),
+    (
+        "tickgate_ready_wait_max_nanoseconds",
+        "Longest time a client waited in the ready queue in the last window (the worst revisit \
+         interval), ns.",
+        |s| s.window.lock().map_or(0, |w| (w.revisit_ms_max * 1e6) as u64),
+    ),
     ("tickgate_connections", "Open WebSocket connections.", |s| s.clients.load(R) as u64),
     ("tickgate_subscriptions", "(client, symbol) subscriptions.", |s| s.subscriptions.load(R) as u64),
     (
@@ -60,12 +71,29 @@ const SHARD_GAUGES: [ShardMetric; 6] = [
 ];
 
 /// Per-shard counters (exposed with a `_total` suffix).
-const SHARD_COUNTERS: [ShardMetric; 13] = [
+const SHARD_COUNTERS: [ShardMetric; 18] = [
     ("tickgate_ticks_processed", "Ticks read from the ring.", |s| s.ticks.load(R)),
     ("tickgate_updates_delivered", "Live updates written to client sockets.", |s| s.delivered.load(R)),
     ("tickgate_snapshots", "Snapshot updates sent on subscribe.", |s| s.snapshots.load(R)),
     ("tickgate_bytes_written", "Bytes written to client sockets.", |s| s.bytes_written.load(R)),
     ("tickgate_writes", "write syscalls to client sockets.", |s| s.writes.load(R)),
+    ("tickgate_flush_slices", "Flush slices that served at least one client.", |s| s.slices.load(R)),
+    (
+        "tickgate_flush_slice_nanoseconds",
+        "Time spent in flush slices, ns (divide by tickgate_flush_slices_total: mean slice length).",
+        |s| s.slice_ns.load(R),
+    ),
+    (
+        "tickgate_flush_visits",
+        "Clients taken from the ready queue and flushed (divide by slices: clients per slice).",
+        |s| s.visits.load(R),
+    ),
+    (
+        "tickgate_ready_wait_nanoseconds",
+        "Time flushed clients waited in the ready queue, ns (divide by visits: the revisit interval).",
+        |s| s.queue_wait_ns.load(R),
+    ),
+    ("tickgate_wakeups", "Clients woken by a tick of a symbol they were armed on.", |s| s.wakeups.load(R)),
     ("tickgate_conflated_updates", "Pending updates replaced by a newer one.", |s| s.conflated.load(R)),
     ("tickgate_ring_overruns", "Times the ring lapped a shard (healed from the cache).", |s| {
         s.overruns.load(R)

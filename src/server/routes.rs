@@ -377,6 +377,12 @@ struct ShardJson {
     binary_encodes: u64,
     writes: u64,
     turns: u64,
+    slices: u64,
+    visits: u64,
+    wakeups: u64,
+    /// The flush loop over the last window: writes/s, updates per write, slice length,
+    /// clients per slice, revisit interval.
+    flush: crate::shard::FlushWindow,
     errors: std::collections::BTreeMap<&'static str, u64>,
     closes: std::collections::BTreeMap<String, u64>,
     slow_consumer_closes: u64,
@@ -500,6 +506,10 @@ pub(crate) fn stats(app: &App) -> Resp {
                 binary_encodes: st.binary_encodes.load(r),
                 writes: st.writes.load(r),
                 turns: st.turns.load(r),
+                slices: st.slices.load(r),
+                visits: st.visits.load(r),
+                wakeups: st.wakeups.load(r),
+                flush: st.window.lock().map(|w| *w).unwrap_or_default(),
                 errors: codes.iter().zip(&st.errors).map(|(c, v)| (*c, v.load(r))).collect(),
                 closes: crate::shard::COUNTED_CLOSE_CODES
                     .iter()

@@ -24,6 +24,9 @@ struct Entry {
 #[derive(Default)]
 pub struct SymbolCache {
     entries: Vec<Entry>,
+    /// `entries[s].tick.seq`, dense: a flush compares every slot of a client against it, so
+    /// it is kept apart from the large entries (8 bytes per symbol, cache-resident).
+    seqs: Vec<u64>,
     scratch: Vec<u8>,
     /// Number of JSON encodes performed (for tests and stats).
     pub json_encodes: u64,
@@ -34,7 +37,11 @@ pub struct SymbolCache {
 impl SymbolCache {
     /// A cache over `symbols` ids, all empty.
     pub fn new(symbols: usize) -> SymbolCache {
-        SymbolCache { entries: (0..symbols).map(|_| Entry::default()).collect(), ..Default::default() }
+        SymbolCache {
+            entries: (0..symbols).map(|_| Entry::default()).collect(),
+            seqs: vec![0; symbols],
+            ..Default::default()
+        }
     }
 
     /// Stores `tick` if it is newer than the cached one; returns whether it was.
@@ -43,10 +50,19 @@ impl SymbolCache {
         match self.entries.get_mut(tick.symbol as usize) {
             Some(e) if tick.seq > e.tick.seq => {
                 e.tick = *tick;
+                if let Some(s) = self.seqs.get_mut(tick.symbol as usize) {
+                    *s = tick.seq;
+                }
                 true
             }
             _ => false,
         }
+    }
+
+    /// The seq of `symbol`'s cached tick (0: none).
+    #[inline]
+    pub fn seq(&self, symbol: u32) -> u64 {
+        self.seqs.get(symbol as usize).copied().unwrap_or(0)
     }
 
     /// The cached tick of `symbol`, if any.
@@ -86,6 +102,9 @@ impl SymbolCache {
     pub fn clear(&mut self, symbol: u32) {
         if let Some(e) = self.entries.get_mut(symbol as usize) {
             *e = Entry::default();
+        }
+        if let Some(s) = self.seqs.get_mut(symbol as usize) {
+            *s = 0;
         }
     }
 }

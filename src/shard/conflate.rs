@@ -1,80 +1,70 @@
-//! Per-client conflation slots: at most one pending update per subscribed symbol.
+//! Per-client conflation slots: one dense slot per subscribed symbol, nothing per update.
 //!
-//! A client's [`ClientSubs`] knows, for each symbol it holds, the newest `seq` it was sent,
-//! whether an update is pending, and its `max_rate` pacing. When a tick arrives the shard
-//! [`offers`](ClientSubs::offer) its seq; when the client can be written, the shard
-//! [`drains`](ClientSubs::drain_due) the due symbols and sends each one's *latest* frame.
-//! So a client that cannot keep up accumulates nothing beyond one flag per symbol, and when
-//! it drains it gets the newest state of everything that changed: memory is
-//! O(subscribed symbols), never O(updates). Stale offers (seq not newer than what was sent)
-//! are ignored, which is what keeps `seq` from ever going backwards on a connection.
+//! A client's [`ClientSubs`] is a vector of [`Subscription`]s sorted by symbol id. A slot
+//! remembers the newest `seq` the client was sent, its `max_rate` pacing, and whether it is
+//! **armed** (registered with the shard's index to wake the client on the symbol's next
+//! tick). A slot holds no pending flag and no queue: what is pending is simply "the shard's
+//! cached tick of that symbol is newer than `sent_seq`". Intake therefore never touches a
+//! client (a tick only updates the shard's cache and wakes the clients armed on it), and a
+//! flush [`drains`](ClientSubs::drain_due) by walking the client's own slots and comparing
+//! seqs: memory is O(subscribed symbols), never O(updates), and a client that cannot keep up
+//! gets the newest state of everything that changed when it drains. Stale values (seq not
+//! newer than what was sent) are never sent, which is what keeps `seq` from going backwards
+//! on a connection.
 //!
-//! Plain deterministic logic: time is passed in, nothing here does I/O.
-
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
-
-/// Hashes a symbol id with one multiplication (Fibonacci hashing). Symbol ids are dense and
-/// chosen by the gateway, not by clients, so a keyed (DoS-resistant) hash buys nothing here;
-/// this lookup sits in the fan-out and fill paths for every subscriber.
-#[derive(Default)]
-pub struct SymbolHasher(u64);
-
-impl Hasher for SymbolHasher {
-    #[inline]
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    #[inline]
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        }
-    }
-    #[inline]
-    fn write_u32(&mut self, n: u32) {
-        self.0 = u64::from(n).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    }
-}
-
-type SymbolMap<V> = HashMap<u32, V, BuildHasherDefault<SymbolHasher>>;
+//! Plain deterministic logic: time and the cache's seqs are passed in, nothing here does I/O.
 
 /// One subscribed symbol's state for one client.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Subscription {
+    /// The symbol id.
+    pub symbol: u32,
+    /// Registered with the shard's index: the symbol's next tick wakes the client.
+    pub armed: bool,
+    /// The pacing came from the server default (no `max_rate` given), so a live change of
+    /// the default applies to it.
+    pub default_pacing: bool,
     /// Newest seq delivered to the client (0 = nothing yet).
     pub sent_seq: u64,
     /// Minimum ns between two updates (0 = unlimited), from `max_rate`.
     pub interval_ns: u64,
     /// Earliest time the next update may go out.
     pub next_due_ns: u64,
-    /// An update is waiting.
-    pub pending: bool,
-    /// The pacing came from the server default (no `max_rate` given), so a live change of
-    /// the default applies to it.
-    pub default_pacing: bool,
 }
 
-/// What an [`ClientSubs::offer`] did.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Offer {
-    /// Not subscribed, or not newer than what the client has: nothing to do.
-    Ignored,
-    /// The symbol became pending: the client has something new to send.
-    Pending,
-    /// The symbol was already pending: the newer value replaces it (one update conflated).
-    Conflated,
+/// What one [`ClientSubs::drain_due`] did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Drained {
+    /// Updates emitted.
+    pub sent: usize,
+    /// Newer values skipped over by the emitted ones (conflated away).
+    pub conflated: u64,
+    /// Earliest time a value held back by `max_rate` becomes due.
+    pub next_due_ns: Option<u64>,
 }
 
-/// All subscriptions of one client, with their pending flags.
+/// What a [`ClientSubs::drain_due`] reads from and writes to: the shard's cache, the
+/// client's output and the index.
+pub trait DrainSink {
+    /// The seq of the symbol's latest value (0: none).
+    fn latest(&self, symbol: u32) -> u64;
+    /// Appends the symbol's latest frame if it is newer than `sent_seq`; returns its seq.
+    fn emit(&mut self, symbol: u32, sent_seq: u64) -> Option<u64>;
+    /// Registers the client to be woken by the symbol's next tick.
+    fn arm(&mut self, symbol: u32);
+}
+
+/// All subscriptions of one client, sorted by symbol id.
 #[derive(Debug, Default)]
 pub struct ClientSubs {
-    subs: SymbolMap<Subscription>,
-    /// Pending symbols, each at most once, in the order they became pending.
-    dirty: Vec<u32>,
+    slots: Vec<Subscription>,
 }
 
 impl ClientSubs {
+    fn find(&self, symbol: u32) -> Result<usize, usize> {
+        self.slots.binary_search_by_key(&symbol, |s| s.symbol)
+    }
+
     /// Subscribes to `symbol` with pacing `interval_ns`. Returns true if it is new; if it was
     /// already held only the interval changes (live max_rate change).
     pub fn subscribe(&mut self, symbol: u32, interval_ns: u64) -> bool {
@@ -84,17 +74,59 @@ impl ClientSubs {
     /// As [`ClientSubs::subscribe`]; `default_pacing` marks an interval taken from the server
     /// default, which [`ClientSubs::retune_default`] may change later.
     pub fn subscribe_paced(&mut self, symbol: u32, interval_ns: u64, default_pacing: bool) -> bool {
-        match self.subs.get_mut(&symbol) {
-            Some(s) => {
+        match self.find(symbol) {
+            Ok(i) => {
+                let s = &mut self.slots[i];
                 Self::repace(s, interval_ns);
                 s.default_pacing = default_pacing;
                 false
             }
-            None => {
-                self.subs
-                    .insert(symbol, Subscription { interval_ns, default_pacing, ..Subscription::default() });
+            Err(i) => {
+                let slot = Subscription { symbol, interval_ns, default_pacing, ..Subscription::default() };
+                self.slots.insert(i, slot);
                 true
             }
+        }
+    }
+
+    /// Subscribes to every symbol of `symbols` (no duplicates) with one sort, however many
+    /// there are; the new ones are appended to `fresh`. Held ones only change their pacing.
+    pub fn subscribe_all(
+        &mut self,
+        symbols: &[u32],
+        interval_ns: u64,
+        default_pacing: bool,
+        fresh: &mut Vec<u32>,
+    ) {
+        let before = fresh.len();
+        for &symbol in symbols {
+            match self.find(symbol) {
+                Ok(i) => {
+                    let s = &mut self.slots[i];
+                    Self::repace(s, interval_ns);
+                    s.default_pacing = default_pacing;
+                }
+                Err(_) => fresh.push(symbol),
+            }
+        }
+        self.slots.extend(fresh[before..].iter().map(|&symbol| Subscription {
+            symbol,
+            interval_ns,
+            default_pacing,
+            ..Subscription::default()
+        }));
+        self.slots.sort_unstable_by_key(|s| s.symbol);
+    }
+
+    /// Arms `symbol`'s slot (registered with the index by the caller). Returns false if it is
+    /// not held or already armed.
+    pub fn arm(&mut self, symbol: u32) -> bool {
+        match self.find(symbol) {
+            Ok(i) if !self.slots[i].armed => {
+                self.slots[i].armed = true;
+                true
+            }
+            _ => false,
         }
     }
 
@@ -106,103 +138,113 @@ impl ClientSubs {
 
     /// Applies a new server-default pacing to every subscription that uses the default.
     pub fn retune_default(&mut self, interval_ns: u64) {
-        for s in self.subs.values_mut().filter(|s| s.default_pacing) {
+        for s in self.slots.iter_mut().filter(|s| s.default_pacing) {
             Self::repace(s, interval_ns);
         }
     }
 
-    /// Drops `symbol` and any update pending for it. Returns whether it was held.
-    pub fn unsubscribe(&mut self, symbol: u32) -> bool {
-        match self.subs.remove(&symbol) {
-            Some(s) => {
-                if s.pending {
-                    self.dirty.retain(|d| *d != symbol);
-                }
+    /// Drops `symbol`. Returns its slot if it was held (the caller unregisters an armed slot).
+    pub fn unsubscribe(&mut self, symbol: u32) -> Option<Subscription> {
+        let i = self.find(symbol).ok()?;
+        let s = self.slots.remove(i);
+        if self.slots.is_empty() {
+            // A client that held many symbols and dropped them all gives the memory back.
+            self.slots = Vec::new();
+        }
+        Some(s)
+    }
+
+    /// The symbol ticked and the index woke this slot: it is no longer armed. Returns
+    /// whether it was (false: the slot is gone or was re-armed by someone else; a stale
+    /// wake-up, ignored).
+    #[inline]
+    pub fn disarm(&mut self, symbol: u32) -> bool {
+        match self.find(symbol) {
+            Ok(i) if self.slots[i].armed => {
+                self.slots[i].armed = false;
                 true
             }
-            None => false,
+            _ => false,
         }
     }
 
-    /// A tick with `seq` for `symbol` arrived.
-    #[inline]
-    pub fn offer(&mut self, symbol: u32, seq: u64) -> Offer {
-        let Some(s) = self.subs.get_mut(&symbol) else { return Offer::Ignored };
-        if seq <= s.sent_seq {
-            return Offer::Ignored;
-        }
-        if s.pending {
-            return Offer::Conflated;
-        }
-        s.pending = true;
-        self.dirty.push(symbol);
-        Offer::Pending
-    }
-
-    /// Records that `seq` of `symbol` was delivered outside a drain (a snapshot). A pending
-    /// flag stays set, but the drain sends nothing for it unless a newer tick has arrived
-    /// (its `emit` sees `sent_seq` and returns `None`).
+    /// Records that `seq` of `symbol` was delivered outside a drain (a snapshot).
     pub fn delivered(&mut self, symbol: u32, seq: u64, now_ns: u64) {
-        if let Some(s) = self.subs.get_mut(&symbol) {
+        if let Ok(i) = self.find(symbol) {
+            let s = &mut self.slots[i];
             s.sent_seq = s.sent_seq.max(seq);
             s.next_due_ns = now_ns.saturating_add(s.interval_ns);
         }
     }
 
-    /// Sends every pending symbol that is due at `now_ns`: calls `emit(symbol, sent_seq)`,
-    /// which appends the symbol's latest frame and returns that frame's seq (or `None` if
-    /// there is nothing newer to send after all). Symbols held back by `max_rate` stay
-    /// pending; returns the earliest time one of them becomes due.
-    pub fn drain_due(&mut self, now_ns: u64, mut emit: impl FnMut(u32, u64) -> Option<u64>) -> Option<u64> {
-        let mut next: Option<u64> = None;
-        let mut keep = 0;
-        for i in 0..self.dirty.len() {
-            let symbol = self.dirty[i];
-            let Some(s) = self.subs.get_mut(&symbol) else { continue };
-            if now_ns < s.next_due_ns {
-                next = Some(next.map_or(s.next_due_ns, |n| n.min(s.next_due_ns)));
-                self.dirty[keep] = symbol;
-                keep += 1;
-                continue;
+    /// Sends every slot whose symbol has a newer value (`sink.latest(symbol)` > `sent_seq`)
+    /// and is due at `now_ns`: `sink.emit(symbol, sent_seq)` appends the symbol's latest frame
+    /// and returns that frame's seq (or `None` if there is nothing newer after all). Every
+    /// slot that ends up current and is not armed is armed (`sink.arm(symbol)` registers it
+    /// with the index); a slot held back by `max_rate` stays unarmed, and the returned
+    /// [`Drained::next_due_ns`] says when to come back for it.
+    pub fn drain_due(&mut self, now_ns: u64, sink: &mut impl DrainSink) -> Drained {
+        let mut d = Drained::default();
+        for s in &mut self.slots {
+            let newest = sink.latest(s.symbol);
+            if newest > s.sent_seq {
+                if now_ns < s.next_due_ns {
+                    d.next_due_ns = Some(d.next_due_ns.map_or(s.next_due_ns, |n| n.min(s.next_due_ns)));
+                    continue;
+                }
+                if let Some(seq) = sink.emit(s.symbol, s.sent_seq) {
+                    d.conflated += seq.saturating_sub(s.sent_seq + 1);
+                    s.sent_seq = s.sent_seq.max(seq);
+                    s.next_due_ns = now_ns.saturating_add(s.interval_ns);
+                    d.sent += 1;
+                }
             }
-            s.pending = false;
-            if let Some(seq) = emit(symbol, s.sent_seq) {
-                s.sent_seq = s.sent_seq.max(seq);
-                s.next_due_ns = now_ns.saturating_add(s.interval_ns);
+            if !s.armed {
+                s.armed = true;
+                sink.arm(s.symbol);
             }
         }
-        self.dirty.truncate(keep);
-        next
+        d
+    }
+
+    /// Number of slots with a newer value than was sent (≤ [`ClientSubs::len`], always).
+    pub fn pending(&self, latest: impl Fn(u32) -> u64) -> usize {
+        self.slots.iter().filter(|s| latest(s.symbol) > s.sent_seq).count()
     }
 
     /// Number of subscribed symbols.
     pub fn len(&self) -> usize {
-        self.subs.len()
+        self.slots.len()
     }
 
     /// True if subscribed to nothing.
     pub fn is_empty(&self) -> bool {
-        self.subs.is_empty()
-    }
-
-    /// Number of pending updates (≤ [`ClientSubs::len`], always).
-    pub fn pending(&self) -> usize {
-        self.dirty.len()
+        self.slots.is_empty()
     }
 
     /// Whether `symbol` is held.
     pub fn contains(&self, symbol: u32) -> bool {
-        self.subs.contains_key(&symbol)
+        self.find(symbol).is_ok()
     }
 
     /// The state of `symbol`, if held.
     pub fn get(&self, symbol: u32) -> Option<&Subscription> {
-        self.subs.get(&symbol)
+        self.find(symbol).ok().map(|i| &self.slots[i])
     }
 
-    /// Subscribed symbol ids (arbitrary order).
+    /// Subscribed symbol ids, ascending.
     pub fn symbols(&self) -> impl Iterator<Item = u32> + '_ {
-        self.subs.keys().copied()
+        self.slots.iter().map(|s| s.symbol)
+    }
+
+    /// The slots, ascending by symbol.
+    pub fn slots(&self) -> &[Subscription] {
+        &self.slots
+    }
+
+    /// Bytes of heap this client's slots hold (for the memory accounting in `/stats`).
+    pub fn heap_bytes(&self) -> usize {
+        self.slots.capacity() * std::mem::size_of::<Subscription>()
     }
 }
 
@@ -215,53 +257,93 @@ mod tests {
 
     use super::*;
 
-    #[test]
-    fn pending_then_conflated_then_drained_latest() {
-        let mut c = ClientSubs::default();
-        assert!(c.subscribe(1, 0));
-        assert_eq!(c.offer(1, 1), Offer::Pending);
-        assert_eq!(c.offer(1, 2), Offer::Conflated);
-        assert_eq!(c.offer(2, 1), Offer::Ignored, "not subscribed");
-        let mut sent = vec![];
-        c.drain_due(0, |s, _| {
-            sent.push(s);
-            Some(2)
-        });
-        assert_eq!(sent, vec![1]);
-        assert_eq!(c.offer(1, 2), Offer::Ignored, "not newer than sent");
-        assert_eq!(c.offer(1, 3), Offer::Pending);
+    /// A cache of latest seqs; records what was emitted and armed.
+    #[derive(Default)]
+    struct Model {
+        latest: HashMap<u32, u64>,
+        sent: Vec<(u32, u64)>,
+        armed: Vec<u32>,
+        /// Check every emit against the history: strictly rising per symbol.
+        delivered: HashMap<u32, u64>,
+    }
+
+    impl DrainSink for Model {
+        fn latest(&self, symbol: u32) -> u64 {
+            self.latest.get(&symbol).copied().unwrap_or(0)
+        }
+        fn emit(&mut self, symbol: u32, sent_seq: u64) -> Option<u64> {
+            let l = self.latest(symbol);
+            assert!(l > sent_seq, "emitted without anything newer");
+            let prev = self.delivered.insert(symbol, l).unwrap_or(0);
+            assert!(l > prev, "seq went backwards or repeated");
+            self.sent.push((symbol, l));
+            Some(l)
+        }
+        fn arm(&mut self, symbol: u32) {
+            self.armed.push(symbol);
+        }
+    }
+
+    /// Drains against `latest` and returns what was emitted and armed.
+    fn drain(
+        c: &mut ClientSubs,
+        now: u64,
+        latest: &HashMap<u32, u64>,
+    ) -> (Vec<(u32, u64)>, Vec<u32>, Drained) {
+        let mut m = Model { latest: latest.clone(), ..Model::default() };
+        let d = c.drain_due(now, &mut m);
+        (m.sent, m.armed, d)
     }
 
     #[test]
-    fn max_rate_holds_updates_until_due() {
+    fn sends_only_what_is_newer_and_counts_what_it_skipped() {
+        let mut c = ClientSubs::default();
+        assert!(c.subscribe(1, 0));
+        assert!(c.subscribe(2, 0));
+        assert!(!c.subscribe(1, 0), "already held");
+        let mut latest = HashMap::from([(1, 1)]);
+        let (sent, armed, d) = drain(&mut c, 0, &latest);
+        assert_eq!(sent, vec![(1, 1)]);
+        assert_eq!(armed, vec![1, 2], "both slots are current afterwards");
+        assert_eq!(d.conflated, 0, "seq 1 is the first value: nothing skipped");
+        latest.insert(1, 5);
+        assert_eq!(c.pending(|s| latest.get(&s).copied().unwrap_or(0)), 1);
+        let (sent, armed, d) = drain(&mut c, 0, &latest);
+        assert_eq!(sent, vec![(1, 5)]);
+        assert!(armed.is_empty(), "still armed: nobody woke them");
+        assert_eq!(d.conflated, 3, "seqs 2, 3 and 4 were never sent");
+        assert!(c.disarm(1));
+        assert!(!c.disarm(1), "a second wake-up is stale");
+        assert!(!c.disarm(9), "not held");
+    }
+
+    #[test]
+    fn max_rate_holds_updates_until_due_and_leaves_them_unarmed() {
         let mut c = ClientSubs::default();
         c.subscribe(1, 500);
-        c.offer(1, 1);
-        assert_eq!(c.drain_due(1000, |_, _| Some(1)), None);
-        c.offer(1, 2);
+        let mut latest = HashMap::from([(1, 1)]);
+        assert_eq!(drain(&mut c, 1000, &latest).0, vec![(1, 1)]);
+        latest.insert(1, 2);
+        c.disarm(1);
         // Sent at 1000, so the next is due at 1500.
-        assert_eq!(c.drain_due(1200, |_, _| panic!("too early")), Some(1500));
-        assert_eq!(c.pending(), 1);
-        let mut n = 0;
-        c.drain_due(1500, |_, _| {
-            n += 1;
-            Some(2)
-        });
-        assert_eq!((n, c.pending()), (1, 0));
+        let (sent, armed, d) = drain(&mut c, 1200, &latest);
+        assert!(sent.is_empty() && armed.is_empty());
+        assert_eq!(d.next_due_ns, Some(1500));
+        assert_eq!(drain(&mut c, 1500, &latest).0, vec![(1, 2)]);
     }
 
     #[test]
     fn resubscribe_changes_interval_live() {
         let mut c = ClientSubs::default();
         c.subscribe(1, 1_000);
-        c.offer(1, 1);
-        c.drain_due(0, |_, _| Some(1));
-        c.offer(1, 2);
-        assert_eq!(c.drain_due(10, |_, _| Some(2)), Some(1_000));
+        let mut latest = HashMap::from([(1, 1)]);
+        drain(&mut c, 0, &latest);
+        latest.insert(1, 2);
+        assert_eq!(drain(&mut c, 10, &latest).2.next_due_ns, Some(1_000));
         assert!(!c.subscribe(1, 100), "already held");
         // Shorter interval applies at once: due at 100 now.
-        assert_eq!(c.drain_due(50, |_, _| Some(2)), Some(100));
-        assert_eq!(c.drain_due(100, |_, _| Some(2)), None);
+        assert_eq!(drain(&mut c, 50, &latest).2.next_due_ns, Some(100));
+        assert_eq!(drain(&mut c, 100, &latest).0, vec![(1, 2)]);
     }
 
     #[test]
@@ -275,74 +357,57 @@ mod tests {
     }
 
     #[test]
-    fn unsubscribe_drops_pending() {
+    fn unsubscribe_returns_the_slot() {
         let mut c = ClientSubs::default();
         c.subscribe(1, 0);
         c.subscribe(2, 0);
-        c.offer(1, 1);
-        c.offer(2, 1);
-        assert!(c.unsubscribe(1));
-        assert!(!c.unsubscribe(1));
-        let mut sent = vec![];
-        c.drain_due(0, |s, _| {
-            sent.push(s);
-            Some(1)
-        });
-        assert_eq!(sent, vec![2]);
+        drain(&mut c, 0, &HashMap::new());
+        assert!(c.unsubscribe(1).is_some_and(|s| s.armed));
+        assert!(c.unsubscribe(1).is_none());
+        let latest = HashMap::from([(1, 1), (2, 1)]);
+        assert_eq!(drain(&mut c, 0, &latest).0, vec![(2, 1)]);
     }
 
     #[test]
-    fn snapshot_delivery_suppresses_older_live_ticks() {
+    fn snapshot_delivery_suppresses_older_values() {
         let mut c = ClientSubs::default();
         c.subscribe(1, 0);
         c.delivered(1, 10, 0);
-        assert_eq!(c.offer(1, 9), Offer::Ignored);
-        assert_eq!(c.offer(1, 10), Offer::Ignored);
-        assert_eq!(c.offer(1, 11), Offer::Pending);
+        for (cached, want) in [(9, 0), (10, 0), (11, 1)] {
+            assert_eq!(c.pending(|_| cached), want, "cache at {cached}");
+        }
     }
 
     proptest! {
         /// Against a model: the last value always wins, per-symbol order is kept (sent seqs
-        /// strictly rise), pending never exceeds the subscriptions, and every symbol that
-        /// received a newer tick ends up delivered at its latest seq once drained.
+        /// strictly rise, checked by the model's emit), pending never exceeds the
+        /// subscriptions, slots stay sorted, and every symbol that received a newer tick ends
+        /// up delivered at its latest seq once drained.
         #[test]
         fn conflation_invariants(
-            events in proptest::collection::vec((0u32..8, 0u8..4), 1..400),
+            events in proptest::collection::vec((0u32..8, 0u8..5), 1..400),
             interval in prop_oneof![Just(0u64), 1u64..50],
         ) {
             let mut c = ClientSubs::default();
-            for s in 0..5 { c.subscribe(s, interval); }
-            let mut latest: HashMap<u32, u64> = HashMap::new();
-            let mut delivered: HashMap<u32, u64> = HashMap::new();
+            for s in [4, 0, 3, 1, 2] { c.subscribe(s, interval); }
+            let mut m = Model::default();
             let mut now = 0u64;
             for (symbol, action) in events {
                 now += 7;
-                if action < 3 {
-                    // a tick: seqs rise by one per symbol
-                    let seq = latest.entry(symbol).or_insert(0);
-                    *seq += 1;
-                    let seq = *seq;
-                    c.offer(symbol, seq);
-                } else {
-                    c.drain_due(now, |s, sent| {
-                        let l = latest[&s];
-                        assert!(l > sent, "emitted without anything newer");
-                        let prev = delivered.insert(s, l).unwrap_or(0);
-                        assert!(l > prev, "seq went backwards or repeated");
-                        Some(l)
-                    });
+                match action {
+                    0..3 => *m.latest.entry(symbol).or_insert(0) += 1,
+                    3 => { c.disarm(symbol); }
+                    _ => { c.drain_due(now, &mut m); }
                 }
-                prop_assert!(c.pending() <= c.len());
+                prop_assert!(c.pending(|s| m.latest(s)) <= c.len());
+                prop_assert!(c.slots().windows(2).all(|w| w[0].symbol < w[1].symbol));
             }
             // Drain everything (far in the future so pacing allows it).
-            c.drain_due(u64::MAX / 2, |s, _| {
-                let l = latest[&s];
-                delivered.insert(s, l);
-                Some(l)
-            });
-            prop_assert_eq!(c.pending(), 0);
+            c.drain_due(u64::MAX / 2, &mut m);
+            prop_assert_eq!(c.pending(|s| m.latest(s)), 0);
+            prop_assert!(c.slots().iter().all(|s| s.armed), "every current slot is armed");
             for s in 0..5u32 {
-                prop_assert_eq!(delivered.get(&s), latest.get(&s), "symbol {} not converged", s);
+                prop_assert_eq!(m.delivered.get(&s), m.latest.get(&s), "symbol {} not converged", s);
             }
         }
     }

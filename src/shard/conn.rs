@@ -17,7 +17,8 @@ use std::time::Duration;
 use bytes::BytesMut;
 use tokio::time::Instant;
 
-use super::driver::{ConnIo, ConnectionGuard, Shared};
+use super::handle::ConnectionGuard;
+use super::io::{ConnIo, Shared};
 use crate::clock::now_ns;
 use crate::protocol::frame::{self, CloseError, FrameDecoder, Message, OpCode, close_code};
 
@@ -116,8 +117,10 @@ pub(crate) async fn run(
                 if r.is_err() {
                     end = Some(End::Gone("socket error"));
                 } else {
+                    // Write what was left over; the client is back in the ready queue once it
+                    // drains, and gets its fresh updates in its turn.
                     let sent_tls = io.flush_tls().unwrap_or(0);
-                    if shared.flush_client(key, &io, now_ns()) > 0 || sent_tls > 0 {
+                    if shared.write_out(key, &io).bytes > 0 || sent_tls > 0 {
                         last_progress = Instant::now();
                     }
                 }
@@ -157,7 +160,7 @@ pub(crate) async fn run(
                         let mut f = Vec::with_capacity(16);
                         frame::write_frame(&mut f, OpCode::Ping, &now_ns().to_be_bytes());
                         shared.core.borrow_mut().push_raw(key, &f);
-                        shared.flush_client(key, &io, now_ns());
+                        shared.flush_client(key, &io);
                     }
                 }
             }
@@ -168,7 +171,7 @@ pub(crate) async fn run(
     // Boxed: the close handshake's state (timers, a discard buffer) would otherwise be part of
     // every connection's future for its whole life; it is needed once, at the end.
     Box::pin(close(&shared, key, &io, end, peer)).await;
-    shared.conns.borrow_mut().remove(&key);
+    shared.conns.borrow_mut().remove(key);
     shared.core.borrow_mut().remove_client(key);
     shared.stats.clients.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
     drop(guard);
@@ -241,7 +244,7 @@ fn process(
             }
         }
     }
-    shared.flush_client(key, io, now_ns());
+    shared.flush_client(key, io);
     if buf.is_empty() && buf.capacity() > 4 * READ_CHUNK {
         // A large message grew the buffer; give the memory back.
         *buf = BytesMut::new();
@@ -284,26 +287,16 @@ async fn close(shared: &Shared, key: usize, io: &ConnIo, end: End, peer: SocketA
     // Write what is queued (including the close), waiting at most CLOSE_LINGER.
     let deadline = Instant::now() + CLOSE_LINGER;
     loop {
-        let pending = shared.core.borrow().client(key).map_or(0, |c| c.out().len());
-        if pending == 0 {
+        let took = shared.write_out(key, io);
+        if !took.wrote || io.dead.get() {
             break;
         }
-        let took = {
-            let mut core = shared.core.borrow_mut();
-            let out = core.client(key).map(|c| c.out()).unwrap_or(&[]);
-            shared.io.writes.set(shared.io.writes.get() + 1);
-            match io.write(out) {
-                Ok(n) => {
-                    let _ = core.written(key, n, now_ns());
-                    n
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => 0,
-                Err(_) => return,
-            }
-        };
-        if took == 0 && tokio::time::timeout_at(deadline, io.stream.writable()).await.is_err() {
+        if took.bytes == 0 && tokio::time::timeout_at(deadline, io.stream.writable()).await.is_err() {
             return;
         }
+    }
+    if io.dead.get() {
+        return;
     }
     // TLS: close_notify, and whatever records still wait.
     if let Some(tls) = io.tls.borrow_mut().as_mut() {

@@ -1,13 +1,25 @@
 //! The shard core: everything a shard decides, with no sockets and no clock of its own.
 //!
 //! [`ShardCore`] owns the shard's clients (their subscriptions, conflation slots and output
-//! buffers), the subscription index and the frame cache. The driver (`shard::driver`,
-//! `shard::conn`) feeds it ticks, client messages and the time, asks it to fill a client's
-//! output buffer, writes that buffer with one syscall, and reports back how many bytes the
-//! socket took. Because of that split, fan-out, conflation, max-rate pacing and the control
-//! protocol are all tested and benchmarked here without I/O.
+//! buffers), the subscription index, the frame cache, the **ready queue** and the `max_rate`
+//! **deadlines**. The driver (`shard::driver`, `shard::conn`) feeds it ticks, client
+//! messages and the time, pops the next ready client, asks the core to fill its output
+//! buffer, writes that buffer with one syscall, and reports back how many bytes the socket
+//! took and when the write returned. Because of that split, fan-out, conflation, fairness,
+//! max-rate pacing and the control protocol are all tested and benchmarked here without I/O.
+//!
+//! **Intake is O(1) per tick.** A tick updates the symbol's cache entry and wakes the
+//! clients armed on it ([`super::index`]); it never walks the symbol's subscribers. A woken
+//! client joins the back of the ready queue once; a flush walks the client's own dense slots
+//! ([`super::conflate`]) and sends every symbol whose cached seq is newer than what it was
+//! sent, then re-arms the slots it left current.
+//!
+//! **The ready queue is FIFO**, each client in it at most once: a client waits for at most
+//! one pass over the clients ahead of it (the revisit interval), whatever their number, and
+//! no symbol or key order favours the same clients.
 
-use std::collections::{HashSet, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use hdrhistogram::Histogram;
@@ -15,8 +27,8 @@ use slab::Slab;
 use tickgate_feeds::{Tick, Universe};
 
 use super::cache::SymbolCache;
-use super::conflate::{ClientSubs, Offer};
-use super::index::SubIndex;
+use super::conflate::{ClientSubs, DrainSink};
+use super::index::{ClientId, SubIndex};
 use crate::auth::{Grant, Verifier};
 use crate::protocol::control::{self, ClientMsg, ControlError, ErrorCode};
 use crate::protocol::{Format, binary, frame, json};
@@ -65,6 +77,14 @@ pub struct CoreCounters {
     /// Times this shard skipped ticks older than its staleness bound and resynced from the
     /// last-value cache (conflation at the ring when the shard is overloaded).
     pub resyncs: u64,
+    /// Clients taken from the ready queue and flushed (visits).
+    pub visits: u64,
+    /// Sum over visits of the time the client waited in the ready queue, ns.
+    pub queue_wait_ns: u64,
+    /// Longest wait in the ready queue since the driver last reset it, ns.
+    pub queue_wait_max_ns: u64,
+    /// Clients woken by ticks (armed slots consumed).
+    pub wakeups: u64,
     /// Bytes handed to sockets.
     pub bytes_written: u64,
     /// Client messages handled.
@@ -79,7 +99,11 @@ pub struct ClientState {
     /// What the client's token entitles it to (`None`: no token auth, everything).
     grant: Option<Grant>,
     subs: ClientSubs,
-    /// Bytes waiting for the socket: control replies, snapshots, update frames.
+    /// Distinguishes this client from earlier ones with the same slab key (index entries,
+    /// queue entries and deadlines of a client that left are recognised and skipped).
+    incarnation: u32,
+    /// Bytes waiting for the socket: control replies, snapshots, update frames. Empty and
+    /// without capacity between flushes (the core lends it a buffer while it is in use).
     out: Vec<u8>,
     /// Absolute stream offset of `out[0]` (bytes ever written before it).
     out_base: u64,
@@ -88,8 +112,12 @@ pub struct ClientState {
     /// The socket refused part of the last write: don't add updates until it drains (they
     /// would age in our buffer instead of conflating).
     blocked: bool,
-    /// Already in the ready list.
+    /// In the ready queue.
     queued: bool,
+    /// When it joined the ready queue (ns), for the revisit statistics.
+    queued_at_ns: u64,
+    /// The `max_rate` deadline scheduled for it (0: none).
+    deadline_ns: u64,
     /// Token bucket, in nano-tokens, and when it was last refilled.
     tokens: u64,
     tokens_at_ns: u64,
@@ -106,9 +134,13 @@ impl ClientState {
         &self.out
     }
 
-    /// Subscriptions and pending slots.
+    /// Subscriptions and their slots.
     pub fn subs(&self) -> &ClientSubs {
         &self.subs
+    }
+
+    fn id(&self, key: usize) -> ClientId {
+        ClientId { key: key as u32, incarnation: self.incarnation }
     }
 
     /// Whether the last write was partial.
@@ -140,12 +172,25 @@ pub struct ShardCore {
     clients: Slab<ClientState>,
     index: SubIndex,
     cache: SymbolCache,
-    ready: Vec<usize>,
+    /// Clients with something to send, in the order they became ready (each at most once).
+    ready: VecDeque<ClientId>,
+    /// `max_rate` deadlines: (due ns, client).
+    deadlines: BinaryHeap<Reverse<(u64, u32, u32)>>,
+    next_incarnation: u32,
+    /// The latest time the driver told the core (ns): when a woken client joined the queue.
+    now_ns: u64,
+    /// Reused by intake: the clients armed on the symbol that ticked.
+    woken: Vec<ClientId>,
+    /// Reused by fill: the symbols to arm once the client is no longer borrowed.
+    to_arm: Vec<u32>,
+    /// A buffer lent to the client being filled and taken back once its socket took all of
+    /// it, so idle clients hold no output buffer at all.
+    spare_out: Vec<u8>,
+    spare_marks: VecDeque<(u64, u64)>,
     scratch: Vec<u8>,
     records: Vec<u8>,
     /// `ts_gateway` of each record in `records` (reused; no per-flush allocation).
     stamps: Vec<u64>,
-    symbols_tmp: Vec<u32>,
     /// Counters, read by the driver for stats.
     pub counters: CoreCounters,
     /// Ingest → write-complete latency of live updates, ns.
@@ -171,6 +216,61 @@ pub fn new_latency_histogram() -> Histogram<u64> {
     })
 }
 
+/// Largest output buffer kept for lending to the next client (a larger one, grown by a big
+/// snapshot, is freed instead).
+const MAX_SPARE_BYTES: usize = 256 * 1024;
+
+/// What a fill writes into: the shard's cache (encode once per format), the client's output
+/// buffer (JSON frames) or the shard's record scratch (binary), and the symbols to arm.
+struct Sink<'a> {
+    cache: &'a mut SymbolCache,
+    universe: &'a Universe,
+    per_symbol: &'a mut Vec<u64>,
+    to_arm: &'a mut Vec<u32>,
+    format: Format,
+    out: &'a mut Vec<u8>,
+    marks: &'a mut VecDeque<(u64, u64)>,
+    base: u64,
+    records: &'a mut Vec<u8>,
+    stamps: &'a mut Vec<u64>,
+}
+
+impl DrainSink for Sink<'_> {
+    #[inline]
+    fn latest(&self, symbol: u32) -> u64 {
+        self.cache.seq(symbol)
+    }
+
+    fn emit(&mut self, symbol: u32, sent_seq: u64) -> Option<u64> {
+        let (bytes, tick) = match self.format {
+            Format::Json => self.cache.json_frame(symbol, self.universe.name(symbol))?,
+            Format::Binary => self.cache.binary_record(symbol)?,
+        };
+        if tick.seq <= sent_seq {
+            return None;
+        }
+        if let Some(n) = self.per_symbol.get_mut(symbol as usize) {
+            *n += 1;
+        }
+        match self.format {
+            Format::Json => {
+                self.out.extend_from_slice(bytes);
+                self.marks.push_back((self.base + self.out.len() as u64, tick.ts_gateway));
+            }
+            Format::Binary => {
+                self.records.extend_from_slice(bytes);
+                self.stamps.push(tick.ts_gateway);
+            }
+        }
+        Some(tick.seq)
+    }
+
+    #[inline]
+    fn arm(&mut self, symbol: u32) {
+        self.to_arm.push(symbol);
+    }
+}
+
 impl ShardCore {
     /// A core for `universe`, reading snapshots from `lvc`.
     pub fn new(universe: Arc<Universe>, lvc: Arc<Lvc>, limits: Limits) -> ShardCore {
@@ -182,11 +282,17 @@ impl ShardCore {
             clients: Slab::new(),
             index: SubIndex::new(n),
             cache: SymbolCache::new(n),
-            ready: Vec::new(),
+            ready: VecDeque::new(),
+            deadlines: BinaryHeap::new(),
+            next_incarnation: 0,
+            now_ns: 0,
+            woken: Vec::new(),
+            to_arm: Vec::new(),
+            spare_out: Vec::new(),
+            spare_marks: VecDeque::new(),
             scratch: Vec::new(),
             records: Vec::new(),
             stamps: Vec::new(),
-            symbols_tmp: Vec::new(),
             counters: CoreCounters::default(),
             latency: new_latency_histogram(),
             symbol_updates: vec![0; n],
@@ -222,14 +328,22 @@ impl ShardCore {
         }
     }
 
-    /// Queues client `key` for the next flush (its buffer holds something to send).
+    /// Tells the core the current time (ns): used to stamp when woken clients join the ready
+    /// queue. The driver calls it once per turn, before intake.
+    pub fn set_now(&mut self, now_ns: u64) {
+        self.now_ns = now_ns;
+    }
+
+    /// Puts client `key` at the back of the ready queue, unless it is already queued or its
+    /// socket is full (a blocked client is queued again when it drains).
     fn mark_ready(&mut self, key: usize) {
         if let Some(c) = self.clients.get_mut(key)
             && !c.queued
             && !c.blocked
         {
             c.queued = true;
-            self.ready.push(key);
+            c.queued_at_ns = self.now_ns;
+            self.ready.push_back(c.id(key));
         }
     }
 
@@ -248,15 +362,19 @@ impl ShardCore {
     /// Registers a new client; returns its key.
     pub fn add_client(&mut self, format: Format, now_ns: u64, grant: Option<Grant>) -> usize {
         let burst = u64::from(self.limits.msgs_per_sec) * 1_000_000_000;
+        self.next_incarnation = self.next_incarnation.wrapping_add(1);
         let key = self.clients.insert(ClientState {
             format,
             grant,
             subs: ClientSubs::default(),
+            incarnation: self.next_incarnation,
             out: Vec::new(),
             out_base: 0,
             marks: VecDeque::new(),
             blocked: false,
             queued: false,
+            queued_at_ns: 0,
+            deadline_ns: 0,
             tokens: burst,
             tokens_at_ns: now_ns,
         });
@@ -269,16 +387,20 @@ impl ShardCore {
         key
     }
 
-    /// Removes a client and all its subscriptions.
+    /// Removes a client and all its subscriptions. Entries naming it in the index, the ready
+    /// queue or the deadlines are left to be skipped (its incarnation is gone).
     pub fn remove_client(&mut self, key: usize) {
         let Some(c) = self.clients.try_remove(key) else { return };
         for s in c.subs.symbols() {
-            self.index.remove(s, key);
-            if self.index.subscribers(s).is_empty() {
-                self.cache.clear(s);
-            }
+            self.drop_subscriber(s);
         }
-        self.ready.retain(|k| *k != key);
+    }
+
+    /// One subscriber of `symbol` left; forget the symbol's cached value with the last one.
+    fn drop_subscriber(&mut self, symbol: u32) {
+        if self.index.remove(symbol) {
+            self.cache.clear(symbol);
+        }
     }
 
     /// A client's state.
@@ -291,38 +413,46 @@ impl ShardCore {
         self.clients.iter().map(|(k, _)| k)
     }
 
-    /// Applies one tick from the ring; returns the number of subscribers it touched (the
-    /// work it cost, for the driver's per-turn budget).
+    /// Applies one tick from the ring: O(1) plus one step per client it wakes. Returns the
+    /// number of clients it woke (a client already waiting in the ready queue is not
+    /// touched), for the driver's per-turn work budget.
     #[inline]
     pub fn on_tick(&mut self, tick: &Tick) -> usize {
         self.counters.ticks += 1;
-        self.fan_out(tick, None)
+        self.apply(tick)
     }
 
-    /// Offers `tick` to the symbol's subscribers (all but `skip`) if it is newer than the
-    /// shard's cached value.
-    fn fan_out(&mut self, tick: &Tick, skip: Option<usize>) -> usize {
-        let subscribers = self.index.subscribers(tick.symbol);
-        if subscribers.is_empty() || !self.cache.update(tick) {
-            return subscribers.len();
+    /// Stores `tick` in the cache if a client here holds its symbol and it is newer, then
+    /// wakes the clients armed on the symbol. Returns how many it woke.
+    fn apply(&mut self, tick: &Tick) -> usize {
+        if self.index.subscribers(tick.symbol) == 0 || !self.cache.update(tick) {
+            return 0;
         }
-        for &key in subscribers {
-            if skip == Some(key) {
+        self.wake(tick.symbol)
+    }
+
+    /// Wakes every client armed on `symbol`: each joins the ready queue (once).
+    fn wake(&mut self, symbol: u32) -> usize {
+        let mut woken = std::mem::take(&mut self.woken);
+        self.index.take_armed(symbol, &mut woken);
+        let mut n = 0;
+        for id in &woken {
+            let key = id.key as usize;
+            let Some(c) = self.clients.get_mut(key) else { continue };
+            if c.incarnation != id.incarnation || !c.subs.disarm(symbol) {
                 continue;
             }
-            let Some(c) = self.clients.get_mut(key) else { continue };
-            match c.subs.offer(tick.symbol, tick.seq) {
-                Offer::Pending => {
-                    if !c.queued {
-                        c.queued = true;
-                        self.ready.push(key);
-                    }
-                }
-                Offer::Conflated => self.counters.conflated += 1,
-                Offer::Ignored => {}
+            self.counters.wakeups += 1;
+            n += 1;
+            if !c.queued && !c.blocked {
+                c.queued = true;
+                c.queued_at_ns = self.now_ns;
+                self.ready.push_back(*id);
             }
         }
-        subscribers.len()
+        self.index.restore(symbol, &mut woken);
+        self.woken = woken;
+        n
     }
 
     /// After a ring overrun: brings every watched symbol up to the last-value cache, so
@@ -339,101 +469,170 @@ impl ShardCore {
     }
 
     fn refresh_from_lvc(&mut self) {
-        let mut symbols = std::mem::take(&mut self.symbols_tmp);
+        let mut symbols = std::mem::take(&mut self.to_arm);
         symbols.clear();
         symbols.extend(self.index.active_symbols());
         for &s in &symbols {
             if let Some(t) = self.lvc.load(s) {
-                self.fan_out(&t, None);
+                self.apply(&t);
             }
         }
-        self.symbols_tmp = symbols;
+        self.to_arm = symbols;
     }
 
-    /// Moves the keys of clients with pending updates into `into` (which is cleared first).
+    /// Clients in the ready queue (stale entries included).
+    pub fn ready_len(&self) -> usize {
+        self.ready.len()
+    }
+
+    /// Takes the client at the front of the ready queue, at `now_ns`: its wait is recorded
+    /// as a revisit sample. Skips entries of clients that left.
+    pub fn pop_ready(&mut self, now_ns: u64) -> Option<usize> {
+        while let Some(id) = self.ready.pop_front() {
+            let key = id.key as usize;
+            let Some(c) = self.clients.get_mut(key) else { continue };
+            if c.incarnation != id.incarnation || !c.queued {
+                continue;
+            }
+            c.queued = false;
+            let wait = now_ns.saturating_sub(c.queued_at_ns);
+            self.counters.visits += 1;
+            self.counters.queue_wait_ns += wait;
+            self.counters.queue_wait_max_ns = self.counters.queue_wait_max_ns.max(wait);
+            return Some(key);
+        }
+        None
+    }
+
+    /// Moves the keys of every ready client into `into` (cleared first), in queue order.
     pub fn take_ready(&mut self, into: &mut Vec<usize>) {
         into.clear();
-        std::mem::swap(&mut self.ready, into);
-        for &k in into.iter() {
-            if let Some(c) = self.clients.get_mut(k) {
-                c.queued = false;
-            }
+        let now = self.now_ns;
+        while let Some(k) = self.pop_ready(now) {
+            into.push(k);
         }
     }
 
-    /// Puts client `key` back in the ready list if it has pending updates (a `max_rate`
-    /// deadline passed).
+    /// Puts client `key` back in the ready queue if it has something to send (a `max_rate`
+    /// deadline passed, or its socket drained).
     pub fn requeue(&mut self, key: usize) {
-        if let Some(c) = self.clients.get_mut(key)
-            && !c.queued
-            && c.subs.pending() > 0
-        {
-            c.queued = true;
-            self.ready.push(key);
+        if self.has_pending(key) {
+            self.mark_ready(key);
         }
     }
 
-    /// Appends every due pending update of client `key` to its output buffer, unless the
-    /// client is blocked. Returns the earliest time a `max_rate`-held update becomes due.
+    /// Whether client `key` has bytes buffered or a newer value than it was sent for any
+    /// symbol (O(its subscriptions)).
+    fn has_pending(&self, key: usize) -> bool {
+        let cache = &self.cache;
+        self.clients.get(key).is_some_and(|c| !c.out.is_empty() || c.subs.pending(|s| cache.seq(s)) > 0)
+    }
+
+    /// Slots of client `key` whose symbol has a newer value than it was sent.
+    pub fn pending(&self, key: usize) -> usize {
+        let cache = &self.cache;
+        self.clients.get(key).map_or(0, |c| c.subs.pending(|s| cache.seq(s)))
+    }
+
+    /// Queues every client whose `max_rate` deadline is at or before `now_ns`. Returns the
+    /// next deadline still ahead, if any.
+    pub fn poll_deadlines(&mut self, now_ns: u64) -> Option<u64> {
+        self.now_ns = self.now_ns.max(now_ns);
+        while let Some(&Reverse((due, key, inc))) = self.deadlines.peek() {
+            if due > now_ns {
+                return Some(due);
+            }
+            self.deadlines.pop();
+            let key = key as usize;
+            let Some(c) = self.clients.get_mut(key) else { continue };
+            if c.incarnation != inc || c.deadline_ns != due {
+                continue;
+            }
+            c.deadline_ns = 0;
+            self.requeue(key);
+        }
+        None
+    }
+
+    /// The earliest scheduled `max_rate` deadline (stale ones included: waking for one is
+    /// harmless).
+    pub fn next_deadline(&self) -> Option<u64> {
+        self.deadlines.peek().map(|Reverse((due, _, _))| *due)
+    }
+
+    /// Lends the spare output buffers to client `c` if it holds none.
+    fn lend(c: &mut ClientState, spare_out: &mut Vec<u8>, spare_marks: &mut VecDeque<(u64, u64)>) {
+        if c.out.capacity() == 0 {
+            std::mem::swap(&mut c.out, spare_out);
+        }
+        if c.marks.capacity() == 0 {
+            std::mem::swap(&mut c.marks, spare_marks);
+        }
+    }
+
+    /// Appends every due update of client `key` to its output buffer, unless the client is
+    /// blocked, and arms the slots it leaves current. Returns the earliest time a
+    /// `max_rate`-held update becomes due (also scheduled: [`ShardCore::poll_deadlines`]
+    /// queues the client then).
     pub fn fill(&mut self, key: usize, now_ns: u64) -> Option<u64> {
+        self.now_ns = self.now_ns.max(now_ns);
         let c = self.clients.get_mut(key)?;
-        if c.blocked || c.subs.pending() == 0 {
+        if c.blocked {
             return None;
         }
-        let cache = &mut self.cache;
-        let universe = &self.universe;
-        let per_symbol = &mut self.symbol_updates;
-        match c.format {
-            Format::Json => {
-                let (out, marks, base) = (&mut c.out, &mut c.marks, c.out_base);
-                c.subs.drain_due(now_ns, |symbol, sent| {
-                    let (bytes, tick) = cache.json_frame(symbol, universe.name(symbol))?;
-                    if tick.seq <= sent {
-                        return None;
-                    }
-                    if let Some(n) = per_symbol.get_mut(symbol as usize) {
-                        *n += 1;
-                    }
-                    out.extend_from_slice(bytes);
-                    marks.push_back((base + out.len() as u64, tick.ts_gateway));
-                    Some(tick.seq)
-                })
-            }
-            Format::Binary => {
-                let (records, stamps) = (&mut self.records, &mut self.stamps);
-                records.clear();
-                stamps.clear();
-                let next = c.subs.drain_due(now_ns, |symbol, sent| {
-                    let (bytes, tick) = cache.binary_record(symbol)?;
-                    if tick.seq <= sent {
-                        return None;
-                    }
-                    if let Some(n) = per_symbol.get_mut(symbol as usize) {
-                        *n += 1;
-                    }
-                    records.extend_from_slice(bytes);
-                    stamps.push(tick.ts_gateway);
-                    Some(tick.seq)
-                });
-                if !records.is_empty() {
-                    frame::write_header(&mut c.out, frame::OpCode::Binary, records.len());
-                    let start = c.out_base + c.out.len() as u64;
-                    c.out.extend_from_slice(records);
-                    for (i, t) in stamps.iter().enumerate() {
-                        let end = start + ((i + 1) * binary::RECORD_LEN) as u64;
-                        c.marks.push_back((end, *t));
-                    }
-                }
-                next
+        Self::lend(c, &mut self.spare_out, &mut self.spare_marks);
+        self.to_arm.clear();
+        self.records.clear();
+        self.stamps.clear();
+        let mut sink = Sink {
+            cache: &mut self.cache,
+            universe: &self.universe,
+            per_symbol: &mut self.symbol_updates,
+            to_arm: &mut self.to_arm,
+            format: c.format,
+            out: &mut c.out,
+            marks: &mut c.marks,
+            base: c.out_base,
+            records: &mut self.records,
+            stamps: &mut self.stamps,
+        };
+        let d = c.subs.drain_due(now_ns, &mut sink);
+        if !self.records.is_empty() {
+            frame::write_header(&mut c.out, frame::OpCode::Binary, self.records.len());
+            let start = c.out_base + c.out.len() as u64;
+            c.out.extend_from_slice(&self.records);
+            for (i, t) in self.stamps.iter().enumerate() {
+                let end = start + ((i + 1) * binary::RECORD_LEN) as u64;
+                c.marks.push_back((end, *t));
             }
         }
+        self.counters.conflated += d.conflated;
+        let id = c.id(key);
+        if let Some(due) = d.next_due_ns
+            && (c.deadline_ns == 0 || due < c.deadline_ns)
+        {
+            c.deadline_ns = due;
+            self.deadlines.push(Reverse((due, id.key, id.incarnation)));
+        }
+        let mut to_arm = std::mem::take(&mut self.to_arm);
+        for &s in &to_arm {
+            let clients = &self.clients;
+            self.index.arm(s, id, |other| {
+                clients.get(other.key as usize).is_some_and(|o| {
+                    o.incarnation == other.incarnation && o.subs.get(s).is_some_and(|slot| slot.armed)
+                })
+            });
+        }
+        to_arm.clear();
+        self.to_arm = to_arm;
+        d.next_due_ns
     }
 
-    /// Reports that the socket of client `key` took `n` bytes of its output buffer at
-    /// `now_ns` (`n` may be 0). Records latency of every live update now fully written,
-    /// and sets or clears the client's blocked state. Returns true if the client just
-    /// became ready again (unblocked with updates pending): the driver must make sure a
-    /// flush follows.
+    /// Reports that the socket of client `key` took `n` bytes of its output buffer, in a
+    /// write that returned at `now_ns` (`n` may be 0). Records the latency of every live
+    /// update now fully written (ingest → the return of the write that completed it), and
+    /// sets or clears the client's blocked state. Returns true if the client just became
+    /// ready again (unblocked with updates pending; it is back in the ready queue).
     pub fn written(&mut self, key: usize, n: usize, now_ns: u64) -> bool {
         let Some(c) = self.clients.get_mut(key) else { return false };
         let n = n.min(c.out.len());
@@ -449,14 +648,26 @@ impl ShardCore {
             let lat = now_ns.saturating_sub(ts).clamp(1, LATENCY_MAX_NS);
             let _ = self.latency.record(lat);
         }
+        let was_blocked = c.blocked;
         c.blocked = !c.out.is_empty();
-        if c.out.is_empty() && c.out.capacity() > 64 * 1024 {
-            // A large snapshot grew the buffer; give the memory back.
-            c.out.shrink_to(4096);
+        if c.out.is_empty() {
+            // Give the lent buffers back (or drop one a large snapshot grew): an idle client
+            // holds no output memory.
+            if self.spare_out.capacity() == 0 && c.out.capacity() <= MAX_SPARE_BYTES {
+                std::mem::swap(&mut c.out, &mut self.spare_out);
+            } else {
+                c.out = Vec::new();
+            }
+            if c.marks.is_empty() {
+                if self.spare_marks.capacity() == 0 && c.marks.capacity() <= MAX_SPARE_BYTES / 16 {
+                    std::mem::swap(&mut c.marks, &mut self.spare_marks);
+                } else {
+                    c.marks = VecDeque::new();
+                }
+            }
         }
-        if !c.blocked && c.subs.pending() > 0 && !c.queued {
-            c.queued = true;
-            self.ready.push(key);
+        if was_blocked && !c.blocked && !c.queued && self.has_pending(key) {
+            self.mark_ready(key);
             return true;
         }
         false
@@ -465,6 +676,7 @@ impl ShardCore {
     /// Appends a raw frame (e.g. a close or ping the driver composed) to the client's buffer.
     pub fn push_raw(&mut self, key: usize, bytes: &[u8]) {
         if let Some(c) = self.clients.get_mut(key) {
+            Self::lend(c, &mut self.spare_out, &mut self.spare_marks);
             c.out.extend_from_slice(bytes);
         }
     }
@@ -574,11 +786,10 @@ impl ShardCore {
         }
         let mut fresh: Vec<u32> = Vec::new();
         if let Some(c) = self.clients.get_mut(key) {
-            for &(_, s) in &known {
-                if c.subs.subscribe_paced(s, interval_ns, default_pacing) {
-                    self.index.add(s, key);
-                    fresh.push(s);
-                }
+            let symbols: Vec<u32> = known.iter().map(|&(_, s)| s).collect();
+            c.subs.subscribe_all(&symbols, interval_ns, default_pacing, &mut fresh);
+            for &s in &fresh {
+                self.index.add(s);
             }
         }
         if !known.is_empty() {
@@ -591,6 +802,28 @@ impl ShardCore {
         self.reply_unknown(key, id, &unknown, note);
         self.reply_not_entitled(key, id, &denied, "; the others were subscribed");
         self.send_snapshots(key, &fresh, now_ns);
+        self.arm_fresh(key, &fresh);
+    }
+
+    /// Arms the new slots of client `key` that are current (their next tick wakes it), or
+    /// queues the client if one already has something newer to send.
+    fn arm_fresh(&mut self, key: usize, fresh: &[u32]) {
+        let Some(c) = self.clients.get_mut(key) else { return };
+        let id = c.id(key);
+        let mut behind = false;
+        for &s in fresh {
+            if c.subs.get(s).is_some_and(|slot| slot.sent_seq < self.cache.seq(s)) {
+                behind = true;
+                continue;
+            }
+            if c.subs.arm(s) {
+                // Fresh slots of a live client: nothing stale to compact here.
+                self.index.arm(s, id, |_| true);
+            }
+        }
+        if behind {
+            self.mark_ready(key);
+        }
     }
 
     /// The `not_entitled` error listing `denied` (nothing if it is empty).
@@ -631,10 +864,9 @@ impl ShardCore {
         let dropped: Vec<u32> = c.subs.symbols().filter(|&s| !grant.allows(self.universe.name(s))).collect();
         for &s in &dropped {
             c.subs.unsubscribe(s);
-            self.index.remove(s, key);
-            if self.index.subscribers(s).is_empty() {
-                self.cache.clear(s);
-            }
+        }
+        for &s in &dropped {
+            self.drop_subscriber(s);
         }
         self.scratch.clear();
         control::write_authenticated(&mut self.scratch, id, &grant.sub, grant.exp);
@@ -652,14 +884,15 @@ impl ShardCore {
     fn send_snapshots(&mut self, key: usize, symbols: &[u32], now_ns: u64) {
         // The cache may be ahead of the ring (the feed writes it first). Taking a snapshot
         // from it moves this shard's frame cache forward, and the ring's older ticks will
-        // then be dropped as stale, so the symbol's *other* subscribers must be offered the
+        // then be dropped as stale, so the symbol's *other* subscribers must be woken by the
         // snapshot's tick now, or they would sit on an older value until the symbol ticks
-        // again.
+        // again. (The new slots are not armed yet, so this client is not woken by it.)
         let snaps: Vec<Tick> = symbols.iter().filter_map(|&s| self.lvc.load(s)).collect();
         for t in &snaps {
-            self.fan_out(t, Some(key));
+            self.apply(t);
         }
         let Some(c) = self.clients.get_mut(key) else { return };
+        Self::lend(c, &mut self.spare_out, &mut self.spare_marks);
         self.records.clear();
         for t in &snaps {
             let s = t.symbol;
@@ -691,12 +924,9 @@ impl ShardCore {
             match self.universe.id(n) {
                 Some(s) => {
                     if let Some(c) = self.clients.get_mut(key)
-                        && c.subs.unsubscribe(s)
+                        && c.subs.unsubscribe(s).is_some()
                     {
-                        self.index.remove(s, key);
-                        if self.index.subscribers(s).is_empty() {
-                            self.cache.clear(s);
-                        }
+                        self.drop_subscriber(s);
                     }
                     done.push(n);
                 }
@@ -743,6 +973,7 @@ impl ShardCore {
     /// Frames `self.scratch` as a text message into the client's buffer.
     fn push_text(&mut self, key: usize) {
         if let Some(c) = self.clients.get_mut(key) {
+            Self::lend(c, &mut self.spare_out, &mut self.spare_marks);
             frame::write_frame(&mut c.out, frame::OpCode::Text, &self.scratch);
         }
     }
@@ -750,9 +981,10 @@ impl ShardCore {
     /// Current gauges (O(clients); called once per stats period, not per tick).
     pub fn gauges(&self) -> CoreGauges {
         let mut g = CoreGauges { clients: self.clients.len(), ..CoreGauges::default() };
+        let cache = &self.cache;
         for (_, c) in &self.clients {
             g.subscriptions += c.subs.len();
-            g.pending_updates += c.subs.pending();
+            g.pending_updates += c.subs.pending(|s| cache.seq(s));
             g.buffered_bytes += c.out.len();
             g.blocked_clients += usize::from(c.blocked);
         }

@@ -1,65 +1,134 @@
-//! The subscription index: symbol → the shard's clients subscribed to it.
+//! The subscription index: per symbol, how many of the shard's clients hold it, and which
+//! of them are **armed** to be woken by its next tick.
 //!
-//! A tick for a symbol nobody on this shard watches costs one bounds-checked lookup of an
-//! empty list, so fan-out work is proportional to actual subscribers, never to clients.
+//! This is what keeps intake O(1) per tick. A client is armed on a symbol when a flush left
+//! its slot current (it has been sent the latest value); the symbol's next tick wakes the
+//! armed clients, once each, and disarms them. A client already waiting for a flush is not
+//! armed, so a tick never costs anything per subscriber: its cost is one cache update plus
+//! one wake-up per client it actually wakes, and every wake-up pays for itself with the flush
+//! that follows. A symbol nobody on this shard watches costs one bounds-checked lookup.
+//!
+//! Wake-up entries name a client by (slab key, incarnation), so an entry left behind by a
+//! client that has since left (or unsubscribed) is recognised and skipped; lists are
+//! compacted when stale entries outnumber live subscribers, so they stay bounded by the
+//! subscriber count.
 
-/// Symbol id → subscriber client keys (slab keys of the shard's clients).
+/// A client, as the index names it: its slab key and incarnation (unique per shard).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClientId {
+    /// Slab key of the client in the shard core.
+    pub key: u32,
+    /// Distinguishes clients that reuse a slab key.
+    pub incarnation: u32,
+}
+
+#[derive(Debug, Default)]
+struct SymbolEntry {
+    /// Clients of this shard that hold the symbol.
+    subscribers: u32,
+    /// Clients to wake on the symbol's next tick (some possibly stale).
+    armed: Vec<ClientId>,
+}
+
+/// Symbol id → subscriber count and armed clients.
 #[derive(Debug, Default)]
 pub struct SubIndex {
-    by_symbol: Vec<Vec<usize>>,
+    by_symbol: Vec<SymbolEntry>,
+    subscriptions: usize,
 }
 
 impl SubIndex {
     /// An index over `symbols` symbol ids.
     pub fn new(symbols: usize) -> SubIndex {
-        SubIndex { by_symbol: (0..symbols).map(|_| Vec::new()).collect() }
+        SubIndex { by_symbol: (0..symbols).map(|_| SymbolEntry::default()).collect(), subscriptions: 0 }
     }
 
-    /// Adds `client` to `symbol`'s subscribers. The caller guarantees it is not there yet
-    /// (the client's own subscription set is the source of truth).
-    pub fn add(&mut self, symbol: u32, client: usize) {
-        if let Some(list) = self.by_symbol.get_mut(symbol as usize) {
-            debug_assert!(!list.contains(&client));
-            list.push(client);
+    /// One more client holds `symbol`.
+    pub fn add(&mut self, symbol: u32) {
+        if let Some(e) = self.by_symbol.get_mut(symbol as usize) {
+            e.subscribers += 1;
+            self.subscriptions += 1;
         }
     }
 
-    /// Removes `client` from `symbol`'s subscribers: O(subscribers of that symbol). Returns
-    /// whether it was there.
-    pub fn remove(&mut self, symbol: u32, client: usize) -> bool {
-        let Some(list) = self.by_symbol.get_mut(symbol as usize) else { return false };
-        match list.iter().position(|c| *c == client) {
-            Some(i) => {
-                list.swap_remove(i);
-                if list.is_empty() {
-                    // Give the memory of a hot symbol's list back once nobody watches it.
-                    list.shrink_to_fit();
-                }
-                true
-            }
-            None => false,
+    /// One client fewer holds `symbol`. Returns true if nobody on the shard holds it any more.
+    pub fn remove(&mut self, symbol: u32) -> bool {
+        let Some(e) = self.by_symbol.get_mut(symbol as usize) else { return false };
+        if e.subscribers == 0 {
+            return false;
         }
+        e.subscribers -= 1;
+        self.subscriptions -= 1;
+        if e.subscribers == 0 {
+            // Nobody left to wake: drop the list and its memory.
+            e.armed = Vec::new();
+            return true;
+        }
+        false
     }
 
-    /// The clients subscribed to `symbol` (empty for unknown ids).
+    /// Number of this shard's clients that hold `symbol`.
     #[inline]
-    pub fn subscribers(&self, symbol: u32) -> &[usize] {
-        self.by_symbol.get(symbol as usize).map_or(&[], Vec::as_slice)
+    pub fn subscribers(&self, symbol: u32) -> usize {
+        self.by_symbol.get(symbol as usize).map_or(0, |e| e.subscribers as usize)
+    }
+
+    /// Arms `client` on `symbol`: its next tick wakes it. `live` tells whether an entry still
+    /// names an armed client (used to compact the list when stale entries pile up).
+    #[inline]
+    pub fn arm(&mut self, symbol: u32, client: ClientId, live: impl Fn(ClientId) -> bool) {
+        let Some(e) = self.by_symbol.get_mut(symbol as usize) else { return };
+        if e.armed.len() >= 2 * e.subscribers as usize + 8 {
+            // Entries of clients that left or were woken through another entry: bounded by
+            // the subscriber count, amortised O(1) per arm.
+            e.armed.retain(|c| live(*c));
+        }
+        e.armed.push(client);
+    }
+
+    /// Takes the clients armed on `symbol` (the symbol ticked), leaving the list empty but
+    /// keeping its capacity. Give the vector back with [`SubIndex::restore`].
+    #[inline]
+    pub fn take_armed(&mut self, symbol: u32, into: &mut Vec<ClientId>) {
+        into.clear();
+        if let Some(e) = self.by_symbol.get_mut(symbol as usize)
+            && !e.armed.is_empty()
+        {
+            std::mem::swap(&mut e.armed, into);
+        }
+    }
+
+    /// Returns the (emptied) vector taken by [`SubIndex::take_armed`] so its capacity is
+    /// reused, unless the symbol already armed new clients meanwhile.
+    #[inline]
+    pub fn restore(&mut self, symbol: u32, taken: &mut Vec<ClientId>) {
+        taken.clear();
+        if let Some(e) = self.by_symbol.get_mut(symbol as usize)
+            && e.armed.is_empty()
+            && e.subscribers > 0
+        {
+            std::mem::swap(&mut e.armed, taken);
+        }
     }
 
     /// Symbol ids with at least one subscriber, in id order.
     pub fn active_symbols(&self) -> impl Iterator<Item = u32> + '_ {
-        self.by_symbol.iter().enumerate().filter(|(_, l)| !l.is_empty()).map(|(s, _)| s as u32)
+        self.by_symbol.iter().enumerate().filter(|(_, e)| e.subscribers > 0).map(|(s, _)| s as u32)
     }
 
     /// Total (symbol, client) pairs.
     pub fn len(&self) -> usize {
-        self.by_symbol.iter().map(Vec::len).sum()
+        self.subscriptions
     }
 
-    /// True if nobody subscribes to anything.
+    /// True if no client holds anything.
     pub fn is_empty(&self) -> bool {
-        self.by_symbol.iter().all(Vec::is_empty)
+        self.subscriptions == 0
+    }
+
+    /// Entries in the armed lists, stale ones included (for tests and memory accounting).
+    pub fn armed_entries(&self) -> usize {
+        self.by_symbol.iter().map(|e| e.armed.len()).sum()
     }
 }
 
@@ -72,56 +141,88 @@ mod tests {
 
     use super::*;
 
+    fn id(key: u32) -> ClientId {
+        ClientId { key, incarnation: 0 }
+    }
+
     #[derive(Debug, Clone)]
     enum Op {
-        Add(u32, usize),
-        Remove(u32, usize),
+        Add(u32),
+        Remove(u32),
+        Arm(u32, u32),
+        Tick(u32),
     }
 
     fn op() -> impl Strategy<Value = Op> {
         prop_oneof![
-            (0u32..6, 0usize..5).prop_map(|(s, c)| Op::Add(s, c)),
-            (0u32..8, 0usize..5).prop_map(|(s, c)| Op::Remove(s, c)),
+            (0u32..6).prop_map(Op::Add),
+            (0u32..8).prop_map(Op::Remove),
+            (0u32..6, 0u32..5).prop_map(|(s, c)| Op::Arm(s, c)),
+            (0u32..8).prop_map(Op::Tick),
         ]
     }
 
     proptest! {
-        /// The index always equals a straightforward model (a map of sets).
+        /// Counts match a model, a tick wakes exactly the clients armed since the previous
+        /// tick, and the armed lists never outgrow twice the subscriber count plus a constant.
         #[test]
-        fn index_matches_model(ops in proptest::collection::vec(op(), 0..200)) {
+        fn index_matches_model(ops in proptest::collection::vec(op(), 0..300)) {
             let mut idx = SubIndex::new(6);
-            let mut model: BTreeMap<u32, BTreeSet<usize>> = BTreeMap::new();
+            let mut counts: BTreeMap<u32, usize> = BTreeMap::new();
+            let mut armed: BTreeMap<u32, BTreeSet<u32>> = BTreeMap::new();
+            let mut taken = Vec::new();
             for op in ops {
                 match op {
-                    Op::Add(s, c) => {
-                        if model.entry(s).or_default().insert(c) {
-                            idx.add(s, c);
-                        }
+                    Op::Add(s) => {
+                        *counts.entry(s).or_default() += 1;
+                        idx.add(s);
                     }
-                    Op::Remove(s, c) => {
-                        let had = model.get_mut(&s).is_some_and(|set| set.remove(&c));
-                        prop_assert_eq!(idx.remove(s, c), had);
+                    Op::Remove(s) => {
+                        let n = counts.entry(s).or_default();
+                        let emptied = *n == 1;
+                        *n = n.saturating_sub(1);
+                        if emptied { armed.remove(&s); }
+                        prop_assert_eq!(idx.remove(s), emptied);
+                    }
+                    Op::Arm(s, c) if counts.get(&s).copied().unwrap_or(0) > 0
+                        && !armed.get(&s).is_some_and(|set| set.contains(&c)) => {
+                        // As in the core, a client is armed on a symbol at most once until the
+                        // symbol ticks. The model's "live" set is what was armed and not woken.
+                        let set = armed.entry(s).or_default();
+                        let live = set.clone();
+                        set.insert(c);
+                        idx.arm(s, id(c), |x| live.contains(&x.key));
+                    }
+                    Op::Arm(..) => {}
+                    Op::Tick(s) => {
+                        idx.take_armed(s, &mut taken);
+                        let got: BTreeSet<u32> = taken.iter().map(|c| c.key).collect();
+                        prop_assert_eq!(got, armed.remove(&s).unwrap_or_default());
+                        idx.restore(s, &mut taken);
                     }
                 }
+                for s in 0..6u32 {
+                    let n = counts.get(&s).copied().unwrap_or(0);
+                    prop_assert_eq!(idx.subscribers(s), n);
+                }
             }
-            for s in 0..8u32 {
-                let got: BTreeSet<usize> = idx.subscribers(s).iter().copied().collect();
-                let want = model.get(&s).cloned().unwrap_or_default();
-                prop_assert_eq!(got.len(), idx.subscribers(s).len(), "duplicates in index");
-                prop_assert_eq!(got, want);
-            }
+            prop_assert_eq!(idx.len(), counts.values().sum::<usize>());
             let active: Vec<u32> = idx.active_symbols().collect();
-            let want: Vec<u32> = model.iter().filter(|(_, v)| !v.is_empty()).map(|(k, _)| *k).collect();
+            let want: Vec<u32> = counts.iter().filter(|(_, v)| **v > 0).map(|(k, _)| *k).collect();
             prop_assert_eq!(active, want);
+            prop_assert!(idx.armed_entries() <= 2 * idx.len() + 6 * 9);
         }
     }
 
     #[test]
     fn unknown_symbols_are_harmless() {
         let mut idx = SubIndex::new(2);
-        idx.add(9, 1);
-        assert!(idx.subscribers(9).is_empty());
-        assert!(!idx.remove(9, 1));
-        assert!(idx.is_empty());
+        idx.add(9);
+        assert_eq!(idx.subscribers(9), 0);
+        assert!(!idx.remove(9));
+        idx.arm(9, id(1), |_| true);
+        let mut v = Vec::new();
+        idx.take_armed(9, &mut v);
+        assert!(v.is_empty() && idx.is_empty());
     }
 }

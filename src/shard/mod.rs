@@ -6,21 +6,31 @@
 //! moment. Inside a shard nothing is shared across threads except the ring (read-only), the
 //! last-value cache (read-only) and the stats atomics, so there are no locks on the data path.
 //!
-//! - [`index`]: symbol → subscribers.
-//! - [`conflate`]: per-client conflation slots and `max_rate` pacing.
+//! Deterministic logic (no sockets, no clock of its own; tested and benchmarked alone):
+//! - [`index`]: symbol → subscriber count and the clients armed to be woken by its next tick.
+//! - [`conflate`]: per-client dense slots (latest seq sent, `max_rate` pacing).
 //! - [`cache`]: per-symbol latest tick with its encoded frames (encode once per format).
-//! - [`core`]: the deterministic shard logic tying those together (no I/O).
-//! - `driver`: the shard's loop: ring → core → one write per ready client per turn.
+//! - [`core`]: ties those together: O(1) intake, the FIFO ready queue, deadlines, fill,
+//!   latency, the control protocol.
+//!
+//! I/O, split by concern:
+//! - `handle`: what the gateway holds ([`ShardHandle`]), what it hands over
+//!   ([`NewConnection`]), and the thread ([`spawn_shard`]).
+//! - `driver`: the shard's loop: ring intake → bounded flush slices → park.
+//! - `io`: the one write path (fill, one `sendmsg`, readiness, latency stamp).
 //! - `conn`: one task per connection: reads client frames, heartbeats, timeouts, closes.
+//! - `stats`: the shard's counters and gauges ([`ShardStats`]).
 
 pub mod cache;
 pub mod conflate;
 mod conn;
 pub mod core;
 mod driver;
+mod handle;
 pub mod index;
+mod io;
+mod stats;
 
-pub use driver::{
-    COUNTED_CLOSE_CODES, ConnectionGuard, NewConnection, Session, ShardHandle, ShardSettings, ShardStats,
-    spawn_shard,
-};
+pub use driver::{MAX_TICK_AGE, SLICE_BUDGET, SLICE_MAX_CLIENTS};
+pub use handle::{ConnectionGuard, NewConnection, Session, ShardHandle, ShardSettings, spawn_shard};
+pub use stats::{COUNTED_CLOSE_CODES, FlushTotals, FlushWindow, ShardStats};
