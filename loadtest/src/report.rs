@@ -228,6 +228,12 @@ pub struct Report {
     pub cpu: Cpu,
     /// The gateway's memory (`--gateway-pid`).
     pub gateway_memory: Option<GatewayMemory>,
+    /// With `--gateway-pid`: the gateway's CPU time (user + system, all threads) over the
+    /// measurement window, in cores (1.0 = one core busy all the time).
+    pub gateway_cpu_cores: Option<f64>,
+    /// Start of the measurement window, seconds since the Unix epoch (to line up samples
+    /// taken outside the tool, e.g. `perf stat -I`, with the window).
+    pub measure_start_unix: f64,
     /// This process's own resident memory at the end of measurement, bytes (includes an
     /// in-process gateway in tests).
     pub own_rss_bytes: u64,
@@ -431,6 +437,9 @@ impl Report {
                     fmt_bytes(m.bytes_per_connection),
                 ),
             );
+        }
+        if let Some(c) = self.gateway_cpu_cores {
+            row(&mut s, "gateway CPU", format!("{c:.2} cores over the measurement window"));
         }
         if self.own_rss_bytes > 0 {
             let per = if self.clients.target >= 1000 {

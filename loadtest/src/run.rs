@@ -188,7 +188,9 @@ pub fn run(opts: Options) -> Result<Report, RunError> {
 
     // Measure.
     let t0 = Instant::now();
+    let measure_start_unix = now_ns() as f64 / 1e9;
     let cpu0 = sysinfo::process_cpu();
+    let gateway_cpu0 = opts.gateway_pid.and_then(sysinfo::pid_cpu);
     set_stage(Stage::Measure);
     let t0_offset = t0.saturating_duration_since(shared.epoch).as_secs_f64();
     let mut log = match hdr_out.as_mut() {
@@ -215,6 +217,7 @@ pub fn run(opts: Options) -> Result<Report, RunError> {
     set_stage(Stage::Drain);
     let t1 = Instant::now();
     let cpu1 = sysinfo::process_cpu();
+    let gateway_cpu1 = opts.gateway_pid.and_then(sysinfo::pid_cpu);
     let own_rss = sysinfo::rss_bytes(std::process::id()).unwrap_or(0);
     let measured = t1.saturating_duration_since(t0);
     agg.window = Some((t0_offset, t0_offset + measured.as_secs_f64()));
@@ -274,8 +277,14 @@ pub fn run(opts: Options) -> Result<Report, RunError> {
         }),
         _ => None,
     };
+    let gateway_cpu_cores = match (gateway_cpu0, gateway_cpu1) {
+        (Some(a), Some(b)) => Some(b.saturating_sub(a).as_secs_f64() / measured.as_secs_f64().max(1e-9)),
+        _ => None,
+    };
     let inputs = Inputs {
         opts: &opts,
+        gateway_cpu_cores,
+        measure_start_unix,
         shared: &shared,
         machine,
         started_unix,
@@ -575,6 +584,8 @@ struct Inputs<'a> {
     gateway_memory: Option<GatewayMemory>,
     own_rss: u64,
     feed_rate: Option<u64>,
+    gateway_cpu_cores: Option<f64>,
+    measure_start_unix: f64,
 }
 
 fn build_report(
@@ -593,6 +604,8 @@ fn build_report(
         gateway_memory,
         own_rss,
         feed_rate,
+        gateway_cpu_cores,
+        measure_start_unix,
     } = inp;
     let secs = measured.as_secs_f64().max(1e-9);
     let mut violations = Violations::default();
@@ -704,6 +717,8 @@ fn build_report(
         rate_spread,
         cpu,
         gateway_memory,
+        gateway_cpu_cores,
+        measure_start_unix,
         own_rss_bytes: own_rss,
         violations,
         close_codes,

@@ -83,6 +83,11 @@ pub fn process_cpu() -> Option<Duration> {
     cpu_from_stat(&std::fs::read_to_string("/proc/self/stat").ok()?)
 }
 
+/// CPU time used so far by process `pid` (all threads), if it exists.
+pub fn pid_cpu(pid: u32) -> Option<Duration> {
+    cpu_from_stat(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
 /// CPU time used so far by the calling thread.
 pub fn thread_cpu() -> Option<Duration> {
     cpu_from_stat(&std::fs::read_to_string("/proc/thread-self/stat").ok()?)
@@ -142,6 +147,8 @@ mod tests {
         assert_eq!(cpu_from_stat("garbage"), None);
         assert!(process_cpu().is_some());
         assert!(thread_cpu().is_some());
+        assert!(pid_cpu(std::process::id()).is_some());
+        assert!(pid_cpu(u32::MAX).is_none());
     }
 
     #[test]
