@@ -348,7 +348,8 @@ if caps:
     lines.append("")
 for p in sorted(os.listdir(out)):
     if p.startswith("capacity-") and p.endswith(".txt") and not os.path.exists(os.path.join(out, p[:-4] + ".json")):
-        lines.append(f"Capacity search {p[9:-4]} produced no result: `{open(os.path.join(out, p)).read().strip().splitlines()[-1:]}`\n")
+        last = (open(os.path.join(out, p)).read().strip().splitlines() or ["(no output)"])[-1]
+        lines.append(f"Capacity search {p[9:-4]} produced no result: `{last}`\n")
 
 if cmds:
     lines.append("<details><summary>Exact command lines</summary>\n")
