@@ -19,17 +19,9 @@ use tokio::time::Instant;
 
 use super::handle::ConnectionGuard;
 use super::io::{ConnIo, Shared};
+use super::timers::{self, ConnTimers, Timeouts, TimerAction};
 use crate::clock::now_ns;
 use crate::protocol::frame::{self, CloseError, FrameDecoder, Message, OpCode, close_code};
-
-/// Close reason for clients that make no write progress.
-pub(crate) const SLOW_CONSUMER: &str = "slow consumer";
-/// Close reason for clients that send nothing.
-pub(crate) const IDLE_TIMEOUT: &str = "idle timeout";
-/// Close reason for clients that never subscribe (`server.subscribe_timeout`).
-pub(crate) const NO_SUBSCRIPTION: &str = "no subscription";
-/// Close reason for clients whose token expired without a refresh.
-pub(crate) const TOKEN_EXPIRED: &str = "token expired";
 
 /// The far future, for deadlines that are off.
 const NEVER: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
@@ -66,13 +58,16 @@ pub(crate) async fn run(
 ) {
     let live = shared.settings.live.clone();
     let mut decoder = FrameDecoder::new(shared.settings.max_message_bytes);
+    // The deadlines run on a monotonic clock: ns since the connection opened.
     let opened = Instant::now();
-    let mut last_rx = opened;
-    let mut last_progress = opened;
-    let mut next_ping = opened + live.ping_interval();
-    // Checked once, at the deadline: a client holding no subscription by then is closed.
-    let sub_timeout = shared.settings.subscribe_timeout;
-    let mut subscribe_by = (!echo && !sub_timeout.is_zero()).then_some(opened + sub_timeout);
+    let mono = || opened.elapsed().as_nanos() as u64;
+    let timeouts = || Timeouts {
+        ping_ns: live.ping_interval().as_nanos() as u64,
+        idle_ns: live.idle_timeout().as_nanos() as u64,
+        slow_ns: live.slow_client_timeout().as_nanos() as u64,
+    };
+    let sub_timeout = if echo { 0 } else { shared.settings.subscribe_timeout.as_nanos() as u64 };
+    let mut timers = ConnTimers::new(0, &timeouts(), sub_timeout);
 
     // Bytes that arrived with the handshake.
     let mut end =
@@ -88,27 +83,18 @@ pub(crate) async fn run(
             break;
         }
         let blocked = shared.core.borrow().client(key).is_some_and(|c| c.is_blocked()) || io.tls_pending();
-        if !blocked {
-            last_progress = Instant::now();
-        }
-        // Read every turn: these can be tuned live.
-        let idle_at = last_rx + live.idle_timeout();
-        let slow_at = if blocked { last_progress + live.slow_client_timeout() } else { idle_at };
-        next_ping = next_ping.min(Instant::now() + live.ping_interval());
-        // Under token auth: the token's expiry (it moves when the client sends a fresh one).
-        let expires_at = shared.core.borrow().token_expiry(key).map(|exp| {
-            let now_s = now_ns() / 1_000_000_000;
-            // No leeway here: the gateway's own clock decides (leeway is for the issuer's skew
-            // at verification).
-            let left = exp.saturating_sub(now_s);
-            Instant::now() + Duration::from_secs(left)
-        });
-        let far = Instant::now() + NEVER;
-        let wake_at = next_ping
-            .min(idle_at)
-            .min(slow_at)
-            .min(subscribe_by.unwrap_or(far))
-            .min(expires_at.unwrap_or(far));
+        // Under token auth: the token's expiry, on the monotonic clock (it moves when the
+        // client sends a fresh token). No leeway here: the gateway's own clock decides
+        // (leeway is for the issuer's skew at verification).
+        let token_deadline = |now: u64| {
+            shared.core.borrow().token_expiry(key).map_or(timers::NEVER, |exp| {
+                let left_s = exp.saturating_sub(now_ns() / 1_000_000_000);
+                now.saturating_add(left_s.saturating_mul(1_000_000_000))
+            })
+        };
+        let now = mono();
+        let wake_at = timers.next(now, &timeouts(), blocked, token_deadline(now));
+        let sleep_for = Duration::from_nanos(wake_at.saturating_sub(now)).min(NEVER);
 
         tokio::select! {
             biased;
@@ -121,7 +107,7 @@ pub(crate) async fn run(
                     // drains, and gets its fresh updates in its turn.
                     let sent_tls = io.flush_tls().unwrap_or(0);
                     if shared.write_out(key, &io).bytes > 0 || sent_tls > 0 {
-                        last_progress = Instant::now();
+                        timers.progressed(mono());
                     }
                 }
             }
@@ -133,35 +119,25 @@ pub(crate) async fn run(
                 match read_some(&io, &mut buf, decoder.buffered_limit()) {
                     Ok(0) => end = Some(End::Gone("peer closed the socket")),
                     Ok(_) => {
-                        last_rx = Instant::now();
+                        timers.received(mono());
                         end = process(&shared, key, &io, &mut decoder, &mut buf, echo);
                     }
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
                     Err(_) => end = Some(End::Gone("read error")),
                 }
             }
-            _ = tokio::time::sleep_until(wake_at) => {
-                let now = Instant::now();
-                if expires_at.is_some_and(|t| now >= t) {
-                    end = Some(End::Close(close_code::POLICY_VIOLATION, TOKEN_EXPIRED));
-                } else if subscribe_by.is_some_and(|t| now >= t) {
-                    subscribe_by = None;
-                    let subscribed = shared.core.borrow().client(key).is_some_and(|c| !c.subs().is_empty());
-                    if !subscribed {
-                        end = Some(End::Close(close_code::POLICY_VIOLATION, NO_SUBSCRIPTION));
-                    }
-                } else if now >= idle_at {
-                    end = Some(End::Close(close_code::POLICY_VIOLATION, IDLE_TIMEOUT));
-                } else if blocked && now >= slow_at {
-                    end = Some(End::Close(close_code::POLICY_VIOLATION, SLOW_CONSUMER));
-                } else if now >= next_ping {
-                    next_ping = now + live.ping_interval();
-                    if !blocked {
+            _ = tokio::time::sleep(sleep_for) => {
+                let now = mono();
+                let subscribed = shared.core.borrow().client(key).is_some_and(|c| !c.subs().is_empty());
+                match timers.due(now, &timeouts(), blocked, subscribed, token_deadline(now)) {
+                    Some(TimerAction::Close(code, reason)) => end = Some(End::Close(code, reason)),
+                    Some(TimerAction::Ping) => {
                         let mut f = Vec::with_capacity(16);
                         frame::write_frame(&mut f, OpCode::Ping, &now_ns().to_be_bytes());
                         shared.core.borrow_mut().push_raw(key, &f);
                         shared.flush_client(key, &io);
                     }
+                    None => {}
                 }
             }
         }

@@ -10,8 +10,9 @@
 //! - [`index`]: symbol → subscriber count and the clients armed to be woken by its next tick.
 //! - [`conflate`]: per-client dense slots (latest seq sent, `max_rate` pacing).
 //! - [`cache`]: per-symbol latest tick with its encoded frames (encode once per format).
-//! - [`core`]: ties those together: O(1) intake, the FIFO ready queue, deadlines, fill,
-//!   latency, the control protocol.
+//! - [`core`]: ties those together: O(1) intake, the FIFO ready queue, `max_rate`
+//!   deadlines, fill, latency, the control protocol.
+//! - [`timers`]: a connection's deadlines (ping, idle, slow consumer, subscribe, token).
 //!
 //! I/O, split by concern:
 //! - `handle`: what the gateway holds ([`ShardHandle`]), what it hands over
@@ -30,6 +31,7 @@ mod handle;
 pub mod index;
 mod io;
 mod stats;
+pub mod timers;
 
 pub use driver::{MAX_TICK_AGE, SLICE_BUDGET, SLICE_MAX_CLIENTS};
 pub use handle::{ConnectionGuard, NewConnection, Session, ShardHandle, ShardSettings, spawn_shard};

@@ -121,12 +121,10 @@ impl ShardStats {
             self.closes[i].fetch_add(1, Ordering::Relaxed);
         }
         match reason {
-            crate::shard::conn::SLOW_CONSUMER => self.slow_consumer_closes.fetch_add(1, Ordering::Relaxed),
-            crate::shard::conn::IDLE_TIMEOUT => self.idle_closes.fetch_add(1, Ordering::Relaxed),
-            crate::shard::conn::NO_SUBSCRIPTION => {
-                self.no_subscription_closes.fetch_add(1, Ordering::Relaxed)
-            }
-            crate::shard::conn::TOKEN_EXPIRED => self.token_expired_closes.fetch_add(1, Ordering::Relaxed),
+            super::timers::SLOW_CONSUMER => self.slow_consumer_closes.fetch_add(1, Ordering::Relaxed),
+            super::timers::IDLE_TIMEOUT => self.idle_closes.fetch_add(1, Ordering::Relaxed),
+            super::timers::NO_SUBSCRIPTION => self.no_subscription_closes.fetch_add(1, Ordering::Relaxed),
+            super::timers::TOKEN_EXPIRED => self.token_expired_closes.fetch_add(1, Ordering::Relaxed),
             _ => 0,
         };
     }
