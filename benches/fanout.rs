@@ -11,6 +11,12 @@
 //! Throughput is `Elements(N)`, so criterion reports the cost per subscriber. Cases: JSON
 //! for 1, 100 and 10,000 subscribers, binary for 10,000.
 //!
+//! The `intake` group measures what one tick costs the shard when it arrives for a symbol
+//! whose N subscribers are all still waiting for their flush (the overloaded case: every
+//! client has something pending and more ticks keep coming). Only `on_tick` runs, so the
+//! result is the per-tick intake cost, reported per tick (`Elements(1)`): with O(1) intake it
+//! does not grow with N.
+//!
 //! `cargo bench --bench fanout -- --warm-up-time 1 --measurement-time 3`
 
 use std::sync::Arc;
@@ -98,5 +104,25 @@ fn fanout(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, fanout);
+fn intake(c: &mut Criterion) {
+    let mut g = c.benchmark_group("intake");
+    g.sample_size(20);
+    for n in [1, 100, 10_000] {
+        let (mut core, aapl, mut seq) = subscribed_core(n, Format::Json);
+        // One tick makes every subscriber pending; nobody is flushed afterwards.
+        seq += 1;
+        core.on_tick(&tick(aapl, seq));
+        g.throughput(Throughput::Elements(1));
+        g.bench_function(BenchmarkId::new("pending", n), |b| {
+            b.iter(|| {
+                seq += 1;
+                core.on_tick(&tick(aapl, seq))
+            })
+        });
+        assert_eq!(core.gauges().pending_updates, n, "one pending slot per subscriber, however many ticks");
+    }
+    g.finish();
+}
+
+criterion_group!(benches, fanout, intake);
 criterion_main!(benches);
