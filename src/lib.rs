@@ -32,8 +32,10 @@
 //!   [`ops`]: the operator commands' client side (`tickgate stats`, `tickgate tune`).
 //! - [`gateway`]: wires it all together; [`gateway::Gateway::start`] is the library entry point.
 //!
-//! No `unsafe` anywhere: the ring is built from atomic words (see [`ring`]).
+//! - [`alloc`]: the allocator's settings: the one module with `unsafe` (two calls into
+//!   mimalloc's C API). The ring is built from atomic words, without `unsafe` (see [`ring`]).
 
+pub mod alloc;
 pub mod auth;
 pub mod bus;
 pub mod clock;

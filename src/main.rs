@@ -456,6 +456,8 @@ fn keyed(
 }
 
 fn main() -> ExitCode {
+    // Before any thread starts: freed memory goes back to the OS at once (src/alloc.rs).
+    tickgate::alloc::return_freed_memory_promptly();
     let m = cli().get_matches();
     let (name, sub) = match m.subcommand() {
         Some(x) => x,

@@ -144,6 +144,8 @@ pub(crate) async fn run(
     }
 
     let end = end.unwrap_or(End::Gone("unknown"));
+    // From here on the client gets nothing but what is buffered and the close frame.
+    shared.core.borrow_mut().begin_close(key);
     // Boxed: the close handshake's state (timers, a discard buffer) would otherwise be part of
     // every connection's future for its whole life; it is needed once, at the end.
     Box::pin(close(&shared, key, &io, end, peer)).await;
@@ -221,8 +223,9 @@ fn process(
         }
     }
     shared.flush_client(key, io);
-    if buf.is_empty() && buf.capacity() > 4 * READ_CHUNK {
-        // A large message grew the buffer; give the memory back.
+    if buf.is_empty() {
+        // Nothing partial left: an idle connection holds no read buffer (clients send
+        // little after subscribing; memory per connection is what limits a process).
         *buf = BytesMut::new();
     }
     end
@@ -288,7 +291,7 @@ async fn close(shared: &Shared, key: usize, io: &ConnIo, end: End, peer: SocketA
     let _ = socket2::SockRef::from(&io.stream).shutdown(std::net::Shutdown::Write);
     // Wait for the peer's close frame or EOF, discarding data, for at most CLOSE_LINGER.
     let deadline = Instant::now() + CLOSE_LINGER;
-    let mut sink = vec![0u8; 4096];
+    let mut sink = [0u8; 512];
     while let Ok(Ok(())) = tokio::time::timeout_at(deadline, io.stream.readable()).await {
         match io.stream.try_read(&mut sink) {
             Ok(0) => return,

@@ -114,6 +114,9 @@ pub struct ClientState {
     blocked: bool,
     /// In the ready queue.
     queued: bool,
+    /// Closing: no longer subscribed to anything and never filled again (only the close
+    /// frame and what was already buffered go out).
+    closing: bool,
     /// When it joined the ready queue (ns), for the revisit statistics.
     queued_at_ns: u64,
     /// The `max_rate` deadline scheduled for it (0: none).
@@ -340,6 +343,7 @@ impl ShardCore {
         if let Some(c) = self.clients.get_mut(key)
             && !c.queued
             && !c.blocked
+            && !c.closing
         {
             c.queued = true;
             c.queued_at_ns = self.now_ns;
@@ -373,6 +377,7 @@ impl ShardCore {
             marks: VecDeque::new(),
             blocked: false,
             queued: false,
+            closing: false,
             queued_at_ns: 0,
             deadline_ns: 0,
             tokens: burst,
@@ -385,6 +390,31 @@ impl ShardCore {
             self.mark_ready(key);
         }
         key
+    }
+
+    /// The connection is closing: it leaves every symbol now (ticks stop waking it, nothing
+    /// is encoded for it) and is never filled again, so a close that lingers (waiting for
+    /// the peer, or on a dead socket) costs no memory and sends no data after the close frame.
+    pub fn begin_close(&mut self, key: usize) {
+        let Some(c) = self.clients.get_mut(key) else { return };
+        if c.closing {
+            return;
+        }
+        c.closing = true;
+        let subs = std::mem::take(&mut c.subs);
+        for s in subs.symbols() {
+            self.drop_subscriber(s);
+        }
+    }
+
+    /// The socket failed: drop whatever was buffered for it.
+    pub fn discard_output(&mut self, key: usize) {
+        if let Some(c) = self.clients.get_mut(key) {
+            c.out = Vec::new();
+            c.marks = VecDeque::new();
+            c.blocked = false;
+        }
+        self.begin_close(key);
     }
 
     /// Removes a client and all its subscriptions. Entries naming it in the index, the ready
@@ -577,7 +607,7 @@ impl ShardCore {
     pub fn fill(&mut self, key: usize, now_ns: u64) -> Option<u64> {
         self.now_ns = self.now_ns.max(now_ns);
         let c = self.clients.get_mut(key)?;
-        if c.blocked {
+        if c.blocked || c.closing {
             return None;
         }
         Self::lend(c, &mut self.spare_out, &mut self.spare_marks);

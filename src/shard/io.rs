@@ -146,6 +146,8 @@ impl Shared {
             Ok(n) => n,
             Err(e) if e.kind() == ErrorKind::WouldBlock => 0,
             Err(_) => {
+                // The socket is gone: nothing more will be written to it.
+                core.discard_output(key);
                 io.dead.set(true);
                 io.wake.notify_one();
                 return Flushed { bytes: 0, wrote: true };
