@@ -52,6 +52,11 @@ pub trait DrainSink {
     fn emit(&mut self, symbol: u32, sent_seq: u64) -> Option<u64>;
     /// Registers the client to be woken by the symbol's next tick.
     fn arm(&mut self, symbol: u32);
+    /// Whether current slots are to be armed at all (false: the client goes straight back to
+    /// the ready queue instead, and its slots are left as they are).
+    fn arming(&self) -> bool {
+        true
+    }
 }
 
 /// All subscriptions of one client, sorted by symbol id.
@@ -199,7 +204,7 @@ impl ClientSubs {
                     d.sent += 1;
                 }
             }
-            if !s.armed {
+            if !s.armed && sink.arming() {
                 s.armed = true;
                 sink.arm(s.symbol);
             }

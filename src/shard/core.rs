@@ -85,6 +85,9 @@ pub struct CoreCounters {
     pub queue_wait_max_ns: u64,
     /// Clients woken by ticks (armed slots consumed).
     pub wakeups: u64,
+    /// Flushes after which the client went straight back to the ready queue (the shard was
+    /// busy: see [`POLL_QUEUE_LEN`]) instead of arming its slots.
+    pub polled: u64,
     /// Bytes handed to sockets.
     pub bytes_written: u64,
     /// Client messages handled.
@@ -219,6 +222,13 @@ pub fn new_latency_histogram() -> Histogram<u64> {
     })
 }
 
+/// Ready-queue length from which a client that just sent something goes straight back to
+/// the queue instead of arming its slots (polling). Under load, a client with a dozen
+/// updates per flush is nearly certain to have more by its next turn, so arming its slots
+/// and waking it from every tick would be pure overhead; with few clients ready, arming keeps
+/// an idle client free. One slice's worth: above it the shard is busy flushing anyway.
+pub const POLL_QUEUE_LEN: usize = 64;
+
 /// Largest output buffer kept for lending to the next client (a larger one, grown by a big
 /// snapshot, is freed instead).
 const MAX_SPARE_BYTES: usize = 256 * 1024;
@@ -236,9 +246,15 @@ struct Sink<'a> {
     base: u64,
     records: &'a mut Vec<u8>,
     stamps: &'a mut Vec<u64>,
+    arming: bool,
 }
 
 impl DrainSink for Sink<'_> {
+    #[inline]
+    fn arming(&self) -> bool {
+        self.arming
+    }
+
     #[inline]
     fn latest(&self, symbol: u32) -> u64 {
         self.cache.seq(symbol)
@@ -525,9 +541,11 @@ impl ShardCore {
                 continue;
             }
             c.queued = false;
-            let wait = now_ns.saturating_sub(c.queued_at_ns);
+            // A client queued before the driver ever told the time has no wait to report.
+            let wait = if c.queued_at_ns == 0 { 0 } else { now_ns.saturating_sub(c.queued_at_ns) };
+            self.now_ns = self.now_ns.max(now_ns);
             self.counters.visits += 1;
-            self.counters.queue_wait_ns += wait;
+            self.counters.queue_wait_ns = self.counters.queue_wait_ns.saturating_add(wait);
             self.counters.queue_wait_max_ns = self.counters.queue_wait_max_ns.max(wait);
             return Some(key);
         }
@@ -614,6 +632,7 @@ impl ShardCore {
         self.to_arm.clear();
         self.records.clear();
         self.stamps.clear();
+        let polling = self.ready.len() >= POLL_QUEUE_LEN;
         let mut sink = Sink {
             cache: &mut self.cache,
             universe: &self.universe,
@@ -625,8 +644,14 @@ impl ShardCore {
             base: c.out_base,
             records: &mut self.records,
             stamps: &mut self.stamps,
+            arming: !polling,
         };
-        let d = c.subs.drain_due(now_ns, &mut sink);
+        let mut d = c.subs.drain_due(now_ns, &mut sink);
+        if polling && d.sent == 0 {
+            // Nothing to send after all: go idle, armed, like any other client.
+            sink.arming = true;
+            d = c.subs.drain_due(now_ns, &mut sink);
+        }
         if !self.records.is_empty() {
             frame::write_header(&mut c.out, frame::OpCode::Binary, self.records.len());
             let start = c.out_base + c.out.len() as u64;
@@ -655,6 +680,10 @@ impl ShardCore {
         }
         to_arm.clear();
         self.to_arm = to_arm;
+        if polling && d.sent > 0 {
+            self.counters.polled += 1;
+            self.mark_ready(key);
+        }
         d.next_due_ns
     }
 
@@ -696,9 +725,13 @@ impl ShardCore {
                 }
             }
         }
-        if was_blocked && !c.blocked && !c.queued && self.has_pending(key) {
-            self.mark_ready(key);
-            return true;
+        if was_blocked && !c.blocked && !c.queued {
+            if self.has_pending(key) {
+                self.mark_ready(key);
+                return true;
+            }
+            // A client that blocked while polling has no armed slots: arm them now.
+            self.fill(key, now_ns);
         }
         false
     }

@@ -1206,3 +1206,50 @@ fn auth_without_token_auth_is_a_bad_request() {
     let t = texts(&r.request(key, r#"{"op":"auth","token":"x"}"#, T0));
     assert_eq!(t[0]["code"], "bad_request");
 }
+
+// ---- Polling under load -------------------------------------------------------------------
+
+/// With more clients ready than [`POLL_QUEUE_LEN`], a client that sent something goes
+/// straight back to the queue instead of arming its slots; once the ticks stop, every client
+/// drains, goes idle armed, and the next tick wakes each exactly once.
+#[test]
+fn busy_shards_poll_and_idle_clients_are_armed_again() {
+    use crate::shard::core::POLL_QUEUE_LEN;
+    let mut r = Rig::new();
+    let n = POLL_QUEUE_LEN * 2;
+    let clients: Vec<usize> = (0..n).map(|_| r.client(Format::Json)).collect();
+    for &c in &clients {
+        r.subscribe(c, &["AAPL", "MSFT"]);
+    }
+    assert_eq!(r.feed(&tick(AAPL, 1)), n, "every client was armed and is woken once");
+    assert_eq!(r.core.ready_len(), n);
+    // Serve one client while the queue is long: it sent an update, so it is queued again.
+    let first = r.core.pop_ready(T0).unwrap();
+    assert_eq!(r.flushed(first, T0), vec![(AAPL, 1, LIVE)]);
+    assert_eq!(r.core.counters.polled, 1);
+    assert_eq!(r.core.ready_len(), n, "back at the end of the queue");
+    // MSFT slots were armed at subscribe; polling leaves them as they are (the polled client
+    // is already queued, so its wake-up is a no-op).
+    assert_eq!(r.feed(&tick(MSFT, 1)), n);
+    assert_eq!(r.core.ready_len(), n, "nobody queued twice");
+
+    // Drain: every queued client is flushed until nobody is left.
+    let mut got: std::collections::HashMap<usize, Vec<Update>> = std::collections::HashMap::new();
+    let mut rounds = 0;
+    while let Some(k) = r.core.pop_ready(T0) {
+        let ups = r.flushed(k, T0);
+        got.entry(k).or_default().extend(ups);
+        rounds += 1;
+        assert!(rounds < 10 * n, "the queue must drain");
+    }
+    for &c in &clients {
+        let mut ups = got.remove(&c).unwrap_or_default();
+        if c == first {
+            ups.insert(0, (AAPL, 1, LIVE));
+        }
+        ups.sort_unstable();
+        assert_eq!(ups, vec![(AAPL, 1, LIVE), (MSFT, 1, LIVE)], "client {c}");
+        assert!(r.core.client(c).unwrap().subs().slots().iter().all(|s| s.armed), "idle and armed");
+    }
+    assert_eq!(r.feed(&tick(AAPL, 2)), n, "every idle client is woken again");
+}
