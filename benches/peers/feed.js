@@ -153,4 +153,14 @@ function reply(obj) {
   return JSON.stringify(obj);
 }
 
-module.exports = { nowNs, parseArgs, Feed, parseRequest, reply, fmtCents };
+// The command line of a peer named `name`, or exit 2 with the reason.
+function optionsOrExit(name, argv) {
+  try {
+    return parseArgs(argv);
+  } catch (e) {
+    console.error(`${name}: ${e.message}`);
+    process.exit(2);
+  }
+}
+
+module.exports = { nowNs, parseArgs, optionsOrExit, Feed, parseRequest, reply, fmtCents };

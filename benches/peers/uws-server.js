@@ -7,15 +7,9 @@
 'use strict';
 
 const uWS = require('uwebsockets');
-const { nowNs, parseArgs, Feed, parseRequest, reply } = require('./feed.js');
+const { nowNs, optionsOrExit, Feed, parseRequest, reply } = require('./feed.js');
 
-let opts;
-try {
-  opts = parseArgs(process.argv);
-} catch (e) {
-  console.error(`uws-server: ${e.message}`);
-  process.exit(2);
-}
+const opts = optionsOrExit('uws-server', process.argv);
 const feed = new Feed(opts.symbols);
 const SUBPROTOCOL = 'tickgate.v1.json';
 let connections = 0;

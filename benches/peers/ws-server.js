@@ -8,15 +8,9 @@
 
 const http = require('http');
 const { WebSocketServer } = require('ws');
-const { nowNs, parseArgs, Feed, parseRequest, reply } = require('./feed.js');
+const { nowNs, optionsOrExit, Feed, parseRequest, reply } = require('./feed.js');
 
-let opts;
-try {
-  opts = parseArgs(process.argv);
-} catch (e) {
-  console.error(`ws-server: ${e.message}`);
-  process.exit(2);
-}
+const opts = optionsOrExit('ws-server', process.argv);
 const feed = new Feed(opts.symbols);
 const SUBPROTOCOL = 'tickgate.v1.json';
 const subscribers = feed.names.map(() => new Set());
