@@ -28,9 +28,9 @@ pub fn return_freed_memory_promptly() {
 }
 
 /// mimalloc's purge delay in force, ms.
-pub fn purge_delay_ms() -> i64 {
+pub fn purge_delay_ms() -> std::os::raw::c_long {
     // SAFETY: as above: an option index in, an integer out, no memory shared.
-    i64::from(unsafe { libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DELAY) })
+    unsafe { libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DELAY) }
 }
 
 #[cfg(test)]

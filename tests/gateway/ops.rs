@@ -79,6 +79,11 @@ async fn metrics_parse_and_counters_move_with_traffic() {
         "tickgate_client_messages_total{shard=\"0\"}",
         "tickgate_client_errors_total{shard=\"0\",code=\"unknown_op\"}",
         "tickgate_snapshots_total{shard=\"0\"}",
+        "tickgate_flush_slices_total{shard=\"0\"}",
+        "tickgate_flush_slice_nanoseconds_total{shard=\"0\"}",
+        "tickgate_flush_visits_total{shard=\"0\"}",
+        "tickgate_ready_wait_nanoseconds_total{shard=\"0\"}",
+        "tickgate_wakeups_total{shard=\"0\"}",
     ] {
         assert!(after[&key(k)] > before.get(k).copied().unwrap_or(0.0), "{k} did not move");
     }
@@ -98,6 +103,37 @@ async fn metrics_parse_and_counters_move_with_traffic() {
     buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
     assert!(buckets.windows(2).all(|w| w[0].1 <= w[1].1), "buckets not cumulative: {buckets:?}");
     assert_eq!(buckets.last().map(|b| b.1), Some(count));
+    gw.shutdown();
+}
+
+/// `/stats` describes the flush loop per shard, and its figures agree with each other and
+/// with the counters: one client at ~500 updates/s is flushed about once per update.
+#[tokio::test]
+async fn stats_show_the_flush_loop() {
+    let gw = start(&[("feed.rate", "5000"), ("feed.symbols", "10"), ("server.stats_interval", "1s")]);
+    let addr = gw.local_addr();
+    let mut c = Client::connect(addr, "").await;
+    let sym = gw.app().universe.name(0).to_string();
+    c.subscribe(&[&sym], "").await;
+    let mut n = 0;
+    collect(&mut c, &HashMap::new(), Duration::from_millis(2500), |_| n += 1).await;
+    assert!(n > 100, "only {n} updates");
+    let s = stats(addr).await;
+    let shard = &s["shards"][0];
+    let f = &shard["flush"];
+    let num = |v: &serde_json::Value, k: &str| v[k].as_f64().unwrap_or_else(|| panic!("{k} missing: {v}"));
+    assert!(num(f, "window_s") > 0.5, "{f}");
+    assert!(num(f, "writes_per_sec") > 50.0, "{f}");
+    let upw = num(f, "updates_per_write");
+    assert!((0.5..=3.0).contains(&upw), "one light client: about one update per write, got {upw}");
+    assert!(num(f, "clients_per_slice") >= 1.0, "{f}");
+    assert!(num(f, "slice_us_avg") > 0.0 && num(f, "slice_us_max") >= num(f, "slice_us_avg"), "{f}");
+    assert!(num(f, "revisit_ms_max") >= num(f, "revisit_ms_avg"), "{f}");
+    assert!(num(f, "revisit_ms_avg") < 50.0, "a lone client waits for nobody: {f}");
+    for k in ["slices", "visits", "wakeups", "writes"] {
+        assert!(shard[k].as_u64().unwrap_or(0) > 0, "{k} did not move: {shard}");
+    }
+    assert!(shard["visits"].as_u64() >= shard["slices"].as_u64(), "{shard}");
     gw.shutdown();
 }
 
