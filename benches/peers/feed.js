@@ -153,6 +153,62 @@ function reply(obj) {
   return JSON.stringify(obj);
 }
 
+// Carries out one parsed request `r` of a client that holds the symbol ids in `held` (a
+// Set), the same way for both peers: `send(text)` writes to the client, `join(symbol, id)`
+// and `leave(symbol, id)` add it to / remove it from the symbol's fan-out. Replies as
+// tickgate does: `subscribed` first, then one snapshot per newly held symbol that has a
+// value, all synchronously, so no tick can come in between.
+function handleRequest(feed, r, held, send, join, leave) {
+  switch (r.op) {
+    case 'list':
+      send(reply({ type: 'symbols', id: r.id, symbols: feed.names }));
+      break;
+    case 'ping':
+      send(reply({ type: 'pong', id: r.id, ts: 0 }).replace('"ts":0', `"ts":${nowNs()}`));
+      break;
+    case 'subscribe': {
+      const acked = {};
+      const unknown = [];
+      const fresh = [];
+      for (const s of r.symbols) {
+        const id = feed.ids.get(s);
+        if (id === undefined) {
+          unknown.push(s);
+          continue;
+        }
+        acked[s] = id;
+        if (!held.has(id)) {
+          held.add(id);
+          join(s, id);
+          fresh.push(id);
+        }
+      }
+      send(reply({ type: 'subscribed', id: r.id, symbols: acked }));
+      for (const id of fresh) {
+        if (feed.hasValue(id)) send(feed.encode(id, true));
+      }
+      if (unknown.length) {
+        send(reply({ type: 'error', id: r.id, code: 'unknown_symbol', message: `${unknown.length} unknown symbol(s)`, symbols: unknown }));
+      }
+      break;
+    }
+    case 'unsubscribe': {
+      const known = [];
+      for (const s of r.symbols) {
+        const id = feed.ids.get(s);
+        if (id === undefined) continue;
+        known.push(s);
+        held.delete(id);
+        leave(s, id);
+      }
+      send(reply({ type: 'unsubscribed', id: r.id, symbols: known }));
+      break;
+    }
+    default:
+      send(reply({ type: 'error', id: r.id, code: 'unknown_op', message: `unknown op ${r.op}` }));
+  }
+}
+
 // The command line of a peer named `name`, or exit 2 with the reason.
 function optionsOrExit(name, argv) {
   try {
@@ -163,4 +219,4 @@ function optionsOrExit(name, argv) {
   }
 }
 
-module.exports = { nowNs, parseArgs, optionsOrExit, Feed, parseRequest, reply, fmtCents };
+module.exports = { nowNs, parseArgs, optionsOrExit, Feed, parseRequest, reply, handleRequest, fmtCents };

@@ -7,7 +7,7 @@
 'use strict';
 
 const uWS = require('uwebsockets');
-const { nowNs, optionsOrExit, Feed, parseRequest, reply } = require('./feed.js');
+const { optionsOrExit, Feed, parseRequest, reply, handleRequest } = require('./feed.js');
 
 const opts = optionsOrExit('uws-server', process.argv);
 const feed = new Feed(opts.symbols);
@@ -59,56 +59,7 @@ app.ws('/ws', {
       return;
     }
     const data = ws.getUserData();
-    switch (r.op) {
-      case 'list':
-        ws.send(reply({ type: 'symbols', id: r.id, symbols: feed.names }), false);
-        break;
-      case 'ping':
-        ws.send(reply({ type: 'pong', id: r.id, ts: 0 }).replace('"ts":0', `"ts":${nowNs()}`), false);
-        break;
-      case 'subscribe': {
-        const acked = {};
-        const unknown = [];
-        const fresh = [];
-        for (const s of r.symbols) {
-          const id = feed.ids.get(s);
-          if (id === undefined) {
-            unknown.push(s);
-            continue;
-          }
-          acked[s] = id;
-          if (!data.held.has(id)) {
-            data.held.add(id);
-            ws.subscribe(s);
-            fresh.push(id);
-          }
-        }
-        // Reply first, then one snapshot per newly held symbol that has a value (as
-        // tickgate). All within this callback: no publish can come in between.
-        ws.send(reply({ type: 'subscribed', id: r.id, symbols: acked }), false);
-        for (const id of fresh) {
-          if (feed.hasValue(id)) ws.send(feed.encode(id, true), false);
-        }
-        if (unknown.length) {
-          ws.send(reply({ type: 'error', id: r.id, code: 'unknown_symbol', message: `${unknown.length} unknown symbol(s)`, symbols: unknown }), false);
-        }
-        break;
-      }
-      case 'unsubscribe': {
-        const known = [];
-        for (const s of r.symbols) {
-          const id = feed.ids.get(s);
-          if (id === undefined) continue;
-          known.push(s);
-          data.held.delete(id);
-          ws.unsubscribe(s);
-        }
-        ws.send(reply({ type: 'unsubscribed', id: r.id, symbols: known }), false);
-        break;
-      }
-      default:
-        ws.send(reply({ type: 'error', id: r.id, code: 'unknown_op', message: `unknown op ${r.op}` }), false);
-    }
+    handleRequest(feed, r, data.held, (text) => ws.send(text, false), (s) => ws.subscribe(s), (s) => ws.unsubscribe(s));
   },
 });
 

@@ -8,7 +8,7 @@
 
 const http = require('http');
 const { WebSocketServer } = require('ws');
-const { nowNs, optionsOrExit, Feed, parseRequest, reply } = require('./feed.js');
+const { optionsOrExit, Feed, parseRequest, reply, handleRequest } = require('./feed.js');
 
 const opts = optionsOrExit('ws-server', process.argv);
 const feed = new Feed(opts.symbols);
@@ -60,56 +60,7 @@ wss.on('connection', (ws) => {
       ws.send(reply(r.error));
       return;
     }
-    switch (r.op) {
-      case 'list':
-        ws.send(reply({ type: 'symbols', id: r.id, symbols: feed.names }));
-        break;
-      case 'ping':
-        ws.send(reply({ type: 'pong', id: r.id, ts: 0 }).replace('"ts":0', `"ts":${nowNs()}`));
-        break;
-      case 'subscribe': {
-        const acked = {};
-        const unknown = [];
-        const fresh = [];
-        for (const s of r.symbols) {
-          const id = feed.ids.get(s);
-          if (id === undefined) {
-            unknown.push(s);
-            continue;
-          }
-          acked[s] = id;
-          if (!held.has(id)) {
-            held.add(id);
-            subscribers[id].add(ws);
-            fresh.push(id);
-          }
-        }
-        // Reply first, then one snapshot per newly held symbol that has a value (as
-        // tickgate); all synchronous, so no tick can come in between.
-        ws.send(reply({ type: 'subscribed', id: r.id, symbols: acked }));
-        for (const id of fresh) {
-          if (feed.hasValue(id)) ws.send(feed.encode(id, true));
-        }
-        if (unknown.length) {
-          ws.send(reply({ type: 'error', id: r.id, code: 'unknown_symbol', message: `${unknown.length} unknown symbol(s)`, symbols: unknown }));
-        }
-        break;
-      }
-      case 'unsubscribe': {
-        const known = [];
-        for (const s of r.symbols) {
-          const id = feed.ids.get(s);
-          if (id === undefined) continue;
-          known.push(s);
-          held.delete(id);
-          subscribers[id].delete(ws);
-        }
-        ws.send(reply({ type: 'unsubscribed', id: r.id, symbols: known }));
-        break;
-      }
-      default:
-        ws.send(reply({ type: 'error', id: r.id, code: 'unknown_op', message: `unknown op ${r.op}` }));
-    }
+    handleRequest(feed, r, held, (text) => ws.send(text), (_, id) => subscribers[id].add(ws), (_, id) => subscribers[id].delete(ws));
   });
 });
 
