@@ -515,15 +515,12 @@ impl ShardCore {
     }
 
     fn refresh_from_lvc(&mut self) {
-        let mut symbols = std::mem::take(&mut self.to_arm);
-        symbols.clear();
-        symbols.extend(self.index.active_symbols());
-        for &s in &symbols {
+        let symbols: Vec<u32> = self.index.active_symbols().collect();
+        for s in symbols {
             if let Some(t) = self.lvc.load(s) {
                 self.apply(&t);
             }
         }
-        self.to_arm = symbols;
     }
 
     /// Clients in the ready queue (stale entries included).
@@ -618,6 +615,21 @@ impl ShardCore {
         }
     }
 
+    /// Takes back the buffers of client `c`, whose output is empty: they become the spares
+    /// (or are freed, if a spare is already held or a large snapshot grew them).
+    fn give_back(c: &mut ClientState, spare_out: &mut Vec<u8>, spare_marks: &mut VecDeque<(u64, u64)>) {
+        let out = std::mem::take(&mut c.out);
+        if spare_out.capacity() == 0 && out.capacity() <= MAX_SPARE_BYTES {
+            *spare_out = out;
+        }
+        if c.marks.is_empty() {
+            let marks = std::mem::take(&mut c.marks);
+            if spare_marks.capacity() == 0 && marks.capacity() <= MAX_SPARE_BYTES / 16 {
+                *spare_marks = marks;
+            }
+        }
+    }
+
     /// Appends every due update of client `key` to its output buffer, unless the client is
     /// blocked, and arms the slots it leaves current. Returns the earliest time a
     /// `max_rate`-held update becomes due (also scheduled: [`ShardCore::poll_deadlines`]
@@ -669,17 +681,14 @@ impl ShardCore {
             c.deadline_ns = due;
             self.deadlines.push(Reverse((due, id.key, id.incarnation)));
         }
-        let mut to_arm = std::mem::take(&mut self.to_arm);
-        for &s in &to_arm {
-            let clients = &self.clients;
+        let clients = &self.clients;
+        for &s in &self.to_arm {
             self.index.arm(s, id, |other| {
                 clients.get(other.key as usize).is_some_and(|o| {
                     o.incarnation == other.incarnation && o.subs.get(s).is_some_and(|slot| slot.armed)
                 })
             });
         }
-        to_arm.clear();
-        self.to_arm = to_arm;
         if polling && d.sent > 0 {
             self.counters.polled += 1;
             self.mark_ready(key);
@@ -710,20 +719,8 @@ impl ShardCore {
         let was_blocked = c.blocked;
         c.blocked = !c.out.is_empty();
         if c.out.is_empty() {
-            // Give the lent buffers back (or drop one a large snapshot grew): an idle client
-            // holds no output memory.
-            if self.spare_out.capacity() == 0 && c.out.capacity() <= MAX_SPARE_BYTES {
-                std::mem::swap(&mut c.out, &mut self.spare_out);
-            } else {
-                c.out = Vec::new();
-            }
-            if c.marks.is_empty() {
-                if self.spare_marks.capacity() == 0 && c.marks.capacity() <= MAX_SPARE_BYTES / 16 {
-                    std::mem::swap(&mut c.marks, &mut self.spare_marks);
-                } else {
-                    c.marks = VecDeque::new();
-                }
-            }
+            // An idle client holds no output memory.
+            Self::give_back(c, &mut self.spare_out, &mut self.spare_marks);
         }
         if was_blocked && !c.blocked && !c.queued {
             if self.has_pending(key) {

@@ -131,9 +131,13 @@ impl Shared {
 
     fn write(&self, key: usize, io: &ConnIo, fill: bool) -> Flushed {
         let mut core = self.core.borrow_mut();
-        if fill && core.fill(key, now_ns()).is_some() {
-            // A max_rate deadline may now be earlier than the loop's sleep.
-            self.loop_wake.notify_one();
+        if fill {
+            let earliest = core.next_deadline();
+            core.fill(key, now_ns());
+            if core.next_deadline() != earliest {
+                // A max_rate deadline now comes before the one the loop sleeps until.
+                self.loop_wake.notify_one();
+            }
         }
         let Some(client) = core.client(key) else { return Flushed::default() };
         if client.out().is_empty() {
