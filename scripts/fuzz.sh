@@ -17,8 +17,6 @@
 #
 # Total time: the build (about 10 min cold on 2 cores, seconds when up to date) plus
 # SECONDS_PER_TARGET per target; each run is also cut by `timeout` at SECONDS_PER_TARGET + 120.
-#
-# Environment: TICKGATE_FUZZ_KNOWN_BUGS is passed through to the targets (see fuzz/README.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

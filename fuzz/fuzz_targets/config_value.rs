@@ -21,57 +21,12 @@ use std::sync::OnceLock;
 use libfuzzer_sys::fuzz_target;
 use tickgate::config::{Config, ConfigError, KEYS, Layers, Source, cross_check, render};
 
-/// Whether the known bug tagged `tag` is to be tolerated: `TICKGATE_FUZZ_KNOWN_BUGS` lists
-/// the tags of the open bugs to fuzz past (see fuzz/README.md). Unset, every failure is a
-/// crash.
-fn tolerate(tag: &str) -> bool {
-    static KNOWN: OnceLock<Vec<String>> = OnceLock::new();
-    KNOWN
-        .get_or_init(|| {
-            std::env::var("TICKGATE_FUZZ_KNOWN_BUGS")
-                .map(|v| v.split(',').map(|t| t.trim().to_string()).collect())
-                .unwrap_or_default()
-        })
-        .iter()
-        .any(|t| t == tag)
-}
-
-/// The known `log-filter` bugs of `server.log_level`, which is checked with
-/// `tracing_subscriber::EnvFilter::try_new` (0.3.23):
-/// - a field value in `[{field=VALUE}]` is compiled as a regex into a DFA whose size is
-///   exponential in the pattern: `[{a=(a|b)*a............}]` takes seconds, a few more dots
-///   take hours and gigabytes;
-/// - a directive with leading whitespace and a non-ASCII character panics (it indexes the
-///   untrimmed text with offsets into the trimmed one): ` aÅ=info`.
-///
-/// True if `text` may set a log filter showing either.
-fn may_hit_log_filter_bug(key: &str, text: &str) -> bool {
-    (key == "server.log_level" || key == "config file" && text.contains("log_level"))
-        && (text.contains('{') || !text.is_ascii())
-}
-
-/// The known `config-render` bugs: `render` writes strings with Rust's `{:?}` escapes (`\0`,
-/// `\u{301}`), which TOML does not have, and `u64` values above `i64::MAX` as bare integers,
-/// which TOML cannot hold. True if `text` shows either.
-fn shows_known_render_bug(text: &str) -> bool {
-    text.lines().any(|line| {
-        let value = line.split_once(" = ").map_or("", |(_, v)| v);
-        let value = value.rsplit_once("  # ").map_or(value, |(v, _)| v);
-        let bare_big_int = value.parse::<u64>().is_ok_and(|n| n > i64::MAX as u64);
-        let debug_escape = value.starts_with('"') && (value.contains("\\0") || value.contains("\\u{"));
-        bare_big_int || debug_escape
-    })
-}
-
 /// Renders `c` as a TOML file (every key set) and reads it back.
 fn round_trip(c: &Config, what: &str) {
     let sources: BTreeMap<&'static str, Source> = KEYS.iter().map(|k| (k.key, Source::Flag)).collect();
     let text = render(c, &sources);
     let mut l = Layers::new();
     if let Err(e) = l.add_toml(&text) {
-        if tolerate("config-render") && shows_known_render_bug(&text) {
-            return;
-        }
         panic!("{what}: the rendered configuration is not a valid config file: {e}\n{text}");
     }
     match (cross_check(c), l.build()) {
@@ -90,9 +45,6 @@ fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(rest) else { return };
     if *sel < 0x80 {
         let def = &KEYS[usize::from(*sel) % KEYS.len()];
-        if tolerate("log-filter") && may_hit_log_filter_bug(def.key, text) {
-            return;
-        }
         static DEFAULTS: OnceLock<Config> = OnceLock::new();
         let mut c = DEFAULTS.get_or_init(Config::defaults).clone();
         match def.apply_to(&mut c, text) {
@@ -112,9 +64,6 @@ fuzz_target!(|data: &[u8]| {
             }
         }
     } else {
-        if tolerate("log-filter") && may_hit_log_filter_bug("config file", text) {
-            return;
-        }
         let mut l = Layers::new();
         if l.add_toml(text).is_err() {
             return;

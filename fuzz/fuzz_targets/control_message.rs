@@ -14,8 +14,6 @@
 //!   request's id and symbols exactly (escaping is right for any symbol text).
 #![no_main]
 
-use std::sync::OnceLock;
-
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
 use tickgate::protocol::control::{self, ClientMsg, ErrorCode};
@@ -28,44 +26,11 @@ fn reply(out: &[u8]) -> serde_json::Map<String, Value> {
     }
 }
 
-/// Whether the known simd-json bugs reported from this target are to be tolerated: set
-/// `TICKGATE_FUZZ_KNOWN_BUGS=simd-json-0.17` to fuzz past them while they are open (see
-/// fuzz/README.md). Unset, every failure is a crash.
-fn tolerate_simd_json_bugs() -> bool {
-    static KNOWN: OnceLock<bool> = OnceLock::new();
-    *KNOWN.get_or_init(|| {
-        std::env::var("TICKGATE_FUZZ_KNOWN_BUGS")
-            .is_ok_and(|v| v.split(',').any(|t| t.trim() == "simd-json-0.17"))
-    })
-}
-
-/// Whether `input` shows one of the known simd-json 0.17.3 bugs, all fixed in 0.19.0, by
-/// which it accepts text that is not JSON:
-/// - a NUL byte right after a number or literal ends it, and the bytes up to the next
-///   `,` `}` `]` are skipped: `{"id":12\0 5}` is id 12 (simd-lite/simd-json#357);
-/// - a number of 19 or more digits (its slow parsing path) may be followed by junk:
-///   `{"x":2.0000000000000000000abc}` is 2.0;
-/// - a high surrogate escape not followed by a low one decodes to U+0000:
-///   `"A\ud9264"` is `"A\u{0}4"`.
-fn shows_known_simd_json_bug(input: &[u8]) -> bool {
-    let long_number = input
-        .split(|b| !(b.is_ascii_digit() || b == &b'.'))
-        .any(|run| run.iter().filter(|b| b.is_ascii_digit()).count() >= 19);
-    let high_surrogate = input.windows(4).any(|w| {
-        w[0] == b'\\'
-            && w[1] == b'u'
-            && matches!(w[2], b'd' | b'D')
-            && matches!(w[3], b'8'..=b'9' | b'a'..=b'b' | b'A'..=b'B')
-    });
-    input.contains(&0) || long_number || high_surrogate
-}
-
-/// The request as serde_json (the reference parser) reads it. `None` only for a known
-/// simd-json bug, when tolerated.
-fn reference(original: &[u8], what: &str) -> Option<Value> {
+/// The request as serde_json (the reference parser) reads it: whatever `parse` accepted, or
+/// answered with an id, must be JSON to it too.
+fn reference(original: &[u8], what: &str) -> Value {
     match serde_json::from_slice(original) {
-        Ok(v) => Some(v),
-        Err(_) if tolerate_simd_json_bugs() && shows_known_simd_json_bug(original) => None,
+        Ok(v) => v,
         Err(e) => panic!("{what}, but serde_json rejects it: {e}"),
     }
 }
@@ -93,7 +58,7 @@ fuzz_target!(|data: &[u8]| {
     match control::parse(&mut buf) {
         Ok(msg) => {
             assert!(std::str::from_utf8(&original).is_ok(), "accepted a request that is not UTF-8");
-            let Some(reference) = reference(&original, "accepted a request") else { return };
+            let reference = reference(&original, "accepted a request");
             let obj = reference.as_object().expect("accepted a request that is not an object");
             let op = obj.get("op").and_then(Value::as_str).expect("accepted a request without a string op");
             if let Some(id) = msg.id() {
@@ -174,9 +139,8 @@ fuzz_target!(|data: &[u8]| {
             );
             // An id is echoed only when the request was a JSON object with one integer id.
             if let Some(id) = e.id {
-                if let Some(reference) = reference(&original, "an error echoes an id") {
-                    assert_eq!(reference.get("id").and_then(integer), Some(id), "{e:?}");
-                }
+                let reference = reference(&original, "an error echoes an id");
+                assert_eq!(reference.get("id").and_then(integer), Some(id), "{e:?}");
             }
             e.write(&mut out);
             let m = reply(&out);
