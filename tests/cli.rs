@@ -35,6 +35,61 @@ fn serve_help_lists_every_key_with_its_default_and_env_name() {
     }
 }
 
+/// Compares `got` with the committed file `tests/golden/NAME`; with `TICKGATE_UPDATE_GOLDEN=1`
+/// (or when the file is missing) writes it instead. These pin what users see of the
+/// configuration (every flag, env name, TOML key, default and help text) so that refactoring
+/// the config code cannot change it unnoticed; a deliberate change rewrites the file.
+fn golden(name: &str, got: &str) {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(name);
+    if std::env::var_os("TICKGATE_UPDATE_GOLDEN").is_some() || !path.exists() {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, got).unwrap();
+        return;
+    }
+    let want = std::fs::read_to_string(&path).unwrap();
+    if want != got {
+        let first = want.lines().zip(got.lines()).position(|(a, b)| a != b).unwrap_or(0);
+        panic!(
+            "{name} changed at line {}:\n want: {:?}\n  got: {:?}\n(if deliberate, rerun with TICKGATE_UPDATE_GOLDEN=1)",
+            first + 1,
+            want.lines().nth(first),
+            got.lines().nth(first)
+        );
+    }
+}
+
+#[test]
+fn config_print_and_serve_help_are_pinned() {
+    let o = tickgate(&["config", "print"], &[]);
+    assert!(o.status.success());
+    golden("config-print.toml", &text(&o).0);
+    let o = tickgate(&["serve", "--help"], &[]);
+    assert!(o.status.success());
+    golden("serve-help.txt", &text(&o).0);
+    // Every keyed command offers the same key flags as serve.
+    let flags = |args: &[&str]| -> Vec<String> {
+        let out = text(&tickgate(args, &[])).0;
+        let mut f: Vec<String> = out
+            .lines()
+            .filter_map(|l| l.trim_start().strip_prefix("--"))
+            .map(|l| l.split([' ', '=']).next().unwrap_or("").to_string())
+            .filter(|f| !matches!(f.as_str(), "out" | "publish" | "help" | "version"))
+            .collect();
+        f.sort();
+        f
+    };
+    let serve = flags(&["serve", "--help"]);
+    assert!(serve.len() > 40, "{serve:?}");
+    for args in [
+        &["record", "--help"][..],
+        &["feed", "--help"],
+        &["config", "check", "--help"],
+        &["config", "print", "--help"],
+    ] {
+        assert_eq!(flags(args), serve, "{args:?}");
+    }
+}
+
 #[test]
 fn config_check_validates_the_shipped_file_and_shows_sources() {
     let file = concat!(env!("CARGO_MANIFEST_DIR"), "/config/tickgate.toml");
