@@ -16,10 +16,67 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use tickgate_feeds::{FeedPoll, FeedSource};
+use anyhow::Context;
+use tickgate_feeds::{CaptureReplay, FeedPoll, FeedSource, ReplayOptions, Simulator, TickReplay, Universe};
 
+use crate::bus::BusStats;
 use crate::clock::now_ns;
+use crate::config::{Config, FeedSpec};
 use crate::ring::{Doorbell, Lvc, Producer};
+
+/// A feed source ready for the feed thread.
+pub struct Feed {
+    /// The source.
+    pub source: Box<dyn FeedSource>,
+    /// Statistics of the NATS bus, when the source is one.
+    pub bus: Option<Arc<BusStats>>,
+}
+
+impl Feed {
+    /// Builds the feed source `feed.source` names: the simulator, a capture or tick-file
+    /// replay, or a NATS subscriber (which also returns the bus's statistics for `/stats` and
+    /// `/metrics`).
+    ///
+    /// # Errors
+    /// Unreadable or empty replay files, bad simulator settings, or a NATS server (or
+    /// publisher) not reachable within `feed.nats_wait`.
+    pub fn from_config(config: &Config) -> anyhow::Result<Feed> {
+        let opts = ReplayOptions { speed: config.feed.replay_speed, looped: config.feed.replay_loop };
+        Ok(match &config.feed.source {
+            FeedSpec::Sim => Feed::local(simulated_source(config)?),
+            FeedSpec::Replay(paths) => Feed::local(Box::new(
+                CaptureReplay::open(paths.clone(), opts).context("feed.source: opening the capture files")?,
+            )),
+            FeedSpec::Ticks(path) => Feed::local(Box::new(
+                TickReplay::open(path.clone(), opts).context("feed.source: opening the tick file")?,
+            )),
+            FeedSpec::Nats(url) => {
+                let (src, stats) = crate::bus::NatsSource::connect(url, &crate::bus::BusConfig::from(config))
+                    .context("feed.source: subscribing to the NATS feed")?;
+                Feed { source: Box::new(src), bus: Some(stats) }
+            }
+        })
+    }
+
+    /// A source without a bus (the simulator, a replay, a test's own source).
+    pub fn local(source: Box<dyn FeedSource>) -> Feed {
+        Feed { source, bus: None }
+    }
+}
+
+/// Builds the simulated feed the configuration asks for.
+///
+/// # Errors
+/// If the embedded universe is malformed or the simulator settings are invalid.
+pub fn simulated_source(config: &Config) -> anyhow::Result<Box<dyn FeedSource>> {
+    let mut universe = Universe::load_default().context("loading the embedded symbol universe")?;
+    if config.feed.symbols > 0 {
+        universe.extend_to(config.feed.symbols);
+    }
+    let sim = config.sim_config();
+    sim.validate().map_err(|e| anyhow::anyhow!("feed: {e}"))?;
+    Ok(Box::new(Simulator::new(universe, sim, now_ns())))
+}
 
 /// Most ticks published between two doorbell rings: bounds how long shards wait for a wake-up
 /// when the source is unpaced.
@@ -123,7 +180,8 @@ pub fn spawn(parts: FeedParts) -> std::io::Result<FeedHandle> {
 fn run(parts: FeedParts, stop: &AtomicBool, stats: &FeedStats) {
     let FeedParts { mut source, mut producer, lvc, doorbells, limit, pin, live, stats: _ } = parts;
     let started = std::time::Instant::now();
-    let mut rate = live.feed_rate.load(Ordering::Relaxed);
+    let mut live = live.watch();
+    let mut rate = live.get().feed.rate;
     if let Some(core) = pin
         && !core_affinity::set_for_current(core)
     {
@@ -134,7 +192,7 @@ fn run(parts: FeedParts, stop: &AtomicBool, stats: &FeedStats) {
     let mut published = 0u64;
     let mut stale = 0u64;
     'outer: while !stop.load(Ordering::Acquire) {
-        let wanted = live.feed_rate.load(Ordering::Relaxed);
+        let wanted = live.get().feed.rate;
         if wanted != rate {
             match source.set_rate(wanted, now_ns()) {
                 Ok(()) => tracing::info!(from = rate, to = wanted, "feed rate changed"),

@@ -1,5 +1,8 @@
-//! Wiring: [`Gateway::start`] builds the universe, ring, cache, shards, feed thread and HTTP
-//! thread from one validated [`Config`], and [`Gateway::shutdown`] takes them down in order.
+//! Wiring: [`Gateway::start`] builds the ring, cache, shards, feed thread and HTTP thread
+//! from one validated [`Config`] and a [`Feed`] (built beside the feed thread, in
+//! [`crate::feed`]), and [`Gateway::shutdown`] takes them down in order. The stats loop lives
+//! with the stats ([`crate::stats::collect`]); the signal loop of `tickgate serve` in
+//! [`crate::signal`].
 //!
 //! Threads and who owns what:
 //! - `tickgate-feed`: owns the [`FeedSource`], the ring's `Producer` and the write side of the
@@ -11,7 +14,6 @@
 //! The library entry point takes the configuration (including the listen address, port 0
 //! in tests) and returns a handle; the binary only parses the CLI and waits for a signal.
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -19,19 +21,16 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use anyhow::Context;
-use tickgate_feeds::{CaptureReplay, FeedSource, ReplayOptions, Simulator, TickReplay, Universe};
 use tokio::sync::watch;
 
-use crate::bus::BusStats;
-use crate::clock::now_ns;
-use crate::config::{ADMIN_TOKEN_ENV, Config, FeedSpec, PinCores, Source};
-use crate::feed::{FeedHandle, FeedParts, FeedStats};
+use crate::config::{ADMIN_TOKEN_ENV, Config, PinCores, Source, Sources};
+use crate::feed::{Feed, FeedHandle, FeedParts, FeedStats};
 use crate::live::Live;
 use crate::ring::{Lvc, Ring};
 use crate::server::App;
 use crate::server::Role;
 use crate::shard::{ShardSettings, spawn_shard};
-use crate::stats::{Collector, MERGE_PERIOD};
+use crate::stats::Collector;
 
 /// Open files kept free for listeners, log files and the like when `max_connections` is
 /// derived from the open-file limit.
@@ -48,53 +47,6 @@ pub struct Gateway {
     feed: FeedHandle,
     http: Option<JoinHandle<()>>,
     stop_http: watch::Sender<bool>,
-}
-
-/// Builds the simulated feed the configuration asks for.
-///
-/// # Errors
-/// If the embedded universe is malformed or the simulator settings are invalid.
-pub fn simulated_source(config: &Config) -> anyhow::Result<Box<dyn FeedSource>> {
-    let mut universe = Universe::load_default().context("loading the embedded symbol universe")?;
-    if config.feed.symbols > 0 {
-        universe.extend_to(config.feed.symbols);
-    }
-    let sim = config.sim_config();
-    sim.validate().map_err(|e| anyhow::anyhow!("feed: {e}"))?;
-    Ok(Box::new(Simulator::new(universe, sim, now_ns())))
-}
-
-/// Builds the feed source `feed.source` names: the simulator, a capture or tick-file replay,
-/// or a NATS subscriber (which also returns the bus's statistics for `/stats` and `/metrics`).
-///
-/// # Errors
-/// Unreadable or empty replay files, bad simulator settings, or a NATS server (or publisher)
-/// not reachable within `feed.nats_wait`.
-pub fn build_source(config: &Config) -> anyhow::Result<Feed> {
-    let opts = ReplayOptions { speed: config.feed.replay_speed, looped: config.feed.replay_loop };
-    let local = |source: Box<dyn FeedSource>| Feed { source, bus: None };
-    Ok(match &config.feed.source {
-        FeedSpec::Sim => local(simulated_source(config)?),
-        FeedSpec::Replay(paths) => local(Box::new(
-            CaptureReplay::open(paths.clone(), opts).context("feed.source: opening the capture files")?,
-        )),
-        FeedSpec::Ticks(path) => local(Box::new(
-            TickReplay::open(path.clone(), opts).context("feed.source: opening the tick file")?,
-        )),
-        FeedSpec::Nats(url) => {
-            let (src, stats) = crate::bus::NatsSource::connect(url, &crate::bus::BusConfig::from(config))
-                .context("feed.source: subscribing to the NATS feed")?;
-            Feed { source: Box::new(src), bus: Some(stats) }
-        }
-    })
-}
-
-/// A feed source ready for the feed thread.
-pub struct Feed {
-    /// The source.
-    pub source: Box<dyn FeedSource>,
-    /// Statistics of the NATS bus, when the source is one.
-    pub bus: Option<Arc<BusStats>>,
 }
 
 /// Raises the open-file soft limit to the hard limit; returns the resulting soft limit.
@@ -128,59 +80,24 @@ fn plan_cores(
 }
 
 impl Gateway {
-    /// Starts a gateway on the feed its configuration names (`feed.source`).
+    /// Starts a gateway on `feed` (usually [`Feed::from_config`], the source `feed.source`
+    /// names; tests pass their own). `provenance` says where each setting came from, for
+    /// `GET /config` on the admin listener; keys missing from it show as defaults.
     ///
     /// # Errors
-    /// Bad feed settings, a listen address that cannot be bound, or threads that cannot start.
-    pub fn start(config: Config) -> anyhow::Result<Gateway> {
-        Gateway::start_configured(config, BTreeMap::new())
-    }
-
-    /// As [`Gateway::start`], with where each setting came from (for `GET /config`).
-    ///
-    /// # Errors
-    /// As [`Gateway::start`].
-    pub fn start_configured(
-        config: Config,
-        sources: BTreeMap<&'static str, Source>,
-    ) -> anyhow::Result<Gateway> {
-        let feed = build_source(&config)?;
-        Gateway::start_with_bus(config, sources, feed.source, feed.bus)
-    }
-
-    /// Starts a gateway on any feed source; `sources` says where each setting came from (for
-    /// `GET /config` on the admin listener; keys missing from it show as defaults).
-    ///
-    /// # Errors
-    /// A listen address that cannot be bound, an unreadable admin token file, or threads
-    /// that cannot start.
-    pub fn start_with_source(
-        config: Config,
-        sources: BTreeMap<&'static str, Source>,
-        source: Box<dyn FeedSource>,
-    ) -> anyhow::Result<Gateway> {
-        Gateway::start_with_bus(config, sources, source, None)
-    }
-
-    /// As [`Gateway::start_with_source`], with the statistics of a bus source to report.
-    ///
-    /// # Errors
-    /// As [`Gateway::start_with_source`].
-    pub fn start_with_bus(
-        config: Config,
-        mut sources: BTreeMap<&'static str, Source>,
-        source: Box<dyn FeedSource>,
-        bus: Option<Arc<BusStats>>,
-    ) -> anyhow::Result<Gateway> {
+    /// A listen address that cannot be bound, unreadable TLS, token or admin token files, or
+    /// threads that cannot start.
+    pub fn start(config: Config, mut provenance: Sources, feed: Feed) -> anyhow::Result<Gateway> {
+        let Feed { source, bus } = feed;
         for k in crate::config::KEYS {
-            sources.entry(k.key).or_insert(Source::Default);
+            provenance.entry(k.key).or_insert(Source::Default);
         }
         let fd_limit = raise_fd_limit();
         let fd_derived = fd_limit.saturating_sub(FD_HEADROOM).max(1) as usize;
-        let live = Arc::new(Live::new(config.clone(), sources, fd_derived));
+        let live = Arc::new(Live::new(config.clone(), provenance, fd_derived));
         let max_connections = live.max_connections();
         let admin_token = admin_token(&config)?;
-        let tls = match &config.tls {
+        let tls = match config.tls() {
             Some(files) => {
                 Some(crate::server::TlsListener::new(files.clone()).map_err(|e| anyhow::anyhow!(e))?)
             }
@@ -195,17 +112,19 @@ impl Gateway {
             }
         };
         let cores = core_affinity::get_core_ids().map_or(1, |c| c.len()).max(1);
-        let shards = if config.shards > 0 { config.shards } else { cores.saturating_sub(1).max(1) };
-        let (feed_core, shard_cores) = plan_cores(&config.pin_cores, shards);
+        let shards =
+            if config.server.shards > 0 { config.server.shards } else { cores.saturating_sub(1).max(1) };
+        let (feed_core, shard_cores) = plan_cores(&config.server.pin_cores, shards);
 
         let universe = Arc::new(source.universe().clone());
         let lvc = Arc::new(Lvc::new(universe.len()));
-        let (ring, producer) = Ring::with_capacity(config.ring_capacity);
+        let (ring, producer) = Ring::with_capacity(config.server.ring_capacity);
 
         // Bind first, so a bad address fails before any thread starts.
-        let listener = bind(config.listen).with_context(|| format!("binding {}", config.listen))?;
+        let listener =
+            bind(config.server.listen).with_context(|| format!("binding {}", config.server.listen))?;
         let addr = listener.local_addr().context("reading the bound address")?;
-        let admin = match config.admin_listen {
+        let admin = match config.admin.listen {
             Some(a) => {
                 Some(bind(a).with_context(|| format!("binding the admin listener {a} (admin.listen)"))?)
             }
@@ -215,11 +134,11 @@ impl Gateway {
 
         let feed_stats = Arc::new(FeedStats::default());
         let settings = ShardSettings {
-            max_message_bytes: config.max_message_bytes,
-            send_buffer_bytes: config.send_buffer_bytes,
+            max_message_bytes: config.server.max_message_bytes,
+            send_buffer_bytes: config.server.send_buffer_bytes,
             live: live.clone(),
             feed: feed_stats.clone(),
-            subscribe_timeout: config.guards.subscribe_timeout,
+            subscribe_timeout: config.server.subscribe_timeout,
             verifier: verifier.clone(),
         };
         let (hist_tx, hist_rx) = crossbeam_channel::bounded(shards * 16);
@@ -260,7 +179,7 @@ impl Gateway {
             bus,
             collector: std::sync::Mutex::new(Collector::new(shards, hist_rx)),
             shutting_down: AtomicBool::new(false),
-            guards: crate::server::Guards::from_config(&config.guards, verifier),
+            guards: crate::server::Guards::from_config(&config.server, verifier),
             tls,
         });
         let (stop_http, stop_rx) = watch::channel(false);
@@ -318,7 +237,7 @@ impl Gateway {
     /// shutting down", flush, stop the feed and the threads, all within `shutdown_grace`
     /// (the shards get the grace minus a margin for the rest).
     pub fn shutdown(mut self) {
-        let grace = self.app.live.shutdown_grace();
+        let grace = self.app.live.config().server.shutdown_grace;
         tracing::info!(grace_ms = grace.as_millis() as u64, "shutting down");
         self.app.shutting_down.store(true, Ordering::Release);
         let _ = self.stop_http.send(true);
@@ -339,7 +258,7 @@ impl Gateway {
 
 /// The admin token: from `admin.token_file` if set, else `TICKGATE_ADMIN_TOKEN`, else none.
 fn admin_token(config: &Config) -> anyhow::Result<Option<String>> {
-    let token = match &config.admin_token_file {
+    let token = match &config.admin.token_file {
         Some(path) => Some(
             std::fs::read_to_string(path)
                 .with_context(|| format!("reading admin.token_file {}", path.display()))?
@@ -386,7 +305,7 @@ fn spawn_http(
                         return;
                     }
                 };
-                tokio::spawn(collect_stats(app.clone(), stop.clone()));
+                tokio::spawn(crate::stats::collect(app.clone(), stop.clone()));
                 if let Some(admin) = admin {
                     match tokio::net::TcpListener::from_std(admin) {
                         Ok(l) => {
@@ -400,31 +319,4 @@ fn spawn_http(
         })
         .context("starting the HTTP thread")?;
     Ok(thread)
-}
-
-/// Merges shard histograms every [`MERGE_PERIOD`] and logs the summary line every
-/// `stats_interval`.
-async fn collect_stats(app: Arc<App>, mut stop: watch::Receiver<bool>) {
-    let mut merge = tokio::time::interval(MERGE_PERIOD);
-    let shard_stats: Vec<_> = app.shards.iter().map(|s| s.stats.clone()).collect();
-    let mut next_summary = tokio::time::Instant::now() + app.live.stats_interval();
-    loop {
-        tokio::select! {
-            _ = merge.tick() => {
-                if let Ok(mut c) = app.collector.lock() {
-                    c.drain();
-                }
-            }
-            _ = tokio::time::sleep_until(next_summary) => {
-                // The period is live-tunable: read it each time.
-                next_summary = tokio::time::Instant::now() + app.live.stats_interval();
-                let connections = app.connections.load(Ordering::Relaxed);
-                if let Ok(mut c) = app.collector.lock() {
-                    let line = c.roll(&shard_stats, &app.feed, connections);
-                    tracing::info!(target: "tickgate::stats", "{line}");
-                }
-            }
-            _ = stop.changed() => return,
-        }
-    }
 }

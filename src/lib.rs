@@ -38,6 +38,7 @@
 pub mod alloc;
 pub mod auth;
 pub mod bus;
+pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod feed;
@@ -50,6 +51,7 @@ pub mod record;
 pub mod ring;
 pub mod server;
 pub mod shard;
+pub mod signal;
 pub mod stats;
 
 pub use tickgate_feeds as feeds;

@@ -1,18 +1,18 @@
 //! Settings that can change while the gateway runs (`tickgate tune`, the admin listener).
 //!
-//! [`Live`] holds the effective [`Config`] (with each key's source) and mirrors the live keys
-//! in atomics that the feed thread, the shards and the stats collector read where they use
-//! them: a timeout is read when a connection computes its next deadline, the feed rate once
-//! per batch, shard limits every housekeeping tick (100 ms). Nothing on the data path takes a
-//! lock. A change is validated exactly like start-up configuration (the same key parsers and
-//! cross-key rules), applied all-or-nothing, logged with old and new value, and counted.
+//! [`Live`] holds the effective [`Config`] (with each key's source) as an immutable snapshot
+//! behind a version number. A change is validated exactly like start-up configuration (the
+//! same key parsers and cross-key rules), applied all-or-nothing by swapping in a new
+//! snapshot, logged with old and new value, and counted. Which keys may change is the key
+//! table's `live` flag; readers take the value from the snapshot where they use it — a
+//! connection's timeouts when it computes its next deadline, the shard limits every
+//! housekeeping tick (100 ms), the feed rate once per batch through a [`Watch`] that
+//! re-reads only when the version moved. Nothing on the data path takes a lock.
 
-use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Mutex, OnceLock};
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 
-use crate::config::{self, Config, Source};
+use crate::config::{self, Config, Source, Sources};
 use crate::shard::core::Limits;
 
 /// Applies a new log filter (installed by the binary, which owns the subscriber).
@@ -39,73 +39,46 @@ pub struct Refused {
     pub reason: String,
 }
 
-/// The live-tunable settings.
+/// The live configuration.
 pub struct Live {
-    state: Mutex<(Config, BTreeMap<&'static str, Source>)>,
+    state: Mutex<(Arc<Config>, Sources)>,
+    /// Bumped after each applied change (readers compare it to refresh a cached snapshot).
+    version: AtomicU64,
     fd_derived_max: usize,
     log_reload: OnceLock<LogReloader>,
-    /// Simulated feed rate, ticks/s.
-    pub feed_rate: AtomicU64,
-    default_interval_ns: AtomicU64,
-    msgs_per_sec: AtomicU32,
-    max_symbols: AtomicUsize,
-    max_connections: AtomicUsize,
-    ping_interval_ms: AtomicU64,
-    idle_timeout_ms: AtomicU64,
-    slow_client_timeout_ms: AtomicU64,
-    stats_interval_ms: AtomicU64,
-    shutdown_grace_ms: AtomicU64,
     /// Changes applied since start.
     pub changes: AtomicU64,
-}
-
-fn ms(d: Duration) -> u64 {
-    d.as_millis() as u64
 }
 
 impl Live {
     /// Live settings starting from `config`; `fd_derived_max` is what `max_connections = 0`
     /// resolves to.
-    pub fn new(config: Config, sources: BTreeMap<&'static str, Source>, fd_derived_max: usize) -> Live {
-        let live = Live {
-            state: Mutex::new((config.clone(), sources)),
+    pub fn new(config: Config, sources: Sources, fd_derived_max: usize) -> Live {
+        Live {
+            state: Mutex::new((Arc::new(config), sources)),
+            version: AtomicU64::new(0),
             fd_derived_max,
             log_reload: OnceLock::new(),
-            feed_rate: AtomicU64::new(0),
-            default_interval_ns: AtomicU64::new(0),
-            msgs_per_sec: AtomicU32::new(0),
-            max_symbols: AtomicUsize::new(0),
-            max_connections: AtomicUsize::new(0),
-            ping_interval_ms: AtomicU64::new(0),
-            idle_timeout_ms: AtomicU64::new(0),
-            slow_client_timeout_ms: AtomicU64::new(0),
-            stats_interval_ms: AtomicU64::new(0),
-            shutdown_grace_ms: AtomicU64::new(0),
             changes: AtomicU64::new(0),
-        };
-        live.mirror(&config);
-        live
+        }
     }
 
-    fn mirror(&self, c: &Config) {
-        let r = Ordering::Relaxed;
-        self.feed_rate.store(c.feed.rate, r);
-        self.default_interval_ns.store(
-            match c.default_max_rate {
-                0 => 0,
-                rate => 1_000_000_000 / u64::from(rate),
-            },
-            r,
-        );
-        self.msgs_per_sec.store(c.max_client_msgs_per_sec, r);
-        self.max_symbols.store(c.max_symbols_per_client, r);
-        let max = if c.max_connections > 0 { c.max_connections } else { self.fd_derived_max };
-        self.max_connections.store(max, r);
-        self.ping_interval_ms.store(ms(c.ping_interval), r);
-        self.idle_timeout_ms.store(ms(c.idle_timeout), r);
-        self.slow_client_timeout_ms.store(ms(c.slow_client_timeout), r);
-        self.stats_interval_ms.store(ms(c.stats_interval), r);
-        self.shutdown_grace_ms.store(ms(c.shutdown_grace), r);
+    fn state(&self) -> std::sync::MutexGuard<'_, (Arc<Config>, Sources)> {
+        match self.state.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
+    }
+
+    /// The configuration now in force.
+    pub fn config(&self) -> Arc<Config> {
+        self.state().0.clone()
+    }
+
+    /// A cached view of the configuration that re-reads it only after a change.
+    pub fn watch(self: &Arc<Self>) -> Watch {
+        let version = self.version.load(Ordering::Acquire);
+        Watch { live: self.clone(), version, config: self.config() }
     }
 
     /// Installs the function that applies `server.log_level` changes (once).
@@ -115,50 +88,30 @@ impl Live {
 
     /// The shard core limits now in force.
     pub fn limits(&self) -> Limits {
-        let r = Ordering::Relaxed;
+        let c = self.config();
         Limits {
-            max_symbols: self.max_symbols.load(r),
-            msgs_per_sec: self.msgs_per_sec.load(r),
-            default_interval_ns: self.default_interval_ns.load(r),
+            max_symbols: c.server.max_symbols_per_client,
+            msgs_per_sec: c.server.max_client_msgs_per_sec,
+            default_interval_ns: match c.server.default_max_rate {
+                0 => 0,
+                rate => 1_000_000_000 / u64::from(rate),
+            },
         }
     }
 
-    /// Connection limit now in force.
+    /// Connection limit now in force (`server.max_connections`, 0 resolved to what the
+    /// open-file limit allows).
     pub fn max_connections(&self) -> usize {
-        self.max_connections.load(Ordering::Relaxed)
-    }
-
-    /// Server ping period.
-    pub fn ping_interval(&self) -> Duration {
-        Duration::from_millis(self.ping_interval_ms.load(Ordering::Relaxed))
-    }
-
-    /// Idle timeout.
-    pub fn idle_timeout(&self) -> Duration {
-        Duration::from_millis(self.idle_timeout_ms.load(Ordering::Relaxed))
-    }
-
-    /// Slow-consumer timeout.
-    pub fn slow_client_timeout(&self) -> Duration {
-        Duration::from_millis(self.slow_client_timeout_ms.load(Ordering::Relaxed))
-    }
-
-    /// Summary-line period.
-    pub fn stats_interval(&self) -> Duration {
-        Duration::from_millis(self.stats_interval_ms.load(Ordering::Relaxed))
-    }
-
-    /// Graceful shutdown bound.
-    pub fn shutdown_grace(&self) -> Duration {
-        Duration::from_millis(self.shutdown_grace_ms.load(Ordering::Relaxed))
+        match self.config().server.max_connections {
+            0 => self.fd_derived_max,
+            n => n,
+        }
     }
 
     /// The effective configuration and each key's source.
-    pub fn snapshot(&self) -> (Config, BTreeMap<&'static str, Source>) {
-        match self.state.lock() {
-            Ok(s) => s.clone(),
-            Err(p) => p.into_inner().clone(),
-        }
+    pub fn snapshot(&self) -> (Config, Sources) {
+        let s = self.state();
+        ((*s.0).clone(), s.1.clone())
     }
 
     /// Validates every `(key, value)` together and, only if all are acceptable, applies them.
@@ -167,12 +120,9 @@ impl Live {
     /// The first refused pair: unknown key, a key that needs a restart, or an invalid value
     /// (including cross-key rules); nothing is applied then.
     pub fn apply(&self, pairs: &[(String, String)]) -> Result<Vec<Change>, Refused> {
-        let mut guard = match self.state.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
+        let mut guard = self.state();
         let (current, sources) = &mut *guard;
-        let mut next = current.clone();
+        let mut next = (**current).clone();
         let mut defs = Vec::with_capacity(pairs.len());
         for (key, value) in pairs {
             let refuse = |reason: String| Refused { key: key.clone(), reason };
@@ -183,14 +133,14 @@ impl Live {
             def.apply_to(&mut next, value.trim()).map_err(|r| refuse(format!("{value:?}: {r}")))?;
             defs.push(def);
         }
-        config::cross_check(&next).map_err(|(key, reason)| Refused { key: key.into(), reason })?;
+        config::cross_check(&next).map_err(|(key, r)| Refused { key: key.into(), reason: r.to_string() })?;
         // Values that are fine at start-up but not safe to switch to while serving.
-        if next.max_connections > self.fd_derived_max {
+        if next.server.max_connections > self.fd_derived_max {
             return Err(Refused {
                 key: "server.max_connections".into(),
                 reason: format!(
                     "{} exceeds what the open-file limit allows ({}); raise the limit and restart",
-                    next.max_connections, self.fd_derived_max
+                    next.server.max_connections, self.fd_derived_max
                 ),
             });
         }
@@ -207,16 +157,35 @@ impl Live {
         }
         let mut changes = Vec::new();
         for def in defs {
-            let old = config::effective_value(current, def.key);
-            let new = config::effective_value(&next, def.key);
+            let (old, new) = (def.value_in(current), def.value_in(&next));
             sources.insert(def.key, Source::Live);
             tracing::info!(key = def.key, %old, %new, "configuration changed live");
             changes.push(Change { key: def.key, old, new });
         }
-        self.mirror(&next);
-        *current = next;
+        *current = Arc::new(next);
+        self.version.fetch_add(1, Ordering::Release);
         self.changes.fetch_add(changes.len() as u64, Ordering::Relaxed);
         Ok(changes)
+    }
+}
+
+/// A reader's copy of the live configuration: [`Watch::get`] costs one atomic load unless a
+/// change was applied since the last call.
+pub struct Watch {
+    live: Arc<Live>,
+    version: u64,
+    config: Arc<Config>,
+}
+
+impl Watch {
+    /// The configuration now in force.
+    pub fn get(&mut self) -> &Config {
+        let v = self.live.version.load(Ordering::Acquire);
+        if v != self.version {
+            self.config = self.live.config();
+            self.version = v;
+        }
+        &self.config
     }
 }
 
@@ -242,8 +211,8 @@ mod tests {
         let ch = l.apply(&pairs(&[("feed.rate", "5000"), ("server.slow_client_timeout", "2s")])).unwrap();
         assert_eq!(ch[0], Change { key: "feed.rate", old: "20000".into(), new: "5000".into() });
         assert_eq!(ch[1].new, "\"2s\"");
-        assert_eq!(l.feed_rate.load(Ordering::Relaxed), 5000);
-        assert_eq!(l.slow_client_timeout(), Duration::from_secs(2));
+        assert_eq!(l.config().feed.rate, 5000);
+        assert_eq!(l.config().server.slow_client_timeout, std::time::Duration::from_secs(2));
         assert_eq!(l.snapshot().1["feed.rate"], Source::Live);
         assert_eq!(l.changes.load(Ordering::Relaxed), 2);
         l.apply(&pairs(&[("server.default_max_rate", "4")])).unwrap();
@@ -251,11 +220,23 @@ mod tests {
     }
 
     #[test]
+    fn a_watch_sees_changes_and_only_rereads_after_one() {
+        let l = Arc::new(live());
+        let mut w = l.watch();
+        assert_eq!(w.get().feed.rate, 20_000);
+        let before = Arc::as_ptr(&w.config);
+        assert_eq!(w.get().feed.rate, 20_000);
+        assert_eq!(Arc::as_ptr(&w.config), before, "no change, no re-read");
+        l.apply(&pairs(&[("feed.rate", "7")])).unwrap();
+        assert_eq!(w.get().feed.rate, 7);
+    }
+
+    #[test]
     fn restart_only_unknown_and_invalid_are_refused_and_nothing_applies() {
         let l = live();
         let e = l.apply(&pairs(&[("feed.rate", "1"), ("server.listen", "127.0.0.1:1")])).unwrap_err();
         assert!(e.to_string().contains("server.listen") && e.reason.contains("restart"), "{e}");
-        assert_eq!(l.feed_rate.load(Ordering::Relaxed), 20_000, "all-or-nothing");
+        assert_eq!(l.config().feed.rate, 20_000, "all-or-nothing");
         let e = l.apply(&pairs(&[("feed.rat", "1")])).unwrap_err();
         assert!(e.reason.contains("unknown"), "{e}");
         let e = l.apply(&pairs(&[("feed.rate", "fast")])).unwrap_err();

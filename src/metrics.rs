@@ -266,7 +266,7 @@ impl Collector for GatewayCollector {
             &mut e,
             "tickgate_feed_rate_target",
             "Configured feed rate, ticks/s (0 = unpaced).",
-            app.live.feed_rate.load(r) as f64,
+            app.live.config().feed.rate as f64,
         )?;
         counter(
             &mut e,

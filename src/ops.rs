@@ -1,5 +1,5 @@
-//! The operator commands' client side: `tickgate stats` (a top-like view of `/stats`) and
-//! `tickgate tune` (`POST /config` on the admin listener).
+//! The operator commands' client side: `tickgate stats` (a top-like view of `/stats`,
+//! [`show_stats`]) and `tickgate tune` (`POST /config` on the admin listener, [`tune`]).
 //!
 //! The HTTP client is hyper's HTTP/1.1 connection over a plain `TcpStream` (the gateway speaks
 //! plain HTTP on loopback or a private network; put TLS in front for anything else). The view
@@ -90,6 +90,83 @@ pub async fn fetch_stats(target: &Target) -> anyhow::Result<Value> {
         bail!("{} answered {status} to /stats: {}", target.authority, body.trim());
     }
     serde_json::from_str(&body).context("/stats did not return JSON")
+}
+
+/// The `tickgate stats` loop: renders a view from two samples a second apart and hands it
+/// to `show`, once, or every second forever with `watch`.
+///
+/// # Errors
+/// As [`fetch_stats`], with a hint to start the gateway or pass `--url`.
+pub async fn show_stats(
+    target: &Target,
+    url: &str,
+    watch: bool,
+    mut show: impl FnMut(&str),
+) -> anyhow::Result<()> {
+    let mut prev: Option<(Value, std::time::Instant)> = None;
+    loop {
+        let now = fetch_stats(target).await.map_err(|e| {
+            anyhow!("{e:#}\n(is the gateway running? start it with `tickgate serve`, or pass --url)")
+        })?;
+        let at = std::time::Instant::now();
+        if prev.is_none() && !watch {
+            // One frame with rates: take a second sample a second later.
+            prev = Some((now, at));
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            continue;
+        }
+        let secs = prev.as_ref().map_or(0.0, |(_, t)| at.duration_since(*t).as_secs_f64());
+        show(&render_view(url, &now, prev.as_ref().map(|(v, _)| v), secs));
+        if !watch {
+            return Ok(());
+        }
+        prev = Some((now, at));
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// One change `tickgate tune` reports.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Changed {
+    /// The key.
+    pub key: String,
+    /// Its value before, as TOML.
+    pub old: String,
+    /// Its value after.
+    pub new: String,
+}
+
+/// `POST /config` with `pairs` (`KEY=VALUE` lines): the changes applied, or the refusal as
+/// the gateway stated it (`key: reason`, or the status and body of an unexpected answer).
+///
+/// # Errors
+/// As [`request`].
+pub async fn tune(
+    target: &Target,
+    pairs: &[String],
+    token: Option<&str>,
+) -> anyhow::Result<Result<Vec<Changed>, String>> {
+    let (status, text) = request(target, "POST", "/config", Some(pairs.join("\n")), token).await?;
+    Ok(interpret_tune(&target.authority, status, &text))
+}
+
+/// Reads the admin listener's answer to `POST /config`.
+pub fn interpret_tune(admin: &str, status: u16, body: &str) -> Result<Vec<Changed>, String> {
+    let v: Value = serde_json::from_str(body).unwrap_or(Value::Null);
+    let text = |v: &Value| v.as_str().unwrap_or("?").to_string();
+    if status == 200 {
+        return Ok(v["changed"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|c| Changed { key: text(&c["key"]), old: text(&c["old"]), new: text(&c["new"]) })
+            .collect());
+    }
+    Err(match (v["key"].as_str(), v["error"].as_str()) {
+        (Some(k), Some(e)) => format!("refused: {k}: {e}"),
+        (None, Some(e)) => format!("refused: {e}"),
+        _ => format!("{admin} answered {status}: {}", body.trim()),
+    })
 }
 
 fn num(v: &Value, k: &str) -> f64 {
@@ -193,6 +270,22 @@ pub fn render_view(url: &str, now: &Value, prev: Option<&Value>, secs: f64) -> S
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tune_answers_are_read_as_changes_or_a_refusal() {
+        let ok = r#"{"changed":[{"key":"feed.rate","old":"20000","new":"5"}]}"#;
+        assert_eq!(
+            interpret_tune("a:1", 200, ok),
+            Ok(vec![Changed { key: "feed.rate".into(), old: "20000".into(), new: "5".into() }])
+        );
+        let refused = r#"{"key":"server.listen","error":"needs a restart"}"#;
+        assert_eq!(
+            interpret_tune("a:1", 400, refused),
+            Err("refused: server.listen: needs a restart".into())
+        );
+        assert_eq!(interpret_tune("a:1", 400, r#"{"error":"bad body"}"#), Err("refused: bad body".into()));
+        assert_eq!(interpret_tune("a:1", 401, "no token\n"), Err("a:1 answered 401: no token".into()));
+    }
 
     #[test]
     fn urls_parse() {

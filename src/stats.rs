@@ -167,3 +167,30 @@ fn merge(hs: &[Histogram<u64>]) -> Histogram<u64> {
 
 /// How often the collector merges (independent of the summary period).
 pub const MERGE_PERIOD: Duration = Duration::from_millis(500);
+
+/// The stats loop of the HTTP thread: merges shard histograms every [`MERGE_PERIOD`] and logs
+/// the summary line every `server.stats_interval` (live-tunable, so read each time), until
+/// `stop` changes.
+pub async fn collect(app: Arc<crate::server::App>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let mut merge = tokio::time::interval(MERGE_PERIOD);
+    let shard_stats: Vec<_> = app.shards.iter().map(|s| s.stats.clone()).collect();
+    let mut next_summary = tokio::time::Instant::now() + app.live.config().server.stats_interval;
+    loop {
+        tokio::select! {
+            _ = merge.tick() => {
+                if let Ok(mut c) = app.collector.lock() {
+                    c.drain();
+                }
+            }
+            _ = tokio::time::sleep_until(next_summary) => {
+                next_summary = tokio::time::Instant::now() + app.live.config().server.stats_interval;
+                let connections = app.connections.load(Ordering::Relaxed);
+                if let Ok(mut c) = app.collector.lock() {
+                    let line = c.roll(&shard_stats, &app.feed, connections);
+                    tracing::info!(target: "tickgate::stats", "{line}");
+                }
+            }
+            _ = stop.changed() => return,
+        }
+    }
+}

@@ -91,6 +91,14 @@ fn config_print_and_serve_help_are_pinned() {
 }
 
 #[test]
+fn burst_window_is_only_checked_when_bursts_are_on() {
+    // Without bursts (factor 1) the window is unused: config check and serve agree.
+    let o = tickgate(&["config", "check", "--burst-len", "0s"], &[]);
+    assert!(o.status.success(), "{}", text(&o).1);
+    assert!(text(&o).0.contains("burst_len = \"0s\"  # flag"));
+}
+
+#[test]
 fn config_check_validates_the_shipped_file_and_shows_sources() {
     let file = concat!(env!("CARGO_MANIFEST_DIR"), "/config/tickgate.toml");
     let o = tickgate(&["config", "check", file, "--rate", "5"], &[("TICKGATE_FEED__SEED", "9")]);
@@ -127,6 +135,18 @@ fn bad_configuration_from_any_source_exits_2_naming_the_key_and_reason() {
         (&["serve", "--replay-loop", "maybe"], &[], &["feed.replay_loop", "true or false"]),
         (&["serve", "--nats-prefix", "a.*"], &[], &["feed.nats_prefix", "dot-separated"]),
         (&["record", "--feed", "nope", "--out", "/tmp/x"], &[], &["feed.source"]),
+        // The simulator's own rules, checked by `config check` too (not first at `serve`).
+        (
+            &["config", "check", "--burst-factor", "2", "--burst-len", "0s"],
+            &[],
+            &["feed.burst_len", "burst period"],
+        ),
+        (
+            &["serve", "--burst-factor", "2", "--burst-every", "1s", "--burst-len", "2s"],
+            &[],
+            &["feed.burst_len", "flag"],
+        ),
+        (&["config", "check", "--zipf-exponent", "11"], &[], &["feed.zipf_exponent", "between 0 and 10"]),
     ];
     for (args, env, needles) in cases {
         let o = tickgate(args, env);

@@ -27,7 +27,7 @@ pub mod tickfile;
 pub mod universe;
 
 pub use replay::{CaptureReplay, ReplayOptions, Speed, TickReplay};
-pub use simulator::{SimConfig, Simulator};
+pub use simulator::{InvalidSimConfig, SimConfig, SimField, Simulator};
 pub use source::{FeedPoll, FeedSource};
 pub use tick::{FixedBuf, SCALE, Tick, TickKind, format_fixed};
 pub use universe::{SymbolInfo, Universe, UniverseError};

@@ -56,13 +56,13 @@ const LOT: i64 = 100 * SCALE;
 const MAX_PRICE: i64 = 1_000_000_000 * SCALE;
 
 /// Highest accepted [`SimConfig::rate`]: one tick per nanosecond.
-const MAX_RATE: u64 = 1_000_000_000;
+pub const MAX_RATE: u64 = 1_000_000_000;
 /// Highest accepted [`SimConfig::burst_factor`].
-const MAX_BURST_FACTOR: u32 = 1_000;
+pub const MAX_BURST_FACTOR: u32 = 1_000;
 /// Highest accepted [`SimConfig::volatility`] (1000 % a year).
-const MAX_VOLATILITY: f64 = 10.0;
+pub const MAX_VOLATILITY: f64 = 10.0;
 /// Highest accepted [`SimConfig::zipf_exponent`].
-const MAX_ZIPF_EXPONENT: f64 = 10.0;
+pub const MAX_ZIPF_EXPONENT: f64 = 10.0;
 
 /// Settings of the simulated feed. Check them with [`SimConfig::validate`] before use.
 #[derive(Clone, Debug, PartialEq)]
@@ -76,9 +76,10 @@ pub struct SimConfig {
     /// Rate multiplier during a burst; 1 = no bursts. 1..=1000. Default 1.
     pub burst_factor: u32,
     /// A burst starts every this many ms after the feed starts (the first one at the start).
-    /// Must be > 0. Default 10 000.
+    /// Must be > 0 when `burst_factor > 1` (unused otherwise). Default 10 000.
     pub burst_every_ms: u64,
-    /// Each burst lasts this many ms; must be 1..`burst_every_ms`. Default 500.
+    /// Each burst lasts this many ms; must be 1..`burst_every_ms` when `burst_factor > 1`
+    /// (unused otherwise). Default 500.
     pub burst_len_ms: u64,
     /// Share of events that are trades, in percent (0..=100); the rest are quotes.
     /// Default 20.
@@ -112,43 +113,97 @@ impl SimConfig {
     /// Checks every field against its documented range.
     ///
     /// # Errors
-    /// A message naming the first offending field and the reason, e.g.
+    /// The first offending field and the reason; displayed as e.g.
     /// `"trade_percent must be 0..=100, got 150"`.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), InvalidSimConfig> {
+        let bad = |field, reason: String| Err(InvalidSimConfig { field, reason });
         if self.rate > MAX_RATE {
-            return Err(format!("rate must be 0..={MAX_RATE} ticks/s, got {}", self.rate));
+            return bad(SimField::Rate, format!("must be 0..={MAX_RATE} ticks/s, got {}", self.rate));
         }
         if !(1..=MAX_BURST_FACTOR).contains(&self.burst_factor) {
-            return Err(format!(
-                "burst_factor must be 1..={MAX_BURST_FACTOR} (1 = no bursts), got {}",
-                self.burst_factor
-            ));
+            return bad(
+                SimField::BurstFactor,
+                format!("must be 1..={MAX_BURST_FACTOR} (1 = no bursts), got {}", self.burst_factor),
+            );
         }
-        if self.burst_every_ms == 0 {
-            return Err("burst_every_ms must be > 0 (use burst_factor = 1 to disable bursts)".into());
-        }
-        if self.burst_len_ms == 0 || self.burst_len_ms >= self.burst_every_ms {
-            return Err(format!(
-                "burst_len_ms must be 1..{} (less than burst_every_ms), got {}",
-                self.burst_every_ms, self.burst_len_ms
-            ));
+        // The burst window matters only when there are bursts.
+        if self.burst_factor > 1 {
+            if self.burst_every_ms == 0 {
+                return bad(
+                    SimField::BurstEvery,
+                    "must be > 0 when bursts are on (a burst factor of 1 turns them off)".into(),
+                );
+            }
+            if self.burst_len_ms == 0 || self.burst_len_ms >= self.burst_every_ms {
+                return bad(
+                    SimField::BurstLen,
+                    format!(
+                        "must be 1..{} ms (shorter than the burst period) when bursts are on, got {}",
+                        self.burst_every_ms, self.burst_len_ms
+                    ),
+                );
+            }
         }
         if self.trade_percent > 100 {
-            return Err(format!("trade_percent must be 0..=100, got {}", self.trade_percent));
+            return bad(SimField::TradePercent, format!("must be 0..=100, got {}", self.trade_percent));
         }
         if !(0.0..=MAX_VOLATILITY).contains(&self.volatility) {
-            return Err(format!(
-                "volatility must be in 0..={MAX_VOLATILITY} (annualized, 0.3 = 30 %), got {}",
-                self.volatility
-            ));
+            return bad(
+                SimField::Volatility,
+                format!("must be in 0..={MAX_VOLATILITY} (annualized, 0.3 = 30 %), got {}", self.volatility),
+            );
         }
         if !(0.0..=MAX_ZIPF_EXPONENT).contains(&self.zipf_exponent) {
-            return Err(format!(
-                "zipf_exponent must be a number in 0..={MAX_ZIPF_EXPONENT}, got {}",
-                self.zipf_exponent
-            ));
+            return bad(
+                SimField::ZipfExponent,
+                format!("must be a number in 0..={MAX_ZIPF_EXPONENT}, got {}", self.zipf_exponent),
+            );
         }
         Ok(())
+    }
+}
+
+/// A [`SimConfig`] value out of range: which field and why (`"{field} {reason}"`).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{} {reason}", field.name())]
+pub struct InvalidSimConfig {
+    /// The field at fault.
+    pub field: SimField,
+    /// Why its value is refused.
+    pub reason: String,
+}
+
+/// A checked field of [`SimConfig`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SimField {
+    /// `rate`.
+    Rate,
+    /// `burst_factor`.
+    BurstFactor,
+    /// `burst_every_ms`.
+    BurstEvery,
+    /// `burst_len_ms`.
+    BurstLen,
+    /// `trade_percent`.
+    TradePercent,
+    /// `volatility`.
+    Volatility,
+    /// `zipf_exponent`.
+    ZipfExponent,
+}
+
+impl SimField {
+    /// The field's name in [`SimConfig`].
+    pub fn name(self) -> &'static str {
+        match self {
+            SimField::Rate => "rate",
+            SimField::BurstFactor => "burst_factor",
+            SimField::BurstEvery => "burst_every_ms",
+            SimField::BurstLen => "burst_len_ms",
+            SimField::TradePercent => "trade_percent",
+            SimField::Volatility => "volatility",
+            SimField::ZipfExponent => "zipf_exponent",
+        }
     }
 }
 
@@ -571,7 +626,7 @@ impl FeedSource for Simulator {
     fn set_rate(&mut self, ticks_per_sec: u64, now_ns: u64) -> Result<(), String> {
         let mut cfg = self.cfg.clone();
         cfg.rate = ticks_per_sec;
-        cfg.validate()?;
+        cfg.validate().map_err(|e| e.to_string())?;
         self.cfg = cfg;
         self.schedule = Schedule::new(&self.cfg);
         self.start_ns = now_ns;
@@ -938,9 +993,9 @@ mod tests {
             (SimConfig { rate: MAX_RATE + 1, ..d() }, "rate"),
             (SimConfig { burst_factor: 0, ..d() }, "burst_factor"),
             (SimConfig { burst_factor: 1_001, ..d() }, "burst_factor"),
-            (SimConfig { burst_every_ms: 0, ..d() }, "burst_every_ms"),
-            (SimConfig { burst_len_ms: 0, ..d() }, "burst_len_ms"),
-            (SimConfig { burst_len_ms: 10_000, ..d() }, "burst_len_ms"),
+            (SimConfig { burst_factor: 2, burst_every_ms: 0, ..d() }, "burst_every_ms"),
+            (SimConfig { burst_factor: 2, burst_len_ms: 0, ..d() }, "burst_len_ms"),
+            (SimConfig { burst_factor: 2, burst_len_ms: 10_000, ..d() }, "burst_len_ms"),
             (SimConfig { trade_percent: 101, ..d() }, "trade_percent"),
             (SimConfig { volatility: -0.1, ..d() }, "volatility"),
             (SimConfig { volatility: f64::NAN, ..d() }, "volatility"),
@@ -950,7 +1005,10 @@ mod tests {
         ];
         for (cfg, field) in cases {
             match cfg.validate() {
-                Err(e) => assert!(e.starts_with(field), "{field}: message {e:?}"),
+                Err(e) => {
+                    assert_eq!(e.field.name(), field, "{e}");
+                    assert!(e.to_string().starts_with(field), "{field}: message {e}");
+                }
                 Ok(()) => panic!("{field}: accepted {cfg:?}"),
             }
         }
@@ -958,6 +1016,8 @@ mod tests {
             SimConfig { rate: 0, ..d() },
             SimConfig { rate: MAX_RATE, trade_percent: 100, volatility: 0.0, zipf_exponent: 0.0, ..d() },
             SimConfig { burst_factor: 1_000, burst_every_ms: 2, burst_len_ms: 1, ..d() },
+            // Without bursts the burst window is not used, so it is not checked.
+            SimConfig { burst_factor: 1, burst_every_ms: 0, burst_len_ms: 0, ..d() },
         ];
         for cfg in edges {
             assert_eq!(cfg.validate(), Ok(()), "{cfg:?}");

@@ -46,11 +46,11 @@ fuzz_target!(|data: &[u8]| {
     if *sel < 0x80 {
         let def = &KEYS[usize::from(*sel) % KEYS.len()];
         static DEFAULTS: OnceLock<Config> = OnceLock::new();
-        let mut c = DEFAULTS.get_or_init(Config::defaults).clone();
+        let mut c = DEFAULTS.get_or_init(Config::default).clone();
         match def.apply_to(&mut c, text) {
             Ok(()) => round_trip(&c, def.key),
             Err(reason) => {
-                assert!(!reason.is_empty(), "{}: an error without a reason", def.key);
+                assert!(!reason.to_string().is_empty(), "{}: an error without a reason", def.key);
                 // The same refusal through the layers, naming the key, the value and the source.
                 let mut l = Layers::new();
                 l.set(def.key, text.to_string(), Source::Flag).expect("a key of KEYS");

@@ -81,7 +81,7 @@ pub struct Guards {
 impl Guards {
     /// The guards a configuration asks for.
     pub fn from_config(
-        c: &crate::config::GuardConfig,
+        c: &crate::config::ServerConfig,
         verifier: Option<Arc<crate::auth::Verifier>>,
     ) -> Guards {
         Guards {

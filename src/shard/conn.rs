@@ -56,15 +56,18 @@ pub(crate) async fn run(
     guard: ConnectionGuard,
     echo: bool,
 ) {
-    let live = shared.settings.live.clone();
+    let mut live = shared.settings.live.watch();
     let mut decoder = FrameDecoder::new(shared.settings.max_message_bytes);
     // The deadlines run on a monotonic clock: ns since the connection opened.
     let opened = Instant::now();
     let mono = || opened.elapsed().as_nanos() as u64;
-    let timeouts = || Timeouts {
-        ping_ns: live.ping_interval().as_nanos() as u64,
-        idle_ns: live.idle_timeout().as_nanos() as u64,
-        slow_ns: live.slow_client_timeout().as_nanos() as u64,
+    let mut timeouts = || {
+        let s = &live.get().server;
+        Timeouts {
+            ping_ns: s.ping_interval.as_nanos() as u64,
+            idle_ns: s.idle_timeout.as_nanos() as u64,
+            slow_ns: s.slow_client_timeout.as_nanos() as u64,
+        }
     };
     let sub_timeout = if echo { 0 } else { shared.settings.subscribe_timeout.as_nanos() as u64 };
     let mut timers = ConnTimers::new(0, &timeouts(), sub_timeout);

@@ -280,7 +280,9 @@ async fn housekeeping(
         let mut core = shared.core.borrow_mut();
         core.set_limits(shared.settings.live.limits());
         shared.stats.publish(&core, shared.stats.ring_lag.load(Ordering::Relaxed), &shared.io);
-        if last_hist.elapsed() >= shared.settings.live.stats_interval().min(Duration::from_secs(1)) {
+        if last_hist.elapsed()
+            >= shared.settings.live.config().server.stats_interval.min(Duration::from_secs(1))
+        {
             last_hist = tokio::time::Instant::now();
             let totals = FlushTotals {
                 at_ns: now_ns(),

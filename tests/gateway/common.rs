@@ -8,9 +8,10 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
 use tickgate::config::{Config, Layers, Source};
+use tickgate::feed::{Feed, simulated_source};
 use tickgate::feeds::universe::parse_fixed;
 use tickgate::feeds::{Tick, TickKind};
-use tickgate::gateway::{Gateway, simulated_source};
+use tickgate::gateway::Gateway;
 use tickgate::protocol::binary;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -44,7 +45,7 @@ pub fn config(overrides: &[(&str, &str)]) -> (Config, BTreeMap<&'static str, Sou
 pub fn start(overrides: &[(&str, &str)]) -> Gateway {
     let (cfg, sources) = config(overrides);
     let feed = simulated_source(&cfg).unwrap_or_else(|e| panic!("{e:#}"));
-    Gateway::start_with_source(cfg, sources, feed).unwrap_or_else(|e| panic!("gateway did not start: {e:#}"))
+    Gateway::start(cfg, sources, Feed::local(feed)).unwrap_or_else(|e| panic!("gateway did not start: {e:#}"))
 }
 
 /// What a client received.

@@ -14,7 +14,9 @@ use crate::common::*;
 
 fn start_feed(spec: &str, speed: &str) -> Gateway {
     let (cfg, sources) = config(&[("feed.source", spec), ("feed.replay_speed", speed)]);
-    Gateway::start_configured(cfg, sources).unwrap_or_else(|e| panic!("gateway did not start: {e:#}"))
+    tickgate::feed::Feed::from_config(&cfg)
+        .and_then(|feed| Gateway::start(cfg, sources, feed))
+        .unwrap_or_else(|e| panic!("gateway did not start: {e:#}"))
 }
 
 fn shared_captures() -> Option<PathBuf> {
@@ -158,7 +160,9 @@ async fn bad_feed_sources_fail_to_start_with_the_reason() {
         (concat!("ticks:", env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"), "not a tickgate tick file"),
     ] {
         let (cfg, sources) = config(&[("feed.source", spec)]);
-        let err = match Gateway::start_configured(cfg, sources) {
+        let err = match tickgate::feed::Feed::from_config(&cfg)
+            .and_then(|feed| Gateway::start(cfg, sources, feed))
+        {
             Ok(_) => panic!("{spec} started"),
             Err(e) => format!("{e:#}"),
         };

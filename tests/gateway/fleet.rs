@@ -138,7 +138,8 @@ impl Drop for Publisher {
 
 fn gateway(url: &str) -> Gateway {
     let (cfg, sources) = config(&[("feed.source", url), ("feed.nats_wait", "20s")]);
-    Gateway::start_configured(cfg, sources)
+    tickgate::feed::Feed::from_config(&cfg)
+        .and_then(|feed| Gateway::start(cfg, sources, feed))
         .unwrap_or_else(|e| panic!("gateway on {url} did not start: {e:#}"))
 }
 

@@ -187,7 +187,7 @@ async fn tune_changes_the_measured_feed_rate_live_and_refuses_restart_keys() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("server.shards") && err.contains("needs a restart"), "{err}");
-    assert_eq!(gw.app().live.feed_rate.load(std::sync::atomic::Ordering::Relaxed), 5000, "all-or-nothing");
+    assert_eq!(gw.app().live.config().feed.rate, 5000, "all-or-nothing");
 
     // The admin view shows where each value came from.
     let (_, cfg) = http_get(gw.admin_addr().unwrap(), "/config", "").await;

@@ -3,7 +3,8 @@
 use std::time::Duration;
 
 use tickgate::config::{Layers, Source};
-use tickgate::gateway::{Gateway, simulated_source};
+use tickgate::feed::{Feed, simulated_source};
+use tickgate::gateway::Gateway;
 use tickgate_loadtest::options::Progress;
 use tickgate_loadtest::ws::url::WsUrl;
 use tickgate_loadtest::{Options, ProfileName};
@@ -25,7 +26,7 @@ pub fn gateway(overrides: &[(&str, &str)]) -> Gateway {
     }
     let (cfg, sources) = l.build().unwrap_or_else(|e| panic!("{e}"));
     let feed = simulated_source(&cfg).unwrap_or_else(|e| panic!("{e:#}"));
-    Gateway::start_with_source(cfg, sources, feed).unwrap_or_else(|e| panic!("gateway did not start: {e:#}"))
+    Gateway::start(cfg, sources, Feed::local(feed)).unwrap_or_else(|e| panic!("gateway did not start: {e:#}"))
 }
 
 /// The smoke profile against `gw`, shortened to `secs`, quiet, with a fixed seed.
