@@ -5,7 +5,7 @@
 //! [`crate::signal`].
 //!
 //! Threads and who owns what:
-//! - `tickgate-feed`: owns the [`FeedSource`], the ring's `Producer` and the write side of the
+//! - `tickgate-feed`: owns the [`FeedSource`](tickgate_feeds::FeedSource), the ring's `Producer` and the write side of the
 //!   last-value cache.
 //! - `tickgate-shard-N`: owns its ring `Consumer`, its clients and their sockets.
 //! - `tickgate-http`: owns the listener; runs handshakes, `/snapshot`, `/stats` and the stats

@@ -21,15 +21,20 @@
 //! NATS bus ([`bus`]: `tickgate feed --publish` on one machine, `serve --feed nats://` on many).
 //! [`record`] writes any source to a tick file.
 //!
-//! - [`config`]: the one validated [`config::Config`] built from defaults, file, env and flags.
-//! - [`feed`]: the feed thread driving a [`tickgate_feeds::FeedSource`].
+//! - [`cli`]: the `tickgate` commands, one module each (`serve`, `record`, `feed`, `config`,
+//!   `token`, `stats`, `tune`); [`signal`]: SIGINT/SIGTERM/SIGHUP handling for them.
+//! - [`config`]: the key table and the one validated [`config::Config`] built from defaults,
+//!   file, env and flags.
+//! - [`feed`]: builds the [`feed::Feed`] `feed.source` names and runs the feed thread.
 //! - [`ring`]: the broadcast ring and the last-value cache (seqlock slots of atomic words).
 //! - [`protocol`]: protocol v1 — control messages, JSON and binary frames, WebSocket framing.
 //! - [`shard`]: per-shard state and the writer loop.
-//! - [`server`]: listener, HTTP routes, WebSocket upgrade, hand-off of sockets to shards.
+//! - [`server`]: listener, HTTP routes, admission, WebSocket upgrade, hand-off of sockets to
+//!   shards; `/stats` and `/metrics` ([`server::metrics`]).
+//! - [`counters`]: the table of per-shard figures that drives both `/stats` and `/metrics`.
 //! - [`stats`]: HDR latency histograms merged off the hot path; the periodic summary line.
-//! - [`live`]: settings that can change while running; [`metrics`]: Prometheus exposition;
-//!   [`ops`]: the operator commands' client side (`tickgate stats`, `tickgate tune`).
+//! - [`live`]: settings that can change while running; [`ops`]: the operator commands'
+//!   client side (`tickgate stats`, `tickgate tune`).
 //! - [`gateway`]: wires it all together; [`gateway::Gateway::start`] is the library entry point.
 //!
 //! - [`alloc`]: the allocator's settings: the one module with `unsafe` (two calls into
@@ -41,10 +46,10 @@ pub mod bus;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod counters;
 pub mod feed;
 pub mod gateway;
 pub mod live;
-pub mod metrics;
 pub mod ops;
 pub mod protocol;
 pub mod record;

@@ -113,6 +113,8 @@ macro_rules! config_keys {
 
         $(
             $(#[$smeta])*
+            // Each field's doc is its key's help text, written for a terminal, not markdown.
+            #[allow(rustdoc::invalid_html_tags, rustdoc::bare_urls)]
             #[derive(Clone, Debug, PartialEq)]
             pub struct $Struct {
                 $( #[doc = $doc] pub $name: $ty, )*

@@ -17,6 +17,7 @@
 
 pub mod admin;
 pub mod guard;
+pub mod metrics;
 pub mod routes;
 pub mod tls;
 pub mod web;

@@ -357,38 +357,16 @@ fn snapshot(query: &str, app: &App) -> Resp {
 }
 
 #[derive(Serialize)]
-struct ShardJson {
+struct ShardJson<'a> {
     id: usize,
-    clients: usize,
-    subscriptions: usize,
-    pending_updates: usize,
-    buffered_bytes: usize,
-    blocked_clients: usize,
-    ring_lag: u64,
-    ticks: u64,
-    delivered: u64,
-    snapshots: u64,
-    conflated: u64,
-    overruns: u64,
-    resyncs: u64,
-    bytes_written: u64,
-    client_msgs: u64,
-    json_encodes: u64,
-    binary_encodes: u64,
-    writes: u64,
-    turns: u64,
-    slices: u64,
-    visits: u64,
-    wakeups: u64,
+    /// Every figure of the table in `crate::counters` that has a `/stats` key.
+    #[serde(flatten)]
+    figures: crate::counters::StatsFigures<'a>,
     /// The flush loop over the last window: writes/s, updates per write, slice length,
     /// clients per slice, revisit interval.
     flush: crate::shard::FlushWindow,
     errors: std::collections::BTreeMap<&'static str, u64>,
     closes: std::collections::BTreeMap<String, u64>,
-    slow_consumer_closes: u64,
-    idle_closes: u64,
-    no_subscription_closes: u64,
-    token_expired_closes: u64,
     latency: Percentiles,
     latency_window: Percentiles,
 }
@@ -416,7 +394,7 @@ struct RejectionsJson {
 }
 
 #[derive(Serialize)]
-struct StatsJson {
+struct StatsJson<'a> {
     /// Handshakes refused (403/401/429/503) and dropped (timeout), since start.
     rejections: RejectionsJson,
     connections: usize,
@@ -432,8 +410,8 @@ struct StatsJson {
     feed_rate: f64,
     updates_rate: f64,
     bytes_rate: f64,
-    pending_updates: usize,
-    buffered_bytes: usize,
+    pending_updates: u64,
+    buffered_bytes: u64,
     conflated: u64,
     overruns: u64,
     resyncs: u64,
@@ -443,12 +421,12 @@ struct StatsJson {
     feed_rate_target: u64,
     stats_interval_ms: u64,
     top_symbols: Vec<TopSymbol>,
-    shards: Vec<ShardJson>,
+    shards: Vec<ShardJson<'a>>,
 }
 
 /// `GET /metrics`: Prometheus text format.
 pub(crate) fn metrics(app: &Arc<App>) -> Resp {
-    let mut r = Response::new(Full::new(Bytes::from(crate::metrics::render(app))));
+    let mut r = Response::new(Full::new(Bytes::from(super::metrics::render(app))));
     r.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
@@ -480,7 +458,9 @@ pub(crate) fn stats(app: &App) -> Resp {
         }
         Err(_) => return text(StatusCode::INTERNAL_SERVER_ERROR, "stats unavailable\n"),
     };
-    let codes = crate::metrics::ERROR_CODE_NAMES;
+    let total =
+        |f: &dyn Fn(&crate::shard::ShardStats) -> u64| app.shards.iter().map(|s| f(&s.stats)).sum::<u64>();
+    let codes = crate::counters::ERROR_CODE_NAMES;
     let shards: Vec<ShardJson> = app
         .shards
         .iter()
@@ -488,27 +468,7 @@ pub(crate) fn stats(app: &App) -> Resp {
             let st = &s.stats;
             ShardJson {
                 id: s.id,
-                clients: st.clients.load(r),
-                subscriptions: st.subscriptions.load(r),
-                pending_updates: st.pending_updates.load(r),
-                buffered_bytes: st.buffered_bytes.load(r),
-                blocked_clients: st.blocked_clients.load(r),
-                ring_lag: st.ring_lag.load(r),
-                ticks: st.ticks.load(r),
-                delivered: st.delivered.load(r),
-                snapshots: st.snapshots.load(r),
-                conflated: st.conflated.load(r),
-                overruns: st.overruns.load(r),
-                resyncs: st.resyncs.load(r),
-                bytes_written: st.bytes_written.load(r),
-                client_msgs: st.client_msgs.load(r),
-                json_encodes: st.json_encodes.load(r),
-                binary_encodes: st.binary_encodes.load(r),
-                writes: st.writes.load(r),
-                turns: st.turns.load(r),
-                slices: st.slices.load(r),
-                visits: st.visits.load(r),
-                wakeups: st.wakeups.load(r),
+                figures: crate::counters::StatsFigures(st),
                 flush: st.window.lock().map(|w| *w).unwrap_or_default(),
                 errors: codes.iter().zip(&st.errors).map(|(c, v)| (*c, v.load(r))).collect(),
                 closes: crate::shard::COUNTED_CLOSE_CODES
@@ -516,10 +476,6 @@ pub(crate) fn stats(app: &App) -> Resp {
                     .zip(&st.closes)
                     .map(|(c, v)| (c.to_string(), v.load(r)))
                     .collect(),
-                slow_consumer_closes: st.slow_consumer_closes.load(r),
-                idle_closes: st.idle_closes.load(r),
-                no_subscription_closes: st.no_subscription_closes.load(r),
-                token_expired_closes: st.token_expired_closes.load(r),
                 latency: totals.get(s.id).copied().unwrap_or_default(),
                 latency_window: windows.get(s.id).copied().unwrap_or_default(),
             }
@@ -571,12 +527,12 @@ pub(crate) fn stats(app: &App) -> Resp {
         feed_rate,
         updates_rate: rate,
         bytes_rate,
-        pending_updates: shards.iter().map(|s| s.pending_updates).sum(),
-        buffered_bytes: shards.iter().map(|s| s.buffered_bytes).sum(),
-        conflated: shards.iter().map(|s| s.conflated).sum(),
-        overruns: shards.iter().map(|s| s.overruns).sum(),
-        resyncs: shards.iter().map(|s| s.resyncs).sum(),
-        delivered: shards.iter().map(|s| s.delivered).sum(),
+        pending_updates: total(&|s| s.pending_updates.load(r) as u64),
+        buffered_bytes: total(&|s| s.buffered_bytes.load(r) as u64),
+        conflated: total(&|s| s.conflated.load(r)),
+        overruns: total(&|s| s.overruns.load(r)),
+        resyncs: total(&|s| s.resyncs.load(r)),
+        delivered: total(&|s| s.delivered.load(r)),
         latency: merged,
         latency_last_window: window,
         shards,

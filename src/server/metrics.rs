@@ -18,104 +18,14 @@ use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
 
-use crate::server::App;
+use super::App;
+use crate::counters::{ERROR_CODE_NAMES, FigureKind, SHARD_FIGURES};
 use crate::shard::{COUNTED_CLOSE_CODES, ShardStats};
 
 /// Upper bounds of the latency histogram buckets, seconds (+Inf is added).
 pub const LATENCY_BUCKETS: [f64; 16] = [
     0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
     0.5, 1.0,
-];
-
-/// Names of the control error codes, in `ShardStats::errors` order.
-pub const ERROR_CODE_NAMES: [&str; crate::shard::core::ERROR_CODES] = [
-    "bad_request",
-    "unknown_op",
-    "unknown_symbol",
-    "too_many_symbols",
-    "rate_limited",
-    "not_entitled",
-    "unauthorized",
-];
-
-/// A per-shard metric: name, help, and how to read it from the shard's stats.
-type ShardMetric = (&'static str, &'static str, fn(&ShardStats) -> u64);
-
-const R: Ordering = Ordering::Relaxed;
-
-/// Per-shard gauges.
-const SHARD_GAUGES: [ShardMetric; 8] = [
-    (
-        "tickgate_flush_slice_max_nanoseconds",
-        "Longest flush slice in the last window (about a second), ns.",
-        |s| s.window.lock().map_or(0, |w| (w.slice_us_max * 1e3) as u64),
-    ),
-    (
-        "tickgate_ready_wait_max_nanoseconds",
-        "Longest time a client waited in the ready queue in the last window (the worst revisit \
-         interval), ns.",
-        |s| s.window.lock().map_or(0, |w| (w.revisit_ms_max * 1e6) as u64),
-    ),
-    ("tickgate_connections", "Open WebSocket connections.", |s| s.clients.load(R) as u64),
-    ("tickgate_subscriptions", "(client, symbol) subscriptions.", |s| s.subscriptions.load(R) as u64),
-    (
-        "tickgate_pending_updates",
-        "Conflation slots holding an update not yet sent (at most one per subscription).",
-        |s| s.pending_updates.load(R) as u64,
-    ),
-    ("tickgate_buffered_bytes", "Bytes buffered in the gateway for clients.", |s| {
-        s.buffered_bytes.load(R) as u64
-    }),
-    ("tickgate_blocked_clients", "Clients whose socket is full.", |s| s.blocked_clients.load(R) as u64),
-    ("tickgate_ring_lag", "Ring ticks published but not yet read by the shard.", |s| s.ring_lag.load(R)),
-];
-
-/// Per-shard counters (exposed with a `_total` suffix).
-const SHARD_COUNTERS: [ShardMetric; 18] = [
-    ("tickgate_ticks_processed", "Ticks read from the ring.", |s| s.ticks.load(R)),
-    ("tickgate_updates_delivered", "Live updates written to client sockets.", |s| s.delivered.load(R)),
-    ("tickgate_snapshots", "Snapshot updates sent on subscribe.", |s| s.snapshots.load(R)),
-    ("tickgate_bytes_written", "Bytes written to client sockets.", |s| s.bytes_written.load(R)),
-    ("tickgate_writes", "write syscalls to client sockets.", |s| s.writes.load(R)),
-    ("tickgate_flush_slices", "Flush slices that served at least one client.", |s| s.slices.load(R)),
-    (
-        "tickgate_flush_slice_nanoseconds",
-        "Time spent in flush slices, ns (divide by tickgate_flush_slices_total: mean slice length).",
-        |s| s.slice_ns.load(R),
-    ),
-    (
-        "tickgate_flush_visits",
-        "Clients taken from the ready queue and flushed (divide by slices: clients per slice).",
-        |s| s.visits.load(R),
-    ),
-    (
-        "tickgate_ready_wait_nanoseconds",
-        "Time flushed clients waited in the ready queue, ns (divide by visits: the revisit interval).",
-        |s| s.queue_wait_ns.load(R),
-    ),
-    ("tickgate_wakeups", "Clients woken by a tick of a symbol they were armed on.", |s| s.wakeups.load(R)),
-    ("tickgate_conflated_updates", "Pending updates replaced by a newer one.", |s| s.conflated.load(R)),
-    ("tickgate_ring_overruns", "Times the ring lapped a shard (healed from the cache).", |s| {
-        s.overruns.load(R)
-    }),
-    (
-        "tickgate_ring_resyncs",
-        "Times an overloaded shard skipped ticks older than 100 ms and resynced from the cache.",
-        |s| s.resyncs.load(R),
-    ),
-    ("tickgate_client_messages", "Client control messages handled.", |s| s.client_msgs.load(R)),
-    ("tickgate_slow_consumer_closes", "Clients closed 1008 slow consumer.", |s| {
-        s.slow_consumer_closes.load(R)
-    }),
-    ("tickgate_idle_closes", "Clients closed 1008 idle timeout.", |s| s.idle_closes.load(R)),
-    (
-        "tickgate_no_subscription_closes",
-        "Clients closed 1008 no subscription (server.subscribe_timeout).",
-        |s| s.no_subscription_closes.load(R),
-    ),
-    ("tickgate_token_expired_closes", "Clients closed 1008 token expired (token auth).", |s| {
-        s.token_expired_closes.load(R)
-    }),
 ];
 
 struct GatewayCollector(Arc<App>);
@@ -199,8 +109,14 @@ impl Collector for GatewayCollector {
         let shards: Vec<Arc<ShardStats>> = app.shards.iter().map(|s| s.stats.clone()).collect();
         use MetricType::{Counter, Gauge};
 
-        for (name, help, f) in SHARD_GAUGES {
-            per_shard(&mut e, &shards, name, help, Gauge, f)?;
+        for f in SHARD_FIGURES {
+            if let Some(name) = f.metric {
+                let kind = match f.kind {
+                    FigureKind::Counter => Counter,
+                    FigureKind::Gauge => Gauge,
+                };
+                per_shard(&mut e, &shards, name, f.help, kind, f.read)?;
+            }
         }
         gauge(
             &mut e,
@@ -305,9 +221,6 @@ impl Collector for GatewayCollector {
             "Connections dropped for not sending a complete request head within server.handshake_timeout.",
             app.guards.rejections.handshake_timeouts.load(r),
         )?;
-        for (name, help, f) in SHARD_COUNTERS {
-            per_shard(&mut e, &shards, name, help, Counter, f)?;
-        }
         per_shard_by_code(
             &mut e,
             &shards,
