@@ -16,6 +16,7 @@
 //! holds connections we cannot accept, so retrying at once would burn a core.
 
 pub mod admin;
+pub mod admit;
 pub mod guard;
 pub mod metrics;
 pub mod routes;

@@ -28,7 +28,7 @@ use hyper_util::rt::TokioIo;
 use serde::Serialize;
 
 use super::App;
-use super::guard::Refusal;
+use super::admit::{Admitted, Denied, Gate, Handshake, admit};
 use super::tls::TlsState;
 use crate::protocol::{Format, json};
 use crate::shard::{ConnectionGuard, NewConnection, Session};
@@ -172,25 +172,6 @@ fn token_of(req: &Request<Incoming>) -> Option<String> {
         .find_map(|p| p.trim().strip_prefix(crate::auth::TOKEN_SUBPROTOCOL).map(str::to_string))
 }
 
-/// Whether the request's Origin (if any) is allowed. Non-browser clients send none; the
-/// gateway's own page (Origin host = Host) is always allowed.
-fn origin_allowed(req: &Request<Incoming>, allowed: &[String]) -> bool {
-    if allowed.is_empty() {
-        return true;
-    }
-    let host = req.headers().get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("");
-    match req.headers().get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
-        None => true,
-        Some(o) => {
-            let o = o.trim();
-            // The bundled dashboard, served by this gateway: same origin is always allowed.
-            let same =
-                o.split_once("://").is_some_and(|(_, h)| !host.is_empty() && h.eq_ignore_ascii_case(host));
-            same || allowed.iter().any(|a| a.eq_ignore_ascii_case(o))
-        }
-    }
-}
-
 fn websocket(mut req: Request<Incoming>, peer: SocketAddr, app: &Arc<App>, echo_route: bool) -> Resp {
     if !fastwebsockets::upgrade::is_upgrade_request(&req) {
         let mut r = text(
@@ -205,117 +186,104 @@ fn websocket(mut req: Request<Incoming>, peer: SocketAddr, app: &Arc<App>, echo_
         Ok(x) => x,
         Err(reason) => return text(StatusCode::BAD_REQUEST, reason),
     };
-    if app.shutting_down.load(Ordering::Acquire) {
-        return text(StatusCode::SERVICE_UNAVAILABLE, "server shutting down\n");
-    }
-    let g = &app.guards;
-    if !origin_allowed(&req, &g.allowed_origins) {
-        g.rejections.origin.fetch_add(1, Ordering::Relaxed);
-        return text(StatusCode::FORBIDDEN, "origin not allowed (server.allowed_origins)\n");
-    }
-    let grant = match &g.verifier {
-        Some(v) if !echo_route => {
-            match token_of(&req).ok_or(crate::auth::AuthError::Missing).and_then(|t| v.verify(&t)) {
-                Ok(grant) => Some(grant),
-                Err(e) => {
-                    g.rejections.auth.fetch_add(1, Ordering::Relaxed);
-                    tracing::debug!(%peer, error = %e, "handshake refused: token");
-                    let mut r = text(StatusCode::UNAUTHORIZED, format!("{e}\n"));
-                    r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-                    return r;
-                }
-            }
-        }
-        _ => None,
+    let handshake = Handshake {
+        ip: peer.ip(),
+        origin: req.headers().get(header::ORIGIN).and_then(|v| v.to_str().ok()),
+        host: req.headers().get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or(""),
+        token: token_of(&req),
+        echo_route,
     };
-    let ip_slot = match g.ips.admit(peer.ip(), crate::clock::now_ns()) {
-        Ok(slot) => slot,
-        Err(refusal) => {
-            let (body, retry) = match refusal {
-                Refusal::TooManyConnections { max } => {
-                    g.rejections.ip_connections.fetch_add(1, Ordering::Relaxed);
-                    (format!("too many connections from {} (at most {max})\n", peer.ip()), 5)
-                }
-                Refusal::RateLimited { retry_after_secs } => {
-                    g.rejections.ip_rate.fetch_add(1, Ordering::Relaxed);
-                    (format!("too many new connections from {}; retry later\n", peer.ip()), retry_after_secs)
-                }
-            };
-            let mut r = text(StatusCode::TOO_MANY_REQUESTS, body);
-            if let Ok(v) = HeaderValue::from_str(&retry.to_string()) {
+    let gate = Gate {
+        guards: &app.guards,
+        shutting_down: app.shutting_down.load(Ordering::Acquire),
+        connections: &app.connections,
+        max_connections: app.live.max_connections(),
+    };
+    let Admitted { grant, guard } = match admit(&handshake, &gate, crate::clock::now_ns()) {
+        Ok(a) => a,
+        Err(denied) => {
+            denied.count(&app.guards.rejections);
+            tracing::debug!(%peer, reason = ?denied, "handshake refused");
+            let mut r = text(denied.status(), denied.body());
+            if let Some(v) = denied.retry_after().and_then(|s| HeaderValue::from_str(&s.to_string()).ok()) {
                 r.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+            if matches!(denied, Denied::Token(_)) {
+                r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
             return r;
         }
     };
-    // Count the connection before answering so concurrent handshakes cannot overshoot.
-    let guard = ConnectionGuard::new(app.connections.clone()).with_ip(ip_slot);
-    let max = app.live.max_connections();
-    if app.connections.load(Ordering::Acquire) > max {
-        g.rejections.capacity.fetch_add(1, Ordering::Relaxed);
-        drop(guard);
-        let mut r = text(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("connection limit reached ({max} connections); try again later\n"),
-        );
-        r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-        return r;
-    }
     let (response, upgrade) = match fastwebsockets::upgrade::upgrade(&mut req) {
         Ok(x) => x,
         Err(e) => return text(StatusCode::BAD_REQUEST, format!("bad WebSocket handshake: {e}\n")),
     };
-    let app2 = app.clone();
-    tokio::spawn(async move {
-        let ws = match upgrade.await {
-            Ok(ws) => ws,
-            Err(e) => {
-                tracing::debug!(%peer, error = %e, "upgrade did not complete");
-                return;
-            }
-        };
-        let upgraded = ws.into_inner().into_inner();
-        // Plain TCP, or TLS: then the shard drives the rustls session itself.
-        let (stream, leftover, tls) = match upgraded.downcast::<TokioIo<tokio::net::TcpStream>>() {
-            Ok(parts) => match parts.io.into_inner().into_std() {
-                Ok(s) => (s, parts.read_buf, None),
-                Err(e) => {
-                    tracing::warn!(%peer, error = %e, "could not detach upgraded socket");
-                    return;
-                }
-            },
-            Err(upgraded) => {
-                let Ok(parts) =
-                    upgraded.downcast::<TokioIo<tokio_rustls::server::TlsStream<tokio::net::TcpStream>>>()
-                else {
-                    tracing::error!(%peer, "upgraded connection is neither TCP nor TLS");
-                    return;
-                };
-                let (tcp, session) = parts.io.into_inner().into_inner();
-                match tcp.into_std() {
-                    Ok(s) => {
-                        let state = TlsState::new(session, super::tls::BUFFER_LIMIT);
-                        (s, parts.read_buf, Some(Box::new(state)))
-                    }
-                    Err(e) => {
-                        tracing::warn!(%peer, error = %e, "could not detach upgraded TLS socket");
-                        return;
-                    }
-                }
-            }
-        };
-        let Some(shard) = app2.pick_shard() else { return };
-        let session = Session { echo: echo_route, grant };
-        let conn = NewConnection { stream, leftover, format, peer, guard, session, tls };
-        if shard.hand_off(conn).is_err() {
-            tracing::debug!(%peer, "shard stopped; dropping connection");
-        }
-    });
+    tokio::spawn(hand_off(
+        upgrade,
+        app.clone(),
+        NewSession { peer, format, guard, session: Session { echo: echo_route, grant } },
+    ));
     let (mut parts, _) = response.into_parts();
     if let Some(p) = echo {
         parts.headers.insert(header::SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static(p));
     }
     Response::from_parts(parts, Full::new(Bytes::new()))
+}
+
+/// What the upgraded connection takes to its shard, besides the socket.
+struct NewSession {
+    peer: SocketAddr,
+    format: Format,
+    guard: ConnectionGuard,
+    session: Session,
+}
+
+/// Waits for the upgrade to complete, detaches the socket (plain TCP, or TLS with its
+/// rustls session, which the shard then drives itself) and hands it to the least-loaded
+/// shard.
+async fn hand_off(upgrade: fastwebsockets::upgrade::UpgradeFut, app: Arc<App>, new: NewSession) {
+    let NewSession { peer, format, guard, session } = new;
+    let ws = match upgrade.await {
+        Ok(ws) => ws,
+        Err(e) => {
+            tracing::debug!(%peer, error = %e, "upgrade did not complete");
+            return;
+        }
+    };
+    let upgraded = ws.into_inner().into_inner();
+    let (stream, leftover, tls) = match upgraded.downcast::<TokioIo<tokio::net::TcpStream>>() {
+        Ok(parts) => match parts.io.into_inner().into_std() {
+            Ok(s) => (s, parts.read_buf, None),
+            Err(e) => {
+                tracing::warn!(%peer, error = %e, "could not detach upgraded socket");
+                return;
+            }
+        },
+        Err(upgraded) => {
+            let Ok(parts) =
+                upgraded.downcast::<TokioIo<tokio_rustls::server::TlsStream<tokio::net::TcpStream>>>()
+            else {
+                tracing::error!(%peer, "upgraded connection is neither TCP nor TLS");
+                return;
+            };
+            let (tcp, tls_session) = parts.io.into_inner().into_inner();
+            match tcp.into_std() {
+                Ok(s) => {
+                    let state = TlsState::new(tls_session, super::tls::BUFFER_LIMIT);
+                    (s, parts.read_buf, Some(Box::new(state)))
+                }
+                Err(e) => {
+                    tracing::warn!(%peer, error = %e, "could not detach upgraded TLS socket");
+                    return;
+                }
+            }
+        }
+    };
+    let Some(shard) = app.pick_shard() else { return };
+    let conn = NewConnection { stream, leftover, format, peer, guard, session, tls };
+    if shard.hand_off(conn).is_err() {
+        tracing::debug!(%peer, "shard stopped; dropping connection");
+    }
 }
 
 fn snapshot(query: &str, app: &App) -> Resp {
