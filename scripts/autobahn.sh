@@ -37,6 +37,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$PWD
+# shellcheck source=scripts/lib.sh
+source scripts/lib.sh
 
 CACHE=${AUTOBAHN_CACHE:-$HOME/.cache/tickgate-autobahn}
 RUN_TIMEOUT=${AUTOBAHN_TIMEOUT:-1200}
@@ -102,18 +104,7 @@ die() {
 }
 
 cleanup() {
-  if [[ -n "$GW_PID" ]] && kill -0 "$GW_PID" 2>/dev/null; then
-    kill -TERM "$GW_PID" 2>/dev/null || true
-    for _ in $(seq 1 100); do
-      kill -0 "$GW_PID" 2>/dev/null || break
-      sleep 0.1
-    done
-    if kill -0 "$GW_PID" 2>/dev/null; then
-      log "the gateway did not stop within 10 s; SIGKILL"
-      kill -KILL "$GW_PID" 2>/dev/null || true
-    fi
-    wait "$GW_PID" 2>/dev/null || true
-  fi
+  if [[ -n "$GW_PID" ]]; then stop_pid "$GW_PID"; fi
   GW_PID=""
   if [[ -n "$TMP" ]]; then rm -rf "$TMP"; fi
   TMP=""
@@ -279,15 +270,8 @@ log "starting: $GW ${GW_ARGS[*]}"
 "$GW" "${GW_ARGS[@]}" >"$GW_LOG" 2>&1 &
 GW_PID=$!
 
-# Port 0 picks a free port; the startup line carries it: "tickgate listening addr=IP:PORT".
-ADDR=""
-for _ in $(seq 1 300); do
-  ADDR=$(grep -o 'tickgate listening addr=[0-9.:]*' "$GW_LOG" 2>/dev/null | head -1 | sed 's/.*addr=//') || true
-  [[ -n "$ADDR" ]] && break
-  kill -0 "$GW_PID" 2>/dev/null || { tail -20 "$GW_LOG" >&2; die "the gateway exited; see $GW_LOG"; }
-  sleep 0.1
-done
-[[ -n "$ADDR" ]] || die "the gateway did not report its address within 30 s; see $GW_LOG"
+# Port 0 picks a free port; the startup line carries it.
+ADDR=$(gateway_addr "$GW_PID" "$GW_LOG") || die "no gateway address; see $GW_LOG"
 URL="ws://$ADDR/echo"
 log "gateway up at $ADDR (pid $GW_PID)"
 

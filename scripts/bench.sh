@@ -14,6 +14,8 @@
 # BENCH_NO_APPEND=1 (do not touch docs/BENCHMARKS.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib.sh
+source scripts/lib.sh
 
 PROFILE=${1:-}
 case "$PROFILE" in
@@ -35,18 +37,9 @@ GW_PID=""
 log() { printf '[bench %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
 
 cleanup() {
-  if [[ -n "$GW_PID" ]] && kill -0 "$GW_PID" 2>/dev/null; then
+  if [[ -n "$GW_PID" ]]; then
     log "stopping the gateway (pid $GW_PID) with SIGTERM"
-    kill -TERM "$GW_PID" 2>/dev/null || true
-    for _ in $(seq 1 100); do
-      kill -0 "$GW_PID" 2>/dev/null || break
-      sleep 0.1
-    done
-    if kill -0 "$GW_PID" 2>/dev/null; then
-      log "the gateway did not stop within 10 s; SIGKILL"
-      kill -KILL "$GW_PID" 2>/dev/null || true
-    fi
-    wait "$GW_PID" 2>/dev/null || true
+    stop_pid "$GW_PID"
   fi
   GW_PID=""
 }
@@ -61,15 +54,8 @@ log "starting: $GW serve --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 ${GW_AR
 "$GW" serve --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 "${GW_ARGS[@]}" >"$GW_LOG" 2>&1 &
 GW_PID=$!
 
-# The startup line carries the bound address: "... tickgate listening addr=127.0.0.1:PORT ...".
-ADDR=""
-for _ in $(seq 1 300); do
-  ADDR=$(grep -o 'tickgate listening addr=[0-9.:]*' "$GW_LOG" 2>/dev/null | head -1 | sed 's/.*addr=//') || true
-  [[ -n "$ADDR" ]] && break
-  kill -0 "$GW_PID" 2>/dev/null || { log "the gateway exited; see $GW_LOG"; tail -20 "$GW_LOG" >&2; exit 3; }
-  sleep 0.1
-done
-[[ -n "$ADDR" ]] || { log "the gateway did not report its address within 30 s; see $GW_LOG"; exit 3; }
+# The startup line carries the bound address.
+ADDR=$(gateway_addr "$GW_PID" "$GW_LOG") || exit 3
 
 healthy() { curl -sf --max-time 2 "http://$ADDR/healthz" >/dev/null 2>&1; }
 for _ in $(seq 1 100); do

@@ -24,6 +24,8 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=scripts/lib.sh
+source "$ROOT/scripts/lib.sh"
 CLIENTS=${COMPARE_CLIENTS:-"1000 5000 10000"}
 PICKS=${COMPARE_PICKS:-"uniform zipf"}
 DURATION=${COMPARE_DURATION:-15}
@@ -83,18 +85,6 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-
-# Stops one process: SIGTERM, up to 5 s, then SIGKILL.
-stop_pid() {
-  local p=$1 i
-  kill -TERM "$p" 2>/dev/null || return 0
-  for i in $(seq 50); do
-    kill -0 "$p" 2>/dev/null || { wait "$p" 2>/dev/null || true; return 0; }
-    sleep 0.1
-  done
-  kill -KILL "$p" 2>/dev/null || true
-  wait "$p" 2>/dev/null || true
-}
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
@@ -159,7 +149,7 @@ start_server() {
     sleep 0.1
   done
   echo "no /healthz answer within 30 s" > "$3.why"
-  stop_pid "$pid"
+  stop_pid "$pid" 5
   return 1
 }
 
@@ -192,7 +182,7 @@ run_one() {
   rss=$(proc_kib "$pid" VmRSS)
   hwm=$(proc_kib "$pid" VmHWM)
   [[ -n $perf_pid ]] && { kill -INT "$perf_pid" 2>/dev/null || true; wait "$perf_pid" 2>/dev/null || true; }
-  stop_pid "$pid"
+  stop_pid "$pid" 5
   log "$name: load generator exit code $rc"
   printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$server" "$clients" "$pick" "rc=$rc" "$OUT/$name.json" "$rss" "$hwm" "$perf_start" "$OUT/$name.perf" >> "$RUNS"
 }

@@ -7,6 +7,11 @@
 //! - `http`: the routes beside the WebSocket, limits, shutdown.
 //! - `feeds`: capture and tick-file replays through the gateway, replay pacing.
 //! - `fleet`: the NATS feed bus: a publisher, several gateways, an outage (needs nats-server).
+//! - `abuse`: malformed messages and frames, floods, slow handshakes, connection floods.
+//! - `security`: token auth and entitlements, the Origin allow-list, the diagnostic echo.
+//! - `tls`: wss:// and https://, and a certificate reload under live connections.
+//! - `ops`: `/metrics`, `/stats`, live tuning, and the real `tickgate tune` / `tickgate stats`.
+//! - `common`: the helpers: a gateway on port 0, clients, readers.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 mod abuse;

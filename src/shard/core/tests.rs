@@ -9,7 +9,7 @@
 //! compares `(symbol, seq, snapshot)` triples has also checked the values.
 //!
 //! Layout: helpers; subscribe / unsubscribe; control replies and limits; conflation and
-//! back-pressure; encoding; pacing; latency; overrun healing; client removal; known bugs;
+//! back-pressure; encoding; pacing; latency; overrun healing; client removal; regressions;
 //! the interleaving property test.
 
 use std::collections::VecDeque;
@@ -855,16 +855,16 @@ fn remove_client_removes_its_subscriptions() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Known bugs (see the report; these pass once they are fixed)
+// Regressions (bugs found and fixed; each test failed before its fix)
 // ---------------------------------------------------------------------------------------------
 
 /// A late subscriber's snapshot must not strand an earlier subscriber on an older value.
 ///
 /// The feed thread writes the last-value cache before the ring, so a snapshot can be newer
-/// than the ring ticks the shard has applied. `send_snapshots` primes the shard cache with
-/// it (`cache.update`) without offering it to the symbol's other subscribers, and when the
-/// ring then delivers those ticks `fan_out` drops them as "not newer than the cache": the
-/// earlier subscriber keeps the old value until the symbol ticks again.
+/// than the ring ticks the shard has applied. The bug: the snapshot primed the shard cache
+/// without offering it to the symbol's other subscribers, and when the ring then delivered
+/// those ticks they were dropped as "not newer than the cache", so the earlier subscriber
+/// kept the old value until the symbol ticked again.
 #[test]
 fn late_subscriber_snapshot_does_not_strand_earlier_subscribers() {
     for format in FORMATS {
@@ -888,10 +888,10 @@ fn late_subscriber_snapshot_does_not_strand_earlier_subscribers() {
 
 /// The token bucket refill must not overflow after a long idle period.
 ///
-/// `handle_text` computes `c.tokens + elapsed.saturating_mul(rate)`: the product saturates
-/// but the sum does not, so with `msgs_per_sec` = 1,000,000 (the configured maximum) a
-/// client idle for more than ~5.1 h panics the shard thread in debug builds ("attempt to add
-/// with overflow") and wraps in release builds.
+/// The bug: the refill computed `tokens + elapsed.saturating_mul(rate)`; the product
+/// saturated but the sum did not, so with `msgs_per_sec` = 1,000,000 (the configured
+/// maximum) a client idle for more than ~5.1 h panicked the shard thread in debug builds
+/// ("attempt to add with overflow") and wrapped in release builds.
 #[test]
 fn token_refill_after_a_long_idle_does_not_overflow() {
     let mut r = Rig::with_limits(Limits { msgs_per_sec: 1_000_000, ..LIMITS });
