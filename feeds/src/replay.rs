@@ -92,6 +92,82 @@ impl Default for ReplayOptions {
 /// Gap inserted between the end of a recording and its next loop.
 pub const LOOP_GAP_NS: u64 = 1_000_000;
 
+/// One recording as the replay loop sees it: what comes next and when, one pass at a time.
+trait Recording {
+    /// The recording time (loop offsets applied) of the next event of this pass, or `None`
+    /// at the end of the pass. Called until [`Recording::take`] consumes that event.
+    fn next_ns(&mut self) -> Option<u64>;
+    /// Consumes the event `next_ns` announced: its tick, or `None` if it yields none (a
+    /// quote that does not change the book).
+    fn take(&mut self) -> Option<Tick>;
+    /// Starts the next pass, with time and seq continuing to rise.
+    ///
+    /// # Errors
+    /// Why the recording cannot be read again.
+    fn restart(&mut self) -> Result<(), String>;
+    /// Logs the end of pass `pass` (1-based).
+    fn log_pass(&self, pass: u64);
+}
+
+/// The loop both replays share: pace each event to its recording time, end or start over at
+/// the end of a pass. A pass that yielded no tick is never looped (it would spin).
+#[derive(Clone, Debug)]
+struct Replayer {
+    pacer: Pacer,
+    looped: bool,
+    loops: u64,
+    ticks_this_pass: u64,
+    ended: bool,
+}
+
+impl Replayer {
+    fn new(opts: ReplayOptions) -> Self {
+        Replayer {
+            pacer: Pacer::new(opts.speed),
+            looped: opts.looped,
+            loops: 0,
+            ticks_this_pass: 0,
+            ended: false,
+        }
+    }
+
+    fn poll(&mut self, rec: &mut impl Recording, now_ns: u64) -> FeedPoll {
+        // Bounded: each turn consumes an event, or ends a pass (and a pass that yields no
+        // tick is not started over).
+        loop {
+            if self.ended {
+                return FeedPoll::End;
+            }
+            let Some(rec_ns) = rec.next_ns() else {
+                rec.log_pass(self.loops + 1);
+                if !self.looped || self.ticks_this_pass == 0 {
+                    self.ended = true;
+                    continue;
+                }
+                match rec.restart() {
+                    Ok(()) => {
+                        self.loops += 1;
+                        self.ticks_this_pass = 0;
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "replay cannot loop; the feed ends");
+                        self.ended = true;
+                    }
+                }
+                continue;
+            };
+            let due = self.pacer.due(rec_ns, now_ns);
+            if due > now_ns {
+                return FeedPoll::Pending { until_ns: Some(due) };
+            }
+            if let Some(t) = rec.take() {
+                self.ticks_this_pass += 1;
+                return FeedPoll::Tick(t);
+            }
+        }
+    }
+}
+
 /// Line counts of a capture replay (one pass; loops add up).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ReplayCounts {
@@ -324,17 +400,23 @@ fn widen(span: &mut Option<(u64, u64)>, t: u64) {
 
 /// Replays Binance capture files as L1 ticks (`--feed replay:PATH[,PATH...]`).
 pub struct CaptureReplay {
+    files: CaptureFiles,
+    replayer: Replayer,
+    speed: Speed,
+}
+
+/// The capture files of a [`CaptureReplay`], merged by capture time: its [`Recording`].
+struct CaptureFiles {
     paths: Vec<PathBuf>,
     universe: Universe,
     files: Vec<CaptureFile>,
     book: L1Book,
-    pacer: Pacer,
-    opts: ReplayOptions,
     counts: ReplayCounts,
     span_ns: u64,
     loop_offset_ns: u64,
-    loops: u64,
-    ended: bool,
+    passes: u64,
+    /// The file holding the event `next_ns` announced, with its recording time.
+    next: Option<(usize, u64)>,
 }
 
 impl CaptureReplay {
@@ -354,119 +436,121 @@ impl CaptureReplay {
             )
         })?;
         let (a, b) = scan.span.unwrap_or((0, 0));
-        let mut r = CaptureReplay {
+        let mut files = CaptureFiles {
             book: L1Book::new(universe.len()),
             files: Vec::new(),
             paths,
             universe,
-            pacer: Pacer::new(opts.speed),
-            opts,
             counts: ReplayCounts::default(),
             span_ns: b - a + LOOP_GAP_NS,
             loop_offset_ns: 0,
-            loops: 0,
-            ended: false,
+            passes: 0,
+            next: None,
         };
-        r.open_files()?;
-        Ok(r)
+        files.open_files()?;
+        Ok(CaptureReplay { files, replayer: Replayer::new(opts), speed: opts.speed })
     }
 
+    /// Counts so far (all passes together).
+    pub fn counts(&self) -> ReplayCounts {
+        self.files.counts
+    }
+
+    /// Completed passes over the files.
+    pub fn loops(&self) -> u64 {
+        self.replayer.loops
+    }
+}
+
+impl CaptureFiles {
     fn open_files(&mut self) -> io::Result<()> {
         self.files.clear();
         for p in &self.paths {
             let mut f = CaptureFile::open(p)
                 .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", p.display())))?;
-            f.advance(&self.universe, &mut self.counts, self.loops == 0);
+            f.advance(&self.universe, &mut self.counts, self.passes == 0);
             self.files.push(f);
         }
         Ok(())
     }
+}
 
-    /// Counts so far (all passes together).
-    pub fn counts(&self) -> ReplayCounts {
-        self.counts
+impl Recording for CaptureFiles {
+    fn next_ns(&mut self) -> Option<u64> {
+        let (capture_ns, i) = self
+            .files
+            .iter()
+            .enumerate()
+            .filter_map(|(i, f)| f.head.as_ref().map(|h| (h.capture_ns, i)))
+            .min()?;
+        let rec_ns = capture_ns.saturating_add(self.loop_offset_ns);
+        self.next = Some((i, rec_ns));
+        Some(rec_ns)
     }
 
-    /// Completed passes over the files.
-    pub fn loops(&self) -> u64 {
-        self.loops
+    fn take(&mut self) -> Option<Tick> {
+        let (i, rec_ns) = self.next.take()?;
+        let file = self.files.get_mut(i)?;
+        let head = file.head.take()?;
+        file.advance(&self.universe, &mut self.counts, self.passes == 0);
+        let mut t = self.book.apply(head.id, &head.event)?;
+        t.ts_event = rec_ns;
+        Some(t)
+    }
+
+    fn restart(&mut self) -> Result<(), String> {
+        self.passes += 1;
+        self.loop_offset_ns += self.span_ns;
+        self.open_files().map_err(|e| e.to_string())
+    }
+
+    fn log_pass(&self, pass: u64) {
+        tracing::info!(files = self.paths.len(), pass, counts = %self.counts, "capture replay pass done");
     }
 }
 
 impl FeedSource for CaptureReplay {
     fn universe(&self) -> &Universe {
-        &self.universe
+        &self.files.universe
     }
 
     fn poll(&mut self, now_ns: u64) -> FeedPoll {
-        loop {
-            if self.ended {
-                return FeedPoll::End;
-            }
-            let next = self
-                .files
-                .iter()
-                .enumerate()
-                .filter_map(|(i, f)| f.head.as_ref().map(|h| (h.capture_ns, i)))
-                .min();
-            let Some((capture_ns, i)) = next else {
-                tracing::info!(files = self.paths.len(), pass = self.loops + 1, counts = %self.counts, "capture replay pass done");
-                if self.opts.looped {
-                    self.loops += 1;
-                    self.loop_offset_ns += self.span_ns;
-                    if let Err(e) = self.open_files() {
-                        tracing::error!(error = %e, "capture replay cannot loop");
-                        self.ended = true;
-                    }
-                    continue;
-                }
-                self.ended = true;
-                return FeedPoll::End;
-            };
-            let rec_ns = capture_ns.saturating_add(self.loop_offset_ns);
-            let due = self.pacer.due(rec_ns, now_ns);
-            if due > now_ns {
-                return FeedPoll::Pending { until_ns: Some(due) };
-            }
-            let file = &mut self.files[i];
-            let Some(head) = file.head.take() else { continue };
-            file.advance(&self.universe, &mut self.counts, self.loops == 0);
-            if let Some(mut t) = self.book.apply(head.id, &head.event) {
-                t.ts_event = rec_ns;
-                return FeedPoll::Tick(t);
-            }
-        }
+        self.replayer.poll(&mut self.files, now_ns)
     }
 
     fn describe(&self) -> String {
-        let names: Vec<_> = self.paths.iter().map(|p| p.display().to_string()).collect();
+        let names: Vec<_> = self.files.paths.iter().map(|p| p.display().to_string()).collect();
         format!(
             "capture replay({}; {} symbols; speed {}{})",
             names.join(","),
-            self.universe.len(),
-            self.opts.speed,
-            if self.opts.looped { ", looped" } else { "" }
+            self.files.universe.len(),
+            self.speed,
+            if self.replayer.looped { ", looped" } else { "" }
         )
     }
 }
 
 /// Replays a recorded tick file (`--feed ticks:FILE`).
 pub struct TickReplay {
+    file: TickFile,
+    replayer: Replayer,
+    speed: Speed,
+}
+
+/// The tick file of a [`TickReplay`]: its [`Recording`].
+struct TickFile {
     path: PathBuf,
     reader: TickReader,
     universe: Universe,
-    pacer: Pacer,
-    opts: ReplayOptions,
     /// Per symbol: added to recorded seqs (grows by the last seq at each loop).
     seq_offset: Vec<u64>,
     last_seq: Vec<u64>,
     first_ts: Option<u64>,
     last_ts: u64,
     ts_offset: u64,
+    /// The tick `next_ns` announced.
     pending: Option<Tick>,
     replayed: u64,
-    loops: u64,
-    ended: bool,
 }
 
 impl TickReplay {
@@ -478,12 +562,10 @@ impl TickReplay {
         let reader = TickReader::open(&path)?;
         let universe = reader.universe().clone();
         let n = universe.len();
-        Ok(TickReplay {
+        let file = TickFile {
             path,
             reader,
             universe,
-            pacer: Pacer::new(opts.speed),
-            opts,
             seq_offset: vec![0; n],
             last_seq: vec![0; n],
             first_ts: None,
@@ -491,11 +573,12 @@ impl TickReplay {
             ts_offset: 0,
             pending: None,
             replayed: 0,
-            loops: 0,
-            ended: false,
-        })
+        };
+        Ok(TickReplay { file, replayer: Replayer::new(opts), speed: opts.speed })
     }
+}
 
+impl TickFile {
     /// The next recorded tick with loop offsets applied, or `None` at the end of a pass.
     fn next_recorded(&mut self) -> Option<Tick> {
         match self.reader.next_tick() {
@@ -515,65 +598,53 @@ impl TickReplay {
             }
         }
     }
+}
 
-    fn restart(&mut self) -> Result<(), TickFileError> {
-        self.reader = TickReader::open(&self.path)?;
+impl Recording for TickFile {
+    fn next_ns(&mut self) -> Option<u64> {
+        if self.pending.is_none() {
+            self.pending = self.next_recorded();
+        }
+        self.pending.as_ref().map(|t| t.ts_event)
+    }
+
+    fn take(&mut self) -> Option<Tick> {
+        let t = self.pending.take()?;
+        self.replayed += 1;
+        Some(t)
+    }
+
+    fn restart(&mut self) -> Result<(), String> {
+        self.reader = TickReader::open(&self.path).map_err(|e| e.to_string())?;
         self.seq_offset.clone_from(&self.last_seq);
         let span = self.last_ts.saturating_sub(self.first_ts.unwrap_or(self.last_ts));
         self.ts_offset = self.ts_offset.saturating_add(span + LOOP_GAP_NS);
         self.first_ts = None;
         self.last_ts = 0;
-        self.loops += 1;
         Ok(())
+    }
+
+    fn log_pass(&self, pass: u64) {
+        tracing::info!(file = %self.path.display(), pass, replayed = self.replayed, "tick file replay pass done");
     }
 }
 
 impl FeedSource for TickReplay {
     fn universe(&self) -> &Universe {
-        &self.universe
+        &self.file.universe
     }
 
     fn poll(&mut self, now_ns: u64) -> FeedPoll {
-        loop {
-            if self.ended {
-                return FeedPoll::End;
-            }
-            let t = match self.pending.take() {
-                Some(t) => t,
-                None => match self.next_recorded() {
-                    Some(t) => t,
-                    None => {
-                        tracing::info!(file = %self.path.display(), pass = self.loops + 1, replayed = self.replayed,
-                            "tick file replay pass done");
-                        if self.opts.looped && self.replayed > 0 {
-                            if let Err(e) = self.restart() {
-                                tracing::error!(error = %e, "tick file replay cannot loop");
-                                self.ended = true;
-                            }
-                        } else {
-                            self.ended = true;
-                        }
-                        continue;
-                    }
-                },
-            };
-            let due = self.pacer.due(t.ts_event, now_ns);
-            if due > now_ns {
-                self.pending = Some(t);
-                return FeedPoll::Pending { until_ns: Some(due) };
-            }
-            self.replayed += 1;
-            return FeedPoll::Tick(t);
-        }
+        self.replayer.poll(&mut self.file, now_ns)
     }
 
     fn describe(&self) -> String {
         format!(
             "tick file replay({}; {} symbols; speed {}{})",
-            self.path.display(),
-            self.universe.len(),
-            self.opts.speed,
-            if self.opts.looped { ", looped" } else { "" }
+            self.file.path.display(),
+            self.file.universe.len(),
+            self.speed,
+            if self.replayer.looped { ", looped" } else { "" }
         )
     }
 }
@@ -618,6 +689,16 @@ mod tests {
         format!(
             r#"{ns} {{"stream":"x@bookTicker","data":{{"u":1,"s":"{sym}","b":"{b}","B":"2","a":"{a}","A":"3"}}}}"#
         )
+    }
+
+    #[test]
+    fn a_looped_replay_of_a_file_without_ticks_ends() {
+        let dir = tempdir();
+        let path = dir.join("empty.ticks");
+        let universe = Universe::load_default().unwrap();
+        crate::tickfile::TickWriter::create(&path, &universe).unwrap().finish().unwrap();
+        let mut r = TickReplay::open(path, ReplayOptions { speed: Speed::Max, looped: true }).unwrap();
+        assert!(drain(&mut r).is_empty(), "a pass with no tick is not started over");
     }
 
     fn drain(src: &mut dyn FeedSource) -> Vec<Tick> {
