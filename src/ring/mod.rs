@@ -77,7 +77,8 @@ pub enum Read<T = Tick> {
     },
 }
 
-struct Shared<const N: usize> {
+/// The ring's memory, shared by the producer and every consumer: the slots and the head.
+struct Slots<const N: usize> {
     slots: Box<[SeqSlot<N>]>,
     mask: u64,
     /// Number of ticks published so far; position of the next write.
@@ -86,7 +87,7 @@ struct Shared<const N: usize> {
 
 /// A single-producer, multi-consumer broadcast ring of ticks. Cheap to clone (an `Arc`).
 pub struct Ring<T = Tick, const N: usize = TICK_WORDS> {
-    shared: Arc<Shared<N>>,
+    shared: Arc<Slots<N>>,
     _payload: std::marker::PhantomData<fn() -> T>,
 }
 
@@ -109,7 +110,7 @@ impl<T: Packed<N>, const N: usize> Ring<T, N> {
     pub fn of(capacity: usize) -> (Ring<T, N>, Producer<T, N>) {
         let cap = capacity.max(2).next_power_of_two();
         let slots = (0..cap).map(|_| SeqSlot::new()).collect::<Vec<_>>().into_boxed_slice();
-        let shared = Arc::new(Shared { slots, mask: cap as u64 - 1, head: AtomicU64::new(0) });
+        let shared = Arc::new(Slots { slots, mask: cap as u64 - 1, head: AtomicU64::new(0) });
         let marker = std::marker::PhantomData;
         (Ring { shared: shared.clone(), _payload: marker }, Producer { shared, next: 0, _payload: marker })
     }
@@ -132,7 +133,7 @@ impl<T: Packed<N>, const N: usize> Ring<T, N> {
 
 /// The ring's only writer. Not `Clone`: single producer by construction.
 pub struct Producer<T = Tick, const N: usize = TICK_WORDS> {
-    shared: Arc<Shared<N>>,
+    shared: Arc<Slots<N>>,
     next: u64,
     _payload: std::marker::PhantomData<fn() -> T>,
 }
@@ -163,7 +164,7 @@ fn stamp_of(n: u64) -> u64 {
 
 /// One shard's read cursor.
 pub struct Consumer<T = Tick, const N: usize = TICK_WORDS> {
-    shared: Arc<Shared<N>>,
+    shared: Arc<Slots<N>>,
     next: u64,
     _payload: std::marker::PhantomData<fn() -> T>,
 }
