@@ -36,9 +36,6 @@ use crate::stats::Collector;
 /// derived from the open-file limit.
 pub const FD_HEADROOM: u64 = 100;
 
-/// Listen backlog (the kernel caps it at `net.core.somaxconn`).
-pub const LISTEN_BACKLOG: i32 = 4096;
-
 /// A running gateway.
 pub struct Gateway {
     addr: SocketAddr,
@@ -121,13 +118,14 @@ impl Gateway {
         let (ring, producer) = Ring::with_capacity(config.server.ring_capacity);
 
         // Bind first, so a bad address fails before any thread starts.
-        let listener =
-            bind(config.server.listen).with_context(|| format!("binding {}", config.server.listen))?;
+        let listener = bind(config.server.listen, config.server.listen_backlog)
+            .with_context(|| format!("binding {}", config.server.listen))?;
         let addr = listener.local_addr().context("reading the bound address")?;
         let admin = match config.admin.listen {
-            Some(a) => {
-                Some(bind(a).with_context(|| format!("binding the admin listener {a} (admin.listen)"))?)
-            }
+            Some(a) => Some(
+                bind(a, config.server.listen_backlog)
+                    .with_context(|| format!("binding the admin listener {a} (admin.listen)"))?,
+            ),
             None => None,
         };
         let admin_addr = admin.as_ref().and_then(|l| l.local_addr().ok());
@@ -275,11 +273,11 @@ fn admin_token(config: &Config) -> anyhow::Result<Option<String>> {
     }
 }
 
-fn bind(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+fn bind(addr: SocketAddr, backlog: i32) -> std::io::Result<std::net::TcpListener> {
     let socket = socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::STREAM, None)?;
     socket.set_reuse_address(true)?;
     socket.bind(&addr.into())?;
-    socket.listen(LISTEN_BACKLOG)?;
+    socket.listen(backlog)?;
     socket.set_nonblocking(true)?;
     Ok(socket.into())
 }

@@ -147,6 +147,7 @@ fn bad_configuration_from_any_source_exits_2_naming_the_key_and_reason() {
             &["feed.burst_len", "flag"],
         ),
         (&["config", "check", "--zipf-exponent", "11"], &[], &["feed.zipf_exponent", "between 0 and 10"]),
+        (&["serve", "--listen-backlog", "0"], &[], &["server.listen_backlog", "between 1 and 65535"]),
     ];
     for (args, env, needles) in cases {
         let o = tickgate(args, env);

@@ -155,6 +155,10 @@ config_keys! {
     server: ServerConfig {
         listen: SocketAddr = "127.0.0.1:9000", Addr, restart,
             "Address of the HTTP/WebSocket listener (IP:PORT; port 0 picks a free port).";
+        listen_backlog: i32 = "4096", Int { min: 1, max: 65_535 }, restart,
+            "Connections the kernel may queue before the gateway accepts them (listen(2) \
+            backlog; Linux caps it at net.core.somaxconn). Bounds a reconnect storm's burst: \
+            beyond it, new connections wait in SYN retries.";
         max_connections: usize = "0", Int { min: 0, max: 10_000_000 }, live,
             "Maximum concurrent WebSocket connections; beyond it upgrades get HTTP 503. 0 = the \
             open-file limit (raised to its hard limit at start) minus 100 for listeners, \
