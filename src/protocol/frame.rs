@@ -121,6 +121,17 @@ pub fn write_header(out: &mut Vec<u8>, op: OpCode, payload_len: usize) {
     }
 }
 
+/// The payload of a complete server (unmasked) frame that [`write_frame`] wrote.
+#[inline]
+pub fn payload_of(frame: &[u8]) -> &[u8] {
+    let header = match frame.get(1).map(|b| b & 0x7f) {
+        Some(126) => 4,
+        Some(127) => 10,
+        _ => 2,
+    };
+    frame.get(header..).unwrap_or(&[])
+}
+
 /// Appends a complete final, unmasked frame.
 #[inline]
 pub fn write_frame(out: &mut Vec<u8>, op: OpCode, payload: &[u8]) {

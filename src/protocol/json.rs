@@ -87,6 +87,37 @@ fn is_plain_symbol_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'/' | b'-')
 }
 
+/// Largest payload of one batched JSON frame (`Format::JsonBatch`), bytes. A flush with more
+/// updates is split into several frames, each a complete JSON array.
+pub const MAX_BATCH_BYTES: usize = 64 * 1024;
+
+/// Whether appending `object` to the batch in `body` would take its frame over
+/// [`MAX_BATCH_BYTES`] (then finish the batch first). Never true for an empty batch: one
+/// object always fits.
+#[inline]
+pub fn batch_is_full(body: &[u8], object: &[u8]) -> bool {
+    !body.is_empty() && body.len() + object.len() + 2 > MAX_BATCH_BYTES
+}
+
+/// Appends one already encoded update object to the batch being built in `body` (`[` before
+/// the first, `,` between): a batch is concatenation, never re-encoding.
+#[inline]
+pub fn batch_append(body: &mut Vec<u8>, object: &[u8]) {
+    body.push(if body.is_empty() { b'[' } else { b',' });
+    body.extend_from_slice(object);
+}
+
+/// Closes the batch in `body` (`]`), appends it to `out` as one text frame, and empties
+/// `body`. Does nothing for an empty batch.
+pub fn batch_finish(out: &mut Vec<u8>, body: &mut Vec<u8>) {
+    if body.is_empty() {
+        return;
+    }
+    body.push(b']');
+    crate::protocol::frame::write_frame(out, crate::protocol::frame::OpCode::Text, body);
+    body.clear();
+}
+
 /// Appends `["a","b",...]`: each string escaped with [`escape_str`].
 pub fn write_string_array<'s>(out: &mut Vec<u8>, strings: impl IntoIterator<Item = &'s str>) {
     out.push(b'[');

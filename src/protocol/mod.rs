@@ -4,16 +4,19 @@
 //!
 //! # Summary
 //!
-//! - **Format**, chosen per connection: `?format=json` (the default) or `?format=binary`, or
-//!   the subprotocol `tickgate.v1.json` / `tickgate.v1.binary` ([`Format`]).
+//! - **Format**, chosen per connection: `?format=json` (the default), `?format=json-batch` or
+//!   `?format=binary`, or the subprotocol `tickgate.v1.json` / `tickgate.v1.json-batch` /
+//!   `tickgate.v1.binary` ([`Format`]).
 //! - **Client → server**: text frames, one JSON object each, with an `"op"` of `subscribe`,
 //!   `unsubscribe`, `list` or `ping` and an optional integer `"id"` echoed in the reply
 //!   ([`control::parse`]).
 //! - **Server → client control replies**: JSON text frames in both formats: `subscribed`,
 //!   `unsubscribed`, `symbols`, `pong`, `error` ([`control`]'s `write_*` functions).
 //! - **Updates**: in JSON, one text frame per update with a fixed field order and prices
-//!   printed exactly from fixed point ([`json::encode_update`]); in binary, one binary frame
-//!   of one or more 88-byte little-endian records ([`binary::encode_record`]).
+//!   printed exactly from fixed point ([`json::encode_update`]); in batched JSON, the same
+//!   objects, all those of one flush in one text frame holding a JSON array
+//!   ([`json::batch_append`]); in binary, one binary frame of one or more 88-byte
+//!   little-endian records ([`binary::encode_record`]).
 //! - **WebSocket framing** (RFC 6455, server side, no I/O): unmasked server frames written
 //!   into a batch buffer, and a decoder for masked client frames that enforces the RFC's
 //!   rules and the message size limit, naming the close code to send ([`frame`]).
@@ -36,25 +39,32 @@ pub enum Format {
     Json,
     /// Binary frames of 88-byte records (see [`binary`]).
     Binary,
+    /// The updates of one flush in one text frame: a JSON array of the same update objects
+    /// as [`Format::Json`] ([`json::MAX_BATCH_BYTES`] at most per frame). One frame, one
+    /// event in a browser instead of one per update.
+    JsonBatch,
 }
 
 impl Format {
-    /// Parses the value of the `format` query parameter: exactly `json` or `binary`
-    /// (case-sensitive). Anything else is `None`.
+    /// Parses the value of the `format` query parameter: exactly `json`, `json-batch` or
+    /// `binary` (case-sensitive). Anything else is `None`.
     pub fn from_query(v: &str) -> Option<Format> {
         match v {
             "json" => Some(Format::Json),
             "binary" => Some(Format::Binary),
+            "json-batch" => Some(Format::JsonBatch),
             _ => None,
         }
     }
 
-    /// Parses one offered WebSocket subprotocol: exactly `tickgate.v1.json` or
-    /// `tickgate.v1.binary` (case-sensitive). Anything else is `None`.
+    /// Parses one offered WebSocket subprotocol: exactly `tickgate.v1.json`,
+    /// `tickgate.v1.json-batch` or `tickgate.v1.binary` (case-sensitive). Anything else is
+    /// `None`.
     pub fn from_subprotocol(v: &str) -> Option<Format> {
         match v {
             "tickgate.v1.json" => Some(Format::Json),
             "tickgate.v1.binary" => Some(Format::Binary),
+            "tickgate.v1.json-batch" => Some(Format::JsonBatch),
             _ => None,
         }
     }
@@ -64,14 +74,16 @@ impl Format {
         match self {
             Format::Json => "tickgate.v1.json",
             Format::Binary => "tickgate.v1.binary",
+            Format::JsonBatch => "tickgate.v1.json-batch",
         }
     }
 
-    /// The query-parameter spelling: `json` or `binary`.
+    /// The query-parameter spelling: `json`, `json-batch` or `binary`.
     pub fn as_str(self) -> &'static str {
         match self {
             Format::Json => "json",
             Format::Binary => "binary",
+            Format::JsonBatch => "json-batch",
         }
     }
 }
@@ -103,8 +115,11 @@ mod tests {
 
     #[test]
     fn format_names_round_trip() {
-        let cases: &[(&str, &str, Format)] =
-            &[("json", "tickgate.v1.json", Format::Json), ("binary", "tickgate.v1.binary", Format::Binary)];
+        let cases: &[(&str, &str, Format)] = &[
+            ("json", "tickgate.v1.json", Format::Json),
+            ("binary", "tickgate.v1.binary", Format::Binary),
+            ("json-batch", "tickgate.v1.json-batch", Format::JsonBatch),
+        ];
         for &(query, sub, f) in cases {
             assert_eq!(Format::from_query(query), Some(f));
             assert_eq!(Format::from_subprotocol(sub), Some(f));

@@ -2,7 +2,8 @@
 //!
 //! - `GET /`, `/app.js`, `/tickgate.js`, `/style.css` — the bundled dashboard (see `web`).
 //! - `GET /ws` — the WebSocket endpoint (protocol v1, docs/PROTOCOL.md). Format from
-//!   `?format=json|binary` or the subprotocol `tickgate.v1.json|binary` (echoed). A plain
+//!   `?format=json|json-batch|binary` or the subprotocol `tickgate.v1.json|json-batch|binary`
+//!   (echoed). A plain
 //!   request gets 426; an unknown format 400; over `max_connections` 503.
 //! - `GET /echo` — only with `server.diagnostic_echo`: a WebSocket echo over the same
 //!   connection code (Autobahn conformance runs).
@@ -116,8 +117,9 @@ fn negotiate(req: &Request<Incoming>) -> Result<(Format, Option<&'static str>), 
     let mut echo = None;
     for (k, v) in query_pairs(req.uri().query().unwrap_or("")) {
         if k == "format" {
-            format = Format::from_query(&v)
-                .ok_or_else(|| format!("unknown format {v:?}: use format=json or format=binary\n"))?;
+            format = Format::from_query(&v).ok_or_else(|| {
+                format!("unknown format {v:?}: use format=json, format=json-batch or format=binary\n")
+            })?;
         }
     }
     let offered = req
@@ -145,7 +147,9 @@ fn negotiate(req: &Request<Incoming>) -> Result<(Format, Option<&'static str>), 
     if echo.is_none()
         && let Some(p) = unknown_ours
     {
-        return Err(format!("unknown subprotocol {p:?}: use tickgate.v1.json or tickgate.v1.binary\n"));
+        return Err(format!(
+            "unknown subprotocol {p:?}: use tickgate.v1.json, tickgate.v1.json-batch or tickgate.v1.binary\n"
+        ));
     }
     Ok((format, echo))
 }

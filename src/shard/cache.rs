@@ -85,6 +85,12 @@ impl SymbolCache {
         Some((&e.json, &e.tick))
     }
 
+    /// The latest tick's JSON update object (the payload of [`SymbolCache::json_frame`]'s
+    /// frame, for batched JSON), encoding it if needed.
+    pub fn json_object(&mut self, symbol: u32, name: &str) -> Option<(&[u8], &Tick)> {
+        self.json_frame(symbol, name).map(|(f, t)| (frame::payload_of(f), t))
+    }
+
     /// The latest tick's 88-byte binary record, encoding it if needed.
     pub fn binary_record(&mut self, symbol: u32) -> Option<(&[u8], &Tick)> {
         let e = self.entries.get_mut(symbol as usize).filter(|e| e.tick.seq > 0)?;

@@ -249,6 +249,20 @@ struct Sink<'a> {
     arming: bool,
 }
 
+/// Writes the batched JSON frame built so far in `body` to `out` and marks each of its
+/// updates (their `ts_gateway` in `stamps`) as complete at the frame's end.
+fn finish_batch(
+    out: &mut Vec<u8>,
+    marks: &mut VecDeque<(u64, u64)>,
+    base: u64,
+    body: &mut Vec<u8>,
+    stamps: &mut Vec<u64>,
+) {
+    json::batch_finish(out, body);
+    let end = base + out.len() as u64;
+    marks.extend(stamps.drain(..).map(|t| (end, t)));
+}
+
 impl DrainSink for Sink<'_> {
     #[inline]
     fn arming(&self) -> bool {
@@ -263,6 +277,7 @@ impl DrainSink for Sink<'_> {
     fn emit(&mut self, symbol: u32, sent_seq: u64) -> Option<u64> {
         let (bytes, tick) = match self.format {
             Format::Json => self.cache.json_frame(symbol, self.universe.name(symbol))?,
+            Format::JsonBatch => self.cache.json_object(symbol, self.universe.name(symbol))?,
             Format::Binary => self.cache.binary_record(symbol)?,
         };
         if tick.seq <= sent_seq {
@@ -275,6 +290,13 @@ impl DrainSink for Sink<'_> {
             Format::Json => {
                 self.out.extend_from_slice(bytes);
                 self.marks.push_back((self.base + self.out.len() as u64, tick.ts_gateway));
+            }
+            Format::JsonBatch => {
+                if json::batch_is_full(self.records, bytes) {
+                    finish_batch(self.out, self.marks, self.base, self.records, self.stamps);
+                }
+                json::batch_append(self.records, bytes);
+                self.stamps.push(tick.ts_gateway);
             }
             Format::Binary => {
                 self.records.extend_from_slice(bytes);
@@ -664,7 +686,9 @@ impl ShardCore {
             sink.arming = true;
             d = c.subs.drain_due(now_ns, &mut sink);
         }
-        if !self.records.is_empty() {
+        if c.format == Format::JsonBatch {
+            finish_batch(&mut c.out, &mut c.marks, c.out_base, &mut self.records, &mut self.stamps);
+        } else if !self.records.is_empty() {
             frame::write_header(&mut c.out, frame::OpCode::Binary, self.records.len());
             let start = c.out_base + c.out.len() as u64;
             c.out.extend_from_slice(&self.records);
@@ -963,13 +987,25 @@ impl ShardCore {
                     json::encode_update(&mut self.scratch, &t, self.universe.name(s), true);
                     frame::write_frame(&mut c.out, frame::OpCode::Text, &self.scratch);
                 }
+                Format::JsonBatch => {
+                    self.scratch.clear();
+                    json::encode_update(&mut self.scratch, &t, self.universe.name(s), true);
+                    if json::batch_is_full(&self.records, &self.scratch) {
+                        json::batch_finish(&mut c.out, &mut self.records);
+                    }
+                    json::batch_append(&mut self.records, &self.scratch);
+                }
                 Format::Binary => binary::encode_record(&mut self.records, &t, true),
             }
             c.subs.delivered(s, t.seq, now_ns);
             self.counters.snapshots += 1;
         }
-        if !self.records.is_empty() {
-            frame::write_frame(&mut c.out, frame::OpCode::Binary, &self.records);
+        match c.format {
+            Format::JsonBatch => json::batch_finish(&mut c.out, &mut self.records),
+            Format::Binary if !self.records.is_empty() => {
+                frame::write_frame(&mut c.out, frame::OpCode::Binary, &self.records);
+            }
+            Format::Json | Format::Binary => {}
         }
     }
 

@@ -246,6 +246,11 @@ pub async fn collect(
         }
         let ups = match c.next_within(left).await {
             None => return last,
+            // Batched JSON: an array of update objects in one frame.
+            Some(Some(Frame::Json(serde_json::Value::Array(batch)))) => {
+                assert!(!batch.is_empty(), "an empty batch");
+                batch.iter().map(|v| json_update(v).unwrap_or_else(|| panic!("not an update: {v}"))).collect()
+            }
             Some(Some(Frame::Json(v))) => json_update(&v).into_iter().collect(),
             Some(Some(Frame::Records(r))) => record_updates(&r, names),
             Some(other) => panic!("unexpected {other:?}"),

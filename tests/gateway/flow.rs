@@ -87,33 +87,40 @@ async fn read_all(mut c: Client, names: HashMap<u32, String>, quiet: Duration) -
 }
 
 #[tokio::test]
-async fn json_and_binary_carry_the_same_values_for_the_same_ticks() {
+async fn json_batched_json_and_binary_carry_the_same_values_for_the_same_ticks() {
     let gw = start(&[("feed.symbols", "10"), ("feed.rate", "4000"), ("feed.ticks", "8000")]);
     let addr = gw.local_addr();
     let syms: Vec<String> = (0..10).map(|i| gw.app().universe.name(i).to_string()).collect();
     let refs: Vec<&str> = syms.iter().map(String::as_str).collect();
 
     let mut j = Client::connect(addr, "format=json").await;
+    let mut jb = Client::connect(addr, "format=json-batch").await;
     let mut b = Client::connect(addr, "format=binary").await;
     j.subscribe(&refs, "").await;
+    jb.subscribe(&refs, "").await;
     let ids = b.subscribe(&refs, "").await;
     let names: HashMap<u32, String> = ids.into_iter().map(|(k, v)| (v, k)).collect();
 
     let jt = tokio::spawn(read_all(j, HashMap::new(), Duration::from_millis(1500)));
+    let jbt = tokio::spawn(read_all(jb, HashMap::new(), Duration::from_millis(1500)));
     let bt = tokio::spawn(read_all(b, names, Duration::from_millis(1500)));
-    let (ju, bu) = (jt.await.unwrap(), bt.await.unwrap());
+    let (ju, jbu, bu) = (jt.await.unwrap(), jbt.await.unwrap(), bt.await.unwrap());
 
     let index = |v: &[Update]| -> HashMap<(String, u64), crate::common::Update> {
         v.iter().filter(|u| !u.snapshot).map(|u| ((u.symbol.clone(), u.tick.seq), u.clone())).collect()
     };
-    let (ji, bi) = (index(&ju), index(&bu));
+    let (ji, jbi, bi) = (index(&ju), index(&jbu), index(&bu));
     let mut common = 0;
     for (k, u) in &ji {
         if let Some(v) = bi.get(k) {
             assert_eq!(u.tick, v.tick, "JSON and binary differ for {k:?}");
             common += 1;
         }
+        if let Some(v) = jbi.get(k) {
+            assert_eq!(u.tick, v.tick, "JSON and batched JSON differ for {k:?}");
+        }
     }
+    assert!(jbi.len() > 500, "too few batched updates: {}", jbi.len());
     assert!(
         common > 500,
         "too few updates in common to compare: {common} (json {}, binary {})",
@@ -126,7 +133,9 @@ async fn json_and_binary_carry_the_same_values_for_the_same_ticks() {
     for s in &syms {
         let last_j = ju.iter().rev().find(|u| &u.symbol == s).unwrap();
         let last_b = bu.iter().rev().find(|u| &u.symbol == s).unwrap();
+        let last_jb = jbu.iter().rev().find(|u| &u.symbol == s).unwrap();
         assert_eq!(last_j.tick, snap[s].tick, "json final for {s}");
+        assert_eq!(last_jb.tick, snap[s].tick, "batched json final for {s}");
         assert_eq!(last_b.tick, snap[s].tick, "binary final for {s}");
     }
     gw.shutdown();
@@ -146,6 +155,18 @@ async fn subprotocol_selects_the_format_and_is_echoed() {
             assert!(r[0].snapshot);
         }
         other => panic!("expected a binary snapshot, got {other:?}"),
+    }
+    let mut c = Client::connect_with(addr, "", Some("tickgate.v1.json-batch"), None).await.unwrap();
+    c.subscribe(&[&sym], "").await;
+    match c.next().await {
+        Some(Frame::Json(serde_json::Value::Array(a))) => {
+            assert_eq!(a.len(), 1);
+            assert_eq!(
+                (&a[0]["type"], &a[0]["symbol"], &a[0]["snapshot"]),
+                (&"update".into(), &sym.as_str().into(), &true.into())
+            );
+        }
+        other => panic!("expected a batched snapshot, got {other:?}"),
     }
     // tungstenite verifies the echo; check the header explicitly too.
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();

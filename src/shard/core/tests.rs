@@ -39,7 +39,7 @@ const TSLA: u32 = 3;
 const SNAP: bool = true;
 const LIVE: bool = false;
 
-const FORMATS: [Format; 2] = [Format::Json, Format::Binary];
+const FORMATS: [Format; 3] = [Format::Json, Format::JsonBatch, Format::Binary];
 
 /// Generous limits, so only the tests about limits meet them.
 const LIMITS: Limits = Limits { max_symbols: 100, msgs_per_sec: 1000, default_interval_ns: 0 };
@@ -126,6 +126,12 @@ fn update_ends(mut b: &[u8]) -> Vec<usize> {
     let (mut ends, mut at) = (Vec::new(), 0);
     while let Some((op, payload, n)) = split_frame(b) {
         match op {
+            // A batched JSON frame: every update in it ends with the frame.
+            1 if payload.first() == Some(&b'[') => {
+                let v = simd_json::to_owned_value(&mut payload.to_vec()).expect("a batch is JSON");
+                let k = v.as_array().map_or(0, Vec::len);
+                ends.extend(std::iter::repeat_n(at + n, k));
+            }
             1 => ends.push(at + n),
             _ => {
                 let start = at + n - payload.len();
@@ -248,6 +254,14 @@ impl Rig {
         for m in msgs {
             match m {
                 Msg::Text(v) if type_of(v) == Some("update") => ups.push(self.json_update(v)),
+                Msg::Text(v) if v.as_array().is_some() => {
+                    let batch = v.as_array().map(Vec::as_slice).unwrap_or_default();
+                    assert!(!batch.is_empty(), "an empty batch frame");
+                    for u in batch {
+                        assert_eq!(type_of(u), Some("update"), "a batch holds updates only: {u:?}");
+                        ups.push(self.json_update(u));
+                    }
+                }
                 Msg::Text(_) => {}
                 Msg::Binary(records) => ups.extend(records.iter().map(record_update)),
             }
@@ -309,8 +323,9 @@ fn subscribe_replies_with_the_id_map_then_snapshots_symbols_that_have_a_value() 
         // GOOG has no value yet: subscribed, but no snapshot.
         assert_eq!(r.updates(&msgs[1..]), vec![(AAPL, 5, SNAP), (MSFT, 3, SNAP)], "{format:?}");
         let frames = match format {
-            Format::Json => 1 + 2,   // one text frame per snapshot
-            Format::Binary => 1 + 1, // one binary frame holding both records
+            Format::Json => 1 + 2,      // one text frame per snapshot
+            Format::Binary => 1 + 1,    // one binary frame holding both records
+            Format::JsonBatch => 1 + 1, // one text frame holding both, as a JSON array
         };
         assert_eq!(msgs.len(), frames, "{format:?}");
         assert_eq!(r.core.counters.snapshots, 2);
@@ -550,7 +565,7 @@ fn conflation_sends_one_update_with_the_newest_seq() {
         assert_eq!(msgs.len(), 1, "{format:?}: exactly one frame");
         assert_eq!(r.updates(&msgs), vec![(AAPL, 100, LIVE)], "{format:?}");
         assert_eq!(r.core.counters.conflated, 99);
-        let want_encodes = if format == Format::Json { (1, 0) } else { (0, 1) };
+        let want_encodes = if format == Format::Binary { (0, 1) } else { (1, 0) };
         assert_eq!(r.core.encodes(), want_encodes, "only the newest tick was encoded");
         assert_eq!(r.core.gauges().pending_updates, 0);
     }
@@ -624,6 +639,37 @@ fn seq_never_goes_backwards_after_a_snapshot() {
 // ---------------------------------------------------------------------------------------------
 // Encoding
 // ---------------------------------------------------------------------------------------------
+
+#[test]
+fn batched_json_splits_at_the_cap_and_carries_every_update_once() {
+    // 600 symbols of ~250-byte updates: about 150 KB in one flush, so three frames.
+    let csv: String = (0..600).map(|i| format!("S{i},100,0.01\n")).collect();
+    let universe = Arc::new(Universe::parse_csv(&csv).unwrap());
+    let lvc = Arc::new(Lvc::new(universe.len()));
+    let limits = Limits { max_symbols: 1000, ..LIMITS };
+    let mut r = Rig { core: ShardCore::new(universe.clone(), lvc.clone(), limits), lvc, universe };
+    let c = r.client(Format::JsonBatch);
+    let names: Vec<String> = (0..600).map(|i| format!("S{i}")).collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    r.subscribe(c, &names);
+    for s in 0..600 {
+        r.feed(&tick(s, 1));
+    }
+    r.core.fill(c, T0 + SEC);
+    let out = r.out(c);
+    let (mut b, mut frames) = (&out[..], 0);
+    while let Some((op, payload, n)) = split_frame(b) {
+        assert_eq!(op, 1, "text frames");
+        assert!(payload.len() <= crate::protocol::json::MAX_BATCH_BYTES, "{} bytes", payload.len());
+        frames += 1;
+        b = &b[n..];
+    }
+    assert!(b.is_empty());
+    assert_eq!(frames, 3, "split at the cap, and only there");
+    let ups = r.updates(&parse_frames(&out));
+    assert_eq!(ups, (0..600).map(|s| (s, 1, LIVE)).collect::<Vec<_>>());
+    assert_eq!(r.core.encodes(), (600, 0), "batching reuses the JSON encodings");
+}
 
 #[test]
 fn one_encode_per_format_for_any_number_of_subscribers() {
@@ -764,8 +810,14 @@ fn latency_is_recorded_once_per_live_update_fully_written() {
         let ends = update_ends(&r.out(c));
         assert_eq!(ends.len(), 2);
         let mut written = 0;
-        // (socket takes up to, samples afterwards)
-        for (upto, samples) in [(ends[0] - 1, 0), (ends[0], 1), (ends[1] - 1, 1), (ends[1], 2)] {
+        // (socket takes up to, samples afterwards). A batch's updates complete together.
+        let steps = if format == Format::JsonBatch {
+            assert_eq!(ends[0], ends[1], "one frame");
+            vec![(ends[0] - 1, 0), (ends[0], 2)]
+        } else {
+            vec![(ends[0] - 1, 0), (ends[0], 1), (ends[1] - 1, 1), (ends[1], 2)]
+        };
+        for (upto, samples) in steps {
             r.core.written(c, upto - written, now);
             written = upto;
             assert_eq!(r.core.latency.len(), samples, "{format:?}: after {upto} bytes");
