@@ -361,6 +361,17 @@ pub fn binary_updates(payload: &[u8]) -> impl Iterator<Item = Result<Update, bin
     binary::decode_frame(payload).map(|r| r.map(|r| Update { tick: r.tick, snapshot: r.snapshot }))
 }
 
+/// Decodes one 88-byte record of a binary frame, in place (the session walks a frame's
+/// records one at a time; [`binary_updates`] does the whole frame).
+///
+/// # Errors
+///
+/// As [`binary::decode_record`]: a slice that is not 88 bytes, or an unknown record type.
+#[inline]
+pub fn binary_update(record: &[u8]) -> Result<Update, binary::DecodeError> {
+    binary::decode_record(record).map(|r| Update { tick: r.tick, snapshot: r.snapshot })
+}
+
 /// Records in a binary payload (for byte accounting).
 pub fn record_count(payload: &[u8]) -> usize {
     payload.len() / RECORD_LEN

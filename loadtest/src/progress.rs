@@ -13,22 +13,22 @@ use crate::options::Progress;
 const PLAIN_EVERY: Duration = Duration::from_secs(5);
 
 /// The progress display.
-pub struct Live {
+pub struct LiveProgress {
     bar: Option<ProgressBar>,
     plain: bool,
     last_plain: Instant,
     start: Instant,
 }
 
-impl Live {
+impl LiveProgress {
     /// A display for `clients` clients.
-    pub fn new(mode: Progress, clients: usize) -> Live {
+    pub fn new(mode: Progress, clients: usize) -> LiveProgress {
         let start = Instant::now();
         if mode == Progress::Off {
-            return Live { bar: None, plain: false, last_plain: start, start };
+            return LiveProgress { bar: None, plain: false, last_plain: start, start };
         }
         if !std::io::stderr().is_terminal() {
-            return Live { bar: None, plain: true, last_plain: start, start };
+            return LiveProgress { bar: None, plain: true, last_plain: start, start };
         }
         let bar = ProgressBar::with_draw_target(Some(clients as u64), ProgressDrawTarget::stderr_with_hz(4));
         let style =
@@ -36,7 +36,7 @@ impl Live {
                 .unwrap_or_else(|_| ProgressStyle::default_bar())
                 .progress_chars("=> ");
         bar.set_style(style);
-        Live { bar: Some(bar), plain: false, last_plain: start, start }
+        LiveProgress { bar: Some(bar), plain: false, last_plain: start, start }
     }
 
     /// Shows `connected` clients and `msg`.

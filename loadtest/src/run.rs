@@ -1,16 +1,21 @@
-//! The coordinator: one run from start to report, on the calling thread.
+//! The coordinator: one run from start to report, on the calling thread. [`run()`] reads as
+//! the list of stages, each a function:
 //!
-//! 1. **Setup.** Check the options, raise the open-file limit (refuse a client count that
-//!    cannot fit), plan source addresses, fetch the universe with `list` over one
-//!    connection, read the gateway's RSS (`--gateway-pid`).
-//! 2. **Ramp.** Start the worker threads ([`crate::worker`]); wait until every client has
-//!    either subscribed or failed (bounded by the ramp time plus the connect timeouts).
-//! 3. **Measure** for `--duration`: merge the threads' per-second histograms into the
-//!    total, the interval log and the live progress.
-//! 4. **Drain**, then with `--verify-final`: wait for the feed to end and updates to settle,
-//!    collect every client's last values and compare them with `GET /snapshot`.
-//! 5. **Close** every connection (close handshake), collect the threads' summaries and
-//!    build the [`Report`].
+//! 1. **Setup** (`plan`). Check the options, raise the open-file limit (refuse a client
+//!    count that cannot fit), plan source addresses, fetch the universe with `list` over
+//!    one connection, read the gateway's RSS (`--gateway-pid`).
+//! 2. **Ramp** (`Coordinator::start`, `Coordinator::ramp`). Start the worker threads
+//!    ([`crate::worker`]); wait until every client has either subscribed or failed
+//!    (bounded by the ramp time plus the connect timeouts).
+//! 3. **Measure** (`Coordinator::start_measuring`, `Coordinator::measure`) for
+//!    `--duration`: merge the threads' per-second histograms into the total, the interval
+//!    log and the live progress.
+//! 4. **Drain**, then with `--verify-final` (`Coordinator::verify`): wait for the feed to
+//!    end and updates to settle, collect every client's last values and compare them with
+//!    `GET /snapshot`.
+//! 5. **Close** (`Coordinator::close`, `Coordinator::finish`) every connection (close
+//!    handshake), collect the threads' summaries, and build the [`Report`]
+//!    (`build_report`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
@@ -28,22 +33,24 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::checker::Violations;
-use crate::decode::{self, Control, SymbolTable};
+use crate::checker::{Checker, Violations};
+use crate::decode::SymbolTable;
 use crate::options::Options;
 use crate::picker::Picker;
-use crate::progress::Live;
+use crate::progress::LiveProgress;
 use crate::report::{
     ClientCounts, Cpu, GatewayMemory, Histograms, IntervalSummary, REPORT_VERSION, RateSpread, Report,
     RunConfig, VerifySummary,
 };
+use crate::session::{Ctx, Event, ReadBuf, Session};
+use crate::srcaddr::{self, SourcePlan};
 use crate::stats::{
     Counters, Hist, Percentiles, RATE_SCALE, fmt_ns, latency_histogram, merge, rate_histogram,
 };
 use crate::sysinfo::{self, Machine};
-use crate::worker::{FinalValues, Interval, Shared, Stage, ThreadSummary, ToCoord, run_thread};
-use crate::ws::{self, frame, url::WsUrl};
-use crate::{request, srcaddr, verify};
+use crate::verify;
+use crate::worker::{FinalValues, Interval, Stage, ThreadSummary, ToCoord, WorkerShared, run_thread};
+use crate::ws::{self, url::WsUrl};
 
 /// Why a run could not be made (as opposed to a run that found problems, which is a
 /// [`Report`] that did not pass).
@@ -77,6 +84,63 @@ type LogWriter<'a, 'b> = IntervalLogWriter<'a, 'b, BufWriter<File>, V2DeflateSer
 /// A [`RunError`] if the run could not be made at all. A run that was made returns its
 /// [`Report`] even if it failed ([`Report::passed`]).
 pub fn run(opts: Options) -> Result<Report, RunError> {
+    let Plan { rt, machine, started_unix, sources, symbols, feed_rate, rss_before } = plan(&opts)?;
+    let mut hdr_out = create_hdr_log(&opts)?;
+    let mut serializer = V2DeflateSerializer::new();
+    let mut coord = Coordinator::start(&opts, symbols, sources)?;
+    let ramped = coord.ramp();
+    let start = coord.start_measuring();
+    let mut log = match hdr_out.as_mut() {
+        Some(w) => Some(begin_log(w, &mut serializer, &opts).map_err(RunError::Internal)?),
+        None => None,
+    };
+    let measured = coord.measure(&start, log.as_mut());
+    let verify = opts.verify_final.then(|| coord.verify(&rt, log.as_mut()));
+    coord.close(log.as_mut());
+    drop(log);
+    if let Some(mut w) = hdr_out.take()
+        && let Err(e) = w.flush()
+    {
+        coord.warnings.push(format!("writing the HdrHistogram log: {e}"));
+    }
+    let (shared, agg, warnings) = coord.finish();
+    let gateway_memory = ramped.gateway_memory(opts.gateway_pid, rss_before);
+    let inputs = Inputs {
+        opts: &opts,
+        gateway_cpu_cores: measured.gateway_cpu_cores,
+        measure_start_unix: start.unix,
+        shared: &shared,
+        machine,
+        started_unix,
+        measured: measured.duration,
+        cpu_time: measured.cpu_time,
+        gateway_memory,
+        own_rss: measured.own_rss,
+        feed_rate,
+    };
+    Ok(build_report(inputs, agg, verify, warnings))
+}
+
+/// What [`plan`] prepares before any client connects.
+struct Plan {
+    /// The coordinator's runtime (`list`, `/stats`, `--verify-final`).
+    rt: tokio::runtime::Runtime,
+    machine: Machine,
+    /// Wall time the run started, in seconds since the Unix epoch.
+    started_unix: f64,
+    sources: SourcePlan,
+    /// The gateway's universe, from `list`.
+    symbols: SymbolTable,
+    /// `feed_rate_target` from `/stats`, for the report.
+    feed_rate: Option<u64>,
+    /// The gateway's RSS before any client connected (`--gateway-pid`).
+    rss_before: Option<u64>,
+}
+
+/// Stage 1, setup: checks the options, raises the open-file limit (refusing a client count
+/// that cannot fit), plans source addresses, fetches the universe with `list` over one
+/// connection, reads the feed rate and the gateway's RSS.
+fn plan(opts: &Options) -> Result<Plan, RunError> {
     opts.validate().map_err(RunError::Config)?;
     let (soft, hard) = sysinfo::raise_fd_limit();
     sysinfo::check_fd_budget(opts.clients, soft, hard).map_err(RunError::FdLimit)?;
@@ -108,196 +172,326 @@ pub fn run(opts: Options) -> Result<Report, RunError> {
         }
         None => None,
     };
-    let mut hdr_out = match &opts.hdr_log {
-        Some(p) => Some(BufWriter::new(
-            File::create(p)
-                .map_err(|e| RunError::Internal(format!("creating --hdr-log {}: {e}", p.display())))?,
-        )),
-        None => None,
-    };
-    let mut serializer = V2DeflateSerializer::new();
-
-    let mut live = Live::new(opts.progress, opts.clients);
-    let now = Instant::now();
-    let shared = Arc::new(Shared {
-        picker: Picker::new(opts.pick, symbols.len()),
-        symbols,
-        sources,
-        opts: opts.clone(),
-        stage: AtomicU8::new(Stage::Ramp as u8),
-        connected: AtomicUsize::new(0),
-        subscribed: AtomicUsize::new(0),
-        failed: AtomicUsize::new(0),
-        retries: AtomicUsize::new(0),
-        last_update_ns: AtomicU64::new(0),
-        ramp_start: now + Duration::from_millis(20),
-        epoch: now,
-    });
-    let (stage_tx, stage_rx) = watch::channel(Stage::Ramp);
-    let set_stage = |s: Stage| {
-        shared.stage.store(s as u8, Ordering::Release);
-        let _ = stage_tx.send(s);
-    };
-    let (tx, rx) = mpsc::channel();
-    let mut handles = Vec::with_capacity(opts.threads);
-    for i in 0..opts.threads {
-        let (sh, st, tx) = (shared.clone(), stage_rx.clone(), tx.clone());
-        let h = std::thread::Builder::new()
-            .name(format!("loadtest-{i}"))
-            .spawn(move || run_thread(i, sh, st, tx))
-            .map_err(|e| RunError::Internal(format!("starting worker thread {i}: {e}")))?;
-        handles.push(h);
-    }
-    drop(tx);
-    let mut agg = Aggregator::new(opts.threads);
-    let mut warnings = Vec::new();
-
-    // Ramp: until every client has subscribed or failed.
-    let attempts = f64::from(opts.connect_attempts);
-    let ramp_limit = Duration::from_secs_f64(
-        opts.clients as f64 / opts.ramp_per_sec
-            + opts.connect_timeout.as_secs_f64() * attempts
-            + attempts
-            + 10.0,
-    );
-    let ramp_deadline = now + ramp_limit;
-    loop {
-        agg.pump(&rx, Duration::from_millis(100), None);
-        let (c, s, f) = counts(&shared);
-        live.update(c, &format!("ramp: {s} subscribed, {f} failed"));
-        if s + f >= opts.clients || agg.done.len() == opts.threads {
-            break;
-        }
-        if Instant::now() >= ramp_deadline {
-            warnings.push(format!(
-                "{} clients had neither subscribed nor failed {ramp_limit:?} after the ramp started",
-                opts.clients - s - f
-            ));
-            break;
-        }
-    }
-    let subscribed_at_start = shared.subscribed.load(Ordering::Acquire);
-    let rss_after = match opts.gateway_pid {
-        // Give the gateway a moment to finish the last handshakes' allocations.
-        Some(pid) => {
-            std::thread::sleep(Duration::from_millis(500));
-            sysinfo::rss_bytes(pid).ok()
-        }
-        None => None,
-    };
-
-    // Measure.
-    let t0 = Instant::now();
-    let measure_start_unix = now_ns() as f64 / 1e9;
-    let cpu0 = sysinfo::process_cpu();
-    let gateway_cpu0 = opts.gateway_pid.and_then(sysinfo::pid_cpu);
-    set_stage(Stage::Measure);
-    let t0_offset = t0.saturating_duration_since(shared.epoch).as_secs_f64();
-    let mut log = match hdr_out.as_mut() {
-        Some(w) => Some(begin_log(w, &mut serializer, &opts).map_err(RunError::Internal)?),
-        None => None,
-    };
-    agg.window = Some((t0_offset, f64::INFINITY));
-    let end = t0 + opts.duration;
-    while Instant::now() < end && agg.done.len() < opts.threads {
-        let wait = end.saturating_duration_since(Instant::now()).min(Duration::from_millis(100));
-        agg.pump(&rx, wait, log.as_mut());
-        let (c, _, _) = counts(&shared);
-        live.update(
-            c,
-            &format!(
-                "measuring {:.0}/{:.0} s: {} upd/s, p99 {} (running)",
-                t0.elapsed().as_secs_f64(),
-                opts.duration.as_secs_f64(),
-                agg.last_rate,
-                agg.running_p99.map_or_else(|| "-".to_string(), fmt_ns)
-            ),
-        );
-    }
-    set_stage(Stage::Drain);
-    let t1 = Instant::now();
-    let cpu1 = sysinfo::process_cpu();
-    let gateway_cpu1 = opts.gateway_pid.and_then(sysinfo::pid_cpu);
-    let own_rss = sysinfo::rss_bytes(std::process::id()).unwrap_or(0);
-    let measured = t1.saturating_duration_since(t0);
-    agg.window = Some((t0_offset, t0_offset + measured.as_secs_f64()));
-
-    // Verify.
-    let verify = if opts.verify_final {
-        live.update(counts(&shared).0, "verify-final: waiting for the feed to end and updates to settle");
-        let v = run_verify(&rt, &shared, &opts, &rx, &mut agg, log.as_mut(), &set_stage);
-        Some(v.unwrap_or_else(|e| VerifySummary { error: Some(e), ..VerifySummary::default() }))
-    } else {
-        None
-    };
-
-    // Close.
-    set_stage(Stage::Close);
-    live.update(counts(&shared).0, "closing connections");
-    let deadline = Instant::now() + SUMMARY_WAIT;
-    while agg.done.len() < opts.threads && Instant::now() < deadline {
-        if !agg.pump(&rx, Duration::from_millis(100), log.as_mut()) {
-            break;
-        }
-    }
-    agg.finish(log.as_mut());
-    drop(log);
-    if let Some(mut w) = hdr_out.take()
-        && let Err(e) = w.flush()
-    {
-        warnings.push(format!("writing the HdrHistogram log: {e}"));
-    }
-    live.finish();
-    if agg.done.len() < opts.threads {
-        warnings.push(format!(
-            "only {} of {} worker threads reported within {SUMMARY_WAIT:?}",
-            agg.done.len(),
-            opts.threads
-        ));
-    } else {
-        for h in handles {
-            match h.join() {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => warnings.push(format!("a worker thread failed: {e}")),
-                Err(_) => warnings.push("a worker thread panicked".to_string()),
-            }
-        }
-    }
-    let cpu_time = match (cpu0, cpu1) {
-        (Some(a), Some(b)) => b.saturating_sub(a),
-        _ => Duration::ZERO,
-    };
-    let gateway_memory = match (opts.gateway_pid, rss_before, rss_after) {
-        (Some(pid), Some(before), Some(after)) => Some(GatewayMemory {
-            pid,
-            rss_before: before,
-            rss_after: after,
-            connections: subscribed_at_start,
-            bytes_per_connection: after.saturating_sub(before) / subscribed_at_start.max(1) as u64,
-        }),
-        _ => None,
-    };
-    let gateway_cpu_cores = match (gateway_cpu0, gateway_cpu1) {
-        (Some(a), Some(b)) => Some(b.saturating_sub(a).as_secs_f64() / measured.as_secs_f64().max(1e-9)),
-        _ => None,
-    };
-    let inputs = Inputs {
-        opts: &opts,
-        gateway_cpu_cores,
-        measure_start_unix,
-        shared: &shared,
-        machine,
-        started_unix,
-        measured,
-        cpu_time,
-        gateway_memory,
-        own_rss,
-        feed_rate,
-    };
-    Ok(build_report(inputs, agg, verify, warnings))
+    Ok(Plan { rt, machine, started_unix, sources, symbols, feed_rate, rss_before })
 }
 
-fn counts(shared: &Shared) -> (usize, usize, usize) {
+/// The `--hdr-log` file, created before the threads start so a bad path fails early.
+fn create_hdr_log(opts: &Options) -> Result<Option<BufWriter<File>>, RunError> {
+    match &opts.hdr_log {
+        Some(p) => Ok(Some(BufWriter::new(
+            File::create(p)
+                .map_err(|e| RunError::Internal(format!("creating --hdr-log {}: {e}", p.display())))?,
+        ))),
+        None => Ok(None),
+    }
+}
+
+/// What the ramp left behind.
+struct Ramped {
+    /// Clients subscribed when measurement starts.
+    subscribed: usize,
+    /// The gateway's RSS once they are (`--gateway-pid`).
+    rss_after: Option<u64>,
+}
+
+impl Ramped {
+    /// What the gateway's RSS grew by per subscribed client (`--gateway-pid`), given its
+    /// RSS before the ramp.
+    fn gateway_memory(&self, pid: Option<u32>, rss_before: Option<u64>) -> Option<GatewayMemory> {
+        match (pid, rss_before, self.rss_after) {
+            (Some(pid), Some(before), Some(after)) => Some(GatewayMemory {
+                pid,
+                rss_before: before,
+                rss_after: after,
+                connections: self.subscribed,
+                bytes_per_connection: after.saturating_sub(before) / self.subscribed.max(1) as u64,
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// Where measurement started.
+struct MeasureStart {
+    t0: Instant,
+    /// Wall time, in seconds since the Unix epoch.
+    unix: f64,
+    /// This process's CPU time.
+    cpu: Option<Duration>,
+    /// The gateway's CPU time (`--gateway-pid`).
+    gateway_cpu: Option<Duration>,
+    /// Seconds since [`WorkerShared::epoch`] (where intervals are counted from).
+    offset: f64,
+}
+
+/// What measurement measured besides the histograms and counters.
+struct Measured {
+    duration: Duration,
+    /// This process's CPU time during measurement.
+    cpu_time: Duration,
+    /// Cores the gateway used on average (`--gateway-pid`).
+    gateway_cpu_cores: Option<f64>,
+    /// This process's RSS at the end of measurement.
+    own_rss: u64,
+}
+
+/// The coordinator once the worker threads run: it moves them through the [`Stage`]s and
+/// merges what they send.
+struct Coordinator<'o> {
+    opts: &'o Options,
+    shared: Arc<WorkerShared>,
+    stage_tx: watch::Sender<Stage>,
+    rx: mpsc::Receiver<ToCoord>,
+    handles: Vec<std::thread::JoinHandle<std::io::Result<()>>>,
+    agg: Aggregator,
+    live: LiveProgress,
+    warnings: Vec<String>,
+}
+
+impl<'o> Coordinator<'o> {
+    /// Stage 2 begins: builds the state the threads share and starts them (each assigns
+    /// itself clients `g` with `g % threads == index`); the ramp starts 20 ms later.
+    fn start(
+        opts: &'o Options,
+        symbols: SymbolTable,
+        sources: SourcePlan,
+    ) -> Result<Coordinator<'o>, RunError> {
+        let live = LiveProgress::new(opts.progress, opts.clients);
+        let now = Instant::now();
+        let shared = Arc::new(WorkerShared {
+            picker: Picker::new(opts.pick, symbols.len()),
+            symbols,
+            sources,
+            opts: opts.clone(),
+            stage: AtomicU8::new(Stage::Ramp as u8),
+            connected: AtomicUsize::new(0),
+            subscribed: AtomicUsize::new(0),
+            failed: AtomicUsize::new(0),
+            retries: AtomicUsize::new(0),
+            last_update_ns: AtomicU64::new(0),
+            ramp_start: now + Duration::from_millis(20),
+            epoch: now,
+        });
+        let (stage_tx, stage_rx) = watch::channel(Stage::Ramp);
+        let (tx, rx) = mpsc::channel();
+        let mut handles = Vec::with_capacity(opts.threads);
+        for i in 0..opts.threads {
+            let (sh, st, tx) = (shared.clone(), stage_rx.clone(), tx.clone());
+            let h = std::thread::Builder::new()
+                .name(format!("loadtest-{i}"))
+                .spawn(move || run_thread(i, sh, st, tx))
+                .map_err(|e| RunError::Internal(format!("starting worker thread {i}: {e}")))?;
+            handles.push(h);
+        }
+        drop(tx);
+        Ok(Coordinator {
+            opts,
+            shared,
+            stage_tx,
+            rx,
+            handles,
+            agg: Aggregator::new(opts.threads),
+            live,
+            warnings: Vec::new(),
+        })
+    }
+
+    /// Moves every thread to stage `s`.
+    fn set_stage(&self, s: Stage) {
+        self.shared.stage.store(s as u8, Ordering::Release);
+        let _ = self.stage_tx.send(s);
+    }
+
+    /// Stage 2, ramp: waits until every client has subscribed or failed, bounded by the ramp
+    /// time plus the connect timeouts.
+    fn ramp(&mut self) -> Ramped {
+        let opts = self.opts;
+        let attempts = f64::from(opts.connect_attempts);
+        let ramp_limit = Duration::from_secs_f64(
+            opts.clients as f64 / opts.ramp_per_sec
+                + opts.connect_timeout.as_secs_f64() * attempts
+                + attempts
+                + 10.0,
+        );
+        let ramp_deadline = self.shared.epoch + ramp_limit;
+        loop {
+            self.agg.pump(&self.rx, Duration::from_millis(100), None);
+            let (c, s, f) = counts(&self.shared);
+            self.live.update(c, &format!("ramp: {s} subscribed, {f} failed"));
+            if s + f >= opts.clients || self.agg.done.len() == opts.threads {
+                break;
+            }
+            if Instant::now() >= ramp_deadline {
+                self.warnings.push(format!(
+                    "{} clients had neither subscribed nor failed {ramp_limit:?} after the ramp started",
+                    opts.clients - s - f
+                ));
+                break;
+            }
+        }
+        let subscribed = self.shared.subscribed.load(Ordering::Acquire);
+        let rss_after = match opts.gateway_pid {
+            // Give the gateway a moment to finish the last handshakes' allocations.
+            Some(pid) => {
+                std::thread::sleep(Duration::from_millis(500));
+                sysinfo::rss_bytes(pid).ok()
+            }
+            None => None,
+        };
+        Ramped { subscribed, rss_after }
+    }
+
+    /// Stage 3 begins: notes the time and CPU, then tells the threads to measure.
+    fn start_measuring(&mut self) -> MeasureStart {
+        let t0 = Instant::now();
+        let unix = now_ns() as f64 / 1e9;
+        let cpu = sysinfo::process_cpu();
+        let gateway_cpu = self.opts.gateway_pid.and_then(sysinfo::pid_cpu);
+        self.set_stage(Stage::Measure);
+        let offset = t0.saturating_duration_since(self.shared.epoch).as_secs_f64();
+        MeasureStart { t0, unix, cpu, gateway_cpu, offset }
+    }
+
+    /// Stage 3, measure for `--duration`: merges the threads' per-second histograms into the
+    /// total, the interval log and the live progress; then moves them to [`Stage::Drain`].
+    fn measure(&mut self, start: &MeasureStart, mut log: Option<&mut LogWriter<'_, '_>>) -> Measured {
+        let opts = self.opts;
+        self.agg.window = Some((start.offset, f64::INFINITY));
+        let end = start.t0 + opts.duration;
+        while Instant::now() < end && self.agg.done.len() < opts.threads {
+            let wait = end.saturating_duration_since(Instant::now()).min(Duration::from_millis(100));
+            self.agg.pump(&self.rx, wait, log.as_deref_mut());
+            let (c, _, _) = counts(&self.shared);
+            self.live.update(
+                c,
+                &format!(
+                    "measuring {:.0}/{:.0} s: {} upd/s, p99 {} (running)",
+                    start.t0.elapsed().as_secs_f64(),
+                    opts.duration.as_secs_f64(),
+                    self.agg.last_rate,
+                    self.agg.running_p99.map_or_else(|| "-".to_string(), fmt_ns)
+                ),
+            );
+        }
+        self.set_stage(Stage::Drain);
+        let t1 = Instant::now();
+        let cpu1 = sysinfo::process_cpu();
+        let gateway_cpu1 = opts.gateway_pid.and_then(sysinfo::pid_cpu);
+        let own_rss = sysinfo::rss_bytes(std::process::id()).unwrap_or(0);
+        let duration = t1.saturating_duration_since(start.t0);
+        self.agg.window = Some((start.offset, start.offset + duration.as_secs_f64()));
+        let cpu_time = match (start.cpu, cpu1) {
+            (Some(a), Some(b)) => b.saturating_sub(a),
+            _ => Duration::ZERO,
+        };
+        let gateway_cpu_cores = match (start.gateway_cpu, gateway_cpu1) {
+            (Some(a), Some(b)) => Some(b.saturating_sub(a).as_secs_f64() / duration.as_secs_f64().max(1e-9)),
+            _ => None,
+        };
+        Measured { duration, cpu_time, gateway_cpu_cores, own_rss }
+    }
+
+    /// Stage 4, `--verify-final`: see [`Coordinator::collect_and_compare`]; a failure is
+    /// reported in the summary.
+    fn verify(&mut self, rt: &tokio::runtime::Runtime, log: Option<&mut LogWriter<'_, '_>>) -> VerifySummary {
+        self.live.update(
+            counts(&self.shared).0,
+            "verify-final: waiting for the feed to end and updates to settle",
+        );
+        self.collect_and_compare(rt, log)
+            .unwrap_or_else(|e| VerifySummary { error: Some(e), ..VerifySummary::default() })
+    }
+
+    /// Waits for the feed to end and updates to settle, collects every client's last values
+    /// ([`Stage::Collect`]) and compares them with `GET /snapshot`.
+    fn collect_and_compare(
+        &mut self,
+        rt: &tokio::runtime::Runtime,
+        mut log: Option<&mut LogWriter<'_, '_>>,
+    ) -> Result<VerifySummary, String> {
+        let opts = self.opts;
+        let deadline = Instant::now() + opts.verify_timeout;
+        for url in &opts.urls {
+            let left = deadline.saturating_duration_since(Instant::now());
+            rt.block_on(verify::wait_feed_ended(url, left))?;
+        }
+        // Settle: no update anywhere for `settle`.
+        let settle_ns = opts.settle.as_nanos() as u64;
+        loop {
+            let last = self.shared.last_update_ns.load(Ordering::Relaxed);
+            if now_ns().saturating_sub(last) >= settle_ns {
+                break;
+            }
+            if Instant::now() >= deadline {
+                return Err(format!(
+                    "updates were still arriving {:?} after the measurement",
+                    opts.verify_timeout
+                ));
+            }
+            self.agg.pump(&self.rx, Duration::from_millis(50), log.as_deref_mut());
+        }
+        self.set_stage(Stage::Collect);
+        let collect_deadline = Instant::now() + Duration::from_secs(10);
+        while self.agg.finals_from < opts.threads {
+            if Instant::now() >= collect_deadline
+                || !self.agg.pump(&self.rx, Duration::from_millis(50), log.as_deref_mut())
+            {
+                return Err(format!(
+                    "only {} of {} threads reported final values",
+                    self.agg.finals_from, opts.threads
+                ));
+            }
+        }
+        let finals = &self.agg.finals;
+        let mut snapshots: Vec<HashMap<u32, tickgate::feeds::Tick>> = Vec::with_capacity(opts.urls.len());
+        for (i, url) in opts.urls.iter().enumerate() {
+            let mut wanted: Vec<u32> =
+                finals.iter().filter(|f| f.url == i).flat_map(|f| f.values.iter().map(|(s, _)| *s)).collect();
+            wanted.sort_unstable();
+            wanted.dedup();
+            snapshots.push(rt.block_on(verify::fetch_snapshots(url, &wanted, &self.shared.symbols))?);
+        }
+        Ok(verify::compare(finals, &snapshots, &self.shared.symbols))
+    }
+
+    /// Stage 5, close: every connection closes (close handshake); collects the threads'
+    /// summaries, bounded by [`SUMMARY_WAIT`], and completes the last intervals.
+    fn close(&mut self, mut log: Option<&mut LogWriter<'_, '_>>) {
+        self.set_stage(Stage::Close);
+        self.live.update(counts(&self.shared).0, "closing connections");
+        let deadline = Instant::now() + SUMMARY_WAIT;
+        while self.agg.done.len() < self.opts.threads && Instant::now() < deadline {
+            if !self.agg.pump(&self.rx, Duration::from_millis(100), log.as_deref_mut()) {
+                break;
+            }
+        }
+        self.agg.finish(log);
+    }
+
+    /// Removes the progress display and joins the threads (unless some did not report);
+    /// returns what the report is built from.
+    fn finish(mut self) -> (Arc<WorkerShared>, Aggregator, Vec<String>) {
+        self.live.finish();
+        if self.agg.done.len() < self.opts.threads {
+            self.warnings.push(format!(
+                "only {} of {} worker threads reported within {SUMMARY_WAIT:?}",
+                self.agg.done.len(),
+                self.opts.threads
+            ));
+        } else {
+            for h in self.handles {
+                match h.join() {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => self.warnings.push(format!("a worker thread failed: {e}")),
+                    Err(_) => self.warnings.push("a worker thread panicked".to_string()),
+                }
+            }
+        }
+        (self.shared, self.agg, self.warnings)
+    }
+}
+
+fn counts(shared: &WorkerShared) -> (usize, usize, usize) {
     (
         shared.connected.load(Ordering::Acquire),
         shared.subscribed.load(Ordering::Acquire),
@@ -456,57 +650,6 @@ impl Aggregator {
     }
 }
 
-fn run_verify(
-    rt: &tokio::runtime::Runtime,
-    shared: &Shared,
-    opts: &Options,
-    rx: &mpsc::Receiver<ToCoord>,
-    agg: &mut Aggregator,
-    mut log: Option<&mut LogWriter<'_, '_>>,
-    set_stage: &dyn Fn(Stage),
-) -> Result<VerifySummary, String> {
-    let deadline = Instant::now() + opts.verify_timeout;
-    for url in &opts.urls {
-        let left = deadline.saturating_duration_since(Instant::now());
-        rt.block_on(verify::wait_feed_ended(url, left))?;
-    }
-    // Settle: no update anywhere for `settle`.
-    let settle_ns = opts.settle.as_nanos() as u64;
-    loop {
-        let last = shared.last_update_ns.load(Ordering::Relaxed);
-        if now_ns().saturating_sub(last) >= settle_ns {
-            break;
-        }
-        if Instant::now() >= deadline {
-            return Err(format!(
-                "updates were still arriving {:?} after the measurement",
-                opts.verify_timeout
-            ));
-        }
-        agg.pump(rx, Duration::from_millis(50), log.as_deref_mut());
-    }
-    set_stage(Stage::Collect);
-    let collect_deadline = Instant::now() + Duration::from_secs(10);
-    while agg.finals_from < opts.threads {
-        if Instant::now() >= collect_deadline || !agg.pump(rx, Duration::from_millis(50), log.as_deref_mut())
-        {
-            return Err(format!(
-                "only {} of {} threads reported final values",
-                agg.finals_from, opts.threads
-            ));
-        }
-    }
-    let mut snapshots: Vec<HashMap<u32, tickgate::feeds::Tick>> = Vec::with_capacity(opts.urls.len());
-    for (i, url) in opts.urls.iter().enumerate() {
-        let mut wanted: Vec<u32> =
-            agg.finals.iter().filter(|f| f.url == i).flat_map(|f| f.values.iter().map(|(s, _)| *s)).collect();
-        wanted.sort_unstable();
-        wanted.dedup();
-        snapshots.push(rt.block_on(verify::fetch_snapshots(url, &wanted, &shared.symbols))?);
-    }
-    Ok(verify::compare(&agg.finals, &snapshots, &shared.symbols))
-}
-
 /// `feed_rate_target` from the gateway's `GET /stats`, if it answers.
 async fn feed_rate_target(url: &WsUrl) -> Option<u64> {
     let r = crate::http::get(url.addr, &url.host, "/stats", Duration::from_secs(5)).await.ok()?;
@@ -514,50 +657,58 @@ async fn feed_rate_target(url: &WsUrl) -> Option<u64> {
     v.get("feed_rate_target")?.as_u64()
 }
 
-/// Fetches the gateway's symbols with `list` over one connection, then closes it.
+/// Fetches the gateway's symbols with `list` over one connection (a [`Session`] driven
+/// here), then closes it.
 async fn fetch_universe(
     url: &WsUrl,
     source: Option<std::net::IpAddr>,
     timeout: Duration,
 ) -> Result<Vec<String>, String> {
     let work = async {
-        let mut rng = fastrand::Rng::new();
-        let (mut stream, mut buf) = ws::connect(url, source, Format::Json, &mut rng)
+        let mut session = Session::new(0, url, Format::Json, fastrand::Rng::new());
+        let mut stream = ws::connect(url, source, &mut session)
             .await
             .map_err(|e| format!("cannot reach the gateway: {e}"))?;
+        // The session's checker and symbol table see nothing of interest here: the universe is
+        // what is being fetched.
+        let (mut checker, symbols) = (Checker::new(), SymbolTable::default());
+        let mut rb = ReadBuf::new(64 * 1024);
         let mut out = Vec::new();
-        request::list(&mut out, 1, rng.u32(..).to_ne_bytes());
-        stream.write_all(&out).await.map_err(|e| format!("sending list to {url}: {e}"))?;
-        let mut chunk = vec![0u8; 64 * 1024];
-        let names = 'outer: loop {
-            while let Some(h) = frame::parse_header(&buf).map_err(|e| format!("{url}: {e}"))? {
-                let mut payload = buf[h.payload.clone()].to_vec();
-                buf.drain(..h.len);
-                match h.opcode {
-                    frame::opcode::TEXT => {
-                        if let Ok(Control::Symbols { symbols, .. }) = decode::parse_control(&mut payload) {
-                            break 'outer symbols;
-                        }
-                    }
-                    frame::opcode::CLOSE => {
-                        return Err(format!(
-                            "{url} closed the connection ({:?}) before answering list",
-                            frame::close_code(&payload)
-                        ));
-                    }
+        session.list();
+        let mut n = 0;
+        let names = loop {
+            // Frames that came with the upgrade response first, then what each read brings.
+            let mut rx = session.on_bytes(&mut rb, n, Ctx { checker: &mut checker, symbols: &symbols });
+            let (mut names, mut closed) = (None, None);
+            while let Some(ev) = rx.poll_event() {
+                match ev {
+                    Event::Symbols(s) => names = Some(s),
+                    Event::Closed { code, .. } => closed = Some(code),
                     _ => {}
                 }
             }
-            let n = stream.read(&mut chunk).await.map_err(|e| format!("reading from {url}: {e}"))?;
+            drop(rx);
+            if let Some(names) = names {
+                break names;
+            }
+            if let Some(code) = closed {
+                return Err(format!("{url} closed the connection (code {code}) before answering list"));
+            }
+            if session.poll_transmit(&mut out) {
+                stream.write_all(&out).await.map_err(|e| format!("sending list to {url}: {e}"))?;
+            }
+            n = stream
+                .read(session.read_buf(&mut rb))
+                .await
+                .map_err(|e| format!("reading from {url}: {e}"))?;
             if n == 0 {
                 return Err(format!("{url} closed the connection before answering list"));
             }
-            buf.extend_from_slice(&chunk[..n]);
         };
         // Close politely; the reply to our close (or EOF) is waited for briefly.
-        out.clear();
-        frame::write_client_close(&mut out, 1000, "got the list", rng.u32(..).to_ne_bytes());
-        if stream.write_all(&out).await.is_ok() {
+        session.close(std::time::Instant::now(), 1000, "got the list");
+        if session.poll_transmit(&mut out) && stream.write_all(&out).await.is_ok() {
+            let mut chunk = vec![0u8; 64 * 1024];
             let _ = tokio::time::timeout(Duration::from_secs(1), async {
                 while matches!(stream.read(&mut chunk).await, Ok(n) if n > 0) {}
             })
@@ -576,7 +727,7 @@ async fn fetch_universe(
 /// What [`build_report`] needs besides the aggregator.
 struct Inputs<'a> {
     opts: &'a Options,
-    shared: &'a Shared,
+    shared: &'a WorkerShared,
     machine: Machine,
     started_unix: f64,
     measured: Duration,

@@ -5,13 +5,20 @@
 //! coordinator) and the **churn** tick — and a control loop that follows the coordinator's
 //! [`Stage`].
 //!
+//! This module is the I/O around [`Session`], which holds the protocol (handshake,
+//! requests and replies, decoding, the checker hand-off, ping/pong, close). A connection
+//! task connects ([`crate::ws::connect`] drives the upgrade), then loops: write what the
+//! session asks ([`Session::poll_transmit`]), wait for the socket, a command or the
+//! session's timer, feed the session what happened, and act on its [`Event`]s — latency
+//! histograms, counters, which clients subscribed or failed.
+//!
 //! Everything a thread owns is single-threaded (`Rc`/`RefCell`, no borrow held across an
-//! `.await`): the [`Checker`], the histograms and counters, and one **scratch read
-//! buffer** shared by all its connections. A connection reads into the scratch buffer
-//! (its unfinished frame, if any, copied in front first), frames are decoded **in place**
+//! `.await`): the [`Checker`], the histograms and counters, and one **read buffer**
+//! ([`ReadBuf`]) shared by all its connections. A connection reads into it (its session's
+//! unfinished frame, if any, copied in front first), frames are decoded **in place**
 //! there, and only the bytes of a frame that is still incomplete are copied back into the
-//! connection's own small buffer. Per connection that leaves the socket, the task and a
-//! few small vectors: well under a few KiB, for 18,000 connections.
+//! session. Per connection that leaves the socket, the task, the session and a few small
+//! vectors: well under a few KiB, for 18,000 connections.
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
@@ -30,13 +37,12 @@ use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 
 use crate::checker::{Checker, SymState, Verdict};
-use crate::decode::{self, Control, DecodeError, JsonDecoder, SymbolTable, UPDATE_PREFIX};
+use crate::decode::{SymbolTable, Update};
 use crate::options::Options;
 use crate::picker::Picker;
-use crate::request;
+use crate::session::{CLOSE_WAIT, CloseKind, Ctx, Event, ReadBuf, Session};
 use crate::srcaddr::SourcePlan;
 use crate::stats::{Counters, latency_histogram, record_ns};
-use crate::ws::frame::{self, opcode};
 
 /// Where the run is; the coordinator moves it forward, never back.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -54,12 +60,9 @@ pub enum Stage {
     Close = 4,
 }
 
-/// Size of a thread's scratch read buffer; one `read` takes at most this much. Grows for
-/// a frame that does not fit (the `list` reply of a huge universe).
+/// Size of a thread's read buffer ([`ReadBuf`]); one `read` takes at least this much room.
+/// Grows for a frame that does not fit (the `list` reply of a huge universe).
 pub const SCRATCH: usize = 256 * 1024;
-
-/// How long a closing connection waits for the server's close frame or EOF.
-pub const CLOSE_WAIT: Duration = Duration::from_secs(3);
 
 /// Longest one write of ours (requests, pongs, close) may take before the connection is
 /// treated as dead.
@@ -68,11 +71,8 @@ pub const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Period of the churn tick.
 const CHURN_TICK: Duration = Duration::from_millis(100);
 
-/// Request id of each client's initial subscribe.
-const FIRST_SUBSCRIBE_ID: u32 = 1;
-
-/// State shared by all threads and the coordinator.
-pub struct Shared {
+/// State of the run shared by all worker threads and the coordinator.
+pub struct WorkerShared {
     /// The run's options.
     pub opts: Options,
     /// The gateway's symbols.
@@ -99,7 +99,7 @@ pub struct Shared {
     pub epoch: Instant,
 }
 
-impl Shared {
+impl WorkerShared {
     /// The current stage.
     #[inline]
     pub fn stage(&self) -> Stage {
@@ -117,7 +117,7 @@ impl Shared {
 pub struct Interval {
     /// The thread.
     pub thread: usize,
-    /// Interval number since [`Shared::epoch`].
+    /// Interval number since [`WorkerShared::epoch`].
     pub index: u64,
     /// receive − ts_gateway of live updates during measurement.
     pub gateway: Histogram<u64>,
@@ -189,21 +189,6 @@ impl Ctl {
     }
 }
 
-/// A request awaiting its reply.
-#[derive(Clone, Copy, Debug)]
-enum Pending {
-    Subscribe(u32, u32),
-    Unsubscribe(u32, u32),
-}
-
-impl Pending {
-    fn id(&self) -> u32 {
-        match *self {
-            Pending::Subscribe(id, _) | Pending::Unsubscribe(id, _) => id,
-        }
-    }
-}
-
 /// Per-client bookkeeping, owned by the thread.
 struct Client {
     global: usize,
@@ -214,10 +199,11 @@ struct Client {
     measured: u64,
     /// Connected and the first `subscribed` reply arrived.
     streaming: bool,
-    /// Counted in `Shared::subscribed` or `Shared::failed` already.
+    /// Counted in `WorkerShared::subscribed` or `WorkerShared::failed` already.
     settled: bool,
-    pending: Vec<Pending>,
-    next_id: u32,
+    /// No request of its session awaits a reply (kept in step with the session, for the
+    /// churn tick).
+    idle: bool,
     alive: bool,
 }
 
@@ -251,19 +237,14 @@ struct State {
     close_timeouts: u64,
 }
 
-/// The scratch read buffer and the JSON decoder.
-struct Scratch {
-    buf: Vec<u8>,
-    json: JsonDecoder,
-}
-
 /// A worker thread's context, shared by its tasks.
 struct Thread {
     index: usize,
-    shared: Arc<Shared>,
+    shared: Arc<WorkerShared>,
     tx: mpsc::Sender<ToCoord>,
     state: RefCell<State>,
-    scratch: RefCell<Scratch>,
+    /// The read buffer all the thread's connections share.
+    scratch: RefCell<ReadBuf>,
     active: Cell<usize>,
     all_done: Notify,
 }
@@ -277,7 +258,7 @@ struct Thread {
 /// notices).
 pub fn run_thread(
     index: usize,
-    shared: Arc<Shared>,
+    shared: Arc<WorkerShared>,
     stage: watch::Receiver<Stage>,
     tx: mpsc::Sender<ToCoord>,
 ) -> std::io::Result<()> {
@@ -294,8 +275,7 @@ pub fn run_thread(
             measured: 0,
             streaming: false,
             settled: false,
-            pending: Vec::new(),
-            next_id: FIRST_SUBSCRIBE_ID + 1,
+            idle: true,
             alive: false,
         })
         .collect();
@@ -317,7 +297,7 @@ pub fn run_thread(
             close_codes: BTreeMap::new(),
             close_timeouts: 0,
         }),
-        scratch: RefCell::new(Scratch { buf: vec![0; SCRATCH], json: JsonDecoder::new() }),
+        scratch: RefCell::new(ReadBuf::new(SCRATCH)),
         active: Cell::new(0),
         all_done: Notify::new(),
     });
@@ -461,7 +441,7 @@ async fn churn_task(th: Rc<Thread>) {
             for _ in 0..8 {
                 let i = st.rng.usize(0..n);
                 let c = &st.clients[i];
-                if c.streaming && c.alive && c.pending.is_empty() {
+                if c.streaming && c.alive && c.idle {
                     c.ctl.send(Cmd::Churn);
                     break;
                 }
@@ -470,18 +450,15 @@ async fn churn_task(th: Rc<Thread>) {
     }
 }
 
-/// The state of one connection task.
+/// The state of one connection task: the socket and the protocol session it drives.
 struct Conn {
     local: usize,
     stream: TcpStream,
-    /// Bytes of an incomplete frame, carried to the next read.
-    leftover: Vec<u8>,
-    /// Frames to send.
+    session: Session,
+    /// Frames being written (swapped out of the session, allocation reused).
     out: Vec<u8>,
-    /// When we sent our close frame.
-    closing: Option<Instant>,
-    /// The connection is over.
-    ended: bool,
+    /// Request id of the initial subscribe: its reply makes the client count as subscribed.
+    initial: Option<u32>,
 }
 
 /// One client: connect (with retries), subscribe, then read until closed.
@@ -496,17 +473,16 @@ async fn client_task(th: Rc<Thread>, local: usize) {
     }
 }
 
-/// Counts client `local` as failed unless it already counted as subscribed or failed.
-fn mark_failed(shared: &Shared, st: &mut State, local: usize) {
-    let c = &mut st.clients[local];
-    if !c.settled {
-        c.settled = true;
+/// Counts `client` as failed unless it already counted as subscribed or failed.
+fn mark_failed(shared: &WorkerShared, client: &mut Client) {
+    if !client.settled {
+        client.settled = true;
         shared.failed.fetch_add(1, Ordering::AcqRel);
     }
 }
 
 fn settle_failed(th: &Thread, local: usize) {
-    mark_failed(&th.shared, &mut th.state.borrow_mut(), local);
+    mark_failed(&th.shared, &mut th.state.borrow_mut().clients[local]);
 }
 
 async fn connect_with_retries(th: &Rc<Thread>, local: usize) -> Option<Conn> {
@@ -519,20 +495,19 @@ async fn connect_with_retries(th: &Rc<Thread>, local: usize) -> Option<Conn> {
     let url = &opts.urls[url_i];
     let source = th.shared.sources.for_client(global);
     let mut attempt = 0;
-    let (stream, leftover, took) = loop {
+    let (stream, mut session, took) = loop {
         attempt += 1;
-        let mut rng = fastrand::Rng::with_seed(th.state.borrow_mut().rng.u64(..));
+        let rng = fastrand::Rng::with_seed(th.state.borrow_mut().rng.u64(..));
+        let mut session = Session::new(local, url, format, rng);
         let t0 = Instant::now();
-        let err = match tokio::time::timeout(
-            opts.connect_timeout,
-            crate::ws::connect(url, source, format, &mut rng),
-        )
-        .await
-        {
-            Ok(Ok((s, l))) => break (s, l, t0.elapsed()),
-            Ok(Err(e)) => e.to_string(),
-            Err(_) => format!("connect + upgrade at {url} took over {:?}", opts.connect_timeout),
-        };
+        let err =
+            match tokio::time::timeout(opts.connect_timeout, crate::ws::connect(url, source, &mut session))
+                .await
+            {
+                Ok(Ok(s)) => break (s, session, t0.elapsed()),
+                Ok(Err(e)) => e.to_string(),
+                Err(_) => format!("connect + upgrade at {url} took over {:?}", opts.connect_timeout),
+            };
         if attempt >= opts.connect_attempts || th.shared.stage() >= Stage::Drain {
             let mut st = th.state.borrow_mut();
             if st.errors.len() < 5 {
@@ -547,42 +522,37 @@ async fn connect_with_retries(th: &Rc<Thread>, local: usize) -> Option<Conn> {
         tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt) + jitter)).await;
     };
     th.shared.connected.fetch_add(1, Ordering::AcqRel);
-    let mut conn = Conn { local, stream, leftover, out: Vec::new(), closing: None, ended: false };
-    {
+    let initial = {
         let st = &mut *th.state.borrow_mut();
         record_ns(&mut st.rec.connect, took.as_nanos() as u64);
         let syms = th.shared.picker.distinct(opts.symbols_per_client, &mut st.rng);
-        st.checker.subscribe_sent(local, &syms);
-        let c = &mut st.clients[local];
-        c.pending.push(Pending::Subscribe(FIRST_SUBSCRIBE_ID, u32::MAX));
-        let mask = st.rng.u32(..).to_ne_bytes();
-        let names = syms.iter().map(|&s| th.shared.symbols.name(s));
-        request::subscribe(&mut conn.out, FIRST_SUBSCRIBE_ID, names, opts.max_rate, mask);
-    }
-    Some(conn)
+        let cx = Ctx { checker: &mut st.checker, symbols: &th.shared.symbols };
+        let id = session.subscribe(cx, &syms, opts.max_rate);
+        st.clients[local].idle = session.is_idle();
+        id
+    };
+    Some(Conn { local, stream, session, out: Vec::new(), initial })
 }
 
-/// Reads and answers until the connection ends.
+/// Reads, writes and waits for the session until it is closed.
 async fn run_conn(th: &Rc<Thread>, mut conn: Conn) {
     let ctl = th.state.borrow().clients[conn.local].ctl.clone();
     // Frames that arrived with the handshake response.
-    if !conn.leftover.is_empty() {
-        on_bytes(th, &mut conn, None);
+    if conn.session.buffered() > 0 {
+        receive(th, &mut conn, false);
     }
     loop {
-        if !conn.out.is_empty() {
-            let out = std::mem::take(&mut conn.out);
-            let res = tokio::time::timeout(WRITE_TIMEOUT, conn.stream.write_all(&out)).await;
-            conn.out = out;
+        if conn.session.poll_transmit(&mut conn.out) {
+            let res = tokio::time::timeout(WRITE_TIMEOUT, conn.stream.write_all(&conn.out)).await;
             conn.out.clear();
             if !matches!(res, Ok(Ok(()))) {
-                lost(th, &mut conn, "write failed or timed out");
+                step(th, &mut conn, |s, checker| s.on_error(checker, "write failed or timed out"));
             }
         }
-        if conn.ended {
+        if conn.session.is_closed() {
             break;
         }
-        let close_deadline = conn.closing.map(|t| t + CLOSE_WAIT);
+        let close_deadline = conn.session.poll_timeout().map(Instant::from_std);
         tokio::select! {
             biased;
             () = ctl.notify.notified() => {
@@ -593,14 +563,14 @@ async fn run_conn(th: &Rc<Thread>, mut conn: Conn) {
             }
             r = conn.stream.readable() => {
                 if r.is_err() {
-                    lost(th, &mut conn, "socket error");
+                    step(th, &mut conn, |s, checker| s.on_error(checker, "socket error"));
                 } else {
-                    on_bytes(th, &mut conn, Some(()));
+                    receive(th, &mut conn, true);
                 }
             }
             () = sleep_until_opt(close_deadline) => {
-                th.state.borrow_mut().close_timeouts += 1;
-                conn.ended = true;
+                let now = Instant::now().into_std();
+                step(th, &mut conn, |s, _| s.on_timeout(now));
             }
         }
     }
@@ -613,292 +583,199 @@ async fn sleep_until_opt(at: Option<Instant>) {
     }
 }
 
-/// The connection died without a close handshake.
-fn lost(th: &Thread, conn: &mut Conn, why: &str) {
-    if conn.ended {
-        return;
-    }
-    conn.ended = true;
-    if conn.closing.is_none() {
-        let st = &mut *th.state.borrow_mut();
-        st.checker.unexpected_close(conn.local, 1006, why);
-        *st.close_codes.entry(1006).or_default() += 1;
-    }
-    settle_failed(th, conn.local);
-}
-
 fn on_cmd(th: &Thread, conn: &mut Conn, cmd: Cmd) {
-    let st = &mut *th.state.borrow_mut();
     match cmd {
         Cmd::Close => {
-            if conn.closing.is_none() && !conn.ended {
-                let mask = st.rng.u32(..).to_ne_bytes();
-                frame::write_client_close(&mut conn.out, 1000, "load test done", mask);
-                conn.closing = Some(Instant::now());
-            }
+            let now = Instant::now().into_std();
+            step(th, conn, |s, _| s.close(now, 1000, "load test done"));
         }
-        Cmd::Churn => {
-            let c = &st.clients[conn.local];
-            if th.shared.stage() != Stage::Measure
-                || !c.streaming
-                || !c.pending.is_empty()
-                || conn.closing.is_some()
-            {
-                return;
-            }
-            let held: Vec<u32> = st
-                .checker
-                .held(conn.local)
-                .filter(|&(_, s)| s == SymState::Subscribed)
-                .map(|(sym, _)| sym)
-                .collect();
-            if held.is_empty() {
-                return;
-            }
-            let old = held[st.rng.usize(0..held.len())];
-            let checker = &st.checker;
-            let Some(new) = th.shared.picker.other(&mut st.rng, |s| checker.knows(conn.local, s)) else {
-                return;
-            };
-            let c = &mut st.clients[conn.local];
-            let (id_u, id_s) = (c.next_id, c.next_id + 1);
-            c.next_id += 2;
-            c.pending.push(Pending::Unsubscribe(id_u, old));
-            c.pending.push(Pending::Subscribe(id_s, new));
-            st.checker.unsubscribe_sent(conn.local, &[old]);
-            st.checker.subscribe_sent(conn.local, &[new]);
-            let names = &th.shared.symbols;
-            let m1 = st.rng.u32(..).to_ne_bytes();
-            let m2 = st.rng.u32(..).to_ne_bytes();
-            request::unsubscribe(&mut conn.out, id_u, [names.name(old)], m1);
-            request::subscribe(&mut conn.out, id_s, [names.name(new)], th.shared.opts.max_rate, m2);
-            st.rec.counters.churn_ops += 1;
-        }
+        Cmd::Churn => churn(th, conn),
     }
 }
 
-/// Reads what the socket has (unless `read` is `None`: then only the carried bytes are
-/// processed) and processes every complete frame in place.
-fn on_bytes(th: &Thread, conn: &mut Conn, read: Option<()>) {
-    let sc = &mut *th.scratch.borrow_mut();
-    let l = conn.leftover.len();
-    let need = frame::declared_len(&conn.leftover).map_or(0, |d| d as usize);
-    let want = (l + SCRATCH).max(need);
-    if sc.buf.len() < want {
-        sc.buf.resize(want, 0);
+/// Replaces one held symbol with another (unsubscribe + subscribe), during measurement, on an
+/// idle streaming connection.
+fn churn(th: &Thread, conn: &mut Conn) {
+    let st = &mut *th.state.borrow_mut();
+    let (local, session) = (conn.local, &mut conn.session);
+    if th.shared.stage() != Stage::Measure
+        || !st.clients[local].streaming
+        || !session.is_idle()
+        || !session.is_open()
+    {
+        return;
     }
-    sc.buf[..l].copy_from_slice(&conn.leftover);
-    let filled = match read {
-        None => l,
-        Some(()) => match conn.stream.try_read(&mut sc.buf[l..]) {
-            Ok(0) => {
-                if conn.closing.is_some() {
-                    conn.ended = true;
-                } else {
-                    lost(th, conn, "connection closed without a close frame");
-                }
-                return;
-            }
-            Ok(n) => l + n,
+    let held: Vec<u32> =
+        st.checker.held(local).filter(|&(_, s)| s == SymState::Subscribed).map(|(sym, _)| sym).collect();
+    if held.is_empty() {
+        return;
+    }
+    let old = held[st.rng.usize(0..held.len())];
+    let checker = &st.checker;
+    let Some(new) = th.shared.picker.other(&mut st.rng, |s| checker.knows(local, s)) else {
+        return;
+    };
+    let symbols = &th.shared.symbols;
+    session.unsubscribe(Ctx { checker: &mut st.checker, symbols }, &[old]);
+    session.subscribe(Ctx { checker: &mut st.checker, symbols }, &[new], th.shared.opts.max_rate);
+    st.clients[local].idle = session.is_idle();
+    st.rec.counters.churn_ops += 1;
+}
+
+/// Feeds the session an input other than bytes (EOF, an I/O error, a time-out, our close)
+/// and acts on the events it queued.
+fn step(th: &Thread, conn: &mut Conn, input: impl FnOnce(&mut Session, &mut Checker)) {
+    let st = &mut *th.state.borrow_mut();
+    input(&mut conn.session, &mut st.checker);
+    let measuring = th.shared.stage() == Stage::Measure;
+    let (_, mut sink) = Sink::split(&th.shared, st, conn, now_ns(), measuring);
+    while let Some(ev) = conn.session.poll_event() {
+        sink.on_event(ev);
+    }
+}
+
+/// Reads what the socket has (unless `read` is false: then only the bytes the session
+/// carries are processed) and acts on the events of every complete frame, decoded in place
+/// in the thread's read buffer.
+fn receive(th: &Thread, conn: &mut Conn, read: bool) {
+    let rb = &mut *th.scratch.borrow_mut();
+    let spare = conn.session.read_buf(rb);
+    let n = if read {
+        match conn.stream.try_read(spare) {
+            Ok(0) => return step(th, conn, |s, checker| s.on_eof(checker)),
+            Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
             Err(e) => {
                 let why = format!("read failed: {e}");
-                lost(th, conn, &why);
-                return;
+                return step(th, conn, |s, checker| s.on_error(checker, &why));
             }
-        },
+        }
+    } else {
+        0
     };
     let now = now_ns();
     let st = &mut *th.state.borrow_mut();
     let measuring = th.shared.stage() == Stage::Measure;
     if measuring {
-        st.rec.counters.bytes += (filled - l) as u64;
+        st.rec.counters.bytes += n as u64;
     }
-    let consumed = process_frames(th, st, &mut sc.json, &mut sc.buf[..filled], conn, now, measuring);
-    conn.leftover.clear();
-    if !conn.ended {
-        conn.leftover.extend_from_slice(&sc.buf[consumed..filled]);
-        if conn.leftover.capacity() > 64 * 1024 && conn.leftover.len() < 4096 {
-            conn.leftover.shrink_to(4096);
-        }
+    let (checker, mut sink) = Sink::split(&th.shared, st, conn, now, measuring);
+    let cx = Ctx { checker, symbols: &th.shared.symbols };
+    let mut rx = conn.session.on_bytes(rb, n, cx);
+    loop {
+        // Updates go to the sink by reference, the rest as events (see `poll_event_with`).
+        let ev = rx.poll_event_with(&mut |u, verdict| sink.on_update(u, verdict));
+        let Some(ev) = ev else { break };
+        sink.on_event(ev);
     }
-}
-
-/// Processes every complete frame at the front of `buf`; returns the bytes consumed.
-fn process_frames(
-    th: &Thread,
-    st: &mut State,
-    json: &mut JsonDecoder,
-    buf: &mut [u8],
-    conn: &mut Conn,
-    now: u64,
-    measuring: bool,
-) -> usize {
-    let mut pos = 0;
-    let mut any_update = false;
-    while !conn.ended {
-        let h = match frame::parse_header(&buf[pos..]) {
-            Ok(Some(h)) => h,
-            Ok(None) => break,
-            Err(e) => {
-                st.checker.malformed(conn.local, &e.to_string());
-                conn.ended = true;
-                mark_failed(&th.shared, st, conn.local);
-                break;
-            }
-        };
-        let start = pos;
-        pos += h.len;
-        if let Err(e) = frame::check(&h) {
-            st.checker.malformed(conn.local, &e.to_string());
-            continue;
-        }
-        let payload = &mut buf[start + h.payload.start..start + h.payload.end];
-        match h.opcode {
-            opcode::TEXT => {
-                if measuring {
-                    st.rec.counters.frames += 1;
-                }
-                // The gateway writes updates with a fixed field order, so the prefix tells them
-                // from replies without parsing. Anything else is parsed as a reply (on a copy:
-                // rare) and, should it be an update after all, decoded as one.
-                let is_update = payload.starts_with(UPDATE_PREFIX) || {
-                    match decode::parse_control(&mut payload.to_vec()) {
-                        Ok(Control::Other(t)) if t == "update" => true,
-                        Ok(c) => {
-                            on_control(th, st, conn, c);
-                            false
-                        }
-                        Err(e) => {
-                            st.checker.malformed(conn.local, &e.to_string());
-                            false
-                        }
-                    }
-                };
-                if is_update {
-                    match json.decode_update(payload, &th.shared.symbols) {
-                        Ok(u) => {
-                            any_update = true;
-                            on_update(st, conn.local, &u, now, measuring);
-                        }
-                        Err(DecodeError::UnknownSymbol(name)) => st.checker.unknown_symbol(conn.local, &name),
-                        Err(e) => st.checker.malformed(conn.local, &e.to_string()),
-                    }
-                }
-            }
-            opcode::BINARY => {
-                if measuring {
-                    st.rec.counters.frames += 1;
-                }
-                for r in decode::binary_updates(payload) {
-                    match r {
-                        Ok(u) => {
-                            // An unknown id is simply not held: the checker counts it.
-                            any_update = true;
-                            on_update(st, conn.local, &u, now, measuring);
-                        }
-                        Err(e) => st.checker.malformed(conn.local, &e.to_string()),
-                    }
-                }
-            }
-            opcode::PING => {
-                st.rec.counters.pings += 1;
-                let mask = st.rng.u32(..).to_ne_bytes();
-                frame::write_client_frame(&mut conn.out, opcode::PONG, payload, mask);
-            }
-            opcode::CLOSE => {
-                let code = frame::close_code(payload);
-                conn.ended = true;
-                if conn.closing.is_none() {
-                    let code = code.unwrap_or(1002);
-                    let reason = String::from_utf8_lossy(payload.get(2..).unwrap_or(&[])).into_owned();
-                    st.checker.unexpected_close(conn.local, code, &format!("server closed: {reason}"));
-                    *st.close_codes.entry(code).or_default() += 1;
-                    // Echo the code (RFC 6455 §5.5.1); 1005 is never sent on the wire.
-                    let echo = if tickgate::protocol::frame::is_valid_close_code(code) { code } else { 1000 };
-                    let mask = st.rng.u32(..).to_ne_bytes();
-                    frame::write_client_close(&mut conn.out, echo, "", mask);
-                    mark_failed(&th.shared, st, conn.local);
-                }
-            }
-            _ => {} // pong (`check` let no other opcode through)
-        }
+    if measuring {
+        sink.rec.counters.frames += rx.frames();
     }
-    if any_update {
+    drop(rx);
+    if sink.any_update {
         th.shared.last_update_ns.store(now, Ordering::Relaxed);
     }
-    pos
+    sink.client.idle = conn.session.is_idle();
 }
 
-#[inline]
-fn on_update(st: &mut State, local: usize, u: &decode::Update, now: u64, measuring: bool) {
-    let verdict = st.checker.update(local, u);
-    if !measuring {
-        return;
-    }
-    if u.snapshot {
-        st.rec.counters.snapshots += 1;
-        return;
-    }
-    st.rec.counters.updates += 1;
-    st.clients[local].measured += 1;
-    if verdict == (Verdict::Ok { conflated: true }) {
-        st.rec.counters.conflated += 1;
-    }
-    record_ns(&mut st.rec.gateway, now.saturating_sub(u.tick.ts_gateway));
-    record_ns(&mut st.rec.event, now.saturating_sub(u.tick.ts_event));
+/// What the thread does with a session's events: measurements and client bookkeeping (the
+/// session has already told the checker).
+struct Sink<'a> {
+    shared: &'a WorkerShared,
+    rec: &'a mut Recorder,
+    client: &'a mut Client,
+    close_codes: &'a mut BTreeMap<u16, u64>,
+    close_timeouts: &'a mut u64,
+    initial: Option<u32>,
+    /// Wall time (ns) of the read.
+    now: u64,
+    measuring: bool,
+    any_update: bool,
 }
 
-fn on_control(th: &Thread, st: &mut State, conn: &mut Conn, c: Control) {
-    let local = conn.local;
-    let symbols = &th.shared.symbols;
-    let take_pending = |st: &mut State, id: Option<i64>| -> Option<Pending> {
-        let id = u32::try_from(id?).ok()?;
-        let p = &mut st.clients[local].pending;
-        let i = p.iter().position(|x| x.id() == id)?;
-        Some(p.remove(i))
-    };
-    match c {
-        Control::Subscribed { id, symbols: list } => {
-            let mut ids = Vec::with_capacity(list.len());
-            for (name, sid) in &list {
-                match symbols.id(name) {
-                    Some(s) if s == *sid => ids.push(s),
-                    Some(s) => st.checker.malformed(
-                        local,
-                        &format!("subscribed: {name} has binary id {sid}, but is number {s} in the list"),
-                    ),
-                    None => st.checker.malformed(local, &format!("subscribed: unknown symbol {name:?}")),
+impl<'a> Sink<'a> {
+    /// Splits `st` into the checker (for the session) and a sink for `conn`'s events (every
+    /// other part).
+    fn split(
+        shared: &'a WorkerShared,
+        st: &'a mut State,
+        conn: &Conn,
+        now: u64,
+        measuring: bool,
+    ) -> (&'a mut Checker, Sink<'a>) {
+        let State { checker, rec, clients, close_codes, close_timeouts, .. } = st;
+        let sink = Sink {
+            shared,
+            rec,
+            client: &mut clients[conn.local],
+            close_codes,
+            close_timeouts,
+            initial: conn.initial,
+            now,
+            measuring,
+            any_update: false,
+        };
+        (checker, sink)
+    }
+
+    #[inline]
+    fn on_event(&mut self, ev: Event) {
+        match ev {
+            Event::Update { update, verdict } => self.on_update(&update, verdict),
+            Event::Ping => self.rec.counters.pings += 1,
+            Event::Subscribed { id: Some(id), .. } if Some(id) == self.initial => {
+                self.client.streaming = true;
+                if !self.client.settled {
+                    self.client.settled = true;
+                    self.shared.subscribed.fetch_add(1, Ordering::AcqRel);
                 }
             }
-            st.checker.subscribed(local, &ids);
-            let p = take_pending(st, id);
-            if matches!(p, Some(Pending::Subscribe(FIRST_SUBSCRIBE_ID, _))) {
-                let cl = &mut st.clients[local];
-                cl.streaming = true;
-                if !cl.settled {
-                    cl.settled = true;
-                    th.shared.subscribed.fetch_add(1, Ordering::AcqRel);
+            // The initial subscribe failed: this client will never stream.
+            Event::ErrorReply { id: Some(id), .. } if Some(id) == self.initial => {
+                mark_failed(self.shared, self.client);
+            }
+            Event::Closed { code, kind } => {
+                if kind.is_unexpected() {
+                    *self.close_codes.entry(code).or_default() += 1;
+                }
+                match kind {
+                    CloseKind::Clean => {}
+                    CloseKind::TimedOut => *self.close_timeouts += 1,
+                    CloseKind::Server
+                    | CloseKind::Dropped
+                    | CloseKind::DroppedWhileClosing
+                    | CloseKind::Broken => {
+                        mark_failed(self.shared, self.client);
+                    }
                 }
             }
+            Event::Connected
+            | Event::HandshakeFailed(_)
+            | Event::Subscribed { .. }
+            | Event::Unsubscribed { .. }
+            | Event::ErrorReply { .. }
+            | Event::Symbols(_) => {}
         }
-        Control::Unsubscribed { id, symbols: list } => {
-            let ids: Vec<u32> = list.iter().filter_map(|n| symbols.id(n)).collect();
-            st.checker.unsubscribed(local, &ids);
-            take_pending(st, id);
+    }
+
+    /// Records one update (the checker has seen it already).
+    #[inline]
+    fn on_update(&mut self, u: &Update, verdict: Verdict) {
+        self.any_update = true;
+        if !self.measuring {
+            return;
         }
-        Control::Error { id, code, message } => {
-            st.checker.error_reply(local, &code, &message);
-            match take_pending(st, id) {
-                Some(Pending::Subscribe(FIRST_SUBSCRIBE_ID, _)) => {
-                    // The initial subscribe failed: this client will never stream.
-                    mark_failed(&th.shared, st, local);
-                }
-                Some(Pending::Subscribe(_, sym)) => st.checker.subscribe_failed(local, &[sym]),
-                Some(Pending::Unsubscribe(_, sym)) => st.checker.unsubscribe_failed(local, &[sym]),
-                None => {}
-            }
+        let c = &mut self.rec.counters;
+        if u.snapshot {
+            c.snapshots += 1;
+            return;
         }
-        Control::Symbols { .. } | Control::Pong { .. } | Control::Other(_) => {}
+        c.updates += 1;
+        self.client.measured += 1;
+        if verdict == (Verdict::Ok { conflated: true }) {
+            c.conflated += 1;
+        }
+        record_ns(&mut self.rec.gateway, self.now.saturating_sub(u.tick.ts_gateway));
+        record_ns(&mut self.rec.event, self.now.saturating_sub(u.tick.ts_event));
     }
 }

@@ -1,11 +1,12 @@
 //! The client side of WebSocket, written for many connections at once over plain tokio
 //! `TcpStream`s: [`url`] (targets), [`handshake`] (the upgrade, plain logic), [`frame`]
 //! (server frames parsed in place, masked client frames; plain logic) and [`connect`],
-//! which binds a source address, connects and upgrades.
+//! which binds a source address, connects and drives a [`Session`]'s upgrade.
 //!
 //! There is no per-connection reader object: the worker thread's connection tasks read into
-//! one shared scratch buffer per thread and keep only an unfinished frame's bytes per
-//! connection (see [`crate::worker`]), which keeps 18,000 connections small.
+//! one shared [`ReadBuf`](crate::session::ReadBuf) per thread and each [`Session`] keeps
+//! only an unfinished frame's bytes (see [`crate::session`]), which keeps 18,000
+//! connections small.
 
 pub mod frame;
 pub mod handshake;
@@ -14,12 +15,12 @@ pub mod url;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 
-use tickgate::protocol::Format;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
-use self::handshake::{HandshakeError, MAX_RESPONSE_HEADER};
+use self::handshake::HandshakeError;
 use self::url::WsUrl;
+use crate::session::{Event, Session};
 
 /// Why a connection attempt failed.
 #[derive(Debug, thiserror::Error)]
@@ -52,9 +53,10 @@ pub enum ConnectError {
     },
 }
 
-/// Connects to `url` (from `source:0` if given), performs the upgrade for `format` and
-/// returns the stream and any bytes the server sent after the handshake (the first
-/// WebSocket frames).
+/// Connects to `url` (from `source:0` if given) and performs `session`'s upgrade: writes its
+/// request, feeds it the response until it yields [`Event::Connected`]. Bytes the server
+/// sent after the response (the first WebSocket frames) stay in the session
+/// ([`Session::buffered`]).
 ///
 /// # Errors
 ///
@@ -63,9 +65,8 @@ pub enum ConnectError {
 pub async fn connect(
     url: &WsUrl,
     source: Option<IpAddr>,
-    format: Format,
-    key_rng: &mut fastrand::Rng,
-) -> Result<(TcpStream, Vec<u8>), ConnectError> {
+    session: &mut Session,
+) -> Result<TcpStream, ConnectError> {
     let tcp_err = |err| ConnectError::Tcp {
         target: url.addr,
         from: source.map_or_else(|| "any".to_string(), |s| s.to_string()),
@@ -78,26 +79,23 @@ pub async fn connect(
     let mut stream = sock.connect(url.addr).await.map_err(tcp_err)?;
     stream.set_nodelay(true).map_err(tcp_err)?;
     let io_err = |err| ConnectError::Io { target: url.raw.clone(), err };
-    let key = handshake::random_key(key_rng);
-    let sub = format.subprotocol();
-    stream.write_all(&handshake::request(&url.host, &url.path_and_query, &key, sub)).await.map_err(io_err)?;
-    let mut buf = Vec::with_capacity(512);
+    let mut request = Vec::new();
+    if session.poll_transmit(&mut request) {
+        stream.write_all(&request).await.map_err(io_err)?;
+    }
     let mut chunk = [0u8; 1024];
-    let end = loop {
+    loop {
         let n = stream.read(&mut chunk).await.map_err(io_err)?;
         if n == 0 {
             return Err(io_err(io::Error::new(io::ErrorKind::UnexpectedEof, "closed during the upgrade")));
         }
-        buf.extend_from_slice(&chunk[..n]);
-        if let Some(end) = handshake::header_end(&buf) {
-            break end;
+        session.on_handshake_bytes(&chunk[..n]);
+        match session.poll_event() {
+            Some(Event::Connected) => return Ok(stream),
+            Some(Event::HandshakeFailed(err)) => {
+                return Err(ConnectError::Handshake { target: url.raw.clone(), err });
+            }
+            _ => {}
         }
-        if buf.len() > MAX_RESPONSE_HEADER {
-            return Err(ConnectError::Handshake { target: url.raw.clone(), err: HandshakeError::TooLarge });
-        }
-    };
-    handshake::check_response(&buf[..end], &buf[end..], &key, sub)
-        .map_err(|err| ConnectError::Handshake { target: url.raw.clone(), err })?;
-    let leftover = buf.split_off(end);
-    Ok((stream, leftover))
+    }
 }
