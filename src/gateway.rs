@@ -46,15 +46,13 @@ pub struct Gateway {
     stop_http: watch::Sender<bool>,
 }
 
-/// Raises the open-file soft limit to the hard limit; returns the resulting soft limit.
-pub fn raise_fd_limit() -> u64 {
-    match rlimit::increase_nofile_limit(u64::MAX) {
-        Ok(n) => n,
-        Err(e) => {
-            tracing::warn!(error = %e, "could not raise the open-file limit");
-            rlimit::getrlimit(rlimit::Resource::NOFILE).map_or(1024, |(soft, _)| soft)
-        }
+/// Raises the open-file soft limit to the hard limit; returns the resulting (soft, hard)
+/// limits. The gateway and the load generator both size themselves by it.
+pub fn raise_fd_limit() -> (u64, u64) {
+    if let Err(e) = rlimit::increase_nofile_limit(u64::MAX) {
+        tracing::warn!(error = %e, "could not raise the open-file limit");
     }
+    rlimit::getrlimit(rlimit::Resource::NOFILE).unwrap_or((1024, 1024))
 }
 
 /// Chooses cores: (feed, per-shard) from the pinning mode and the cores this process may use.
@@ -89,7 +87,7 @@ impl Gateway {
         for k in crate::config::KEYS {
             provenance.entry(k.key).or_insert(Source::Default);
         }
-        let fd_limit = raise_fd_limit();
+        let (fd_limit, _) = raise_fd_limit();
         let fd_derived = fd_limit.saturating_sub(FD_HEADROOM).max(1) as usize;
         let live = Arc::new(Live::new(config.clone(), provenance, fd_derived));
         let max_connections = live.max_connections();

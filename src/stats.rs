@@ -16,7 +16,21 @@ use serde::Serialize;
 
 use crate::feed::FeedStats;
 use crate::shard::ShardStats;
-use crate::shard::core::new_latency_histogram;
+
+/// Largest latency the histograms record (60 s); larger values are clamped.
+pub const LATENCY_MAX_NS: u64 = 60_000_000_000;
+
+/// A fresh latency histogram: 1 ns to 60 s, 3 significant figures (about 216 KiB). The one
+/// shape every latency histogram has — the shards', the collector's, the bus hop's, and the
+/// load generator's — so any two can be merged.
+pub fn latency_histogram() -> Histogram<u64> {
+    // The bounds are constants known to be valid; fall back to an auto-resizing one anyway.
+    Histogram::new_with_bounds(1, LATENCY_MAX_NS, 3).unwrap_or_else(|_| {
+        let mut h = Histogram::new(3).unwrap_or_else(|_| unreachable!("3 sigfigs is valid"));
+        h.auto(true);
+        h
+    })
+}
 
 /// Latency percentiles in microseconds.
 #[derive(Clone, Copy, Debug, Default, Serialize, PartialEq)]
@@ -84,8 +98,8 @@ impl Collector {
     pub fn new(shards: usize, rx: crossbeam_channel::Receiver<(usize, Histogram<u64>)>) -> Collector {
         Collector {
             rx,
-            window: (0..shards).map(|_| new_latency_histogram()).collect(),
-            total: (0..shards).map(|_| new_latency_histogram()).collect(),
+            window: (0..shards).map(|_| latency_histogram()).collect(),
+            total: (0..shards).map(|_| latency_histogram()).collect(),
             last: Sample::default(),
             last_window: Percentiles::default(),
             last_window_shards: vec![Percentiles::default(); shards],
@@ -158,7 +172,7 @@ impl Collector {
 }
 
 fn merge(hs: &[Histogram<u64>]) -> Histogram<u64> {
-    let mut m = new_latency_histogram();
+    let mut m = latency_histogram();
     for h in hs {
         let _ = m.add(h);
     }

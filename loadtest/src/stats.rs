@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize, Serializer};
 /// Lowest latency distinguished: 1 ns.
 pub const LOWEST_NS: u64 = 1;
 /// Highest latency tracked: 60 s (larger values are clamped to it).
-pub const HIGHEST_NS: u64 = 60_000_000_000;
+pub const HIGHEST_NS: u64 = tickgate::stats::LATENCY_MAX_NS;
 /// Significant figures: 3 (values are accurate to 0.1%).
 pub const SIGFIG: u8 = 3;
 /// Per-client delivered rates are recorded in milli-updates per second, up to 10^9
@@ -26,17 +26,9 @@ pub const SIGFIG: u8 = 3;
 pub const RATE_SCALE: f64 = 1000.0;
 const RATE_HIGHEST: u64 = 1_000_000_000_000;
 
-/// An empty latency histogram (1 ns – 60 s, 3 significant figures, about 216 KiB).
-///
-/// # Panics
-///
-/// Never: the bounds are constants hdrhistogram accepts (a unit test builds one).
-pub fn latency_histogram() -> Histogram<u64> {
-    match Histogram::new_with_bounds(LOWEST_NS, HIGHEST_NS, SIGFIG) {
-        Ok(h) => h,
-        Err(e) => unreachable!("constant histogram bounds rejected: {e:?}"),
-    }
-}
+/// An empty latency histogram (1 ns – 60 s, 3 significant figures, about 216 KiB): the
+/// gateway's own constructor, so the two sides' histograms have the same shape.
+pub use tickgate::stats::latency_histogram;
 
 /// An empty per-client rate histogram (milli-updates/s, up to 10^9 updates/s).
 ///

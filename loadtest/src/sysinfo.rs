@@ -107,11 +107,7 @@ pub fn rss_bytes(pid: u32) -> Result<u64, String> {
         .ok_or_else(|| format!("{path} has no VmRSS line"))
 }
 
-/// Raises the soft open-file limit to the hard one; returns `(soft, hard)` afterwards.
-pub fn raise_fd_limit() -> (u64, u64) {
-    let _ = rlimit::increase_nofile_limit(u64::MAX);
-    rlimit::getrlimit(rlimit::Resource::NOFILE).unwrap_or((1024, 1024))
-}
+pub use tickgate::gateway::raise_fd_limit;
 
 /// Checks that `clients` connections fit the open-file limit `soft`.
 ///

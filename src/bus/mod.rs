@@ -143,7 +143,7 @@ impl Default for BusStats {
             received: AtomicU64::new(0),
             warmed: AtomicU64::new(0),
             rejected: AtomicU64::new(0),
-            hop: Mutex::new(crate::shard::core::new_latency_histogram()),
+            hop: Mutex::new(crate::stats::latency_histogram()),
         }
     }
 }

@@ -86,7 +86,7 @@ impl NatsSource {
             url: url.to_string(),
             rx,
             stats: stats.clone(),
-            hop: crate::shard::core::new_latency_histogram(),
+            hop: crate::stats::latency_histogram(),
             hop_merged_at: 0,
             stop: Some(stop_tx),
             thread: Some(thread),
@@ -124,9 +124,9 @@ impl FeedSource for NatsSource {
         match self.rx.try_recv() {
             Ok(Item::Tick(t)) => {
                 if t.ts_gateway != 0 {
-                    let _ = self.hop.record(
-                        now_ns.saturating_sub(t.ts_gateway).clamp(1, crate::shard::core::LATENCY_MAX_NS),
-                    );
+                    let _ = self
+                        .hop
+                        .record(now_ns.saturating_sub(t.ts_gateway).clamp(1, crate::stats::LATENCY_MAX_NS));
                 }
                 FeedPoll::Tick(t)
             }

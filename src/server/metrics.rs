@@ -313,11 +313,11 @@ pub fn render(app: &Arc<App>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::shard::core::new_latency_histogram;
+    use crate::stats::latency_histogram;
 
     #[test]
     fn hdr_histogram_becomes_per_bucket_counts() {
-        let mut h = new_latency_histogram();
+        let mut h = latency_histogram();
         for ns in [50_000u64, 80_000, 200_000, 3_000_000, 2_000_000_000] {
             let _ = h.record(ns);
         }

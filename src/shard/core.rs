@@ -33,6 +33,7 @@ use crate::auth::{Grant, Verifier};
 use crate::protocol::control::{self, ClientMsg, ControlError, ErrorCode};
 use crate::protocol::{Format, binary, frame, json};
 use crate::ring::Lvc;
+use crate::stats::{LATENCY_MAX_NS, latency_histogram};
 
 /// Per-client and per-shard bounds the core enforces.
 #[derive(Clone, Copy, Debug)]
@@ -209,19 +210,6 @@ pub struct ShardCore {
     verifier: Option<Arc<Verifier>>,
 }
 
-/// Largest value the latency histogram records (60 s); larger values are clamped.
-pub const LATENCY_MAX_NS: u64 = 60_000_000_000;
-
-/// A fresh latency histogram: 1 ns to 60 s, 3 significant figures.
-pub fn new_latency_histogram() -> Histogram<u64> {
-    // The bounds are constants known to be valid; fall back to an auto-resizing one anyway.
-    Histogram::new_with_bounds(1, LATENCY_MAX_NS, 3).unwrap_or_else(|_| {
-        let mut h = Histogram::new(3).unwrap_or_else(|_| unreachable!("3 sigfigs is valid"));
-        h.auto(true);
-        h
-    })
-}
-
 /// Ready-queue length from which a client that just sent something goes straight back to
 /// the queue instead of arming its slots (polling). Under load, a client with a dozen
 /// updates per flush is nearly certain to have more by its next turn, so arming its slots
@@ -335,7 +323,7 @@ impl ShardCore {
             records: Vec::new(),
             stamps: Vec::new(),
             counters: CoreCounters::default(),
-            latency: new_latency_histogram(),
+            latency: latency_histogram(),
             symbol_updates: vec![0; n],
             feed_up: true,
             verifier: None,

@@ -33,12 +33,12 @@ use tokio::net::TcpStream;
 use tokio::sync::{Notify, mpsc};
 
 use super::conn;
-use super::core::new_latency_histogram;
 use super::handle::{NewConnection, ShardMsg};
 use super::io::{ConnIo, IoCounters, Shared};
 use super::stats::{FlushTotals, FlushWindow};
 use crate::clock::now_ns;
 use crate::ring::{Consumer, Doorbell, Read};
+use crate::stats::latency_histogram;
 
 /// Most ticks one turn reads from the ring before flushing.
 ///
@@ -303,7 +303,7 @@ async fn housekeeping(
             if let Ok(mut w) = shared.stats.window.lock() {
                 *w = window;
             }
-            let h = std::mem::replace(&mut core.latency, new_latency_histogram());
+            let h = std::mem::replace(&mut core.latency, latency_histogram());
             let _ = histograms.try_send((id, h));
             if let Ok(mut top) = shared.stats.top_symbols.lock() {
                 core.top_symbols(10, &mut top);
