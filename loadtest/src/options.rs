@@ -22,6 +22,10 @@ pub enum FormatMode {
     Json,
     /// Every client binary.
     Binary,
+    /// Every client batched JSON (`format=json-batch`: a JSON array of updates per frame).
+    #[value(name = "json-batch")]
+    #[serde(rename = "json-batch")]
+    JsonBatch,
     /// Alternate: even clients JSON, odd clients binary.
     Mixed,
 }
@@ -32,6 +36,7 @@ impl FormatMode {
         match self {
             FormatMode::Json => Format::Json,
             FormatMode::Binary => Format::Binary,
+            FormatMode::JsonBatch => Format::JsonBatch,
             FormatMode::Mixed if client.is_multiple_of(2) => Format::Json,
             FormatMode::Mixed => Format::Binary,
         }
@@ -43,6 +48,7 @@ impl fmt::Display for FormatMode {
         f.write_str(match self {
             FormatMode::Json => "json",
             FormatMode::Binary => "binary",
+            FormatMode::JsonBatch => "json-batch",
             FormatMode::Mixed => "mixed",
         })
     }

@@ -346,7 +346,17 @@ impl Session {
         }
         let ReadBuf { buf, json, .. } = rb;
         let conn = self.conn;
-        Incoming { session: self, buf: &mut buf[..filled], json, cx, pos: 0, records: 0..0, frames: 0, conn }
+        Incoming {
+            session: self,
+            buf: &mut buf[..filled],
+            json,
+            cx,
+            pos: 0,
+            records: 0..0,
+            batch: 0..0,
+            frames: 0,
+            conn,
+        }
     }
 
     /// The server closed the TCP connection (a read returned 0).
@@ -554,6 +564,8 @@ pub struct Incoming<'a> {
     pos: usize,
     /// The records of the current binary frame not yielded yet.
     records: Range<usize>,
+    /// The objects of a batched JSON frame not decoded yet (after its `[`, before its `]`).
+    batch: Range<usize>,
     /// Data (text and binary) frames processed.
     frames: u64,
     /// The session's connection id (read on every update).
@@ -632,6 +644,22 @@ impl Incoming<'_> {
                 }
                 continue;
             }
+            if !self.batch.is_empty() {
+                match next_object(&self.buf[..self.batch.end], &mut self.batch) {
+                    Some(object) => {
+                        if self.batch_update(object, on_update) && ONE {
+                            return Step::Update;
+                        }
+                    }
+                    None => {
+                        self.cx
+                            .checker
+                            .malformed(self.session.conn, "batched JSON frame is not an array of objects");
+                        self.batch = 0..0;
+                    }
+                }
+                continue;
+            }
             if self.session.is_closed() {
                 return Step::Done;
             }
@@ -689,9 +717,46 @@ impl Incoming<'_> {
         }
     }
 
-    /// A text frame: an update or a reply (`None`: nothing to report, e.g. malformed).
+    /// One object of a batched JSON frame, which must be an update. True if one was
+    /// delivered.
+    fn batch_update<F: FnMut(&Update, Verdict)>(&mut self, range: Range<usize>, on_update: &mut F) -> bool {
+        let conn = self.session.conn;
+        let object = &mut self.buf[range];
+        if !object.starts_with(UPDATE_PREFIX) {
+            self.cx.checker.malformed(conn, "a batched JSON frame holds something other than updates");
+            return false;
+        }
+        match self.json.decode_update(object, self.cx.symbols) {
+            Ok(u) => {
+                self.deliver(&u, on_update);
+                true
+            }
+            Err(DecodeError::UnknownSymbol(name)) => {
+                self.cx.checker.unknown_symbol(conn, &name);
+                false
+            }
+            Err(e) => {
+                self.cx.checker.malformed(conn, &e.to_string());
+                false
+            }
+        }
+    }
+
+    /// A text frame: an update, a batch of updates (queued for `step`), or a reply (`None`:
+    /// nothing to report yet, e.g. malformed or a batch).
     fn text<F: FnMut(&Update, Verdict)>(&mut self, range: Range<usize>, on_update: &mut F) -> Option<Step> {
         let conn = self.session.conn;
+        if self.buf.get(range.start) == Some(&b'[') {
+            if range.len() < 2 || self.buf[range.end - 1] != b']' {
+                self.cx.checker.malformed(conn, "batched JSON frame is not an array");
+                return None;
+            }
+            self.batch = range.start + 1..range.end - 1;
+            if self.batch.is_empty() {
+                self.cx.checker.malformed(conn, "empty batched JSON frame");
+            }
+            return None;
+        }
         let payload = &mut self.buf[range];
         // The gateway writes updates with a fixed field order, so the prefix tells them from
         // replies without parsing. Anything else is parsed as a reply (on a copy: rare) and,
@@ -742,6 +807,51 @@ impl Incoming<'_> {
         frame::write_client_close(&mut s.transmit, echo, "", mask);
         Event::Closed { code, kind: CloseKind::Server }
     }
+}
+
+/// The next object of a batch: skips a separating `,`, then returns the range of one
+/// `{...}` (brace depth and strings respected) and moves `rest` past it. `None` if what is
+/// left is not an object.
+fn next_object(buf: &[u8], rest: &mut Range<usize>) -> Option<Range<usize>> {
+    let mut i = rest.start;
+    if buf.get(i) == Some(&b',') && i > 0 && buf[i - 1] == b'}' {
+        i += 1;
+    }
+    if buf.get(i) != Some(&b'{') {
+        return None;
+    }
+    let start = i;
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    while i < rest.end {
+        let b = buf[i];
+        i += 1;
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'{' | b'[' => depth += 1,
+            b'}' | b']' => {
+                depth = depth.checked_sub(1)?;
+                if depth == 0 {
+                    rest.start = i;
+                    // Between objects only a comma may stand.
+                    if rest.start < rest.end && buf[rest.start] != b',' {
+                        return None;
+                    }
+                    return Some(start..i);
+                }
+            }
+            _ => {}
+        }
+    }
+    None
 }
 
 impl Drop for Incoming<'_> {

@@ -106,3 +106,19 @@ fn verify_final_on_a_finite_feed() {
     assert!(r.passed(), "{}", r.table());
     gw.shutdown();
 }
+
+#[test]
+fn batched_json_passes_integrity_and_converges() {
+    let gw = gateway(&[("feed.rate", "20000"), ("feed.symbols", "200"), ("feed.ticks", "30000")]);
+    let mut o = smoke(&gw, 1.0);
+    o.verify_final = true;
+    o.format = FormatMode::JsonBatch;
+    o.verify_timeout = Duration::from_secs(20);
+    let r = run(o).unwrap();
+    assert_sane(&r);
+    let v = r.verify.clone().unwrap();
+    assert_eq!(v.error, None, "{}", r.table());
+    assert_eq!((v.mismatches, v.missing), (0, 0), "{:?}", v.samples);
+    assert!(r.passed(), "{}", r.table());
+    gw.shutdown();
+}

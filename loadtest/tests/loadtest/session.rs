@@ -211,7 +211,7 @@ const OK: Verdict = Verdict::Ok { conflated: false };
 
 #[test]
 fn the_upgrade_request_offers_the_formats_subprotocol() {
-    for format in [Format::Json, Format::Binary] {
+    for format in [Format::Json, Format::Binary, Format::JsonBatch] {
         let mut c = Client::new(format);
         let req = String::from_utf8(c.written()).unwrap();
         assert!(req.contains(&format!("Sec-WebSocket-Protocol: {}\r\n", format.subprotocol())), "{req}");
@@ -444,6 +444,81 @@ fn updates_in_json_and_binary() {
         assert_eq!(frames, 3);
         assert_eq!(c.checker.violations.total(), 0);
         assert_eq!(c.checker.final_values(0), [(0, Some(tick(0, 3))), (1, Some(tick(1, 7)))]);
+    }
+}
+
+/// A batched JSON frame holding `ticks` as the gateway writes it (`protocol::json::batch_*`).
+fn json_batch(ticks: &[(Tick, bool)]) -> Vec<u8> {
+    let (mut body, mut out) = (Vec::new(), Vec::new());
+    for (t, snapshot) in ticks {
+        let mut object = Vec::new();
+        encode_update(&mut object, t, SYMBOLS[t.symbol as usize], *snapshot);
+        tickgate::protocol::json::batch_append(&mut body, &object);
+    }
+    tickgate::protocol::json::batch_finish(&mut out, &mut body);
+    out
+}
+
+#[test]
+fn batched_json_updates_are_each_delivered_and_checked() {
+    for poll in [Poll::Owned, Poll::ByRef] {
+        let mut c = Client::holding(Format::JsonBatch, &[0, 1]);
+        let mut bytes = json_batch(&[(tick(1, 5), true), (tick(0, 1), true)]);
+        bytes.extend(frame(OpCode::Ping, b""));
+        bytes.extend(json_batch(&[(tick(0, 2), false), (tick(1, 7), false), (tick(0, 3), false)]));
+        let (events, frames) = c.feed_counting(&bytes, poll);
+        assert_eq!(
+            events,
+            [
+                update(tick(1, 5), true, OK),
+                update(tick(0, 1), true, OK),
+                Event::Ping,
+                update(tick(0, 2), false, OK),
+                update(tick(1, 7), false, Verdict::Ok { conflated: true }),
+                update(tick(0, 3), false, OK),
+            ],
+            "{poll:?}"
+        );
+        assert_eq!(frames, 2);
+        assert_eq!(c.checker.violations.total(), 0);
+        // A batch split at every byte boundary decodes the same.
+        let mut c = Client::holding(Format::JsonBatch, &[0, 1]);
+        let bytes = json_batch(&[(tick(0, 1), false), (tick(1, 1), false), (tick(0, 2), false)]);
+        let mut events = Vec::new();
+        for b in &bytes {
+            events.extend(c.feed_with(std::slice::from_ref(b)));
+        }
+        assert_eq!(events.len(), 3, "{poll:?}");
+        assert_eq!(c.checker.violations.total(), 0);
+    }
+    // Going backwards inside one batch is caught.
+    let mut c = Client::holding(Format::JsonBatch, &[2]);
+    let events = c.feed_with(&json_batch(&[(tick(2, 10), false), (tick(2, 9), false)]));
+    assert_eq!(events.last(), Some(&update(tick(2, 9), false, Verdict::SeqBackwards)));
+    assert_eq!(c.checker.violations.seq_backwards, 1);
+}
+
+#[test]
+fn malformed_batches_are_counted_and_the_stream_goes_on() {
+    let t = tick(0, 20);
+    let mut one = Vec::new();
+    encode_update(&mut one, &t, SYMBOLS[0], false);
+    let bad: Vec<Vec<u8>> = vec![
+        text(b"[]"),
+        text(b"["),
+        text(b"[1,2]"),
+        text(b"[{\"type\":\"pong\",\"id\":1}]"),
+        text(&[b"[".as_slice(), &one, b"x"].concat()),
+        text(&[b"[".as_slice(), &one, b",]"].concat()),
+    ];
+    for (i, b) in bad.into_iter().enumerate() {
+        let mut c = Client::holding(Format::JsonBatch, &[0]);
+        let mut bytes = b;
+        let next = tick(0, 21);
+        bytes.extend(json_batch(&[(next, false)]));
+        let events = c.feed_with(&bytes);
+        assert_eq!(events.last(), Some(&update(next, false, OK)), "case {i}: the next batch still arrives");
+        assert!(c.checker.violations.malformed >= 1, "case {i}: counted");
     }
 }
 
