@@ -5,7 +5,7 @@
 //! flushed after a tick arrives encodes it, every other subscriber copies the bytes. A tick
 //! superseded before any flush is never encoded at all (conflation at the shard level).
 
-use tickgate_feeds::Tick;
+use tickgate_feeds::{Tick, Universe};
 
 use crate::protocol::{binary, frame, json};
 
@@ -72,11 +72,12 @@ impl SymbolCache {
     }
 
     /// The latest tick's JSON update as a complete text frame, encoding it if needed.
-    pub fn json_frame(&mut self, symbol: u32, name: &str) -> Option<(&[u8], &Tick)> {
+    /// `universe` names the symbol (looked up only when encoding).
+    pub fn json_frame(&mut self, symbol: u32, universe: &Universe) -> Option<(&[u8], &Tick)> {
         let e = self.entries.get_mut(symbol as usize).filter(|e| e.tick.seq > 0)?;
         if e.json_seq != e.tick.seq {
             self.scratch.clear();
-            json::encode_update(&mut self.scratch, &e.tick, name, false);
+            json::encode_update(&mut self.scratch, &e.tick, universe.name(symbol), false);
             e.json.clear();
             frame::write_frame(&mut e.json, frame::OpCode::Text, &self.scratch);
             e.json_seq = e.tick.seq;
@@ -87,8 +88,8 @@ impl SymbolCache {
 
     /// The latest tick's JSON update object (the payload of [`SymbolCache::json_frame`]'s
     /// frame, for batched JSON), encoding it if needed.
-    pub fn json_object(&mut self, symbol: u32, name: &str) -> Option<(&[u8], &Tick)> {
-        self.json_frame(symbol, name).map(|(f, t)| (frame::payload_of(f), t))
+    pub fn json_object(&mut self, symbol: u32, universe: &Universe) -> Option<(&[u8], &Tick)> {
+        self.json_frame(symbol, universe).map(|(f, t)| (frame::payload_of(f), t))
     }
 
     /// The latest tick's 88-byte binary record, encoding it if needed.

@@ -138,7 +138,7 @@ pub(crate) async fn run(
                         let mut f = Vec::with_capacity(16);
                         frame::write_frame(&mut f, OpCode::Ping, &now_ns().to_be_bytes());
                         shared.core.borrow_mut().push_raw(key, &f);
-                        shared.flush_client(key, &io);
+                        shared.flush_client(key, &io, now_ns());
                     }
                     None => {}
                 }
@@ -225,7 +225,7 @@ fn process(
             }
         }
     }
-    shared.flush_client(key, io);
+    shared.flush_client(key, io, now_ns());
     if buf.is_empty() {
         // Nothing partial left: an idle connection holds no read buffer (clients send
         // little after subscribing; memory per connection is what limits a process).

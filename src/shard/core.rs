@@ -264,8 +264,8 @@ impl DrainSink for Sink<'_> {
 
     fn emit(&mut self, symbol: u32, sent_seq: u64) -> Option<u64> {
         let (bytes, tick) = match self.format {
-            Format::Json => self.cache.json_frame(symbol, self.universe.name(symbol))?,
-            Format::JsonBatch => self.cache.json_object(symbol, self.universe.name(symbol))?,
+            Format::Json => self.cache.json_frame(symbol, self.universe)?,
+            Format::JsonBatch => self.cache.json_object(symbol, self.universe)?,
             Format::Binary => self.cache.binary_record(symbol)?,
         };
         if tick.seq <= sent_seq {

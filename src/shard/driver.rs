@@ -166,10 +166,8 @@ fn flush_slice(shared: &Shared) {
     while served < SLICE_MAX_CLIENTS && now.saturating_sub(start) < budget {
         let Some(key) = shared.core.borrow_mut().pop_ready(now) else { break };
         served += 1;
-        if let Some(io) = conns.get(key) {
-            shared.flush_client(key, io);
-        }
-        now = now_ns();
+        let wrote_at = conns.get(key).and_then(|io| shared.flush_client(key, io, now).at);
+        now = wrote_at.unwrap_or_else(now_ns);
     }
     if served > 0 {
         let took = now.saturating_sub(start);

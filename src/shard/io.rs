@@ -115,25 +115,30 @@ pub(crate) struct Flushed {
     pub(crate) bytes: usize,
     /// A write was attempted.
     pub(crate) wrote: bool,
+    /// When the write returned (ns, wall clock), if one was attempted.
+    pub(crate) at: Option<u64>,
 }
 
 impl Shared {
-    /// Fills client `key`'s buffer with its due updates and writes it with one write.
-    pub(crate) fn flush_client(&self, key: usize, io: &ConnIo) -> Flushed {
-        self.write(key, io, true)
+    /// Fills client `key`'s buffer with its due updates as of `now` and writes it with one
+    /// write. [`Flushed::at`] is the time the write returned (the next client's `now`: one
+    /// clock read per client flushed).
+    pub(crate) fn flush_client(&self, key: usize, io: &ConnIo, now: u64) -> Flushed {
+        self.write(key, io, Some(now))
     }
 
     /// Writes what client `key` has buffered (replies, a close frame), without adding
     /// updates: one write.
     pub(crate) fn write_out(&self, key: usize, io: &ConnIo) -> Flushed {
-        self.write(key, io, false)
+        self.write(key, io, None)
     }
 
-    fn write(&self, key: usize, io: &ConnIo, fill: bool) -> Flushed {
+    /// One write of client `key`'s buffer, filled first with its updates due at `fill_at`.
+    fn write(&self, key: usize, io: &ConnIo, fill_at: Option<u64>) -> Flushed {
         let mut core = self.core.borrow_mut();
-        if fill {
+        if let Some(now) = fill_at {
             let earliest = core.next_deadline();
-            core.fill(key, now_ns());
+            core.fill(key, now);
             if core.next_deadline() != earliest {
                 // A max_rate deadline now comes before the one the loop sleeps until.
                 self.loop_wake.notify_one();
@@ -154,7 +159,7 @@ impl Shared {
                 core.discard_output(key);
                 io.dead.set(true);
                 io.wake.notify_one();
-                return Flushed { bytes: 0, wrote: true };
+                return Flushed { bytes: 0, wrote: true, at: Some(now) };
             }
         };
         if core.written(key, n, now) {
@@ -164,7 +169,7 @@ impl Shared {
         if core.client(key).is_some_and(|c| c.is_blocked()) || io.tls_pending() {
             io.wake.notify_one();
         }
-        Flushed { bytes: n, wrote: true }
+        Flushed { bytes: n, wrote: true, at: Some(now) }
     }
 }
 
