@@ -45,6 +45,7 @@ pub mod capacity;
 pub mod checker;
 pub mod cli;
 pub mod decode;
+pub mod dial;
 pub mod http;
 pub mod options;
 pub mod picker;

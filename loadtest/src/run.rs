@@ -35,6 +35,7 @@ use tokio::time::Instant;
 
 use crate::checker::{Checker, Violations};
 use crate::decode::SymbolTable;
+use crate::dial;
 use crate::options::Options;
 use crate::picker::Picker;
 use crate::progress::LiveProgress;
@@ -50,7 +51,7 @@ use crate::stats::{
 use crate::sysinfo::{self, Machine};
 use crate::verify;
 use crate::worker::{FinalValues, Interval, Stage, ThreadSummary, ToCoord, WorkerShared, run_thread};
-use crate::ws::{self, url::WsUrl};
+use crate::ws::url::WsUrl;
 
 /// Why a run could not be made (as opposed to a run that found problems, which is a
 /// [`Report`] that did not pass).
@@ -666,7 +667,7 @@ async fn fetch_universe(
 ) -> Result<Vec<String>, String> {
     let work = async {
         let mut session = Session::new(0, url, Format::Json, fastrand::Rng::new());
-        let mut stream = ws::connect(url, source, &mut session)
+        let mut stream = dial::connect(url, source, &mut session)
             .await
             .map_err(|e| format!("cannot reach the gateway: {e}"))?;
         // The session's checker and symbol table see nothing of interest here: the universe is

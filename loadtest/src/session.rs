@@ -1,6 +1,6 @@
 //! One client connection's protocol as a state machine with no I/O (the `quinn-proto`
 //! shape): bytes and time go in, bytes to write and [`Event`]s come out. No socket, no
-//! tokio, no clock of its own; the drivers ([`crate::worker`], [`crate::ws::connect`], the
+//! tokio, no clock of its own; the drivers ([`crate::worker`], [`crate::dial::connect`], the
 //! `list` fetch in [`run`](mod@crate::run)) read, write, keep time and act on the events,
 //! and the tests drive it with crafted bytes.
 //!

@@ -7,7 +7,7 @@
 //!
 //! This module is the I/O around [`Session`], which holds the protocol (handshake,
 //! requests and replies, decoding, the checker hand-off, ping/pong, close). A connection
-//! task connects ([`crate::ws::connect`] drives the upgrade), then loops: write what the
+//! task connects ([`crate::dial::connect`] drives the upgrade), then loops: write what the
 //! session asks ([`Session::poll_transmit`]), wait for the socket, a command or the
 //! session's timer, feed the session what happened, and act on its [`Event`]s — latency
 //! histograms, counters, which clients subscribed or failed.
@@ -501,7 +501,7 @@ async fn connect_with_retries(th: &Rc<Thread>, local: usize) -> Option<Conn> {
         let mut session = Session::new(local, url, format, rng);
         let t0 = Instant::now();
         let err =
-            match tokio::time::timeout(opts.connect_timeout, crate::ws::connect(url, source, &mut session))
+            match tokio::time::timeout(opts.connect_timeout, crate::dial::connect(url, source, &mut session))
                 .await
             {
                 Ok(Ok(s)) => break (s, session, t0.elapsed()),
