@@ -1,7 +1,9 @@
 // client.test.mjs: tests of TickgateClient (src/server/web/tickgate.js) against a scripted fake
 // WebSocket (node --test): request ids and replies, error replies, reconnect with re-subscribe
-// at each symbol's max rate, seq tracking reset on reconnect, binary symbol ids, format switch,
-// ping timeout. The real gateway is exercised by e2e.test.mjs.
+// at each symbol's max rate, seq tracking reset on reconnect, binary symbol ids, batched JSON
+// frames, format switch, ping timeout, the gateway clock behind u.age, and adaptive
+// throttling (cut, resync, retry, switched off). The real gateway is exercised by
+// e2e.test.mjs.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -58,13 +60,18 @@ const frame = (...records) => {
   records.forEach((r, i) => out.set(r, i * RECORD_SIZE));
   return out.buffer;
 };
-const jsonUpdate = (symbol, seq, snapshot = false) =>
+/** A JSON update; `ts` is ts_gateway in ns (default: a fixed time, far from the test's clock). */
+const jsonUpdate = (symbol, seq, snapshot = false, ts = 1800000000000000002n) =>
   `{"type":"update","symbol":"${symbol}","seq":${seq},"bid":1.5,"bid_size":1,"ask":1.6,"ask_size":1,` +
-  `"last":1.55,"last_size":1,"volume":10,"ts_event":1800000000000000001,"ts_gateway":1800000000000000002,"snapshot":${snapshot}}`;
+  `"last":1.55,"last_size":1,"volume":10,"ts_event":1800000000000000001,"ts_gateway":${ts},"snapshot":${snapshot}}`;
+/** A batched JSON frame of `updates` (jsonUpdate texts). */
+const batch = (...updates) => `[${updates.join(',')}]`;
+/** ts_gateway of an update the gateway ingested `ms` ago, by this machine's wall clock. */
+const agoNs = (ms) => BigInt(Math.round((Date.now() - ms) * 1e6));
 
 test('requests carry fresh ids and replies are matched by id, in any order', async () => {
   const { c, ws } = client();
-  assert.equal(ws.url.searchParams.get('format'), 'json');
+  assert.equal(ws.url.searchParams.get('format'), 'json-batch', 'batched JSON is the default');
   const listed = c.list(); // queued until the socket opens
   const pinged = c.ping();
   assert.equal(ws.sent.length, 0);
@@ -221,6 +228,88 @@ test('binary records are named through the subscribed reply; unsubscribed symbol
   c.close();
 });
 
+test('batched JSON: one update per element, seq tracked across elements and frames', () => {
+  const { c, ws, seen } = client();
+  ws.open();
+  quiet(c.subscribe(['AAPL', 'MSFT']));
+  ws.receive(batch(jsonUpdate('AAPL', 10, true), jsonUpdate('MSFT', 3, true)));
+  ws.receive(` \n${batch(jsonUpdate('AAPL', 12), jsonUpdate('MSFT', 4), jsonUpdate('AAPL', 13))}`);
+  ws.receive(batch(jsonUpdate('MSFT', 7), jsonUpdate('AAPL', 11), jsonUpdate('AAPL', 15)));
+  assert.deepEqual(seen.update.map((u) => [u.symbol, u.seq, u.gap, u.snapshot]), [
+    ['AAPL', 10n, 0, true], ['MSFT', 3n, 0, true],
+    ['AAPL', 12n, 1, false], ['MSFT', 4n, 0, false], ['AAPL', 13n, 0, false],
+    ['MSFT', 7n, 2, false], ['AAPL', 15n, 1, false], // AAPL 11 went backwards: dropped
+  ]);
+  assert.equal(seen.error.filter((e) => e.code === 'seq_backwards').length, 1);
+  assert.equal(c.stats.messages, 3);
+  assert.equal(c.stats.updates, 7);
+  assert.equal(seen.update[0].bid, '1.5');
+  assert.equal(seen.update[0].num.last, 1.55);
+
+  // An unsubscribed symbol's updates still in flight are not delivered.
+  quiet(c.unsubscribe(['MSFT']));
+  ws.receive(batch(jsonUpdate('MSFT', 8), jsonUpdate('AAPL', 16)));
+  assert.deepEqual(seen.update.slice(7).map((u) => u.symbol), ['AAPL']);
+  // A malformed batch is reported and delivers nothing, not even its well-formed start.
+  ws.receive(`[${jsonUpdate('AAPL', 17)},{"type":"upd`);
+  assert.equal(seen.update.length, 8);
+  assert.equal(seen.error.at(-1).kind, 'protocol');
+  assert.equal(seen.error.at(-1).code, 'bad_json');
+  // Control replies stay single objects beside the batches; single updates are still read.
+  ws.reply({ type: 'status', feed: 'down' });
+  ws.receive(jsonUpdate('AAPL', 18));
+  assert.deepEqual(seen.status, [{ feed: 'down' }]);
+  assert.equal(seen.update.at(-1).seq, 18n);
+  // An update whose fields come in another order, alone or in a batch, exactly all the same.
+  const reordered = (seq) => jsonUpdate('AAPL', seq).replace('{"type":"update",', '{').replace(/}$/, ',"type":"update"}');
+  ws.receive(reordered(19));
+  ws.receive(batch(reordered(20)));
+  assert.deepEqual(seen.update.slice(-2).map((u) => [u.seq, u.ts_gateway, u.bid]),
+    [[19n, 1800000000000000002n, '1.5'], [20n, 1800000000000000002n, '1.5']]);
+  c.close();
+});
+
+test('formats: json-batch, json and binary; anything else is refused', () => {
+  assert.throws(() => connect('ws://gateway.test/ws', { WebSocket: FakeSocket, format: 'msgpack' }), /unknown format msgpack/);
+  const { c, ws } = client({ token: 'aaa.bbb.ccc' });
+  assert.deepEqual(ws.protocols, ['tickgate.v1.json-batch', 'tickgate.token.aaa.bbb.ccc']);
+  ws.open();
+  for (const format of ['json', 'binary', 'json-batch']) {
+    c.setFormat(format);
+    assert.equal(FakeSocket.last().url.searchParams.get('format'), format);
+    assert.equal(FakeSocket.last().protocols[0], `tickgate.v1.${format}`);
+    FakeSocket.last().open();
+  }
+  assert.throws(() => c.setFormat('JSON'), /unknown format JSON/);
+  assert.equal(c.format, 'json-batch');
+  c.close();
+});
+
+test('u.age is on the gateway\'s clock: the wall clock, moved into the bounds a pong proves', async () => {
+  const { c, ws, seen } = client();
+  ws.open();
+  quiet(c.subscribe(['AAPL']));
+  ws.receive(jsonUpdate('AAPL', 1, false, agoNs(20))); // gateway and page share the wall clock
+  assert.ok(Math.abs(seen.update[0].age - 20) < 5, `age ${seen.update[0].age}`);
+  // A pong consistent with the wall clock keeps it, even one that waited 300 ms behind a
+  // backlog on its way back (the midpoint of send and arrival would be 150 ms off).
+  let ping = c.ping();
+  const stamped = agoNs(0);
+  await tick(300);
+  ws.receive(`{"type":"pong","id":${ws.sent.at(-1).id},"ts":${stamped}}`);
+  assert.ok((await ping).rtt > 250, "the pong waited");
+  ws.receive(jsonUpdate('AAPL', 2, false, agoNs(20)));
+  assert.ok(Math.abs(seen.update[1].age - 20) < 5, `age ${seen.update[1].age}`);
+  // A gateway whose clock is 5 s ahead of this machine's: the pong proves the wall clock
+  // wrong, and ages are taken on the gateway's clock.
+  ping = c.ping();
+  ws.receive(`{"type":"pong","id":${ws.sent.at(-1).id},"ts":${agoNs(-5_000)}}`);
+  await ping;
+  ws.receive(jsonUpdate('AAPL', 3, false, agoNs(-5_000 + 20)));
+  assert.ok(Math.abs(seen.update[2].age - 20) < 5, `age ${seen.update[2].age}`);
+  c.close();
+});
+
 test('setFormat reconnects with the other format and keeps the subscriptions', async () => {
   const { c, ws, seen } = client();
   ws.open();
@@ -297,5 +386,137 @@ test('token auth: the token rides in a subprotocol beside the format; auth() rep
   ws.serverClose(1008, 'token expired');
   await tick();
   assert.deepEqual(FakeSocket.last().protocols, ['tickgate.v1.binary', 'tickgate.token.ddd.eee.fff']);
+  c.close();
+});
+
+/** The next 'lag' event: the client judges its lag once a second while connected. */
+const nextLag = (c) => new Promise((resolve) => {
+  const off = c.on('lag', (e) => {
+    off();
+    resolve(e);
+  });
+});
+/** Answers the ping just sent with a pong stamped now: the network's share of the lag is ~0. */
+async function pong(c, ws) {
+  const p = c.ping();
+  ws.receive(`{"type":"pong","id":${ws.sent.at(-1).id},"ts":${agoNs(0)}}`);
+  await p;
+}
+
+test('adaptive throttling: far behind, it cuts the rate and resyncs at it', async () => {
+  const { c, ws, seen } = client();
+  ws.open();
+  const judged = nextLag(c);
+  quiet(c.subscribe(['AAPL', 'MSFT'], { maxRate: 0 }));
+  quiet(c.subscribe(['SPY'], { maxRate: 2 }));
+  await pong(c, ws);
+  ws.receive(jsonUpdate('AAPL', 1, false, agoNs(0)));
+  // 100 updates handled 800 ms after the gateway got them: over resyncMs (500).
+  ws.receive(batch(...Array.from({ length: 100 }, (_, i) => jsonUpdate('MSFT', 10 + i, false, agoNs(800)))));
+  const e = await judged;
+  assert.ok(e.lagMs > 790 && e.lagMs < 900, `lag ${e.lagMs}`);
+  assert.equal(e.behind, true);
+  assert.equal(e.resync, true);
+  // ~101 updates in the first second (longer if the timer ran late) over 3 symbols, halved: ≤ ~17/s.
+  assert.ok(e.rate > 5 && e.rate < 18, `rate ${e.rate}`);
+  assert.equal(c.rate, e.rate);
+  assert.equal(c.behind, true);
+  assert.equal(c.lag, e.lagMs);
+  assert.deepEqual(ws.closedWith, { code: 1000, reason: 'resync' });
+  assert.equal(c.stats.resyncs, 1);
+  assert.deepEqual(seen.state.at(-1), { state: 'connecting', format: 'json-batch', attempt: 0, reason: 'resync' });
+  assert.equal(seen.error.filter((x) => x.kind === 'close').length, 0, 'a resync is not an error');
+
+  const ws2 = FakeSocket.last();
+  assert.notEqual(ws2, ws);
+  ws2.open();
+  assert.deepEqual(ws2.sent.map(({ id, ...rest }) => rest), [
+    { op: 'subscribe', symbols: ['AAPL', 'MSFT'], max_rate: e.rate }, // unlimited: the cap
+    { op: 'subscribe', symbols: ['SPY'], max_rate: 2 }, // already under it
+  ]);
+  assert.deepEqual(c.subscriptions, new Map([['AAPL', 0], ['MSFT', 0], ['SPY', 2]]), 'what the app asked for is kept');
+  c.close();
+});
+
+test('adaptive throttling: a little behind, it re-subscribes at the cap and retries a refused change', async () => {
+  const { c, ws, seen } = client();
+  ws.open();
+  const judged = nextLag(c);
+  quiet(c.subscribe(['AAPL', 'MSFT'])); // the server's default rate
+  quiet(c.subscribe(['SPY'], { maxRate: 0.5 }));
+  const subscribes = ws.sent.length;
+  await pong(c, ws);
+  ws.receive(jsonUpdate('AAPL', 1, false, agoNs(0)));
+  ws.receive(batch(...Array.from({ length: 60 }, (_, i) => jsonUpdate('AAPL', 2 + i, false, agoNs(300)))));
+  const cut = await judged;
+  assert.equal(cut.behind, true);
+  assert.equal(cut.resync, false, '300 ms: under resyncMs');
+  assert.ok(cut.rate > 3 && cut.rate < 11, `≤ ~61 updates/s over 3 symbols, halved: ${cut.rate}`);
+  assert.equal(FakeSocket.all.length, 1, 'the same connection');
+  const change = ws.sent.slice(subscribes + 1); // after the ping
+  assert.deepEqual(change.map(({ id, ...rest }) => rest), [{ op: 'subscribe', symbols: ['AAPL', 'MSFT'], max_rate: cut.rate }],
+    'SPY (0.5/s) is under the cap already');
+  // New subscriptions are capped too.
+  quiet(c.subscribe(['QQQ'], { maxRate: 0 }));
+  quiet(c.subscribe(['IBM'], { maxRate: 1 }));
+  assert.deepEqual(ws.sent.slice(-2).map((m) => [m.symbols, m.max_rate]), [[['QQQ'], cut.rate], [['IBM'], 1]]);
+
+  // The gateway refuses the change (rate_limited): it is asked again at the next judgement.
+  ws.reply({ type: 'error', id: change[0].id, code: 'rate_limited', message: 'slow down' });
+  assert.equal(seen.error.at(-1).code, 'rate_limited');
+  const before = ws.sent.length;
+  await nextLag(c);
+  assert.deepEqual(ws.sent.slice(before).map((m) => [m.op, m.symbols, m.max_rate]), [['subscribe', ['AAPL', 'MSFT'], cut.rate]]);
+  c.close();
+});
+
+test('adaptive: false measures the lag but never changes a rate', async () => {
+  const { c, ws } = client({ adaptive: false });
+  ws.open();
+  const judged = nextLag(c);
+  const symbols = ['AAPL', ...Array.from({ length: 9 }, (_, i) => `S${i}`)];
+  quiet(c.subscribe(symbols));
+  const sent = ws.sent.length;
+  // Snapshots carry the age of a symbol's last value, not a delay: they are not lag.
+  ws.receive(batch(...symbols.map((sym) => jsonUpdate(sym, 1, true, agoNs(60_000)))));
+  ws.receive(jsonUpdate('AAPL', 2, false, agoNs(0)));
+  ws.receive(batch(...Array.from({ length: 50 }, (_, i) => jsonUpdate('AAPL', 3 + i, false, agoNs(900)))));
+  const e = await judged;
+  assert.ok(e.lagMs > 890, `lag ${e.lagMs}`);
+  assert.equal(e.behind, true);
+  assert.equal(e.rate, Infinity);
+  assert.equal(e.resync, false);
+  assert.ok(e.lagMs < 1_000, `snapshots left out: ${e.lagMs}`);
+  assert.equal(c.rate, Infinity);
+  assert.equal(ws.sent.length, sent, 'no re-subscribe');
+  assert.equal(FakeSocket.all.length, 1, 'no resync');
+
+  // A rate change the gateway refused as rate_limited is made again at the next judgement.
+  quiet(c.setMaxRate(['AAPL'], 5));
+  ws.reply({ type: 'error', id: ws.sent.at(-1).id, code: 'rate_limited', message: 'slow down' });
+  const refused = ws.sent.length;
+  await nextLag(c);
+  assert.deepEqual(ws.sent.slice(refused).map((m) => [m.op, m.symbols, m.max_rate]), [['subscribe', ['AAPL'], 5]]);
+  c.close();
+});
+
+test('a gateway far away is not "behind": the network\'s share of the lag is not queueing', async () => {
+  const { c, ws } = client();
+  ws.open();
+  quiet(c.subscribe(['AAPL']));
+  // 200 ms each way: the pong is stamped 200 ms after the ping left and arrives 400 ms after.
+  const ping = c.ping();
+  const stamped = agoNs(-200);
+  await tick(400);
+  ws.receive(`{"type":"pong","id":${ws.sent.at(-1).id},"ts":${stamped}}`);
+  await ping;
+  const judged = nextLag(c);
+  const sent = ws.sent.length;
+  ws.receive(batch(...Array.from({ length: 50 }, (_, i) => jsonUpdate('AAPL', 1 + i, false, agoNs(200 + (i % 10))))));
+  const e = await judged;
+  assert.ok(e.lagMs > 190 && e.lagMs < 230, `updates are ~200 ms old: ${e.lagMs}`);
+  assert.equal(e.behind, false, 'but none of it was spent queued');
+  assert.equal(e.rate, Infinity);
+  assert.equal(ws.sent.length, sent, 'no re-subscribe');
   c.close();
 });

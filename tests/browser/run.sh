@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # run.sh: the browser-side tests of tickgate (tests/browser/), with node's test runner:
-#   tickgate.test.mjs  tickgate.js's pure parts: binary decoder (golden bytes), formatting, backoff
-#   client.test.mjs    the client against a scripted fake WebSocket
-#   e2e.test.mjs       the dashboard in headless Chromium against a real gateway
+#   tickgate.test.mjs  tickgate.js's pure parts: binary decoder (golden bytes), JSON and batch
+#                      parsing, formatting, backoff, the adaptive throttling controller
+#   client.test.mjs    the client against a scripted fake WebSocket (batches, clock, throttling)
+#   e2e.test.mjs       the dashboard and a deliberately slow bare page (bare-page.js) in headless
+#                      Chromium against a real gateway (harness.mjs), about 40 s
+# (bench.mjs, the browser benchmark, is run by scripts/browser-bench.sh, not here.)
 #
 # Needs Node >= 20.19 and npm (installs playwright-core from package-lock.json with `npm ci`
 # when node_modules is missing or stale; it downloads no browser). The end-to-end test needs

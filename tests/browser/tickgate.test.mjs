@@ -1,14 +1,15 @@
 // tickgate.test.mjs: unit tests of the pure parts of src/server/web/tickgate.js (node --test):
 // the binary decoder against golden bytes from the gateway's own encoder (tests/golden.rs),
-// JSON update parsing, decimal formatting, the backoff schedule and the latency helpers.
+// JSON update and batch parsing, decimal formatting, the backoff schedule, the latency
+// helpers, and the decisions of adaptive throttling (AdaptiveRate, effectiveRate).
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 
 import {
-  RECORD_SIZE, decodeFrame, formatFixed, formatDecimal, parseJsonUpdate, backoffDelay,
-  percentile, SlidingWindow, closeMeaning, CLOSE_CODES, TickgateError,
+  RECORD_SIZE, decodeFrame, formatFixed, formatDecimal, parseJsonUpdate, parseJsonBatch, backoffDelay,
+  percentile, SlidingWindow, closeMeaning, CLOSE_CODES, TickgateError, AdaptiveRate, effectiveRate, MAX_RATE,
 } from '../../src/server/web/tickgate.js';
 
 const golden = (name) => new URL(`./golden/${name}`, import.meta.url);
@@ -126,6 +127,153 @@ test('parseJsonUpdate falls back to JSON.parse for other layouts, still exact', 
   assert.throws(() => parseJsonUpdate('{"type":"update",'), SyntaxError);
 });
 
+/** An update in the gateway's layout (PROTOCOL.md), as the JSON and batched formats print it. */
+const update = (symbol, seq, { bid = '189.12', ts = '1732240000123460001', snapshot = false } = {}) =>
+  `{"type":"update","symbol":"${symbol}","seq":${seq},"bid":${bid},"bid_size":300,"ask":189.14,` +
+  `"ask_size":0.00000001,"last":0,"last_size":0,"volume":92233720368.54775807,` +
+  `"ts_event":1732240000123456789,"ts_gateway":${ts},"snapshot":${snapshot}}`;
+
+test('parseJsonBatch reads every update of a batch, exactly as parseJsonUpdate does', () => {
+  const items = [update('AAPL', 9007199254740999n, { snapshot: true }), update('MSFT', 7, { bid: '-0.5' }), update('AAPL', 9007199254741000n)];
+  const batch = `[${items.join(',')}]`;
+  const updates = parseJsonBatch(batch);
+  assert.deepEqual(updates, items.map(parseJsonUpdate));
+  assert.deepEqual(updates.map((u) => [u.symbol, u.seq, u.bid]),
+    [['AAPL', 9007199254740999n, '189.12'], ['MSFT', 7n, '-0.5'], ['AAPL', 9007199254741000n, '189.12']]);
+  assert.equal(updates[1].volume, '92233720368.54775807');
+  assert.equal(updates[2].ts_gateway, 1732240000123460001n);
+  assert.equal(updates[0].snapshot, true);
+  assert.deepEqual(parseJsonBatch(`  ${batch}\n`), updates, 'whitespace around the array');
+  assert.deepEqual(parseJsonBatch('[]'), []);
+  assert.deepEqual(parseJsonBatch(`[${items[1]}]`), [parseJsonUpdate(items[1])], 'a batch of one');
+});
+
+test('parseJsonBatch takes other layouts through the general path, still exact', () => {
+  // Whitespace between elements, a later version's fields (one nesting brackets and braces),
+  // a symbol whose escapes hold the separators, an element that is not an update.
+  const odd = '{"type":"update","symbol":"A\\"},{[B]","extra":{"x":[1,{"y":"]"}]},"seq":5,"bid":1.25,"bid_size":1,' +
+    '"ask":2,"ask_size":1,"last":0,"last_size":0,"volume":10,"ts_event":1732240000123456789,' +
+    '"ts_gateway":1732240000123460001,"snapshot":false}';
+  const text = `[ ${update('SPY', 1)} ,\n${odd}, {"type":"later_kind","n":[1,2]} , ${update('SPY', 2)} ]`;
+  const updates = parseJsonBatch(text);
+  assert.deepEqual(updates.map((u) => [u.symbol, u.seq]), [['SPY', 1n], ['A"},{[B]', 5n], ['SPY', 2n]]);
+  assert.equal(updates[1].bid, '1.25');
+  assert.equal(updates[1].ts_gateway, 1732240000123460001n);
+  // The gateway's layout up to a point, then another: the whole batch is read the general way.
+  const mixed = `[${update('SPY', 1)},${update('SPY', 2).replace('"snapshot":false', '"snapshot":false,"venue":"X"')}]`;
+  assert.deepEqual(parseJsonBatch(mixed).map((u) => u.seq), [1n, 2n]);
+});
+
+test('parseJsonBatch throws on a malformed batch', () => {
+  const u = update('SPY', 1);
+  for (const text of ['[', `[${u}`, `[${u},`, `[${u},]`, `[${u}] x`, `[${u}]]`, `[,${u}]`, `[${u},,${u}]`,
+    '[}', `[${u.slice(0, -1)}]`, `{"type":"update"}`, '', `[${u}}`]) {
+    assert.throws(() => parseJsonBatch(text), SyntaxError, JSON.stringify(text.slice(0, 40) + '…' + text.slice(-10)));
+  }
+});
+
+test('effectiveRate: the app\'s rate under the adaptive cap', () => {
+  const cases = [
+    // asked, cap, asked of the gateway
+    [20, Infinity, 20], [0, Infinity, 0], [undefined, Infinity, undefined],
+    [20, 5, 5], [2, 5, 2], [0, 5, 5], [undefined, 5, 5], [0.5, 1, 0.5],
+  ];
+  for (const [asked, cap, want] of cases) assert.equal(effectiveRate(asked, cap), want, `${asked} under ${cap}`);
+});
+
+/**
+ * Drives an AdaptiveRate with observations one second apart: [lagMs, load] pairs (load's
+ * sentMs defaults to the observation's time: the newest handled update was just sent).
+ * Returns what each observation returned.
+ */
+function drive(ctl, steps, start = 1_000) {
+  return steps.map(([lag, load = {}], i) => {
+    const now = start + i * 1_000;
+    return ctl.observe(lag, now, { handled: 480, symbols: 30, sentMs: now, ...load });
+  });
+}
+
+test('AdaptiveRate cuts to half of what got through per symbol, at once, and flags a resync when far behind', () => {
+  const ctl = new AdaptiveRate();
+  assert.equal(ctl.rate, Infinity);
+  assert.deepEqual(drive(ctl, [[20], [140], [NaN]]), [null, null, null], 'under high, or no evidence: no change');
+  assert.equal(ctl.observe(300, 4_000, { handled: 480, symbols: 30, sentMs: 4_000 }), 8, '480/s over 30 symbols, halved');
+  assert.equal(ctl.rate, 8);
+  assert.equal(ctl.resync, false, 'under resyncMs: the backlog drains');
+
+  const far = new AdaptiveRate();
+  assert.equal(far.observe(900, 1_000, { handled: 500, symbols: 200, sentMs: 1_000 }), 1.25);
+  assert.equal(far.resync, true, 'over resyncMs (500): drop the backlog');
+  assert.equal(new AdaptiveRate({ floor: 2 }).observe(900, 1_000, { handled: 5, symbols: 200 }), 2, 'never under the floor');
+  assert.equal(new AdaptiveRate().observe(900, 1_000, { handled: 1e6, symbols: 1 }), MAX_RATE, 'never over MAX_RATE');
+  assert.equal(new AdaptiveRate().observe(900, 1_000, { handled: 1000, symbols: 3 }), 167, 'three significant digits');
+});
+
+test('AdaptiveRate judges a change only by updates sent after it, and takes the first as a baseline', () => {
+  const ctl = new AdaptiveRate();
+  assert.equal(ctl.observe(400, 1_000, { handled: 480, symbols: 30, sentMs: 1_000 }), 8);
+  // Still working through what was sent before the cut: however far behind, wait.
+  assert.equal(ctl.observe(2_000, 2_000, { handled: 480, symbols: 30, sentMs: 999 }), null);
+  assert.equal(ctl.observe(3_000, 3_000, { handled: 480, symbols: 30, sentMs: 900 }), null);
+  // The first observation of updates sent after it: a baseline, not a reason to cut again.
+  assert.equal(ctl.observe(3_500, 4_000, { handled: 480, symbols: 30, sentMs: 1_200 }), null);
+  // Behind and not getting better: cut again (half of min(rate, what got through)).
+  assert.equal(ctl.observe(3_500, 5_000, { handled: 480, symbols: 30, sentMs: 4_900 }), 4);
+  assert.equal(ctl.observe(3_400, 6_000, { handled: 60, symbols: 30, sentMs: 5_900 }), null, 'baseline again');
+  assert.equal(ctl.observe(3_400, 7_000, { handled: 60, symbols: 30, sentMs: 6_900 }), 1, 'what got through (2/s) halved');
+  assert.equal(ctl.observe(900, 8_000, { handled: 30, symbols: 30, sentMs: 7_900 }), null, 'baseline');
+  assert.equal(ctl.observe(900, 9_000, { handled: 30, symbols: 30, sentMs: 8_900 }), null, 'at the floor: nothing left to cut');
+  assert.equal(ctl.rate, 1);
+});
+
+test('AdaptiveRate leaves a lag that is falling fast enough alone', () => {
+  const ctl = new AdaptiveRate();
+  drive(ctl, [[400], [3_000], [2_000]]); // cut, baseline (3000), then 1000 ms shed per s
+  assert.equal(ctl.rate, 8);
+  // 1 s/s: under high (150) from 1,000 ms within 3 s: on course.
+  assert.equal(ctl.observe(1_000, 4_000, { handled: 480, symbols: 30, sentMs: 4_000 }), null);
+  // 100 ms/s from 900 ms: 7.5 s to go, longer than recoverMs (3 s): cut.
+  assert.equal(ctl.observe(900, 5_000, { handled: 480, symbols: 30, sentMs: 5_000 }), 4);
+});
+
+test('AdaptiveRate doubles the cap after raiseAfterMs caught up, and lifts it at the ceiling', () => {
+  const ctl = new AdaptiveRate(); // low 50, raiseAfterMs 3000
+  drive(ctl, [[400, { handled: 300, symbols: 30 }]]); // cut to 5
+  assert.equal(ctl.rate, 5);
+  const load = { ceiling: 20 };
+  // baseline (starts the calm run), then 3 s more under low before the first doubling.
+  assert.deepEqual(drive(ctl, [[30, load], [30, load], [30, load], [30, load]], 2_000), [null, null, null, 10]);
+  // A lag between low and high restarts the calm run.
+  assert.deepEqual(drive(ctl, [[30, load], [30, load], [80, load], [30, load], [30, load], [30, load], [30, load]], 6_000),
+    [null, null, null, null, null, null, Infinity]);
+  assert.equal(ctl.rate, Infinity, 'doubling to the app\'s ceiling (20) lifts the cap');
+  assert.deepEqual(drive(ctl, [[30, load], [30, load], [30, load], [30, load]], 13_000), [null, null, null, null], 'nothing to raise');
+});
+
+test('AdaptiveRate with unlimited subscriptions doubles up to MAX_RATE before lifting the cap', () => {
+  const ctl = new AdaptiveRate({ raiseAfterMs: 0 });
+  ctl.observe(400, 0, { handled: 8_000, symbols: 10, sentMs: 0 }); // cut to 400
+  assert.equal(ctl.rate, 400);
+  const rates = [];
+  for (let t = 1_000; rates.at(-1) !== Infinity && t < 20_000; t += 1_000) {
+    const r = ctl.observe(10, t, { ceiling: Infinity, sentMs: t });
+    if (r !== null) rates.push(r);
+  }
+  assert.deepEqual(rates, [800, Infinity]);
+});
+
+test('AdaptiveRate is deterministic and checks its options', () => {
+  const run = () => {
+    const ctl = new AdaptiveRate();
+    return drive(ctl, [[10], [400], [700], [900], [900], [40], [40], [40], [40], [40], [200], [40]]);
+  };
+  assert.deepEqual(run(), run());
+  assert.throws(() => new AdaptiveRate({ low: 150, high: 150 }), RangeError);
+  assert.throws(() => new AdaptiveRate({ floor: 0 }), RangeError);
+  assert.throws(() => new AdaptiveRate({ floor: MAX_RATE + 1 }), RangeError);
+  assert.deepEqual({ ...AdaptiveRate.DEFAULTS }, { high: 150, low: 50, floor: 1, raiseAfterMs: 3000, recoverMs: 3000, resyncMs: 500 });
+});
+
 test('backoffDelay without jitter doubles from base up to max', () => {
   const opts = { base: 250, max: 10_000, jitter: 'none' };
   const schedule = Array.from({ length: 10 }, (_, i) => backoffDelay(i, opts));
@@ -189,6 +337,18 @@ test('SlidingWindow keeps the newest samples within the span', () => {
   assert.deepEqual(w.percentiles(1700, [0, 100]), [20, 50]);
   w.clear();
   assert.ok(Number.isNaN(w.percentiles(1700, [50])[0]));
+});
+
+test('SlidingWindow counts exactly the samples taken after a clear', () => {
+  // It once kept writing where it had left off, so the first samples after a clear were read
+  // from the wrong slots: here, the 1 and 2 taken before it.
+  const w = new SlidingWindow({ span: 1000, capacity: 4 });
+  for (const v of [1, 2, 3]) w.add(v, 100);
+  w.clear();
+  w.add(7, 200);
+  assert.deepEqual(w.percentiles(200, [0, 100]), [7, 7]);
+  w.add(9, 200);
+  assert.deepEqual(w.percentiles(200, [0, 100]), [7, 9]);
 });
 
 test('close codes map to their meaning', () => {

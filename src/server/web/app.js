@@ -4,12 +4,30 @@
 // Smooth at any rate: an update only stores the newest value of its symbol and marks the row
 // dirty; rows, flashes and the chart are rendered at most once per animation frame. Per-second
 // figures (updates/s, latency percentiles) are refreshed on timers, never per message.
+//
+// Paced to what a person can read: each row asks the gateway for at most ROW_RATE updates/s
+// (the "Display rate" control), the charted symbol for CHART_RATE; the gateway's conflation
+// still delivers every symbol's latest value. On top of that tickgate.js throttles itself
+// when the page falls behind (adaptive throttling), which the "Behind"/"Paced" badge shows.
 
-import { connect, formatDecimal, SlidingWindow } from '/tickgate.js';
+import { connect, effectiveRate, formatDecimal, FORMATS, SlidingWindow } from '/tickgate.js';
 
 /** The first visit's watchlist, kept to the symbols the gateway has (see initialWatchlist). */
 const DEFAULT_WATCHLIST = ['SPY', 'QQQ', 'AAPL', 'MSFT', 'NVDA', 'AMZN', 'GOOGL', 'META', 'TSLA'];
-const STORAGE_KEY = 'tickgate.dashboard.v1';
+/**
+ * Updates/s each watchlist row asks for, unless the "Display rate" control says otherwise: a
+ * cell that changes 20 times a second already looks continuous, and 20 × 9 rows is light work
+ * for any page. 0 ("all") asks for every update.
+ */
+const ROW_RATE = 20;
+/** Updates/s of the selected (charted) symbol: more detail where the eye is (or 0 when rows get all). */
+const CHART_RATE = 60;
+/** Rate changes (a selection moving with the arrow keys) are sent together after this pause, ms. */
+const RATE_SETTLE_MS = 150;
+const STORAGE_KEY = 'tickgate.dashboard.v2';
+/** The previous version's preferences; its `format` was saved even when it was only the default. */
+const LEGACY_STORAGE_KEY = 'tickgate.dashboard.v1';
+const FORMAT_NAMES = { 'json-batch': 'batched JSON', json: 'JSON', binary: 'binary' };
 const CHART_SPAN_MS = 5 * 60_000; // the chart shows up to the last 5 minutes
 const CHART_MIN_SPAN_MS = 30_000; // and at least 30 s, while the history is younger
 const CHART_BUCKET_MS = 250; // one chart point per symbol per 250 ms (1,200 per 5 minutes)
@@ -18,7 +36,7 @@ const FLASH_MS = 350; // how long a changed cell stays highlighted
 
 const $ = (id) => document.getElementById(id);
 const el = {
-  conn: $('conn'), feed: $('feed'), message: $('message'),
+  conn: $('conn'), feed: $('feed'), lag: $('lag'), message: $('message'), rowRate: $('row-rate'),
   p50: $('lat-p50'), p99: $('lat-p99'), rtt: $('rtt'), msgRate: $('msg-rate'),
   form: $('add-form'), input: $('symbol-input'), datalist: $('symbol-list'),
   rows: $('rows'), table: $('watchlist'), empty: $('empty'), template: $('row-template'),
@@ -28,16 +46,26 @@ const el = {
 // --- preferences (localStorage; every access may throw in locked-down browsers)
 
 function loadPrefs() {
+  const read = (key) => {
+    const p = JSON.parse(localStorage.getItem(key));
+    return p && typeof p === 'object' ? p : null;
+  };
   try {
-    const p = JSON.parse(localStorage.getItem(STORAGE_KEY));
-    return p && typeof p === 'object' ? p : {};
+    const p = read(STORAGE_KEY);
+    if (p) return p;
+    // From v1 keep everything but a format of 'json': it was saved as the default, and the
+    // default is now batched JSON.
+    const legacy = read(LEGACY_STORAGE_KEY) ?? {};
+    if (legacy.format === 'json') delete legacy.format;
+    return legacy;
   } catch {
     return {};
   }
 }
 
 const prefs = loadPrefs();
-prefs.maxRates ??= {};
+prefs.maxRates ??= {}; // per-symbol rates chosen in the chart panel (else the pacing below)
+if (![...el.rowRate.options].some((o) => Number(o.value) === prefs.rowRate)) prefs.rowRate = ROW_RATE;
 
 function savePrefs() {
   if (!ready) return; // nothing to save before the first watchlist is built
@@ -64,30 +92,11 @@ function initialWatchlist(universe, saved) {
   return defaults.length > 0 ? defaults : universe.slice(0, 8);
 }
 
-// --- clocks and metrics
+// --- metrics
 
-// The wall clock in ms with sub-ms resolution, for latency against the gateway's ts_gateway
-// (ns since the epoch). Date.now() has 1 ms steps; performance.now() is fine-grained but
-// monotonic, and performance.timeOrigin can be a millisecond or so off the wall clock. So
-// performance.now() is anchored at a step of Date.now() (found with a busy wait of at most
-// 1 ms), where Date.now() is exact; once a second the estimate is checked against Date.now()'s
-// 1 ms bounds and re-anchored if the two clocks drifted apart (NTP, sleep).
-function anchorToWallClock() {
-  const start = Date.now();
-  let now;
-  while ((now = Date.now()) === start); // wait for the next millisecond to begin
-  return now - performance.now();
-}
-let epochOffset = anchorToWallClock();
-const wallMs = () => epochOffset + performance.now();
-setInterval(() => {
-  const wall = wallMs();
-  const floor = Date.now();
-  if (wall < floor || wall >= floor + 1) epochOffset = anchorToWallClock();
-}, 1000);
-
-// End-to-end latency of live updates over the last 10 s (at most 4,096 samples). Number math is
-// precise enough here: ts_gateway as a double is off by < 256 ns.
+// End-to-end latency of live updates over the last 10 s (at most 4,096 samples): each update's
+// age when this page handled it (u.age: the gateway's clock, as tickgate.js estimates it from
+// pings, minus ts_gateway).
 const latency = new SlidingWindow({ span: 10_000, capacity: 4096 });
 
 // --- the watchlist
@@ -118,9 +127,15 @@ class Row {
     this.showCap();
   }
 
+  /** The rate the gateway is asked for: the pacing's, lowered while tickgate.js throttles. */
   showCap() {
-    const r = prefs.maxRates[this.symbol];
-    this.setText('cap', r === undefined ? 'default' : r === 0 ? 'unlimited' : `${r}/s`);
+    const asked = askedRate(this.symbol);
+    const rate = effectiveRate(asked, client.rate);
+    const throttled = rate !== asked;
+    if (this.setText('cap', formatRate(rate))) {
+      this.cells.cap.classList.toggle('throttled', throttled);
+      this.cells.cap.title = throttled ? `lowered from ${formatRate(asked)}: this page fell behind` : '';
+    }
   }
 
   setText(key, text) {
@@ -188,6 +203,7 @@ function removeRow(symbol, { refused = false } = {}) {
   rows.delete(symbol);
   dirty.delete(row);
   delete prefs.maxRates[symbol];
+  asked.delete(symbol);
   if (!refused) client.unsubscribe([symbol]).catch(() => {}); // the 'error' listener reports
   if (selected === symbol) select(next?.dataset.symbol ?? null);
   if (hadFocus) (next ?? el.input).focus();
@@ -206,20 +222,65 @@ async function addSymbol(text) {
   if (universe.length > 0 && !universe.includes(symbol)) {
     return say(`Unknown symbol ${symbol}: not in the gateway's list.`);
   }
-  addRow(symbol);
+  const row = addRow(symbol);
   select(symbol);
   el.input.value = '';
   say(`Added ${symbol}.`);
   savePrefs();
+  const maxRate = askedRate(symbol);
+  asked.set(symbol, maxRate);
+  row.showCap();
   try {
-    await client.subscribe([symbol], maxRateOption(symbol));
+    await client.subscribe([symbol], { maxRate });
   } catch (e) {
     if (e.kind === 'reply') removeRow(symbol, { refused: true }); // unknown, too many, rate limited
   }
 }
 
-const maxRateOption = (symbol) =>
-  prefs.maxRates[symbol] === undefined ? {} : { maxRate: prefs.maxRates[symbol] };
+// --- pacing: the max_rate each symbol asks for
+
+/**
+ * The rate `symbol` asks for: its own (the chart panel's control), else the display rate of
+ * rows, more for the selected symbol.
+ */
+function askedRate(symbol) {
+  const own = prefs.maxRates[symbol];
+  if (own !== undefined) return own;
+  if (symbol !== selected) return prefs.rowRate;
+  return prefs.rowRate === 0 ? 0 : Math.max(prefs.rowRate, CHART_RATE);
+}
+
+/** '20/s', '1/2 s' or 'all'. */
+function formatRate(rate) {
+  if (rate === 0 || rate === Infinity) return 'all';
+  if (rate < 1) return `1/${Number((1 / rate).toPrecision(2))} s`;
+  return `${Number(rate.toPrecision(3))}/s`;
+}
+
+const asked = new Map(); // symbol -> the rate last asked of the client
+let ratesTimer = null;
+
+/** Asks the client for every row's rate where it changed: one subscribe per distinct rate. */
+function syncRates() {
+  clearTimeout(ratesTimer);
+  ratesTimer = null;
+  const byRate = new Map();
+  for (const symbol of rows.keys()) {
+    const rate = askedRate(symbol);
+    if (asked.get(symbol) === rate) continue;
+    asked.set(symbol, rate);
+    if (!byRate.has(rate)) byRate.set(rate, []);
+    byRate.get(rate).push(symbol);
+  }
+  // A held symbol only changes its rate (no new snapshot); refusals reach the 'error' listener.
+  for (const [maxRate, symbols] of byRate) client.subscribe(symbols, { maxRate }).catch(() => {});
+  for (const row of rows.values()) row.showCap();
+}
+
+/** syncRates after RATE_SETTLE_MS: a run of changes goes out as one request per rate. */
+function queueRates() {
+  ratesTimer ??= setTimeout(syncRates, RATE_SETTLE_MS);
+}
 
 /** Selects a row: it becomes the keyboard stop of the table and the chart's symbol. */
 function select(symbol) {
@@ -237,6 +298,7 @@ function select(symbol) {
   chartDirty = chartForced = true;
   describeChart();
   queueFrame();
+  queueRates(); // the chart's rate moves with the selection
   savePrefs();
 }
 
@@ -471,6 +533,7 @@ function say(text) {
 }
 
 let everOpen = false;
+let connectReason; // why the client last opened a connection itself: 'format change', 'resync'
 let feedState = 'unknown';
 
 function showConnection(ev) {
@@ -480,8 +543,8 @@ function showConnection(ev) {
   el.table.classList.toggle('stale', state !== 'open' || feedState === 'down');
   // The live region's text changes only on real transitions, not on every retry.
   const text = {
-    connecting: everOpen ? 'Reconnecting…' : 'Connecting…',
-    open: `Connected · ${format === 'binary' ? 'binary' : 'JSON'}`,
+    connecting: ev.reason === 'resync' ? 'Resyncing…' : everOpen ? 'Reconnecting…' : 'Connecting…',
+    open: `Connected · ${FORMAT_NAMES[format]}`,
     reconnecting: 'Disconnected · reconnecting…',
     idle: 'Idle · add a symbol to connect',
     closed: 'Closed',
@@ -505,16 +568,19 @@ function showFeed(state) {
 // reaches a server or its logs) or /?token=<JWT>.
 const token = new URLSearchParams(location.hash.slice(1)).get('token') ??
   new URLSearchParams(location.search).get('token') ?? undefined;
-const client = connect('/ws', { format: prefs.format === 'binary' ? 'binary' : 'json', token });
+// Pings every 2 s: the RTT on display stays current (and the clock estimate fresh).
+const client = connect('/ws', { format: FORMATS.includes(prefs.format) ? prefs.format : FORMATS[0], token, pingInterval: 2000 });
 for (const input of document.querySelectorAll('input[name=format]')) input.checked = input.value === client.format;
 
 client.on('state', (ev) => {
   showConnection(ev);
+  if (ev.state === 'connecting') connectReason = ev.reason;
   if (ev.state !== 'open') {
     if (feedState !== 'unknown') showFeed('unknown'); // no news of the feed while away
     return;
   }
-  if (everOpen) say('Reconnected.');
+  if (connectReason === 'resync') say('This page fell behind: it skipped the backlog and started again from the latest quotes.');
+  else if (everOpen && connectReason !== 'format change') say('Reconnected.');
   everOpen = true;
   showFeed(client.feed); // 'up' until the gateway says otherwise
   latency.clear(); // a new connection: old samples describe another path
@@ -532,7 +598,7 @@ client.on('update', (u) => {
   const price = chartPrice(u);
   if (Number.isNaN(row.base) && price !== 0) row.base = price;
   row.series.add(now, price);
-  if (!u.snapshot) latency.add(wallMs() - Number(u.ts_gateway) / 1e6, now);
+  if (!u.snapshot) latency.add(u.age, now);
   dirty.add(row);
   if (row.symbol === selected) chartDirty = true;
   queueFrame();
@@ -557,6 +623,30 @@ client.on('pong', ({ rtt }) => {
   el.rtt.textContent = `${rtt.toFixed(1)} ms`;
 });
 
+// Adaptive throttling (tickgate.js): a badge while this page is behind or paced below what
+// it asked for; the rows' Max rate cells show the lowered rates.
+let shownRate = Infinity;
+client.on('lag', ({ lagMs, behind, rate, resync }) => {
+  const paced = rate !== Infinity;
+  const level = resync ? 'resync' : behind ? 'behind' : paced ? 'paced' : 'ok';
+  // Text changes only with the state (a live region); the figures go in the tooltip.
+  const text = {
+    resync: 'Behind · dropping the backlog',
+    behind: paced ? `Behind · paced to ${formatRate(rate)}` : 'Behind',
+    paced: `Paced to ${formatRate(rate)}`,
+    ok: '',
+  }[level];
+  el.lag.hidden = level === 'ok';
+  el.lag.dataset.level = level;
+  if (el.lag.textContent !== text) el.lag.textContent = text;
+  el.lag.title = `this page handles updates ${formatMs(lagMs)} after the gateway got them (p90, last second)` +
+    (paced ? `; throttled to ${formatRate(rate)} per symbol until it keeps up` : '');
+  if (rate !== shownRate) {
+    shownRate = rate;
+    for (const row of rows.values()) row.showCap();
+  }
+});
+
 /** The `list` reply: fill the picker; on the first one, build and subscribe the watchlist. */
 function onUniverse(symbols) {
   if (symbols.join() !== universe.join()) {
@@ -569,15 +659,7 @@ function onUniverse(symbols) {
   for (const s of watch) addRow(s);
   el.empty.hidden = rows.size > 0;
   select(rows.has(prefs.selected) ? prefs.selected : (watch[0] ?? null));
-  // One subscribe per distinct max rate.
-  const groups = new Map();
-  for (const s of watch) {
-    const key = JSON.stringify(prefs.maxRates[s] ?? null);
-    if (!groups.has(key)) groups.set(key, []);
-    groups.get(key).push(s);
-  }
-  for (const symbols of groups.values()) client.subscribe(symbols, maxRateOption(symbols[0])).catch(() => {});
-  setTimeout(() => client.ping().catch(() => {}), 1000); // the first RTT, after the snapshots
+  syncRates(); // subscribes the watchlist: one request per distinct rate
 }
 
 // Per-second figures: updates/s per row and overall; latency percentiles; the chart's scroll.
@@ -623,16 +705,20 @@ for (const input of document.querySelectorAll('input[name=format]')) {
   });
 }
 
+el.rowRate.value = String(prefs.rowRate);
+el.rowRate.addEventListener('change', () => {
+  prefs.rowRate = Number(el.rowRate.value);
+  savePrefs();
+  syncRates();
+});
+
 el.maxRate.addEventListener('change', () => {
   if (!selected) return;
   const v = el.maxRate.value;
-  if (v === '') delete prefs.maxRates[selected];
+  if (v === '') delete prefs.maxRates[selected]; // auto: the display rate's
   else prefs.maxRates[selected] = Number(v);
-  rows.get(selected)?.showCap();
   savePrefs();
-  // Re-subscribing a held symbol changes only its rate (no new snapshot). No max_rate at all
-  // means the server's default.
-  client.subscribe([selected], maxRateOption(selected)).catch(() => {});
+  syncRates();
 });
 
 el.rows.addEventListener('click', (e) => {

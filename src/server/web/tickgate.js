@@ -3,10 +3,17 @@
 // dashboard (GET /), documented in docs/CLIENT.md. Copy it into your own dashboards.
 //
 // It connects, reconnects with exponential backoff and jitter, re-subscribes after a reconnect,
-// matches replies to requests by id, pings to measure the round trip, decodes both update
-// formats into one normalized update object and tracks seq per symbol. Browsers and Node >= 22
-// (global WebSocket); elsewhere pass a WebSocket class in the options.
+// matches replies to requests by id, pings to measure the round trip and the gateway's clock,
+// decodes the three update formats (batched JSON by default, JSON, binary) into one normalized
+// update object and tracks seq per symbol. It measures how far behind the page is and, when
+// the page cannot keep up, lowers the max_rate of its subscriptions until it can (adaptive
+// throttling; docs/CLIENT.md). Browsers and Node >= 22 (global WebSocket); elsewhere pass a
+// WebSocket class in the options.
 
+/** The update formats, the default first: batched JSON, one JSON object per frame, binary. */
+export const FORMATS = Object.freeze(['json-batch', 'json', 'binary']);
+/** The highest max_rate the protocol accepts, updates/s per symbol. */
+export const MAX_RATE = 1000;
 /** Bytes per record in a binary frame. */
 export const RECORD_SIZE = 88;
 /** Record type of a Level-1 update; records of other types are skipped. */
@@ -101,13 +108,24 @@ export function decodeFrame(frame) {
 // structure, then the exact text of each numeric field.
 const DECIMAL_FIELDS = ['bid', 'bid_size', 'ask', 'ask_size', 'last', 'last_size', 'volume'];
 const DEC = '(-?\\d+(?:\\.\\d+)?)';
-const UPDATE_LAYOUT = new RegExp(
-  '^\\{"type":"update","symbol":"([^"\\\\]*)","seq":(\\d+)' +
+const UPDATE_SOURCE =
+  '\\{"type":"update","symbol":"([^"\\\\]*)","seq":(\\d+)' +
   DECIMAL_FIELDS.map((k) => `,"${k}":${DEC}`).join('') +
-  ',"ts_event":(\\d+),"ts_gateway":(\\d+),"snapshot":(true|false)\\}$',
-);
+  ',"ts_event":(\\d+),"ts_gateway":(\\d+),"snapshot":(true|false)\\}';
+const UPDATE_LAYOUT = new RegExp(`^${UPDATE_SOURCE}$`);
+// The same layout matched at a given position of a batch (sticky), element after element.
+const UPDATE_ITEM = new RegExp(UPDATE_SOURCE, 'y');
 const EXACT_FIELD = new RegExp(`"(seq|${DECIMAL_FIELDS.join('|')}|ts_event|ts_gateway)":${DEC}`, 'g');
 const BIGINT_FIELDS = new Set(['seq', 'ts_event', 'ts_gateway']);
+
+/** The update of a match of UPDATE_SOURCE. */
+function fromMatch(m) {
+  const u = { symbol: m[1], symbol_id: undefined, snapshot: m[12] === 'true', seq: BigInt(m[2]) };
+  DECIMAL_FIELDS.forEach((k, i) => { u[k] = m[3 + i]; });
+  u.ts_event = BigInt(m[10]);
+  u.ts_gateway = BigInt(m[11]);
+  return u;
+}
 
 /**
  * Parses the text of a JSON update into the same shape as a binary record, plus `symbol`
@@ -116,13 +134,7 @@ const BIGINT_FIELDS = new Set(['seq', 'ts_event', 'ts_gateway']);
  */
 export function parseJsonUpdate(text) {
   const m = UPDATE_LAYOUT.exec(text);
-  if (m) {
-    const u = { symbol: m[1], symbol_id: undefined, snapshot: m[12] === 'true', seq: BigInt(m[2]) };
-    DECIMAL_FIELDS.forEach((k, i) => { u[k] = m[3 + i]; });
-    u.ts_event = BigInt(m[10]);
-    u.ts_gateway = BigInt(m[11]);
-    return u;
-  }
+  if (m) return fromMatch(m);
   const parsed = JSON.parse(text);
   if (parsed?.type !== 'update') return null;
   const u = { symbol: parsed.symbol, symbol_id: undefined, snapshot: parsed.snapshot === true, seq: 0n };
@@ -133,6 +145,91 @@ export function parseJsonUpdate(text) {
     u[key] = BIGINT_FIELDS.has(key) ? BigInt(digits) : digits;
   }
   return u;
+}
+
+const isSpace = (c) => c === 0x20 || c === 0x09 || c === 0x0a || c === 0x0d;
+
+/** Index of the first character of `text` at or after `i` that is not JSON whitespace. */
+function skipSpace(text, i) {
+  while (i < text.length && isSpace(text.charCodeAt(i))) i++;
+  return i;
+}
+
+/**
+ * Parses a batched JSON frame (format json-batch: a JSON array of update objects, PROTOCOL.md)
+ * into updates, in order, each exactly as parseJsonUpdate would give it. Elements that are not
+ * updates are skipped. Throws a SyntaxError if the text is not a well-formed array.
+ *
+ * The fast path matches the gateway's layout element after element, in place, without
+ * slicing the frame; any other layout takes the general path (arrayItems, then
+ * parseJsonUpdate per element).
+ */
+export function parseJsonBatch(text) {
+  const updates = [];
+  let at = skipSpace(text, 0);
+  if (text.charCodeAt(at) !== 0x5b) throw new SyntaxError('a batch is a JSON array');
+  at++;
+  for (;;) {
+    UPDATE_ITEM.lastIndex = at;
+    const m = UPDATE_ITEM.exec(text);
+    if (!m) break;
+    updates.push(fromMatch(m));
+    at = UPDATE_ITEM.lastIndex;
+    const c = text.charCodeAt(at);
+    if (c === 0x2c) { // ',': the next element
+      at++;
+      continue;
+    }
+    if (c === 0x5d && skipSpace(text, at + 1) === text.length) return updates; // ']' and the end
+    break;
+  }
+  return arrayItems(text).map(parseJsonUpdate).filter((u) => u !== null);
+}
+
+/**
+ * The text of each top-level element of a JSON array, in order (strings and nesting are
+ * respected; each element's own syntax is left to its parser). Throws a SyntaxError if the
+ * array itself is malformed.
+ */
+function arrayItems(text) {
+  const items = [];
+  let i = skipSpace(text, 0);
+  if (text.charCodeAt(i) !== 0x5b) throw new SyntaxError('a batch is a JSON array');
+  i = skipSpace(text, i + 1);
+  if (text.charCodeAt(i) === 0x5d) {
+    if (skipSpace(text, i + 1) !== text.length) throw new SyntaxError('text after the array');
+    return items;
+  }
+  for (;;) {
+    const start = i;
+    let depth = 0;
+    let inString = false;
+    for (; i < text.length; i++) {
+      const c = text.charCodeAt(i);
+      if (inString) {
+        if (c === 0x5c) i++; // backslash: skip the escaped character
+        else if (c === 0x22) inString = false;
+      } else if (c === 0x22) {
+        inString = true;
+      } else if (c === 0x7b || c === 0x5b) {
+        depth++;
+      } else if (c === 0x7d || c === 0x5d) {
+        if (depth === 0) break;
+        depth--;
+      } else if (c === 0x2c && depth === 0) {
+        break;
+      }
+    }
+    const item = text.slice(start, i).trim();
+    if (i >= text.length || item === '') throw new SyntaxError('malformed JSON array');
+    items.push(item);
+    if (text.charCodeAt(i) === 0x7d) throw new SyntaxError('unbalanced } in a JSON array');
+    if (text.charCodeAt(i) === 0x5d) {
+      if (skipSpace(text, i + 1) !== text.length) throw new SyntaxError('text after the array');
+      return items;
+    }
+    i = skipSpace(text, i + 1); // after ','
+  }
 }
 
 /** Adds `num`: the decimal fields as Numbers, for charts and arithmetic (not for display). */
@@ -195,7 +292,10 @@ export class SlidingWindow {
     this.next = (this.next + 1) % this.values.length;
     this.size = Math.min(this.size + 1, this.values.length);
   }
-  clear() { this.size = 0; }
+  clear() {
+    this.next = 0;
+    this.size = 0;
+  }
   /** The percentiles `ps` of the samples taken since `now - span`, e.g. [50, 99] -> [p50, p99]. */
   percentiles(now, ps) {
     const live = [];
@@ -204,8 +304,141 @@ export class SlidingWindow {
   }
 }
 
+/**
+ * The max_rate to ask the gateway for: the app's `asked` rate (undefined: the server's default,
+ * 0: unlimited, else updates/s) under the adaptive cap `cap` (Infinity: no cap).
+ * effectiveRate(20, 5) -> 5; effectiveRate(0, 5) -> 5; effectiveRate(undefined, Infinity) -> undefined.
+ */
+export function effectiveRate(asked, cap) {
+  if (cap === Infinity) return asked;
+  return asked === undefined || asked === 0 ? cap : Math.min(asked, cap);
+}
+
+/**
+ * The decisions of adaptive throttling, with no I/O and no clock of its own: fed about once a
+ * second with how far behind the page is, it answers with a new cap on the max_rate of every
+ * subscription (updates/s per symbol; Infinity: no cap) or null for no change. The client
+ * applies a new cap by re-subscribing (docs/CLIENT.md, "Adaptive throttling").
+ *
+ * - Behind (lag over `high`) and not on course to get under `high` within `recoverMs` at the
+ *   current slope: halve the rate, measured as what actually got through, `handled / symbols`
+ *   updates/s per symbol. A page that falls behind is saturated, so that is about half of what
+ *   it can take; the backlog then drains at least as fast as it grew. Never below `floor`.
+ * - Caught up (lag under `low`) for `raiseAfterMs`: double the cap; at the app's `ceiling` (or
+ *   MAX_RATE) the cap is lifted.
+ * - A cut made while the lag is over `resyncMs` also sets `resync`: the client then drops the
+ *   backlog by reconnecting, and starts again from snapshots. Updates handled L ms after they
+ *   were sent have at least L ms of later ones queued behind them (browser and kernel
+ *   buffers hold seconds of updates for a slow page), and the page takes longer than that to
+ *   work through them; a snapshot per symbol is cheaper.
+ * - A change is judged only by updates the gateway sent after it (`sentMs`, on the same clock
+ *   as `nowMs`, is when the newest handled update was sent): until one has been handled, the
+ *   page is still working through what was sent before. The first observation after that is a
+ *   baseline for the slope; the backlog it shows is not a reason to cut again.
+ */
+export class AdaptiveRate {
+  /** The defaults of the constructor's options. */
+  static DEFAULTS = Object.freeze({ high: 150, low: 50, floor: 1, raiseAfterMs: 3000, recoverMs: 3000, resyncMs: 500 });
+  /** The cap, updates/s per symbol; Infinity while not throttling. */
+  rate = Infinity;
+  /** Whether the last change was a cut that should also drop the backlog (see the class). */
+  resync = false;
+  #prev = null; // the previous observation since the last change: {lagMs, nowMs}
+  #changedAt = -Infinity;
+  #baseline = false; // the next judged observation only sets #prev
+  #calmSince = null; // start of the current run of observations under `low`
+
+  /**
+   * @param {object} [options]
+   * @param {number} [options.high=150]  ms of lag over which the page is behind.
+   * @param {number} [options.low=50]  ms of lag under which the page has caught up.
+   * @param {number} [options.floor=1]  the lowest cap, updates/s per symbol.
+   * @param {number} [options.raiseAfterMs=3000]  how long caught up before each doubling.
+   * @param {number} [options.recoverMs=3000]  a lag falling fast enough to be under `high`
+   *   within this long is left to recover by itself.
+   * @param {number} [options.resyncMs=500]  a cut with the lag over this also sets `resync`;
+   *   Infinity: never.
+   */
+  constructor(options = {}) {
+    const { high, low, floor, raiseAfterMs, recoverMs, resyncMs } = { ...AdaptiveRate.DEFAULTS, ...options };
+    if (!(low < high)) throw new RangeError(`adaptive: low (${low}) must be under high (${high})`);
+    if (!(floor > 0 && floor <= MAX_RATE)) throw new RangeError(`adaptive: floor ${floor} not in (0, ${MAX_RATE}]`);
+    Object.assign(this, { high, low, floor, raiseAfterMs, recoverMs, resyncMs });
+  }
+
+  /**
+   * One observation: `lagMs`, the page's lag (NaN when no live update was handled: no
+   * evidence either way), at `nowMs`; `handled`, updates/s the page handled lately;
+   * `symbols`, how many it holds; `ceiling`, the highest rate the app asked for (Infinity if
+   * any subscription is unlimited); `sentMs`, see the class. Returns the new cap or null.
+   */
+  observe(lagMs, nowMs, { handled = 0, symbols = 0, ceiling = Infinity, sentMs = Infinity } = {}) {
+    if (!(lagMs >= 0) || sentMs < this.#changedAt) return null;
+    const prev = this.#prev;
+    this.#prev = { lagMs, nowMs };
+    if (lagMs < this.low) this.#calmSince ??= nowMs;
+    else this.#calmSince = null;
+    if (this.#baseline) {
+      this.#baseline = false;
+      return null;
+    }
+    if (lagMs > this.high) {
+      if (prev && this.#onCourse(prev, lagMs, nowMs)) return null;
+      const got = symbols > 0 ? handled / symbols : Infinity;
+      const next = this.#clamp(Math.min(this.rate, got) / 2);
+      return next < this.rate ? this.#change(next, nowMs, lagMs > this.resyncMs) : null;
+    }
+    if (this.rate === Infinity || this.#calmSince === null || nowMs - this.#calmSince < this.raiseAfterMs) return null;
+    const next = this.rate * 2;
+    return this.#change(next >= Math.min(ceiling, MAX_RATE) ? Infinity : next, nowMs, false);
+  }
+
+  /** Is the lag falling fast enough to be under `high` within `recoverMs`? */
+  #onCourse(prev, lagMs, nowMs) {
+    const slope = (prev.lagMs - lagMs) / (nowMs - prev.nowMs); // ms of lag shed per ms
+    return slope > 0 && (lagMs - this.high) / slope <= this.recoverMs;
+  }
+
+  /** Within [floor, MAX_RATE], three significant digits (short subscribe messages). */
+  #clamp(rate) {
+    return Math.min(MAX_RATE, Math.max(this.floor, Number(rate.toPrecision(3))));
+  }
+
+  #change(rate, nowMs, resync) {
+    this.rate = rate;
+    this.resync = resync;
+    this.#changedAt = nowMs;
+    this.#prev = null;
+    this.#baseline = true;
+    this.#calmSince = null;
+    return rate;
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 // The client.
+
+/** The first ping after a connection opens, ms: after the snapshots, for a clean clock sample. */
+const FIRST_PING_MS = 1000;
+/** Pongs kept as clock samples (per connection) and round trips (over connections). */
+const CLOCK_SAMPLES = 8;
+/** The monitor's period, ms: event-loop lag is its lateness; lag is judged every LAG_WINDOW_MS. */
+const MONITOR_MS = 250;
+/** How often the lag is judged, ms: over the updates handled since the previous judgement. */
+const LAG_WINDOW_MS = 1000;
+
+/**
+ * The wall clock as an offset to performance.now(), ms (wall = performance.now() + offset).
+ * Date.now() has 1 ms steps, so Date.now() - performance.now() is up to 1 ms below the truth;
+ * performance.timeOrigin is finer but drifts from the wall clock when that is stepped (NTP, a
+ * suspend). So timeOrigin while it lies in Date.now()'s millisecond, else that millisecond's
+ * middle. (Chromium coarsens performance.now() to 0.1 ms: hence the tolerance.)
+ */
+function wallOffset() {
+  const floor = Date.now() - performance.now();
+  const origin = performance.timeOrigin;
+  return origin >= floor - 0.1 && origin < floor + 1.1 ? origin : floor + 0.5;
+}
 
 /** Opens a client: `connect('/ws', { format: 'binary' })`. See TickgateClient. */
 export function connect(url, options) {
@@ -217,12 +450,16 @@ export function connect(url, options) {
  * called, and re-subscribes to every symbol it holds, each with its max rate.
  *
  * Events, with on(type, listener), which returns a function that removes the listener:
- * - 'update': a normalized update (see docs/CLIENT.md), either format;
+ * - 'update': a normalized update (see docs/CLIENT.md), any format;
  * - 'state':  {state: 'connecting'|'open'|'reconnecting'|'idle'|'closed', format, attempt,
  *              delay, code, reason, meaning}. 'idle': closed for holding no subscription; the
- *              next request reconnects.
+ *              next request reconnects. 'connecting' has a reason ('format change', 'resync')
+ *              when the client itself replaced an open connection.
  * - 'status': {feed: 'up'|'down'}, the gateway's feed state;
  * - 'pong':   {rtt (ms), ts (server clock, BigInt ns)};
+ * - 'lag':    {lagMs, rttMs, loopMs, behind, rate, resync} once a second while connected
+ *              (see `lag`, `behind`, `rate`; loopMs: the event loop's lag; resync: the client
+ *              is reconnecting to drop a backlog);
  * - 'error':  a TickgateError: error replies, closes of an open connection, malformed frames.
  */
 export class TickgateClient {
@@ -234,15 +471,31 @@ export class TickgateClient {
   #pending = new Map(); // request id -> {resolve, reject, sent}
   #queue = []; // sends of requests waiting for the connection to open
   #nextId = 1;
-  #wanted = new Map(); // symbol -> maxRate (undefined: the server default, 0: unlimited)
+  #wanted = new Map(); // symbol -> the max rate the app asked for (undefined: server default, 0: unlimited)
+  #sent = new Map(); // symbol -> the max_rate last asked of this connection (after the adaptive cap)
   #names = new Map(); // binary symbol id -> symbol, from this connection's `subscribed` replies
   #seqs = new Map(); // symbol -> last seq seen on this connection
   #attempt = 0;
   #openedAt = 0;
   #timer = null; // the reconnect timer
   #pinger = null;
+  #monitor = null;
+  #monitoring = false; // a connection is open: lag is measured and judged
   #closed = false;
   #warnedOrder = false;
+  // The gateway's clock: gateway ms = performance.now() + #offset (see ping()).
+  #offset = wallOffset();
+  #clock = []; // this connection's pongs as bounds on the offset, {lo, hi}, the newest last
+  #rtts = []; // the last pongs' round trips, ms, over connections (the network path)
+  // Lag measurement, judged every LAG_WINDOW_MS (by the monitor's timer or after a message).
+  #adaptive; // an AdaptiveRate, or null with options.adaptive = false
+  #high; // ms: `behind` is the lag over this (the adaptive `high`)
+  #ages = new SlidingWindow({ span: Infinity, capacity: 4096 }); // ages of live updates since the last judgement, ms
+  #handled = 0; // updates delivered since the last judgement
+  #newestTs = -Infinity; // the newest ts_gateway handled on this connection, gateway ms
+  #freshest = Infinity; // the smallest (page clock - ts_gateway) of a live update on this connection, ms
+  #judgedAt = 0;
+  #loopLag = 0; // the monitor's largest lateness since the last judgement, ms
 
   /** 'connecting', 'open', 'reconnecting', 'idle' or 'closed'. */
   state = 'connecting';
@@ -250,15 +503,31 @@ export class TickgateClient {
   feed = 'unknown';
   /** Last measured round trip of an app-level ping, ms. */
   rtt = NaN;
-  /** Running counters: messages, updates, conflated (events skipped by conflation), connects. */
-  stats = { messages: 0, updates: 0, conflated: 0, connects: 0 };
+  /**
+   * How far behind the page is, ms: the 90th percentile of the ages of the live updates
+   * handled in the last judged second (at most the newest 4,096), taken when they were handed
+   * to 'update' listeners (the gateway's clock, estimated from pings, minus ts_gateway). NaN
+   * when no live update was handled in it.
+   */
+  lag = NaN;
+  /** Whether the last judged lag (less the network's share, see #judge) was over the adaptive `high` mark. */
+  behind = false;
+  /**
+   * Running counters: messages, updates, conflated (events skipped by conflation), connects,
+   * resyncs (reconnects of adaptive throttling to drop a backlog).
+   */
+  stats = { messages: 0, updates: 0, conflated: 0, connects: 0, resyncs: 0 };
 
   /**
    * @param {string|URL} url  ws(s):// or http(s):// URL of /ws; relative URLs resolve against
    *   the page's location in a browser.
    * @param {object} [options]
-   * @param {'json'|'binary'} [options.format='json']
-   * @param {number} [options.pingInterval=10000]  ms between app-level pings; 0 = none.
+   * @param {'json-batch'|'json'|'binary'} [options.format='json-batch']
+   * @param {boolean|object} [options.adaptive=true]  adaptive throttling: lower the max_rate
+   *   of every subscription while the page falls behind (false: never). An object sets the
+   *   AdaptiveRate options {high, low, floor, raiseAfterMs, recoverMs, resyncMs}.
+   * @param {number} [options.pingInterval=10000]  ms between app-level pings (the first after
+   *   FIRST_PING_MS, or sooner with a shorter interval); 0 = none.
    * @param {number} [options.pingTimeout=10000]  drop the connection (4000) without a pong by then.
    * @param {number} [options.requestTimeout=10000]  ms before a request's promise rejects.
    * @param {object} [options.backoff]  options of backoffDelay(): {base, max, jitter, random}.
@@ -270,16 +539,26 @@ export class TickgateClient {
     const base = globalThis.location?.href;
     this.#url = new URL(url, base);
     this.#url.protocol = this.#url.protocol.replace(/^http/, 'ws');
-    this.#opts = { format: 'json', pingInterval: 10_000, pingTimeout: 10_000, requestTimeout: 10_000, ...options };
+    this.#opts = { format: FORMATS[0], adaptive: true, pingInterval: 10_000, pingTimeout: 10_000, requestTimeout: 10_000, ...options };
+    if (!FORMATS.includes(this.#opts.format)) throw new Error(`unknown format ${this.#opts.format}`);
+    const { adaptive } = this.#opts;
+    this.#adaptive = adaptive ? new AdaptiveRate(adaptive === true ? {} : adaptive) : null;
+    this.#high = (this.#adaptive ?? AdaptiveRate.DEFAULTS).high;
     this.#WebSocket = options.WebSocket ?? globalThis.WebSocket;
     if (!this.#WebSocket) throw new Error('no WebSocket: use Node >= 22 or pass options.WebSocket');
     this.#open();
   }
 
-  /** The wire format of updates: 'json' or 'binary'. */
+  /** The wire format of updates: 'json-batch', 'json' or 'binary'. */
   get format() { return this.#opts.format; }
-  /** The symbols held (or being re-subscribed), with their max rates. */
+  /** The symbols held (or being re-subscribed), with the max rates the app asked for. */
   get subscriptions() { return new Map(this.#wanted); }
+  /**
+   * The adaptive cap on every subscription's max_rate, updates/s per symbol; Infinity while
+   * not throttling (and always with adaptive: false). effectiveRate(asked, client.rate) is the
+   * rate a symbol gets.
+   */
+  get rate() { return this.#adaptive?.rate ?? Infinity; }
 
   on(type, listener) {
     if (!this.#listeners.has(type)) this.#listeners.set(type, new Set());
@@ -291,20 +570,27 @@ export class TickgateClient {
    * Subscribes to `symbols`; resolves with the `subscribed` reply's map {symbol: id}. Symbols
    * missing from it were unknown (an 'error' event with code unknown_symbol lists them).
    * `maxRate`: updates/s per symbol; 0 = unlimited; omitted = the server's default. A held
-   * symbol keeps its subscription and only changes its rate.
+   * symbol keeps its subscription and only changes its rate. While adaptive throttling caps
+   * the rate, the gateway is asked for effectiveRate(maxRate, client.rate).
    */
   async subscribe(symbols, { maxRate } = {}) {
     const list = [...new Set(symbols)];
     if (list.length === 0) return {};
     const added = list.filter((s) => !this.#wanted.has(s));
-    for (const s of list) this.#wanted.set(s, maxRate);
+    const rate = effectiveRate(maxRate, this.rate);
+    for (const s of list) {
+      this.#wanted.set(s, maxRate);
+      this.#sent.set(s, rate);
+    }
     try {
-      const reply = await this.#request(subscribeBody(list, maxRate));
+      const reply = await this.#request(subscribeBody(list, rate));
       return reply.symbols;
     } catch (e) {
       // Not executed (too_many_symbols, rate_limited, ...): forget what this call added. After
       // a close the symbols stay: the reconnect subscribes to them.
       if (e.kind === 'reply') for (const s of added) this.#wanted.delete(s);
+      // Rate limited: the held ones are asked again at the next judgement (#syncRates).
+      if (e.code === 'rate_limited') for (const s of list) this.#sent.delete(s);
       throw e;
     }
   }
@@ -318,6 +604,7 @@ export class TickgateClient {
   async unsubscribe(symbols) {
     for (const s of symbols) {
       this.#wanted.delete(s);
+      this.#sent.delete(s);
       this.#seqs.delete(s);
     }
     return (await this.#request({ op: 'unsubscribe', symbols })).symbols;
@@ -328,11 +615,30 @@ export class TickgateClient {
     return (await this.#request({ op: 'list' })).symbols;
   }
 
-  /** An app-level ping; resolves with {rtt (ms), ts (the server's clock, BigInt ns)}. */
+  /**
+   * An app-level ping; resolves with {rtt (ms), ts (the server's clock, BigInt ns)}.
+   *
+   * Each pong also bounds the gateway's clock: stamped `ts` between the ping's send (t0) and
+   * its reply's arrival (t1), it proves offset = gateway - page clock in [ts - t1, ts - t0].
+   * The page's wall clock (in sync with the gateway's on one host or with NTP) is used,
+   * moved into the intersection of the connection's last 8 such intervals when it lies
+   * outside. Not the midpoint ts - (t0 + t1) / 2: on a page that is behind, the pong waits
+   * behind the backlog (seconds), and the midpoint would be off by half of that.
+   */
   async ping() {
     const t0 = performance.now();
     const reply = await this.#request({ op: 'ping' }, this.#opts.pingTimeout);
-    this.rtt = performance.now() - t0;
+    const t1 = performance.now();
+    this.rtt = t1 - t0;
+    this.#rtts.push(this.rtt);
+    if (this.#rtts.length > CLOCK_SAMPLES) this.#rtts.shift();
+    const ts = Number(reply.ts) / 1e6;
+    this.#clock.push({ lo: ts - t1, hi: ts - t0 });
+    if (this.#clock.length > CLOCK_SAMPLES) this.#clock.shift();
+    let lo = Math.max(...this.#clock.map((c) => c.lo));
+    let hi = Math.min(...this.#clock.map((c) => c.hi));
+    if (lo > hi) ({ lo, hi } = this.#clock.at(-1)); // the clocks drifted apart or jumped
+    this.#offset = Math.min(hi, Math.max(lo, wallOffset()));
     const pong = { rtt: this.rtt, ts: reply.ts };
     this.#emit('pong', pong);
     return pong;
@@ -348,14 +654,14 @@ export class TickgateClient {
     return this.#request({ op: 'auth', token });
   }
 
-  /** Reconnects with the other format ('json' or 'binary'); subscriptions carry over. */
+  /** Reconnects with another format ('json-batch', 'json' or 'binary'); subscriptions carry over. */
   setFormat(format) {
-    if (format !== 'json' && format !== 'binary') throw new Error(`unknown format ${format}`);
+    if (!FORMATS.includes(format)) throw new Error(`unknown format ${format}`);
     if (format === this.#opts.format) return;
     this.#opts.format = format;
     this.#drop(1000, 'format change');
     this.#attempt = 0;
-    this.#open();
+    this.#open('format change');
   }
 
   /** Closes for good: no reconnect; pending requests reject. */
@@ -369,11 +675,12 @@ export class TickgateClient {
 
   // --- connection lifecycle
 
-  #open() {
+  /** Opens a new socket; `reason` says why when it is not a (re)connect: 'format change' or 'resync'. */
+  #open(reason) {
     clearTimeout(this.#timer);
     const url = new URL(this.#url);
     url.searchParams.set('format', this.#opts.format);
-    this.#setState('connecting', { attempt: this.#attempt });
+    this.#setState('connecting', reason ? { attempt: this.#attempt, reason } : { attempt: this.#attempt });
     // A token goes in a subprotocol entry, beside the format's (PROTOCOL.md, "Token auth").
     const { token, format } = this.#opts;
     let ws;
@@ -387,7 +694,10 @@ export class TickgateClient {
     }
     ws.binaryType = 'arraybuffer';
     ws.onopen = () => this.#onOpen();
-    ws.onmessage = (e) => this.#onMessage(e.data);
+    ws.onmessage = (e) => {
+      this.#onMessage(e.data);
+      this.#judgeIfDue(); // a saturated page runs its timers late: judge by the data too
+    };
     ws.onclose = (e) => this.#onClose(ws, e.code, e.reason);
     ws.onerror = () => {}; // a close event always follows, with the code
     this.#ws = ws;
@@ -396,35 +706,37 @@ export class TickgateClient {
   #onOpen() {
     this.#openedAt = performance.now();
     this.stats.connects++;
-    // A new connection may be a new gateway process: symbol ids and seqs start afresh.
+    // A new connection may be a new gateway process: symbol ids and seqs start afresh, and
+    // its clock is sampled afresh (the last estimate stands until then).
     this.#names.clear();
     this.#seqs.clear();
+    this.#clock = [];
+    this.#ages.clear();
+    this.#newestTs = -Infinity;
+    this.#freshest = Infinity;
     this.#warnedOrder = false;
     this.feed = 'up'; // no status message on connect while the feed is up (PROTOCOL.md)
     this.#setState('open', {});
-    // Re-subscribe: one request per distinct max rate.
-    const byRate = new Map();
-    for (const [s, rate] of this.#wanted) {
-      if (!byRate.has(rate)) byRate.set(rate, []);
-      byRate.get(rate).push(s);
-    }
-    for (const [rate, symbols] of byRate) {
-      this.#request(subscribeBody(symbols, rate)).catch(() => {}); // errors reach 'error' listeners
-    }
+    this.#sent.clear();
+    this.#syncRates(); // re-subscribe: one request per distinct max rate
     for (const send of this.#queue.splice(0)) send();
     if (this.#opts.pingInterval > 0) {
-      this.#pinger = setInterval(() => {
+      const every = this.#opts.pingInterval;
+      const beat = () => {
         this.ping().catch((e) => {
           if (e.kind === 'timeout') this.#drop(4000, 'ping timeout', true);
         });
-      }, this.#opts.pingInterval);
+        this.#pinger = setTimeout(beat, every);
+      };
+      this.#pinger = setTimeout(beat, Math.min(FIRST_PING_MS, every));
     }
+    this.#startMonitor();
   }
 
   #onClose(ws, code, reason) {
     if (ws !== this.#ws) return; // an abandoned socket
     this.#ws = null;
-    clearInterval(this.#pinger);
+    this.#stopTimers();
     const wasOpen = this.state === 'open';
     this.feed = 'unknown';
     this.#failPending(code, reason);
@@ -456,7 +768,7 @@ export class TickgateClient {
   /** Abandons the current socket now (no waiting for its close handshake). */
   #drop(code, reason, reconnect = false) {
     clearTimeout(this.#timer);
-    clearInterval(this.#pinger);
+    this.#stopTimers();
     const ws = this.#ws;
     this.#ws = null;
     if (ws) {
@@ -468,6 +780,13 @@ export class TickgateClient {
       this.#error(new TickgateError('close', code, `connection dropped: ${closeMeaning(code)}`, { reason }));
       this.#retry(code, reason);
     }
+  }
+
+  /** Stops what runs only while a connection is open: the pinger and the lag monitor. */
+  #stopTimers() {
+    clearTimeout(this.#pinger);
+    clearTimeout(this.#monitor);
+    this.#monitoring = false;
   }
 
   /** Rejects the requests sent on the closed connection (all of them when `all`). */
@@ -503,20 +822,51 @@ export class TickgateClient {
     });
   }
 
+  /**
+   * Asks the gateway for each held symbol's effective rate where it differs from what this
+   * connection was last asked: one subscribe per distinct rate, in the order of the symbols.
+   * Called on open, when the adaptive cap changes and at every judgement (so a request the
+   * gateway refused as rate_limited is made again a second later).
+   */
+  #syncRates() {
+    if (this.state !== 'open') return; // #onOpen asks for every symbol
+    const cap = this.rate;
+    const byRate = new Map();
+    for (const [s, asked] of this.#wanted) {
+      const rate = effectiveRate(asked, cap);
+      if (this.#sent.has(s) && this.#sent.get(s) === rate) continue;
+      if (!byRate.has(rate)) byRate.set(rate, []);
+      byRate.get(rate).push(s);
+      this.#sent.set(s, rate);
+    }
+    for (const [rate, symbols] of byRate) {
+      this.#request(subscribeBody(symbols, rate)).catch((e) => { // errors reach 'error' listeners
+        if (e.code !== 'rate_limited') return;
+        for (const s of symbols) if (this.#sent.get(s) === rate) this.#sent.delete(s);
+      });
+    }
+  }
+
   #onMessage(data) {
     this.stats.messages++;
     if (typeof data !== 'string') return this.#onBinary(data);
-    let update = null;
+    let updates = null;
     let msg;
     try {
-      if (data.startsWith('{"type":"update"')) update = parseJsonUpdate(data);
+      if (data.charCodeAt(skipSpace(data, 0)) === 0x5b) updates = parseJsonBatch(data); // '[': a batch
+      else if (data.startsWith('{"type":"update"')) updates = [parseJsonUpdate(data)];
       else msg = JSON.parse(data);
     } catch {
       return this.#error(new TickgateError('protocol', 'bad_json', `unreadable text frame: ${data.slice(0, 80)}`));
     }
-    if (update) return this.#deliver(update);
+    if (updates) {
+      for (const u of updates) if (u) this.#deliver(u);
+      return;
+    }
     if (!msg) return;
     switch (msg.type) {
+      case 'update': // an update whose fields are in another order than the gateway prints them
+        return this.#deliver(parseJsonUpdate(data));
       case 'status':
         this.feed = msg.feed;
         return this.#emit('status', { feed: msg.feed });
@@ -530,7 +880,10 @@ export class TickgateClient {
         const err = new TickgateError('reply', msg.code, `${msg.code}: ${msg.message}`, { id: msg.id, symbols: msg.symbols });
         // Refused symbols are not held (and not re-subscribed after a reconnect).
         if (msg.code === 'unknown_symbol' || msg.code === 'not_entitled') {
-          for (const s of msg.symbols ?? []) this.#wanted.delete(s);
+          for (const s of msg.symbols ?? []) {
+            this.#wanted.delete(s);
+            this.#sent.delete(s);
+          }
         }
         this.#take(msg.id)?.reject(err);
         return this.#error(err);
@@ -560,7 +913,7 @@ export class TickgateClient {
     }
   }
 
-  /** Seq bookkeeping, then the 'update' event. */
+  /** Seq bookkeeping and the lag sample, then the 'update' event. */
   #deliver(u) {
     if (!this.#wanted.has(u.symbol)) return; // unsubscribed while it was in flight
     const prev = this.#seqs.get(u.symbol);
@@ -573,9 +926,102 @@ export class TickgateClient {
     this.#seqs.set(u.symbol, u.seq);
     // Events of this symbol the gateway conflated away since the previous update.
     u.gap = prev === undefined ? 0 : Number(u.seq - prev - 1n);
+    // Taken now, after the listeners of the updates before it ran: a page slower than the
+    // stream sees its ages grow. (As a Number, ts_gateway is off by < 256 ns.)
+    const now = performance.now();
+    const ts = Number(u.ts_gateway) / 1e6;
+    u.age = now + this.#offset - ts;
+    this.#handled++;
+    if (!u.snapshot) { // a snapshot's age is that of the symbol's last value, not a delay
+      this.#ages.add(u.age, now);
+      if (ts > this.#newestTs) this.#newestTs = ts;
+      if (now - ts < this.#freshest) this.#freshest = now - ts; // free of the offset's changes
+    }
     this.stats.updates++;
     this.stats.conflated += u.gap;
     this.#emit('update', withNumbers(u));
+  }
+
+  // --- lag: measured on every update, judged once a second
+
+  /**
+   * While a connection is open, a timer every MONITOR_MS: its lateness is the event loop's lag.
+   * The lag is judged every LAG_WINDOW_MS, by this timer or after a message, whichever comes
+   * first.
+   */
+  #startMonitor() {
+    this.#judgedAt = performance.now();
+    this.#handled = 0;
+    this.#loopLag = 0;
+    this.#monitoring = true;
+    let due = this.#judgedAt + MONITOR_MS;
+    const tick = () => {
+      const now = performance.now();
+      this.#loopLag = Math.max(this.#loopLag, now - due);
+      due = now + MONITOR_MS;
+      this.#monitor = setTimeout(tick, MONITOR_MS); // before judging: a resync clears it
+      this.#judgeIfDue();
+    };
+    this.#monitor = setTimeout(tick, MONITOR_MS);
+  }
+
+  #judgeIfDue() {
+    const now = performance.now();
+    if (this.#monitoring && now - this.#judgedAt >= LAG_WINDOW_MS) this.#judge(now);
+  }
+
+  /**
+   * The lag of the last second: `lag`, `behind`, the adaptive cap (re-subscribing where it
+   * changes a rate, or resyncing: a new connection at the new rates), and the 'lag' event.
+   *
+   * `behind` and the controller judge the time updates spent queued: the lag less the
+   * network's share, which no max_rate can shorten. Two measures bound that share from above,
+   * and the smaller is used: half the smallest of the last pongs' round trips, and the age of
+   * the freshest update of the connection (which also absorbs an error of the clock offset).
+   * Each can be inflated by queueing (a pong waits behind a backlog; a page busy from its
+   * first update never sees a fresh one), rarely both.
+   */
+  #judge(now) {
+    const secs = (now - this.#judgedAt) / 1000;
+    this.#judgedAt = now;
+    const [lag] = this.#ages.percentiles(now, [90]);
+    this.#ages.clear();
+    this.lag = lag;
+    const network = Math.min(this.#freshest + this.#offset, Math.min(...this.#rtts) / 2);
+    const queued = Math.max(0, lag - network);
+    if (queued >= 0) this.behind = queued > this.#high; // NaN: no news, no change
+    const handled = this.#handled / secs;
+    this.#handled = 0;
+    const loopMs = this.#loopLag;
+    this.#loopLag = 0;
+    const change = this.#adaptive?.observe(queued, now, {
+      handled,
+      symbols: this.#wanted.size,
+      ceiling: this.#ceiling(),
+      sentMs: this.#newestTs - this.#offset,
+    });
+    const resync = change != null && this.#adaptive.resync;
+    this.#emit('lag', { lagMs: lag, rttMs: this.rtt, loopMs, behind: this.behind, rate: this.rate, resync });
+    if (resync) {
+      // Drop the backlog: what the buffers hold is older than the snapshots a new connection
+      // starts with. It subscribes at the new rates.
+      this.stats.resyncs++;
+      this.#drop(1000, 'resync');
+      this.#attempt = 0;
+      this.#open('resync');
+    } else {
+      this.#syncRates(); // a new cap, or a refused request to make again
+    }
+  }
+
+  /** The highest rate the app asked for; Infinity if any subscription is unlimited or the server's default. */
+  #ceiling() {
+    let top = 0;
+    for (const asked of this.#wanted.values()) {
+      if (asked === undefined || asked === 0) return Infinity;
+      top = Math.max(top, asked);
+    }
+    return top;
   }
 
   // --- events

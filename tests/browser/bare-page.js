@@ -1,0 +1,60 @@
+// bare-page.js: a bare page on tickgate.js (no dashboard), run in Chromium by e2e.test.mjs and
+// the browser benchmark (bench.mjs). They serve it with harness.mjs's openBarePage on the
+// gateway's own origin, so it imports the client the gateway embeds (/tickgate.js).
+//
+// Settings, from the query string:
+//   format    json-batch | json | binary (default: the client's)
+//   symbols   how many of the gateway's first symbols to subscribe to (the busiest: the
+//             simulator's activity falls with the list order), default 9
+//   busy      ms of busy work per update (a deliberately slow page), default 0
+//   adaptive  0 turns adaptive throttling off
+//   ping      ms between pings (default: the client's)
+//
+// What it measures goes to window.probe (read with page.evaluate): every live update's age
+// (u.age: the gateway's clock, estimated from pings, minus ts_gateway, when the listener ran)
+// with the time it was taken, each 'lag' event and each pong; counts() reads the client's
+// running counts.
+
+import { connect } from '/tickgate.js';
+
+const q = new URLSearchParams(location.search);
+const num = (key, fallback) => (q.has(key) ? Number(q.get(key)) : fallback);
+const busyMs = num('busy', 0);
+const options = { adaptive: q.get('adaptive') !== '0' };
+if (q.has('format')) options.format = q.get('format');
+if (q.has('ping')) options.pingInterval = num('ping');
+
+const client = connect('/ws', options);
+const t0 = performance.now();
+const probe = {
+  format: client.format,
+  universe: [], // the gateway's symbols, in list order
+  symbols: [], // those subscribed
+  subscribedAt: NaN, // ms since the page's start, like every `t` below
+  ageT: [], // when each live update was handled (ms since the page's start)
+  ages: [], // and its age, ms
+  lags: [], // 'lag' events, with t
+  pongs: [], // [t, rtt ms]
+  errors: [],
+  counts: () => ({ t: performance.now() - t0, ...client.stats }),
+};
+window.probe = probe;
+
+client.on('update', (u) => {
+  if (busyMs > 0) {
+    const until = performance.now() + busyMs;
+    while (performance.now() < until); // the slow page's work
+  }
+  if (!u.snapshot) {
+    probe.ageT.push(performance.now() - t0);
+    probe.ages.push(u.age);
+  }
+});
+client.on('lag', (e) => probe.lags.push({ t: performance.now() - t0, ...e }));
+client.on('pong', ({ rtt }) => probe.pongs.push([performance.now() - t0, rtt]));
+client.on('error', (e) => probe.errors.push(`${e.kind} ${e.code}: ${e.message}`));
+
+probe.universe = await client.list();
+probe.symbols = probe.universe.slice(0, num('symbols', 9));
+await client.subscribe(probe.symbols); // no max_rate: the server's default, every update
+probe.subscribedAt = performance.now() - t0;
