@@ -720,13 +720,19 @@ impl Incoming<'_> {
     /// One object of a batched JSON frame, which must be an update. True if one was
     /// delivered.
     fn batch_update<F: FnMut(&Update, Verdict)>(&mut self, range: Range<usize>, on_update: &mut F) -> bool {
-        let conn = self.session.conn;
-        let object = &mut self.buf[range];
-        if !object.starts_with(UPDATE_PREFIX) {
+        if !self.buf[range.clone()].starts_with(UPDATE_PREFIX) {
+            let conn = self.session.conn;
             self.cx.checker.malformed(conn, "a batched JSON frame holds something other than updates");
             return false;
         }
-        match self.json.decode_update(object, self.cx.symbols) {
+        self.json_update(range, on_update)
+    }
+
+    /// Decodes the JSON update in `range` in place and delivers it; unknown symbols and
+    /// malformed updates are counted. True if one was delivered.
+    fn json_update<F: FnMut(&Update, Verdict)>(&mut self, range: Range<usize>, on_update: &mut F) -> bool {
+        let conn = self.session.conn;
+        match self.json.decode_update(&mut self.buf[range], self.cx.symbols) {
             Ok(u) => {
                 self.deliver(&u, on_update);
                 true
@@ -757,7 +763,7 @@ impl Incoming<'_> {
             }
             return None;
         }
-        let payload = &mut self.buf[range];
+        let payload = &mut self.buf[range.clone()];
         // The gateway writes updates with a fixed field order, so the prefix tells them from
         // replies without parsing. Anything else is parsed as a reply (on a copy: rare) and,
         // should it be an update after all, decoded as one.
@@ -771,20 +777,7 @@ impl Incoming<'_> {
                 }
             }
         }
-        match self.json.decode_update(payload, self.cx.symbols) {
-            Ok(u) => {
-                self.deliver(&u, on_update);
-                Some(Step::Update)
-            }
-            Err(DecodeError::UnknownSymbol(name)) => {
-                self.cx.checker.unknown_symbol(conn, &name);
-                None
-            }
-            Err(e) => {
-                self.cx.checker.malformed(conn, &e.to_string());
-                None
-            }
-        }
+        self.json_update(range, on_update).then_some(Step::Update)
     }
 
     /// The server's close frame: the end of our close handshake, or an unexpected close
