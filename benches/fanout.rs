@@ -31,7 +31,14 @@ use tickgate::shard::core::{Limits, ShardCore};
 const NOW: u64 = 1_732_240_000_000_000_000;
 
 /// Limits that never get in the way of the setup.
-const LIMITS: Limits = Limits { max_symbols: 1_000, msgs_per_sec: 1_000, default_interval_ns: 0 };
+const LIMITS: Limits = Limits {
+    max_symbols: 1_000,
+    msgs_per_sec: 1_000,
+    default_interval_ns: 0,
+    max_trade_backlog: 1_000,
+    default_bandwidth: 0,
+    bandwidth_ceiling: 0,
+};
 
 /// An AAPL-like tick with sequence number `seq`, ingested 20 µs before [`NOW`].
 fn tick(symbol: u32, seq: u64) -> Tick {

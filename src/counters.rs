@@ -137,6 +137,48 @@ pub static SHARD_FIGURES: &[ShardFigure] = &[
         |s| { s.bytes_written.load(R) }
     ),
     figure!(
+        Some("trades_sent"),
+        Some("tickgate_trades_sent"),
+        Counter,
+        "Trades queued for clients taking them (once per client), never conflated.",
+        |s| s.trades_sent.load(R)
+    ),
+    figure!(
+        Some("trade_gaps"),
+        Some("tickgate_trade_gaps"),
+        Counter,
+        "Gap notices sent: trades a client could not be sent (backlog overflow or upstream loss), reported.",
+        |s| s.trade_gaps.load(R)
+    ),
+    figure!(
+        Some("trades_missed"),
+        Some("tickgate_trades_missed"),
+        Counter,
+        "Trades reported missed in gap notices (sum of their missed counts).",
+        |s| s.trades_missed.load(R)
+    ),
+    figure!(
+        Some("trade_backlog"),
+        Some("tickgate_trade_backlog"),
+        Gauge,
+        "Trades held in the shard's per-symbol trade logs (at most max_trade_backlog per symbol).",
+        |s| s.trade_backlog.load(R) as u64
+    ),
+    figure!(
+        Some("trade_backlog_bytes"),
+        Some("tickgate_trade_backlog_bytes"),
+        Gauge,
+        "Heap bytes of the shard's trade logs.",
+        |s| s.trade_backlog_bytes.load(R) as u64
+    ),
+    figure!(
+        Some("bandwidth_holds"),
+        Some("tickgate_bandwidth_holds"),
+        Counter,
+        "Flushes cut short or put off by a client's max_bandwidth.",
+        |s| s.bandwidth_holds.load(R)
+    ),
+    figure!(
         Some("client_msgs"),
         Some("tickgate_client_messages"),
         Counter,

@@ -96,6 +96,9 @@ impl Live {
                 0 => 0,
                 rate => 1_000_000_000 / u64::from(rate),
             },
+            max_trade_backlog: c.server.max_trade_backlog,
+            default_bandwidth: c.server.default_max_bandwidth,
+            bandwidth_ceiling: c.server.max_bandwidth_ceiling,
         }
     }
 

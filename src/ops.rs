@@ -263,6 +263,20 @@ pub fn render_view(url: &str, now: &Value, prev: Option<&Value>, secs: f64) -> S
             .collect();
         out.push_str(&format!("top symbols (updates sent): {}\n", list.join(", ")));
     }
+    if let Some(top) = now["top_clients"].as_array().filter(|t| !t.is_empty()) {
+        out.push_str("top clients (bytes sent): ");
+        let list: Vec<String> = top
+            .iter()
+            .take(8)
+            .map(|t| {
+                let cap = num(t, "max_bandwidth");
+                let cap = if cap > 0.0 { format!(" (cap {}B/s)", human(cap)) } else { String::new() };
+                format!("{} {}B{cap}", t["peer"].as_str().unwrap_or("?"), human(num(t, "bytes")))
+            })
+            .collect();
+        out.push_str(&list.join(", "));
+        out.push('\n');
+    }
     out
 }
 

@@ -26,7 +26,7 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 use crate::universe::parse_fixed;
-use crate::{Tick, TickKind};
+use crate::{Side, Tick, TickKind};
 
 /// One classified capture line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,6 +41,10 @@ pub enum Event<'a> {
         price: i64,
         /// Quantity, fixed point 10^8.
         qty: i64,
+        /// The trade id (`t` of a trade, `a` of an aggTrade), if present.
+        trade_id: Option<u64>,
+        /// The aggressor, from `m` ("the buyer is the maker": then the seller took).
+        side: Side,
     },
     /// The best bid/ask changed.
     Quote {
@@ -106,9 +110,10 @@ pub enum LineError {
 }
 
 /// A field that is a string in the messages we use but may be something else in others
-/// (`b`/`a` are arrays in depth updates, `a` is a number in `aggTrade`).
+/// (`b`/`a` are arrays in depth updates, `a` is a number in `aggTrade`): the string if it is
+/// one, the unsigned integer or the boolean if it is one of those.
 #[derive(Debug, Default)]
-struct Loose<'a>(Option<Cow<'a, str>>);
+struct Loose<'a>(Option<Cow<'a, str>>, Option<u64>, Option<bool>);
 
 impl<'de: 'a, 'a> Deserialize<'de> for Loose<'a> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -119,33 +124,33 @@ impl<'de: 'a, 'a> Deserialize<'de> for Loose<'a> {
                 f.write_str("any JSON value")
             }
             fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
-                Ok(Loose(Some(Cow::Borrowed(v))))
+                Ok(Loose(Some(Cow::Borrowed(v)), None, None))
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-                Ok(Loose(Some(Cow::Owned(v.to_owned()))))
+                Ok(Loose(Some(Cow::Owned(v.to_owned())), None, None))
             }
-            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
-                Ok(Loose(None))
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
+                Ok(Loose(None, None, Some(v)))
             }
             fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
-                Ok(Loose(None))
+                Ok(Loose::default())
             }
-            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
-                Ok(Loose(None))
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+                Ok(Loose(None, Some(v), None))
             }
             fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
-                Ok(Loose(None))
+                Ok(Loose::default())
             }
             fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-                Ok(Loose(None))
+                Ok(Loose::default())
             }
             fn visit_seq<A: SeqAccess<'de>>(self, mut s: A) -> Result<Self::Value, A::Error> {
                 while s.next_element::<IgnoredAny>()?.is_some() {}
-                Ok(Loose(None))
+                Ok(Loose::default())
             }
             fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Self::Value, A::Error> {
                 while m.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-                Ok(Loose(None))
+                Ok(Loose::default())
             }
         }
         d.deserialize_any(V(std::marker::PhantomData))
@@ -178,6 +183,10 @@ struct Message<'a, D> {
     a: Loose<'a>,
     #[serde(borrow, default, rename = "A")]
     aq: Loose<'a>,
+    #[serde(borrow, default)]
+    t: Loose<'a>,
+    #[serde(borrow, default)]
+    m: Loose<'a>,
     #[serde(default, rename = "lastUpdateId")]
     last_update_id: Option<IgnoredAny>,
 }
@@ -197,7 +206,7 @@ impl<'a> Line<'a> {
             None => (
                 stream,
                 Message {
-                    stream: Loose(None),
+                    stream: Loose::default(),
                     data: None,
                     e: self.e,
                     s: self.s,
@@ -207,6 +216,8 @@ impl<'a> Line<'a> {
                     bq: self.bq,
                     a: self.a,
                     aq: self.aq,
+                    t: self.t,
+                    m: self.m,
                     last_update_id: self.last_update_id,
                 },
             ),
@@ -244,7 +255,13 @@ pub fn parse_line(line: &str) -> Result<Event<'_>, LineError> {
         let symbol = f.s.0.ok_or(LineError::Missing { kind: K, field: "s" })?;
         let price = decimal(K, "p", &f.p)?;
         let qty = quantity(K, "q", &f.q)?;
-        return Ok(Event::Trade { capture_ns, symbol, price, qty });
+        let trade_id = if event == "aggTrade" { f.a.1 } else { f.t.1 };
+        let side = match f.m.2 {
+            Some(true) => Side::Sell,
+            Some(false) => Side::Buy,
+            None => Side::Unknown,
+        };
+        return Ok(Event::Trade { capture_ns, symbol, price, qty, trade_id, side });
     }
     let shaped_like_ticker =
         event.is_empty() && is_str(&f.b) && is_str(&f.a) && is_str(&f.bq) && is_str(&f.aq);
@@ -295,8 +312,10 @@ impl L1Book {
     pub fn apply(&mut self, id: u32, e: &Event<'_>) -> Option<Tick> {
         let t = self.state.get_mut(id as usize)?;
         match *e {
-            Event::Trade { capture_ns, price, qty, .. } => {
+            Event::Trade { capture_ns, price, qty, trade_id, side, .. } => {
                 t.kind = TickKind::Trade;
+                t.trade_id = trade_id.unwrap_or(0);
+                t.side = side;
                 t.last = price;
                 t.last_size = qty;
                 t.volume = t.volume.saturating_add(qty);
@@ -304,6 +323,9 @@ impl L1Book {
             }
             Event::Quote { capture_ns, bid, bid_size, ask, ask_size, .. } => {
                 t.kind = TickKind::Quote;
+                // A quote carries the last trade's price and size, not its identity.
+                t.trade_id = 0;
+                t.side = Side::Unknown;
                 (t.bid, t.bid_size, t.ask, t.ask_size) = (bid, bid_size, ask, ask_size);
                 t.ts_event = capture_ns;
             }
@@ -331,7 +353,9 @@ mod tests {
                 capture_ns: 1_723_161_254_087_896_568,
                 symbol: "BTCUSDT".into(),
                 price: 6_183_763_000_000,
-                qty: 2_000_000
+                qty: 2_000_000,
+                trade_id: Some(3_735_683_259),
+                side: Side::Sell,
             }
         );
         assert_eq!(
@@ -357,7 +381,17 @@ mod tests {
         assert!(matches!(parse_line(fut).unwrap(), Event::Quote { bid: 2_535_190_000, .. }));
         // aggTrade, bare (raw stream): `a` is a number there.
         let agg = r#"6 {"e":"aggTrade","E":123456789,"s":"ETHUSDT","a":5933014,"p":"0.001","q":"100","f":100,"l":105,"T":123456785,"m":true}"#;
-        assert!(matches!(parse_line(agg).unwrap(), Event::Trade { price: 100_000, .. }));
+        assert!(matches!(
+            parse_line(agg).unwrap(),
+            Event::Trade { price: 100_000, trade_id: Some(5_933_014), side: Side::Sell, .. }
+        ));
+        let buy = r#"9 {"e":"trade","s":"X","t":7,"p":"1","q":"1","m":false}"#;
+        assert!(matches!(parse_line(buy).unwrap(), Event::Trade { trade_id: Some(7), side: Side::Buy, .. }));
+        let bare = r#"9 {"e":"trade","s":"X","p":"1","q":"1"}"#;
+        assert!(matches!(
+            parse_line(bare).unwrap(),
+            Event::Trade { trade_id: None, side: Side::Unknown, .. }
+        ));
         // Extra unknown fields, nested objects and a kline: skipped as other.
         let kline =
             r#"7 {"stream":"btcusdt@kline_1m","data":{"e":"kline","s":"BTCUSDT","k":{"t":1,"o":"1.0"}}}"#;

@@ -10,17 +10,23 @@
 //! mask      varint   bit 0: kind (1 = trade)
 //!                    bits 1..=7: bid, bid_size, ask, ask_size, last, last_size, volume present
 //!                    bit 8: ts_gateway present
+//!                    bit 9: trades differs from prev's; bit 10: trade_id differs
+//!                    bits 11..=12: side (0 unknown, 1 buy, 2 sell)
 //! seq       varint   seq - prev.seq (wrapping)
 //! fields    zigzag   for each present field in bit order: value - prev.value (wrapping)
 //! ts_event  zigzag   ts_event - prev.ts_event (wrapping, as i64)
 //! ts_gw     zigzag   if bit 8: ts_gateway - ts_event (wrapping, as i64)
+//! trades    varint   if bit 9: trades - prev.trades (wrapping)
+//! trade_id  zigzag   if bit 10: trade_id - prev.trade_id (wrapping, as i64)
 //! ```
 //!
-//! A field equal to the previous tick's is omitted. A typical simulated quote takes 9–14
+//! A field equal to the previous tick's is omitted. Bits 9–12 were added with trades as their
+//! own messages; files and bus messages written before them decode with no trade count, id or
+//! side (the gateway's feed thread then counts trades itself). A typical simulated quote takes 9–14
 //! bytes against 88 for the fixed binary record. Decoding never panics: truncated or
 //! over-long input is an error.
 
-use crate::{Tick, TickKind};
+use crate::{Side, Tick, TickKind};
 
 /// Why bytes could not be decoded into a tick.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -39,6 +45,11 @@ pub enum CodecError {
 const KIND_BIT: u64 = 1;
 const TS_GATEWAY_BIT: u64 = 1 << 8;
 const FIELD_BITS: u64 = 0x7f << 1;
+const TRADES_BIT: u64 = 1 << 9;
+const TRADE_ID_BIT: u64 = 1 << 10;
+const SIDE_SHIFT: u32 = 11;
+const SIDE_BITS: u64 = 0b11 << SIDE_SHIFT;
+const KNOWN_BITS: u64 = KIND_BIT | FIELD_BITS | TS_GATEWAY_BIT | TRADES_BIT | TRADE_ID_BIT | SIDE_BITS;
 
 /// Appends `v` as an unsigned LEB128 varint.
 #[inline]
@@ -102,6 +113,13 @@ pub fn encode(out: &mut Vec<u8>, prev: &Tick, t: &Tick) {
     if t.ts_gateway != 0 {
         mask |= TS_GATEWAY_BIT;
     }
+    if t.trades != prev.trades {
+        mask |= TRADES_BIT;
+    }
+    if t.trade_id != prev.trade_id {
+        mask |= TRADE_ID_BIT;
+    }
+    mask |= u64::from(t.side as u8) << SIDE_SHIFT;
     put_varint(out, mask);
     put_varint(out, t.seq.wrapping_sub(prev.seq));
     for i in 0..7 {
@@ -113,6 +131,12 @@ pub fn encode(out: &mut Vec<u8>, prev: &Tick, t: &Tick) {
     if t.ts_gateway != 0 {
         put_varint(out, zigzag(t.ts_gateway.wrapping_sub(t.ts_event) as i64));
     }
+    if mask & TRADES_BIT != 0 {
+        put_varint(out, t.trades.wrapping_sub(prev.trades));
+    }
+    if mask & TRADE_ID_BIT != 0 {
+        put_varint(out, zigzag(t.trade_id.wrapping_sub(prev.trade_id) as i64));
+    }
 }
 
 /// Decodes one tick written by [`encode`] against the same `prev`, advancing `input`. The
@@ -122,7 +146,7 @@ pub fn encode(out: &mut Vec<u8>, prev: &Tick, t: &Tick) {
 /// On truncated or malformed input.
 pub fn decode(input: &mut &[u8], prev: &Tick) -> Result<Tick, CodecError> {
     let mask = get_varint(input)?;
-    if mask & !(KIND_BIT | FIELD_BITS | TS_GATEWAY_BIT) != 0 {
+    if mask & !KNOWN_BITS != 0 || (mask & SIDE_BITS) >> SIDE_SHIFT == 3 {
         return Err(CodecError::BadMask(mask));
     }
     let mut f = fields(prev);
@@ -138,6 +162,13 @@ pub fn decode(input: &mut &[u8], prev: &Tick) -> Result<Tick, CodecError> {
     } else {
         0
     };
+    let trades =
+        if mask & TRADES_BIT != 0 { prev.trades.wrapping_add(get_varint(input)?) } else { prev.trades };
+    let trade_id = if mask & TRADE_ID_BIT != 0 {
+        prev.trade_id.wrapping_add(unzigzag(get_varint(input)?) as u64)
+    } else {
+        prev.trade_id
+    };
     let [bid, bid_size, ask, ask_size, last, last_size, volume] = f;
     Ok(Tick {
         symbol: prev.symbol,
@@ -152,6 +183,9 @@ pub fn decode(input: &mut &[u8], prev: &Tick) -> Result<Tick, CodecError> {
         volume,
         ts_event,
         ts_gateway,
+        trades,
+        trade_id,
+        side: Side::from_u8(((mask & SIDE_BITS) >> SIDE_SHIFT) as u8),
     })
 }
 
@@ -162,8 +196,16 @@ mod tests {
     use proptest::prelude::*;
 
     fn arb_tick() -> impl Strategy<Value = Tick> {
-        (any::<[i64; 7]>(), any::<u64>(), any::<bool>(), any::<u64>(), prop_oneof![Just(0u64), any::<u64>()])
-            .prop_map(|(f, seq, trade, ts_event, ts_gateway)| Tick {
+        (
+            any::<[i64; 7]>(),
+            any::<u64>(),
+            any::<bool>(),
+            any::<u64>(),
+            prop_oneof![Just(0u64), any::<u64>()],
+            any::<[u64; 2]>(),
+            0u8..3,
+        )
+            .prop_map(|(f, seq, trade, ts_event, ts_gateway, [trades, trade_id], side)| Tick {
                 symbol: 0,
                 kind: if trade { TickKind::Trade } else { TickKind::Quote },
                 seq,
@@ -176,6 +218,9 @@ mod tests {
                 volume: f[6],
                 ts_event,
                 ts_gateway,
+                trades,
+                trade_id,
+                side: Side::from_u8(side),
             })
     }
 
@@ -229,7 +274,10 @@ mod tests {
     fn over_long_varints_and_unknown_mask_bits_are_refused() {
         assert_eq!(get_varint(&mut &[0xff; 11][..]), Err(CodecError::BadVarint));
         let mut buf = Vec::new();
-        put_varint(&mut buf, 1 << 9);
-        assert_eq!(decode(&mut &buf[..], &Tick::default()), Err(CodecError::BadMask(1 << 9)));
+        put_varint(&mut buf, 1 << 13);
+        assert_eq!(decode(&mut &buf[..], &Tick::default()), Err(CodecError::BadMask(1 << 13)));
+        buf.clear();
+        put_varint(&mut buf, SIDE_BITS);
+        assert_eq!(decode(&mut &buf[..], &Tick::default()), Err(CodecError::BadMask(SIDE_BITS)));
     }
 }

@@ -309,8 +309,8 @@ impl CaptureFile {
 /// Drops the borrowed symbol name once it is resolved to an id.
 fn resolve(id: u32, e: &Event<'_>) -> Head {
     let event = match *e {
-        Event::Trade { capture_ns, price, qty, .. } => {
-            Event::Trade { capture_ns, symbol: "".into(), price, qty }
+        Event::Trade { capture_ns, price, qty, trade_id, side, .. } => {
+            Event::Trade { capture_ns, symbol: "".into(), price, qty, trade_id, side }
         }
         Event::Quote { capture_ns, bid, bid_size, ask, ask_size, .. } => {
             Event::Quote { capture_ns, symbol: "".into(), bid, bid_size, ask, ask_size }

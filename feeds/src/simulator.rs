@@ -38,7 +38,7 @@ use rand_distr::StandardNormal;
 use rand_xoshiro::Xoshiro256PlusPlus;
 
 use crate::tick::SCALE;
-use crate::{FeedPoll, FeedSource, Tick, TickKind, Universe};
+use crate::{FeedPoll, FeedSource, Side, Tick, TickKind, Universe};
 
 const NS_PER_SEC: u128 = 1_000_000_000;
 const NS_PER_MS: u64 = 1_000_000;
@@ -416,6 +416,9 @@ impl SymbolState {
             volume: self.volume,
             ts_event: now_ns,
             ts_gateway: 0,
+            trades: 0,
+            trade_id: 0,
+            side: Side::Unknown,
         }
     }
 }
@@ -441,6 +444,8 @@ pub struct Simulator {
     var_per_ns: f64,
     /// `trade_percent` as a threshold on 32 random bits.
     trade_threshold: u64,
+    /// Trade ids handed out so far (the last one given).
+    trade_ids: u64,
     start_ns: u64,
     /// Ticks consumed (emitted + dropped) when the schedule was last anchored at `start_ns`.
     anchor: u64,
@@ -487,6 +492,7 @@ impl Simulator {
             schedule,
             var_per_ns: volatility * volatility / TRADING_YEAR_NS,
             trade_threshold,
+            trade_ids: 0,
             start_ns,
             anchor: 0,
             emitted: 0,
@@ -542,6 +548,7 @@ impl Simulator {
             return Tick::default();
         };
         s.seq += 1;
+        let mut side = Side::Unknown;
         let kind = if is_trade {
             let spread = s.ask - s.bid;
             // Geometric: half of all trades are one lot, a quarter two, ...; at most 32.
@@ -550,9 +557,12 @@ impl Simulator {
             let price = if spread >= 2 && (d & 0xFF) < 38 {
                 s.bid + 1 + ((d >> 8) & 0xFFFF) as i64 % (spread - 1)
             } else if d & (1 << 24) != 0 {
+                // At the ask: a buyer lifted the offer.
+                side = Side::Buy;
                 s.ask_lots = (s.ask_lots - lots).max(1);
                 s.ask
             } else {
+                side = Side::Sell;
                 s.bid_lots = (s.bid_lots - lots).max(1);
                 s.bid
             };
@@ -583,7 +593,14 @@ impl Simulator {
             TickKind::Quote
         };
         self.emitted += 1;
-        s.to_tick(id as u32, kind, now_ns)
+        let mut t = s.to_tick(id as u32, kind, now_ns);
+        if is_trade {
+            // Venue-wide trade ids, as exchanges number their prints.
+            self.trade_ids += 1;
+            t.trade_id = self.trade_ids;
+            t.side = side;
+        }
+        t
     }
 }
 

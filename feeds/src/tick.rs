@@ -33,6 +33,40 @@ impl TickKind {
     }
 }
 
+/// The aggressor of a trade: the side that crossed the spread (took liquidity), where the
+/// source says so.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum Side {
+    /// The source does not say (and every quote).
+    #[default]
+    Unknown = 0,
+    /// A buyer lifted the offer.
+    Buy = 1,
+    /// A seller hit the bid.
+    Sell = 2,
+}
+
+impl Side {
+    /// Decodes the wire/storage value; anything else is [`Side::Unknown`].
+    pub fn from_u8(v: u8) -> Self {
+        match v {
+            1 => Self::Buy,
+            2 => Self::Sell,
+            _ => Self::Unknown,
+        }
+    }
+
+    /// The protocol's name, or `None` for [`Side::Unknown`] (the field is then omitted).
+    pub fn as_str(self) -> Option<&'static str> {
+        match self {
+            Self::Unknown => None,
+            Self::Buy => Some("buy"),
+            Self::Sell => Some("sell"),
+        }
+    }
+}
+
 /// A normalized Level-1 tick: the full top-of-book state of one symbol after one feed event.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Tick {
@@ -61,10 +95,19 @@ pub struct Tick {
     pub ts_event: u64,
     /// Gateway ingest time, ns since the Unix epoch, stamped by the feed thread.
     pub ts_gateway: u64,
+    /// Trades of this symbol so far, this one included when the tick is a trade (the trade's
+    /// ordinal: 1, 2, 3, …; 0 = none yet). Stamped by the gateway's feed thread unless the
+    /// source (a NATS publisher) already did, so a trade lost anywhere upstream of a shard
+    /// shows as a jump that clients are told about (`gap`).
+    pub trades: u64,
+    /// The venue's trade id, for a trade whose source has one (0 = none).
+    pub trade_id: u64,
+    /// The trade's aggressor side, where the source says.
+    pub side: Side,
 }
 
 /// Number of 64-bit words a [`Tick`] packs into (see [`Tick::to_words`]).
-pub const TICK_WORDS: usize = 11;
+pub const TICK_WORDS: usize = 13;
 
 impl Tick {
     /// Packs the tick into 64-bit words, for storage in atomic cells (the ring and the
@@ -72,7 +115,7 @@ impl Tick {
     #[inline]
     pub fn to_words(&self) -> [u64; TICK_WORDS] {
         [
-            u64::from(self.symbol) | (u64::from(self.kind as u8) << 32),
+            u64::from(self.symbol) | (u64::from(self.kind as u8) << 32) | (u64::from(self.side as u8) << 40),
             self.seq,
             self.bid as u64,
             self.bid_size as u64,
@@ -83,6 +126,8 @@ impl Tick {
             self.volume as u64,
             self.ts_event,
             self.ts_gateway,
+            self.trades,
+            self.trade_id,
         ]
     }
 
@@ -103,7 +148,49 @@ impl Tick {
             volume: w[8] as i64,
             ts_event: w[9],
             ts_gateway: w[10],
+            trades: w[11],
+            trade_id: w[12],
+            side: Side::from_u8((w[0] >> 40) as u8),
         }
+    }
+}
+
+/// Numbers each symbol's trades (see [`Tick::trades`]): the one place a tick's trade count
+/// is stamped, by the gateway's feed thread and by a NATS publisher.
+#[derive(Debug, Clone, Default)]
+pub struct TradeCounter {
+    counts: Vec<u64>,
+}
+
+impl TradeCounter {
+    /// Counters for `symbols` ids, all at 0.
+    pub fn new(symbols: usize) -> Self {
+        TradeCounter { counts: vec![0; symbols] }
+    }
+
+    /// Continues symbol `id`'s count from `trades` (a restarted publisher resuming from the
+    /// bus's last tick).
+    pub fn resume(&mut self, id: u32, trades: u64) {
+        if let Some(c) = self.counts.get_mut(id as usize) {
+            *c = (*c).max(trades);
+        }
+    }
+
+    /// Stamps `t.trades`. A tick that already carries a count (stamped upstream, by the
+    /// publisher of a NATS feed) keeps it, and the counter follows it, so a trade lost
+    /// upstream stays visible as a jump; otherwise a trade takes the next number and a quote
+    /// carries the count so far. Ids outside the counter are left as they are.
+    #[inline]
+    pub fn stamp(&mut self, t: &mut Tick) {
+        let Some(c) = self.counts.get_mut(t.symbol as usize) else { return };
+        if t.trades != 0 {
+            *c = (*c).max(t.trades);
+            return;
+        }
+        if t.kind == TickKind::Trade {
+            *c += 1;
+        }
+        t.trades = *c;
     }
 }
 
@@ -190,6 +277,28 @@ mod tests {
     }
 
     #[test]
+    fn trades_are_numbered_per_symbol_and_upstream_counts_are_kept() {
+        let mut c = TradeCounter::new(2);
+        let trade = |symbol| Tick { symbol, kind: TickKind::Trade, ..Tick::default() };
+        let quote = |symbol| Tick { symbol, ..Tick::default() };
+        let mut got = Vec::new();
+        for mut t in
+            [quote(0), trade(0), trade(1), quote(0), trade(0), Tick { trades: 7, ..trade(1) }, trade(1)]
+        {
+            c.stamp(&mut t);
+            got.push((t.symbol, t.trades));
+        }
+        assert_eq!(got, [(0, 0), (0, 1), (1, 1), (0, 1), (0, 2), (1, 7), (1, 8)]);
+        let mut far = Tick { symbol: 9, ..trade(0) };
+        c.stamp(&mut far);
+        assert_eq!(far.trades, 0, "an id outside the counter is left alone");
+        c.resume(0, 40);
+        let mut t = trade(0);
+        c.stamp(&mut t);
+        assert_eq!(t.trades, 41);
+    }
+
+    #[test]
     fn words_round_trip() {
         let t = Tick {
             symbol: 7,
@@ -204,6 +313,9 @@ mod tests {
             volume: 5,
             ts_event: u64::MAX,
             ts_gateway: 9,
+            trades: 11,
+            trade_id: u64::MAX,
+            side: Side::Sell,
         };
         assert_eq!(Tick::from_words(&t.to_words()), t);
     }

@@ -74,7 +74,7 @@ mod tests {
         let mut msgs = roundtrip(&out);
         assert_eq!(msgs.len(), 4);
         match control::parse(&mut msgs[0]).unwrap() {
-            ClientMsg::Subscribe { id, symbols, max_rate } => {
+            ClientMsg::Subscribe { id, symbols, max_rate, .. } => {
                 assert_eq!(id, Some(1));
                 assert_eq!(symbols, vec!["AAPL", "BRK.B"]);
                 assert!(max_rate.is_some());

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow};
 use bytes::Bytes;
-use tickgate_feeds::{FeedPoll, FeedSource, Tick};
+use tickgate_feeds::{FeedPoll, FeedSource, Tick, TradeCounter};
 use tokio::sync::mpsc;
 
 use super::{BusConfig, wire};
@@ -85,11 +85,13 @@ pub fn run(
         // Continue numbering from what the bus already holds.
         let stream = js.get_stream(&cfg.stream).await.context("reading the stream back")?;
         let mut offset = vec![0u64; universe.len()];
+        let mut trades = TradeCounter::new(universe.len());
         for (id, s) in universe.symbols().iter().enumerate() {
             if let Ok(m) = stream.get_last_raw_message_by_subject(&cfg.subject(&s.name)).await
                 && let Ok(t) = wire::decode_tick(&m.payload, id as u32)
             {
                 offset[id] = t.seq;
+                trades.resume(id as u32, t.trades);
             }
         }
         let resumed = offset.iter().filter(|&&o| o > 0).count();
@@ -129,6 +131,8 @@ pub fn run(
                         let i = t.symbol as usize;
                         let Some(subject) = subjects.get(i) else { continue };
                         t.seq += offset[i];
+                        // Numbered here, so a gateway sees trades lost on the bus as a gap.
+                        trades.stamp(&mut t);
                         t.ts_gateway = now_ns();
                         buf.clear();
                         wire::encode_tick(&mut buf, &t);

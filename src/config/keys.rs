@@ -183,7 +183,17 @@ config_keys! {
             "Client messages per second (token bucket, burst = the same number); over it a \
             message gets error rate_limited and is not executed.";
         default_max_rate: u32 = "0", Int { min: 0, max: 1000 }, live,
-            "Updates/s per symbol for subscriptions that give no max_rate; 0 = unlimited.";
+            "Quote updates/s per symbol for subscriptions that give no max_rate; 0 = unlimited. \
+            Trades are never paced.";
+        max_trade_backlog: usize = "1000", Int { min: 1, max: 1_000_000 }, live,
+            "Trades per symbol a client taking trades may fall behind before the oldest are \
+            dropped for it (it is told exactly how many, in a gap message). Each shard keeps \
+            at most this many per symbol whose trades a client takes (~260 bytes each).";
+        default_max_bandwidth: u64 = "0", Int { min: 0, max: 10_000_000_000 }, live,
+            "Bytes/s a client may receive unless it sets its own max_bandwidth; 0 = unlimited. \
+            Under the cap quotes conflate and trades wait within max_trade_backlog.";
+        max_bandwidth_ceiling: u64 = "0", Int { min: 0, max: 10_000_000_000 }, live,
+            "Highest max_bandwidth a client may set (higher requests get this); 0 = no ceiling.";
         ping_interval: Duration = "20s", Dur { min: MS_100 }, live,
             "How often the server pings each client.";
         idle_timeout: Duration = "60s", Dur { min: MS_100 }, live,

@@ -22,15 +22,131 @@
 //!
 //! The fixed-point fields are the [`Tick`]'s raw values. The tick's `kind` is not on the
 //! wire. The decoder here serves the tests, the load generator and Rust clients.
+//!
+//! A subscription with `"trades": true` also gets trade and gap records, the same length so a
+//! client that does not know a type skips it:
+//!
+//! ```text
+//! trade (RECORD_TRADE)                     gap (RECORD_GAP)
+//! offset size field                        offset size field
+//!      0    1 type       u8  2                  0    1 type       u8  3
+//!      1    1 side       u8  0 unknown,         1    3 reserved   sent as 0
+//!                            1 buy, 2 sell      4    4 symbol_id  u32
+//!      2    2 reserved   u16 sent as 0          8    8 missed     u64 trades dropped
+//!      4    4 symbol_id  u32                   16   72 reserved   sent as 0
+//!      8    8 seq        u64
+//!     16    8 price      i64 fixed point
+//!     24    8 size       i64 fixed point
+//!     32    8 trade_id   u64 0 = none
+//!     40   32 reserved   sent as 0
+//!     72    8 ts_event   u64
+//!     80    8 ts_gateway u64
+//! ```
 
-use crate::feeds::{Tick, TickKind};
+use crate::feeds::{Side, Tick, TickKind};
 
 /// Length of one record in bytes.
 pub const RECORD_LEN: usize = 88;
 /// Record type of an L1 update (byte 0).
 pub const RECORD_L1: u8 = 1;
+/// Record type of a trade (byte 0).
+pub const RECORD_TRADE: u8 = 2;
+/// Record type of a gap notice (byte 0).
+pub const RECORD_GAP: u8 = 3;
 /// Bit of the flags byte (byte 1) set when the record is a snapshot.
 pub const FLAG_SNAPSHOT: u8 = 1;
+
+/// Appends one 88-byte trade record for the trade `tick` to `out`.
+#[inline]
+pub fn encode_trade(out: &mut Vec<u8>, tick: &Tick) {
+    out.extend_from_slice(&trade_record(tick));
+}
+
+/// The 88-byte trade record of the trade `tick`.
+#[inline]
+pub fn trade_record(tick: &Tick) -> [u8; RECORD_LEN] {
+    let mut r = [0u8; RECORD_LEN];
+    r[0] = RECORD_TRADE;
+    r[1] = tick.side as u8;
+    r[4..8].copy_from_slice(&tick.symbol.to_le_bytes());
+    r[8..16].copy_from_slice(&tick.seq.to_le_bytes());
+    r[16..24].copy_from_slice(&tick.last.to_le_bytes());
+    r[24..32].copy_from_slice(&tick.last_size.to_le_bytes());
+    r[32..40].copy_from_slice(&tick.trade_id.to_le_bytes());
+    r[72..80].copy_from_slice(&tick.ts_event.to_le_bytes());
+    r[80..88].copy_from_slice(&tick.ts_gateway.to_le_bytes());
+    r
+}
+
+/// Appends one 88-byte gap record: `missed` trades of `symbol` will not be sent.
+pub fn encode_gap(out: &mut Vec<u8>, symbol: u32, missed: u64) {
+    out.extend_from_slice(&gap_record(symbol, missed));
+}
+
+/// The 88-byte gap record: `missed` trades of `symbol` will not be sent.
+pub fn gap_record(symbol: u32, missed: u64) -> [u8; RECORD_LEN] {
+    let mut r = [0u8; RECORD_LEN];
+    r[0] = RECORD_GAP;
+    r[4..8].copy_from_slice(&symbol.to_le_bytes());
+    r[8..16].copy_from_slice(&missed.to_le_bytes());
+    r
+}
+
+/// One decoded record of any type this version knows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Message {
+    /// An L1 update or snapshot.
+    Update(Record),
+    /// A trade: `symbol`, `seq`, `last` (price), `last_size` (size), `trade_id`, `side`,
+    /// `ts_event` and `ts_gateway` are set, `kind` is [`TickKind::Trade`], the rest is 0.
+    Trade(Tick),
+    /// `missed` trades of `symbol` were dropped.
+    Gap {
+        /// The symbol id.
+        symbol: u32,
+        /// How many.
+        missed: u64,
+    },
+}
+
+/// Decodes one 88-byte record of any known type.
+///
+/// # Errors
+///
+/// As [`decode_record`]; [`DecodeError::UnknownType`] only for types other than L1, trade
+/// and gap.
+pub fn decode_message(b: &[u8]) -> Result<Message, DecodeError> {
+    let r: &[u8; RECORD_LEN] = b.try_into().map_err(|_| DecodeError::RecordLength { len: b.len() })?;
+    let symbol = u32::from_le_bytes([r[4], r[5], r[6], r[7]]);
+    match r[0] {
+        RECORD_L1 => decode_record(b).map(Message::Update),
+        RECORD_TRADE => Ok(Message::Trade(Tick {
+            symbol,
+            kind: TickKind::Trade,
+            seq: u64_at(r, 8),
+            last: u64_at(r, 16) as i64,
+            last_size: u64_at(r, 24) as i64,
+            trade_id: u64_at(r, 32),
+            side: Side::from_u8(r[1]),
+            ts_event: u64_at(r, 72),
+            ts_gateway: u64_at(r, 80),
+            ..Tick::default()
+        })),
+        RECORD_GAP => Ok(Message::Gap { symbol, missed: u64_at(r, 8) }),
+        t => Err(DecodeError::UnknownType { record_type: t }),
+    }
+}
+
+/// As [`decode_frame`], for records of any known type ([`decode_message`]).
+pub fn decode_frame_messages(payload: &[u8]) -> impl Iterator<Item = Result<Message, DecodeError>> {
+    let len = payload.len();
+    let (bad, records) = if len.is_multiple_of(RECORD_LEN) {
+        (None, payload)
+    } else {
+        (Some(DecodeError::FrameLength { len }), &payload[..0])
+    };
+    bad.map(Err).into_iter().chain(records.chunks_exact(RECORD_LEN).map(decode_message))
+}
 
 /// Appends one 88-byte record for `tick` to `out`. The record is built on the stack and
 /// appended with a single copy; `out` is the only thing that may allocate (when it grows).
@@ -116,6 +232,7 @@ pub fn decode_record(b: &[u8]) -> Result<Record, DecodeError> {
         volume: u64_at(r, 64) as i64,
         ts_event: u64_at(r, 72),
         ts_gateway: u64_at(r, 80),
+        ..Tick::default()
     };
     Ok(Record { tick, snapshot: r[1] & FLAG_SNAPSHOT != 0 })
 }
@@ -170,6 +287,7 @@ mod tests {
             volume: 0x1_0000_0000,
             ts_event: u64::MAX,
             ts_gateway: 0xAABB,
+            ..Tick::default()
         };
         let mut out = Vec::new();
         encode_record(&mut out, &t, true);
@@ -216,6 +334,37 @@ mod tests {
                 Ok(Record { tick: example_tick(), snapshot: true }),
             ]
         );
+    }
+
+    #[test]
+    fn trade_and_gap_records_round_trip_and_keep_their_layout() {
+        let t = Tick {
+            symbol: 0x0403_0201,
+            kind: TickKind::Trade,
+            seq: 43,
+            last: 0x11,
+            last_size: 0x22,
+            trade_id: 0x0a0b,
+            side: Side::Sell,
+            ts_event: 5,
+            ts_gateway: 6,
+            ..Tick::default()
+        };
+        let mut out = Vec::new();
+        encode_trade(&mut out, &t);
+        encode_gap(&mut out, 9, 1234);
+        assert_eq!(out.len(), 2 * RECORD_LEN);
+        assert_eq!(&out[..4], &[RECORD_TRADE, 2, 0, 0]);
+        assert_eq!(&out[4..8], &[1, 2, 3, 4]);
+        assert_eq!(&out[32..34], &[0x0b, 0x0a]);
+        assert!(out[40..72].iter().all(|&b| b == 0), "reserved bytes are zero");
+        assert_eq!(out[RECORD_LEN], RECORD_GAP);
+        let got: Vec<_> = decode_frame_messages(&out).collect();
+        assert_eq!(got, vec![Ok(Message::Trade(t)), Ok(Message::Gap { symbol: 9, missed: 1234 })]);
+        // An L1-only decoder skips them as unknown types, as the protocol promises.
+        let old: Vec<_> = decode_frame(&out).collect();
+        assert_eq!(old[0], Err(DecodeError::UnknownType { record_type: RECORD_TRADE }));
+        assert_eq!(old[1], Err(DecodeError::UnknownType { record_type: RECORD_GAP }));
     }
 
     #[test]
@@ -294,6 +443,7 @@ mod tests {
                 bid: v[0], bid_size: v[1], ask: v[2], ask_size: v[3],
                 last: v[4], last_size: v[5], volume: v[6],
                 ts_event: ts[0], ts_gateway: ts[1],
+                ..Tick::default()
             };
             let mut out = vec![0xAA]; // appends after existing content
             encode_record(&mut out, &t, snapshot);

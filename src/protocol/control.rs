@@ -4,15 +4,18 @@
 //! # Requests
 //!
 //! ```text
-//! {"op":"subscribe","symbols":["AAPL","MSFT"],"id":1,"max_rate":4}
+//! {"op":"subscribe","symbols":["AAPL","MSFT"],"id":1,"max_rate":4,"trades":true}
 //! {"op":"unsubscribe","symbols":["AAPL"],"id":2}
 //! {"op":"list","id":3}
 //! {"op":"ping","id":4}
+//! {"op":"set","max_bandwidth":20000,"id":5}
 //! ```
 //!
 //! `id` is an optional integer (`i64`) echoed in the reply. `max_rate` (subscribe only) is an
-//! optional cap in updates per second per symbol: a number in `(0, 1000]`, or `0` / `null` for
-//! no limit. Fields this version does not know are ignored, so later versions can add some; a
+//! optional cap in quote updates per second per symbol: a number in `(0, 1000]`, or `0` /
+//! `null` for no limit. `trades` (subscribe only, default false) asks for every trade of the
+//! symbols as well, never conflated. `max_bandwidth` (set) is the client's byte budget per
+//! second: a positive integer, or `0` / `null` for the server's default. Fields this version does not know are ignored, so later versions can add some; a
 //! field this version knows may appear only once.
 //!
 //! # Replies
@@ -54,6 +57,15 @@ pub enum ClientMsg<'a> {
         symbols: Vec<&'a str>,
         /// The requested rate cap; `None` when the field was absent.
         max_rate: Option<MaxRate>,
+        /// Also deliver every trade of these symbols (`"trades": true`).
+        trades: bool,
+    },
+    /// `{"op":"set","max_bandwidth":20000,"id":5}`: change connection settings.
+    Set {
+        /// The request id, echoed in the reply.
+        id: Option<i64>,
+        /// Bytes per second the client wants at most; `Some(0)` = the server's default.
+        max_bandwidth: Option<u64>,
     },
     /// `{"op":"unsubscribe","symbols":[...],"id":2}`
     Unsubscribe {
@@ -89,7 +101,8 @@ impl ClientMsg<'_> {
             | ClientMsg::Unsubscribe { id, .. }
             | ClientMsg::List { id }
             | ClientMsg::Ping { id }
-            | ClientMsg::Auth { id, .. } => *id,
+            | ClientMsg::Auth { id, .. }
+            | ClientMsg::Set { id, .. } => *id,
         }
     }
 }
@@ -201,6 +214,8 @@ struct Fields<'v, 'a> {
     symbols: Option<&'v Value<'a>>,
     max_rate: Option<&'v Value<'a>>,
     token: Option<&'v Value<'a>>,
+    trades: Option<&'v Value<'a>>,
+    max_bandwidth: Option<&'v Value<'a>>,
     /// The first known field seen twice.
     duplicate: Option<&'static str>,
     /// Whether `id` was seen twice (then no id is trusted).
@@ -240,6 +255,8 @@ pub fn parse(buf: &mut [u8]) -> Result<ClientMsg<'_>, ControlError> {
             "symbols" => (&mut f.symbols, "symbols"),
             "max_rate" => (&mut f.max_rate, "max_rate"),
             "token" => (&mut f.token, "token"),
+            "trades" => (&mut f.trades, "trades"),
+            "max_bandwidth" => (&mut f.max_bandwidth, "max_bandwidth"),
             _ => continue,
         };
         if slot.is_some() {
@@ -273,7 +290,26 @@ pub fn parse(buf: &mut [u8]) -> Result<ClientMsg<'_>, ControlError> {
             id,
             symbols: symbols(id, f.symbols)?,
             max_rate: max_rate(id, f.max_rate)?,
+            trades: match f.trades {
+                None => false,
+                Some(Value::Static(StaticNode::Bool(b))) => *b,
+                Some(_) => {
+                    return Err(ControlError::bad_request(id, "field \"trades\" must be true or false"));
+                }
+            },
         }),
+        "set" => match f.max_bandwidth {
+            None => Err(ControlError::bad_request(id, "missing field \"max_bandwidth\" (the only setting)")),
+            Some(Value::Static(StaticNode::Null)) => Ok(ClientMsg::Set { id, max_bandwidth: Some(0) }),
+            Some(Value::Static(n)) if n.as_u64().is_some() => {
+                Ok(ClientMsg::Set { id, max_bandwidth: n.as_u64() })
+            }
+            Some(_) => Err(ControlError::bad_request(
+                id,
+                "field \"max_bandwidth\" must be a non-negative integer (bytes/s), or 0 or null \
+                 for the server's default",
+            )),
+        },
         "unsubscribe" => Ok(ClientMsg::Unsubscribe { id, symbols: symbols(id, f.symbols)? }),
         "list" => Ok(ClientMsg::List { id }),
         "ping" => Ok(ClientMsg::Ping { id }),
@@ -286,7 +322,7 @@ pub fn parse(buf: &mut [u8]) -> Result<ClientMsg<'_>, ControlError> {
             let mut message = String::with_capacity(other.len() + 40);
             message.push_str("unknown op ");
             push_debug_str(&mut message, other);
-            message.push_str(" (expected subscribe, unsubscribe, list, ping or auth)");
+            message.push_str(" (expected subscribe, unsubscribe, list, ping, set or auth)");
             Err(ControlError { id, code: ErrorCode::UnknownOp, message })
         }
     }
@@ -388,6 +424,15 @@ fn max_rate(id: Option<i64>, v: Option<&Value<'_>>) -> Result<Option<MaxRate>, C
              or 0 or null for no limit",
         )
     })
+}
+
+/// Writes the reply to `set`: `{"type":"settings","id":5,"max_bandwidth":20000}`, the
+/// bandwidth now in force (bytes/s; 0 = unlimited).
+pub fn write_settings(out: &mut Vec<u8>, id: Option<i64>, max_bandwidth: u64) {
+    open_reply(out, "settings", id);
+    out.extend_from_slice(b",\"max_bandwidth\":");
+    out.extend_from_slice(itoa::Buffer::new().format(max_bandwidth).as_bytes());
+    out.push(b'}');
 }
 
 /// Writes `{"type":"<ty>"` and, when present, `,"id":<id>`.
@@ -545,6 +590,7 @@ mod tests {
 
     fn sub(id: Option<i64>, symbols: Vec<&'static str>, max_rate: Option<u64>) -> Want {
         Ok(ClientMsg::Subscribe {
+            trades: false,
             id,
             symbols,
             max_rate: max_rate.map(|interval_ns| MaxRate { interval_ns }),

@@ -63,6 +63,59 @@ pub fn encode_update(out: &mut Vec<u8>, tick: &Tick, symbol: &str, snapshot: boo
     out.extend_from_slice(&w.buf[..w.len]);
 }
 
+/// Appends one JSON trade object for the trade `tick` (a [`crate::feeds::TickKind::Trade`]) to
+/// `out`, with the same conventions as [`encode_update`]; `side` and `trade_id` are omitted
+/// when the source has none:
+///
+/// ```text
+/// {"type":"trade","symbol":"AAPL","seq":43,"price":189.13,"size":100,"side":"buy",
+///  "trade_id":9071,"ts_event":1732240000123456789,"ts_gateway":1732240000123460000}
+/// ```
+#[inline]
+pub fn encode_trade(out: &mut Vec<u8>, tick: &Tick, symbol: &str) {
+    debug_assert!(symbol.bytes().all(is_plain_symbol_byte), "symbol {symbol:?} needs JSON escaping");
+    let mut w = StackWriter { buf: [0; UPDATE_MAX_LEN_WITHOUT_SYMBOL + MAX_SYMBOL_LEN], len: 0 };
+    let mut int = itoa::Buffer::new();
+    let mut fixed = FixedBuf::new();
+    w.put(b"{\"type\":\"trade\",\"symbol\":\"");
+    w.put(&symbol.as_bytes()[..symbol.len().min(MAX_SYMBOL_LEN)]);
+    w.put(b"\",\"seq\":");
+    w.put(int.format(tick.seq).as_bytes());
+    w.put(b",\"price\":");
+    w.put(fixed.format(tick.last));
+    w.put(b",\"size\":");
+    w.put(fixed.format(tick.last_size));
+    if let Some(side) = tick.side.as_str() {
+        w.put(b",\"side\":\"");
+        w.put(side.as_bytes());
+        w.put(b"\"");
+    }
+    if tick.trade_id != 0 {
+        w.put(b",\"trade_id\":");
+        w.put(int.format(tick.trade_id).as_bytes());
+    }
+    w.put(b",\"ts_event\":");
+    w.put(int.format(tick.ts_event).as_bytes());
+    w.put(b",\"ts_gateway\":");
+    w.put(int.format(tick.ts_gateway).as_bytes());
+    w.put(b"}");
+    out.extend_from_slice(&w.buf[..w.len]);
+}
+
+/// Appends a gap notice: `missed` trades of `symbol` were dropped for this client (its trade
+/// backlog overflowed, or they never reached the shard) and will not be sent.
+///
+/// ```text
+/// {"type":"gap","symbol":"AAPL","missed":12}
+/// ```
+pub fn encode_gap(out: &mut Vec<u8>, symbol: &str, missed: u64) {
+    out.extend_from_slice(b"{\"type\":\"gap\",\"symbol\":\"");
+    out.extend_from_slice(symbol.as_bytes());
+    out.extend_from_slice(b"\",\"missed\":");
+    out.extend_from_slice(itoa::Buffer::new().format(missed).as_bytes());
+    out.push(b'}');
+}
+
 /// Longest symbol name the universe accepts (longer names are cut, which the universe rules
 /// out).
 const MAX_SYMBOL_LEN: usize = tickgate_feeds::universe::MAX_SYMBOL_LEN;
@@ -178,6 +231,32 @@ mod tests {
         r#""ask":189.14,"ask_size":200,"last":189.13,"last_size":100,"volume":1234567,"#,
         r#""ts_event":1732240000123456789,"ts_gateway":1732240000123460000,"snapshot":false}"#
     );
+
+    #[test]
+    fn trade_and_gap_golden() {
+        use crate::feeds::{Side, TickKind};
+        let t = Tick { kind: TickKind::Trade, seq: 43, trade_id: 9071, side: Side::Buy, ..example_tick() };
+        let mut out = Vec::new();
+        encode_trade(&mut out, &t, "AAPL");
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            concat!(
+                r#"{"type":"trade","symbol":"AAPL","seq":43,"price":189.13,"size":100,"side":"buy","#,
+                r#""trade_id":9071,"ts_event":1732240000123456789,"ts_gateway":1732240000123460000}"#
+            )
+        );
+        // Fields the source lacks are omitted.
+        let mut out = Vec::new();
+        encode_trade(&mut out, &Tick { trade_id: 0, side: Side::Unknown, ..t }, "AAPL");
+        let text = String::from_utf8(out).unwrap();
+        assert!(!text.contains("side") && !text.contains("trade_id"), "{text}");
+        let mut v = text.into_bytes();
+        let parsed = simd_json::to_borrowed_value(&mut v).unwrap();
+        assert_eq!(parsed.get("type").and_then(|v| v.as_str()), Some("trade"));
+        let mut out = Vec::new();
+        encode_gap(&mut out, "AAPL", 12);
+        assert_eq!(String::from_utf8(out).unwrap(), r#"{"type":"gap","symbol":"AAPL","missed":12}"#);
+    }
 
     fn encode(tick: &Tick, symbol: &str, snapshot: bool) -> String {
         let mut out = Vec::new();

@@ -25,6 +25,7 @@ fn tick_for(n: u64) -> Tick {
         volume: n as i64 + 6,
         ts_event: n + 7,
         ts_gateway: n + 8,
+        ..Tick::default()
     }
 }
 

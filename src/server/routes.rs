@@ -393,6 +393,7 @@ struct StatsJson<'a> {
     feed_rate_target: u64,
     stats_interval_ms: u64,
     top_symbols: Vec<TopSymbol>,
+    top_clients: Vec<TopClientJson>,
     shards: Vec<ShardJson<'a>>,
 }
 
@@ -404,6 +405,16 @@ pub(crate) fn metrics(app: &Arc<App>) -> Resp {
         HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
     );
     r
+}
+
+/// One of the busiest clients by bytes, in `/stats` `top_clients`.
+#[derive(Serialize)]
+struct TopClientJson {
+    peer: String,
+    shard: usize,
+    bytes: u64,
+    /// The bandwidth cap in force, bytes/s (0: none).
+    max_bandwidth: u64,
 }
 
 #[derive(Serialize)]
@@ -467,6 +478,19 @@ pub(crate) fn stats(app: &App) -> Resp {
         .collect();
     top.sort_by(|a, b| b.updates.cmp(&a.updates).then_with(|| a.symbol.cmp(&b.symbol)));
     top.truncate(10);
+    let mut top_clients: Vec<TopClientJson> = Vec::new();
+    for s in &app.shards {
+        if let Ok(list) = s.stats.top_clients.lock() {
+            top_clients.extend(list.iter().map(|c| TopClientJson {
+                peer: c.peer.clone(),
+                shard: s.id,
+                bytes: c.bytes,
+                max_bandwidth: c.max_bandwidth,
+            }));
+        }
+    }
+    top_clients.sort_by(|a, b| b.bytes.cmp(&a.bytes).then_with(|| a.peer.cmp(&b.peer)));
+    top_clients.truncate(10);
     let rj = &app.guards.rejections;
     let body = StatsJson {
         rejections: RejectionsJson {
@@ -482,6 +506,7 @@ pub(crate) fn stats(app: &App) -> Resp {
         feed_rate_target: app.live.config().feed.rate,
         stats_interval_ms: app.live.config().server.stats_interval.as_millis() as u64,
         top_symbols: top,
+        top_clients,
         feed_ticks: app.feed.ticks.load(r),
         feed_stale: app.feed.stale.load(r),
         feed_ended: app.feed.ended.load(Ordering::Acquire),

@@ -30,6 +30,11 @@ pub struct Subscription {
     pub interval_ns: u64,
     /// Earliest time the next update may go out.
     pub next_due_ns: u64,
+    /// Every trade of the symbol is delivered too (`"trades": true`), never conflated and
+    /// not paced by `max_rate`.
+    pub trades: bool,
+    /// The next trade ordinal to deliver (trades below it were sent or reported missed).
+    pub trade_next: u64,
 }
 
 /// What one [`ClientSubs::drain_due`] did.
@@ -41,6 +46,9 @@ pub struct Drained {
     pub conflated: u64,
     /// Earliest time a value held back by `max_rate` becomes due.
     pub next_due_ns: Option<u64>,
+    /// The sink's byte budget ran out before every slot was visited: the rest wait for the
+    /// next fill (which starts where this one stopped).
+    pub cut_short: bool,
 }
 
 /// What a [`ClientSubs::drain_due`] reads from and writes to: the shard's cache, the
@@ -52,6 +60,16 @@ pub trait DrainSink {
     fn emit(&mut self, symbol: u32, sent_seq: u64) -> Option<u64>;
     /// Registers the client to be woken by the symbol's next tick.
     fn arm(&mut self, symbol: u32);
+    /// Appends the symbol's trades from ordinal `*next` on (with a gap notice for any it
+    /// cannot send) and advances `*next` past them; returns how many messages it appended.
+    /// Called before the symbol's quote, for slots that take trades.
+    fn trades(&mut self, _symbol: u32, _next: &mut u64) -> usize {
+        0
+    }
+    /// Whether the byte budget of this fill is spent (no more messages may be appended).
+    fn exhausted(&self) -> bool {
+        false
+    }
     /// Whether current slots are to be armed at all (false: the client goes straight back to
     /// the ready queue instead, and its slots are left as they are).
     fn arming(&self) -> bool {
@@ -63,6 +81,9 @@ pub trait DrainSink {
 #[derive(Debug, Default)]
 pub struct ClientSubs {
     slots: Vec<Subscription>,
+    /// Where the next drain starts: after a drain cut short by a byte budget, the slot it
+    /// stopped at, so every symbol gets its turn under a bandwidth cap.
+    start: u32,
 }
 
 impl ClientSubs {
@@ -190,7 +211,19 @@ impl ClientSubs {
     /// [`Drained::next_due_ns`] says when to come back for it.
     pub fn drain_due(&mut self, now_ns: u64, sink: &mut impl DrainSink) -> Drained {
         let mut d = Drained::default();
-        for s in &mut self.slots {
+        let n = self.slots.len();
+        let start = (self.start as usize).min(n);
+        self.start = 0;
+        for i in (start..n).chain(0..start) {
+            if sink.exhausted() {
+                d.cut_short = true;
+                self.start = i as u32;
+                break;
+            }
+            let s = &mut self.slots[i];
+            if s.trades {
+                d.sent += sink.trades(s.symbol, &mut s.trade_next);
+            }
             let newest = sink.latest(s.symbol);
             if newest > s.sent_seq {
                 if now_ns < s.next_due_ns {
@@ -210,6 +243,28 @@ impl ClientSubs {
             }
         }
         d
+    }
+
+    /// Turns trade delivery for `symbol` on (from ordinal `next`) or off. Returns false if
+    /// the symbol is not held.
+    pub fn set_trades(&mut self, symbol: u32, on: bool, next: u64) -> bool {
+        let Ok(i) = self.find(symbol) else { return false };
+        let s = &mut self.slots[i];
+        if on && !s.trades {
+            s.trade_next = next;
+        }
+        s.trades = on;
+        true
+    }
+
+    /// Symbols whose trades are delivered, with their next ordinal.
+    pub fn trade_slots(&self) -> impl Iterator<Item = (u32, u64)> + '_ {
+        self.slots.iter().filter(|s| s.trades).map(|s| (s.symbol, s.trade_next))
+    }
+
+    /// Whether some trade slot has a trade waiting (`last(symbol)` = highest ordinal logged).
+    pub fn trades_pending(&self, last: impl Fn(u32) -> u64) -> bool {
+        self.slots.iter().any(|s| s.trades && last(s.symbol) >= s.trade_next)
     }
 
     /// Number of slots with a newer value than was sent (≤ [`ClientSubs::len`], always).

@@ -29,6 +29,7 @@ use tickgate_feeds::{Tick, Universe};
 use super::cache::SymbolCache;
 use super::conflate::{ClientSubs, DrainSink};
 use super::index::{ClientId, SubIndex};
+use super::trades::TradeLogs;
 use crate::auth::{Grant, Verifier};
 use crate::protocol::control::{self, ClientMsg, ControlError, ErrorCode};
 use crate::protocol::{Format, binary, frame, json};
@@ -44,6 +45,12 @@ pub struct Limits {
     pub msgs_per_sec: u32,
     /// Pacing for subscriptions that give no `max_rate` (0 = unlimited).
     pub default_interval_ns: u64,
+    /// Trades per symbol a client may fall behind before the oldest are dropped for it.
+    pub max_trade_backlog: usize,
+    /// Bytes/s for clients that set no `max_bandwidth` (0 = unlimited).
+    pub default_bandwidth: u64,
+    /// Highest `max_bandwidth` a client may set (0 = no ceiling).
+    pub bandwidth_ceiling: u64,
 }
 
 /// Number of distinct control error codes (for counters indexed by [`ErrorCode`]).
@@ -91,6 +98,14 @@ pub struct CoreCounters {
     pub polled: u64,
     /// Bytes handed to sockets.
     pub bytes_written: u64,
+    /// Trades queued for clients (each trade once per client taking it).
+    pub trades_sent: u64,
+    /// Gap notices sent (trades a client could not be sent, reported).
+    pub trade_gaps: u64,
+    /// Trades reported missed in gap notices (the sum of their `missed`).
+    pub trades_missed: u64,
+    /// Flushes cut short or put off by a client's `max_bandwidth`.
+    pub bandwidth_holds: u64,
     /// Client messages handled.
     pub client_msgs: u64,
     /// Error replies, by code (see [`ERROR_CODES`]).
@@ -128,6 +143,15 @@ pub struct ClientState {
     /// Token bucket, in nano-tokens, and when it was last refilled.
     tokens: u64,
     tokens_at_ns: u64,
+    /// `max_bandwidth` the client set (`None`: the server default applies).
+    bandwidth_set: Option<u64>,
+    /// Byte budget (may be negative by at most one message) and when it was last refilled.
+    bw_tokens: i64,
+    bw_at_ns: u64,
+    /// Bytes handed to its socket.
+    bytes: u64,
+    /// Its address, for the operator's view.
+    peer: Option<std::net::SocketAddr>,
 }
 
 impl ClientState {
@@ -154,6 +178,11 @@ impl ClientState {
     pub fn is_blocked(&self) -> bool {
         self.blocked
     }
+
+    /// Bytes handed to its socket so far.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
 }
 
 /// A snapshot of the shard's gauges (current values, not counters).
@@ -169,6 +198,10 @@ pub struct CoreGauges {
     pub buffered_bytes: usize,
     /// Clients whose socket is full.
     pub blocked_clients: usize,
+    /// Trades held in the shard's trade logs (bounded by max_trade_backlog per symbol).
+    pub trade_backlog: usize,
+    /// Heap bytes of the trade logs.
+    pub trade_backlog_bytes: usize,
 }
 
 /// The deterministic part of a shard.
@@ -179,6 +212,7 @@ pub struct ShardCore {
     clients: Slab<ClientState>,
     index: SubIndex,
     cache: SymbolCache,
+    trades: TradeLogs,
     /// Clients with something to send, in the order they became ready (each at most once).
     ready: VecDeque<ClientId>,
     /// `max_rate` deadlines: (due ns, client).
@@ -210,6 +244,17 @@ pub struct ShardCore {
     verifier: Option<Arc<Verifier>>,
 }
 
+/// How a subscribe request paces its symbols.
+#[derive(Clone, Copy, Debug)]
+struct Pacing {
+    /// Minimum ns between quote updates (0: unlimited).
+    interval_ns: u64,
+    /// The interval is the server default (a live change of it applies).
+    default_pacing: bool,
+    /// Deliver every trade too.
+    trades: bool,
+}
+
 /// Ready-queue length from which a client that just sent something goes straight back to
 /// the queue instead of arming its slots (polling). Under load, a client with a dozen
 /// updates per flush is nearly certain to have more by its next turn, so arming its slots
@@ -235,6 +280,45 @@ struct Sink<'a> {
     records: &'a mut Vec<u8>,
     stamps: &'a mut Vec<u64>,
     arming: bool,
+    trades: &'a TradeLogs,
+    counters: &'a mut CoreCounters,
+    /// Bytes this fill may still add (`i64::MAX`: no cap); checked before each message.
+    budget: i64,
+    /// Bytes added so far (the JSON frame headers of batches and binary frames aside).
+    spent: i64,
+}
+
+impl Sink<'_> {
+    /// Appends one message (a JSON object, or an 88-byte record) in the client's format;
+    /// `ts_gateway` 0 marks a message that is not an update (a gap notice: no latency).
+    fn push_message(&mut self, json: &[u8], record: &[u8], ts_gateway: u64) {
+        match self.format {
+            Format::Json => {
+                frame::write_frame(self.out, frame::OpCode::Text, json);
+                if ts_gateway != 0 {
+                    self.marks.push_back((self.base + self.out.len() as u64, ts_gateway));
+                }
+                self.spent += json.len() as i64 + 4;
+            }
+            Format::JsonBatch => {
+                if json::batch_is_full(self.records, json) {
+                    finish_batch(self.out, self.marks, self.base, self.records, self.stamps);
+                }
+                json::batch_append(self.records, json);
+                self.stamps.push(ts_gateway);
+                self.spent += json.len() as i64 + 1;
+            }
+            Format::Binary => {
+                self.records.extend_from_slice(record);
+                self.stamps.push(ts_gateway);
+                self.spent += record.len() as i64;
+            }
+        }
+    }
+
+    fn exhausted(&self) -> bool {
+        self.spent >= self.budget
+    }
 }
 
 /// Writes the batched JSON frame built so far in `body` to `out` and marks each of its
@@ -274,6 +358,7 @@ impl DrainSink for Sink<'_> {
         if let Some(n) = self.per_symbol.get_mut(symbol as usize) {
             *n += 1;
         }
+        self.spent += bytes.len() as i64;
         match self.format {
             Format::Json => {
                 self.out.extend_from_slice(bytes);
@@ -298,6 +383,48 @@ impl DrainSink for Sink<'_> {
     fn arm(&mut self, symbol: u32) {
         self.to_arm.push(symbol);
     }
+
+    fn exhausted(&self) -> bool {
+        Sink::exhausted(self)
+    }
+
+    fn trades(&mut self, symbol: u32, next: &mut u64) -> usize {
+        let logs = self.trades;
+        let Some(log) = logs.get(symbol) else { return 0 };
+        let mut sent = 0;
+        let mut gap = [0u8; 96];
+        for t in log.from(*next) {
+            if self.exhausted() {
+                break;
+            }
+            if t.ordinal > *next {
+                // Dropped from a full log before this client read them, or never seen here.
+                let missed = t.ordinal - *next;
+                let name = self.universe.name(symbol);
+                let mut text = Vec::with_capacity(0);
+                let (json, record): (&[u8], &[u8]) = match self.format {
+                    Format::Binary => {
+                        gap[..binary::RECORD_LEN].copy_from_slice(&binary::gap_record(symbol, missed));
+                        (&[], &gap[..binary::RECORD_LEN])
+                    }
+                    _ => {
+                        // Rare (a slow client's overflow): the one allocation off the fast path.
+                        json::encode_gap(&mut text, name, missed);
+                        (&text, &[])
+                    }
+                };
+                self.push_message(json, record, 0);
+                self.counters.trade_gaps += 1;
+                self.counters.trades_missed += missed;
+                sent += 1;
+            }
+            self.push_message(t.json, t.record, t.ts_gateway);
+            self.counters.trades_sent += 1;
+            *next = t.ordinal + 1;
+            sent += 1;
+        }
+        sent
+    }
 }
 
 impl ShardCore {
@@ -311,6 +438,7 @@ impl ShardCore {
             clients: Slab::new(),
             index: SubIndex::new(n),
             cache: SymbolCache::new(n),
+            trades: TradeLogs::new(n),
             ready: VecDeque::new(),
             deadlines: BinaryHeap::new(),
             next_incarnation: 0,
@@ -408,6 +536,11 @@ impl ShardCore {
             deadline_ns: 0,
             tokens: burst,
             tokens_at_ns: now_ns,
+            bandwidth_set: None,
+            bw_tokens: 0,
+            bw_at_ns: now_ns,
+            bytes: 0,
+            peer: None,
         });
         if !self.feed_up {
             self.scratch.clear();
@@ -427,9 +560,10 @@ impl ShardCore {
             return;
         }
         c.closing = true;
+        let id = c.id(key);
         let subs = std::mem::take(&mut c.subs);
         for s in subs.symbols() {
-            self.drop_subscriber(s);
+            self.drop_subscriber(s, id);
         }
     }
 
@@ -447,13 +581,15 @@ impl ShardCore {
     /// queue or the deadlines are left to be skipped (its incarnation is gone).
     pub fn remove_client(&mut self, key: usize) {
         let Some(c) = self.clients.try_remove(key) else { return };
+        let id = c.id(key);
         for s in c.subs.symbols() {
-            self.drop_subscriber(s);
+            self.drop_subscriber(s, id);
         }
     }
 
-    /// One subscriber of `symbol` left; forget the symbol's cached value with the last one.
-    fn drop_subscriber(&mut self, symbol: u32) {
+    /// Client `id` left `symbol`; forget the symbol's cached value with the last subscriber.
+    fn drop_subscriber(&mut self, symbol: u32, id: ClientId) {
+        self.trades.remove_subscriber(symbol, id);
         if self.index.remove(symbol) {
             self.cache.clear(symbol);
         }
@@ -475,7 +611,25 @@ impl ShardCore {
     #[inline]
     pub fn on_tick(&mut self, tick: &Tick) -> usize {
         self.counters.ticks += 1;
-        self.apply(tick)
+        let mut woken = 0;
+        if tick.kind == tickgate_feeds::TickKind::Trade && self.trades.get(tick.symbol).is_some() {
+            // Trades are DISTINCT: every client taking them is woken, paced or not.
+            let name = self.universe.name(tick.symbol);
+            let ids = std::mem::take(&mut self.woken);
+            let subs = self.trades.append(tick, name, self.limits.max_trade_backlog);
+            let mut ids = ids;
+            ids.clear();
+            ids.extend_from_slice(subs);
+            for id in &ids {
+                if self.clients.get(id.key as usize).is_some_and(|c| c.incarnation == id.incarnation) {
+                    self.mark_ready(id.key as usize);
+                    woken += 1;
+                }
+            }
+            ids.clear();
+            self.woken = ids;
+        }
+        woken + self.apply(tick)
     }
 
     /// Stores `tick` in the cache if a client here holds its symbol and it is newer, then
@@ -579,8 +733,12 @@ impl ShardCore {
     /// Whether client `key` has bytes buffered or a newer value than it was sent for any
     /// symbol (O(its subscriptions)).
     fn has_pending(&self, key: usize) -> bool {
-        let cache = &self.cache;
-        self.clients.get(key).is_some_and(|c| !c.out.is_empty() || c.subs.pending(|s| cache.seq(s)) > 0)
+        let (cache, trades) = (&self.cache, &self.trades);
+        self.clients.get(key).is_some_and(|c| {
+            !c.out.is_empty()
+                || c.subs.pending(|s| cache.seq(s)) > 0
+                || c.subs.trades_pending(|s| trades.last(s))
+        })
     }
 
     /// Slots of client `key` whose symbol has a newer value than it was sent.
@@ -650,11 +808,39 @@ impl ShardCore {
         if c.blocked || c.closing {
             return None;
         }
+        // The byte budget (max_bandwidth): refill, and come back later if it is spent.
+        let rate = Self::bandwidth_of(c, &self.limits);
+        let budget = if rate == 0 {
+            i64::MAX
+        } else {
+            let elapsed = now_ns.saturating_sub(c.bw_at_ns);
+            let refill = (u128::from(elapsed) * u128::from(rate) / 1_000_000_000) as i64;
+            // At most 10 ms worth (at least one full frame) may accumulate: over any second the
+            // client gets its cap plus that and one message.
+            let cap = (rate / 100).max(1500) as i64;
+            if refill > 0 {
+                c.bw_tokens = c.bw_tokens.saturating_add(refill).min(cap);
+                c.bw_at_ns = now_ns;
+            }
+            if c.bw_tokens <= 0 {
+                let wait = ((1 - c.bw_tokens) as u128 * 1_000_000_000 / u128::from(rate)) as u64;
+                let due = now_ns.saturating_add(wait.max(1_000_000));
+                self.counters.bandwidth_holds += 1;
+                let id = c.id(key);
+                if c.deadline_ns == 0 || due < c.deadline_ns {
+                    c.deadline_ns = due;
+                    self.deadlines.push(Reverse((due, id.key, id.incarnation)));
+                }
+                return Some(due);
+            }
+            c.bw_tokens
+        };
         Self::lend(c, &mut self.spare_out, &mut self.spare_marks);
         self.to_arm.clear();
         self.records.clear();
         self.stamps.clear();
         let polling = self.ready.len() >= POLL_QUEUE_LEN;
+        let out_before = c.out.len();
         let mut sink = Sink {
             cache: &mut self.cache,
             universe: &self.universe,
@@ -667,6 +853,10 @@ impl ShardCore {
             records: &mut self.records,
             stamps: &mut self.stamps,
             arming: !polling,
+            trades: &self.trades,
+            counters: &mut self.counters,
+            budget,
+            spent: 0,
         };
         let mut d = c.subs.drain_due(now_ns, &mut sink);
         if polling && d.sent == 0 {
@@ -686,6 +876,16 @@ impl ShardCore {
             }
         }
         self.counters.conflated += d.conflated;
+        if rate != 0 {
+            c.bw_tokens = c.bw_tokens.saturating_sub((c.out.len() - out_before) as i64);
+            if d.cut_short {
+                // Left for later: come back when the budget allows.
+                self.counters.bandwidth_holds += 1;
+                let wait = ((1 - c.bw_tokens.min(0)) as u128 * 1_000_000_000 / u128::from(rate)) as u64;
+                let due = now_ns.saturating_add(wait.max(1_000_000));
+                d.next_due_ns = Some(d.next_due_ns.map_or(due, |n| n.min(due)));
+            }
+        }
         let id = c.id(key);
         if let Some(due) = d.next_due_ns
             && (c.deadline_ns == 0 || due < c.deadline_ns)
@@ -718,12 +918,17 @@ impl ShardCore {
         let n = n.min(c.out.len());
         c.out.drain(..n);
         c.out_base += n as u64;
+        c.bytes += n as u64;
         self.counters.bytes_written += n as u64;
         while let Some(&(end, ts)) = c.marks.front() {
             if end > c.out_base {
                 break;
             }
             c.marks.pop_front();
+            if ts == 0 {
+                // A gap notice in a batch or binary frame: not an update.
+                continue;
+            }
             self.counters.delivered += 1;
             let lat = now_ns.saturating_sub(ts).clamp(1, LATENCY_MAX_NS);
             let _ = self.latency.record(lat);
@@ -786,12 +991,28 @@ impl ShardCore {
         }
         match parsed {
             Err(e) => self.reply_error(key, &e, None),
-            Ok(ClientMsg::Subscribe { id, symbols, max_rate }) => {
+            Ok(ClientMsg::Subscribe { id, symbols, max_rate, trades }) => {
                 let (interval, default_pacing) = match max_rate {
                     Some(m) => (m.interval_ns, false),
                     None => (self.limits.default_interval_ns, true),
                 };
-                self.subscribe(key, id, &symbols, interval, default_pacing, now_ns);
+                self.subscribe(
+                    key,
+                    id,
+                    &symbols,
+                    Pacing { interval_ns: interval, default_pacing, trades },
+                    now_ns,
+                );
+            }
+            Ok(ClientMsg::Set { id, max_bandwidth }) => {
+                let Some(c) = self.clients.get_mut(key) else { return };
+                c.bandwidth_set = max_bandwidth.filter(|&b| b != 0);
+                c.bw_tokens = 0;
+                c.bw_at_ns = now_ns;
+                let effective = Self::bandwidth_of(c, &self.limits);
+                self.scratch.clear();
+                control::write_settings(&mut self.scratch, id, effective);
+                self.push_text(key);
             }
             Ok(ClientMsg::Unsubscribe { id, symbols }) => self.unsubscribe(key, id, &symbols),
             Ok(ClientMsg::List { id }) => {
@@ -817,15 +1038,8 @@ impl ShardCore {
         }
     }
 
-    fn subscribe(
-        &mut self,
-        key: usize,
-        id: Option<i64>,
-        names: &[&str],
-        interval_ns: u64,
-        default_pacing: bool,
-        now_ns: u64,
-    ) {
+    fn subscribe(&mut self, key: usize, id: Option<i64>, names: &[&str], pacing: Pacing, now_ns: u64) {
+        let Pacing { interval_ns, default_pacing, trades } = pacing;
         // Each name is classified once; the sets keep large requests linear (a 64 KiB message
         // can carry ~10,000 names, and a quadratic dedup would stall the whole shard).
         let mut known: Vec<(&str, u32)> = Vec::with_capacity(names.len());
@@ -875,6 +1089,54 @@ impl ShardCore {
         self.reply_not_entitled(key, id, &denied, "; the others were subscribed");
         self.send_snapshots(key, &fresh, now_ns);
         self.arm_fresh(key, &fresh);
+        // Trades as asked for the listed symbols: from the trade after the last-value cache's
+        // (the one the snapshot shows as `last`), in feed order, never conflated.
+        let Some(c) = self.clients.get_mut(key) else { return };
+        let cid = c.id(key);
+        for &(_, s) in &known {
+            let was = c.subs.get(s).is_some_and(|slot| slot.trades);
+            if trades == was {
+                continue;
+            }
+            let next = self.lvc.load(s).map_or(0, |t| t.trades) + 1;
+            c.subs.set_trades(s, trades, next);
+            if trades {
+                self.trades.add_subscriber(s, cid);
+            } else {
+                self.trades.remove_subscriber(s, cid);
+            }
+        }
+    }
+
+    /// The byte rate client `c` is held to (0: unlimited): what it set, else the server
+    /// default, within the ceiling.
+    fn bandwidth_of(c: &ClientState, limits: &Limits) -> u64 {
+        let wanted = c.bandwidth_set.unwrap_or(limits.default_bandwidth);
+        match (wanted, limits.bandwidth_ceiling) {
+            (w, 0) => w,
+            (0, ceiling) => ceiling,
+            (w, ceiling) => w.min(ceiling),
+        }
+    }
+
+    /// Drops the trades every reader has passed (called by the driver's housekeeping, about
+    /// ten times a second; O(trade subscriptions)).
+    pub fn trim_trades(&mut self) {
+        let mut mins: Vec<(u32, u64)> = Vec::new();
+        for (symbol, subs) in self.trades.open() {
+            let min = subs
+                .iter()
+                .filter_map(|id| {
+                    let c = self.clients.get(id.key as usize).filter(|c| c.incarnation == id.incarnation)?;
+                    c.subs.get(symbol).filter(|s| s.trades).map(|s| s.trade_next)
+                })
+                .min()
+                .unwrap_or(u64::MAX);
+            mins.push((symbol, min));
+        }
+        for (symbol, min) in mins {
+            self.trades.trim_below(symbol, min);
+        }
     }
 
     /// Arms the new slots of client `key` that are current (their next tick wakes it), or
@@ -933,12 +1195,13 @@ impl ShardCore {
             }
         };
         let Some(c) = self.clients.get_mut(key) else { return };
+        let cid = c.id(key);
         let dropped: Vec<u32> = c.subs.symbols().filter(|&s| !grant.allows(self.universe.name(s))).collect();
         for &s in &dropped {
             c.subs.unsubscribe(s);
         }
         for &s in &dropped {
-            self.drop_subscriber(s);
+            self.drop_subscriber(s, cid);
         }
         self.scratch.clear();
         control::write_authenticated(&mut self.scratch, id, &grant.sub, grant.exp);
@@ -1010,7 +1273,8 @@ impl ShardCore {
                     if let Some(c) = self.clients.get_mut(key)
                         && c.subs.unsubscribe(s).is_some()
                     {
-                        self.drop_subscriber(s);
+                        let cid = c.id(key);
+                        self.drop_subscriber(s, cid);
                     }
                     done.push(n);
                 }
@@ -1072,7 +1336,33 @@ impl ShardCore {
             g.buffered_bytes += c.out.len();
             g.blocked_clients += usize::from(c.blocked);
         }
+        (g.trade_backlog, g.trade_backlog_bytes) = self.trades.held();
         g
+    }
+
+    /// Records client `key`'s address (shown in the operator's view).
+    pub fn set_peer(&mut self, key: usize, peer: std::net::SocketAddr) {
+        if let Some(c) = self.clients.get_mut(key) {
+            c.peer = Some(peer);
+        }
+    }
+
+    /// The `n` clients that were handed the most bytes, most first, as (address, bytes, its
+    /// `max_bandwidth` in force (0: none)), into `out` (O(clients); about once a second).
+    pub fn top_clients(&self, n: usize, out: &mut Vec<(Option<std::net::SocketAddr>, u64, u64)>) {
+        out.clear();
+        for (_, c) in &self.clients {
+            let e = (c.peer, c.bytes, Self::bandwidth_of(c, &self.limits));
+            if out.len() < n {
+                out.push(e);
+            } else if out.last().is_some_and(|l| e.1 > l.1) {
+                out.pop();
+                out.push(e);
+            } else {
+                continue;
+            }
+            out.sort_by_key(|e| std::cmp::Reverse(e.1));
+        }
     }
 
     /// The `n` symbols with the most live updates queued so far, busiest first, into `out`

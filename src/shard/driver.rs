@@ -225,6 +225,7 @@ fn accept(shared: &Rc<Shared>, c: NewConnection) {
         }
     };
     let key = shared.core.borrow_mut().add_client(format, now_ns(), session.grant);
+    shared.core.borrow_mut().set_peer(key, peer);
     let mut buf = BytesMut::from(&leftover[..]);
     let tls = tls.map(|mut t| {
         // Plaintext the session decrypted with the upgrade request.
@@ -270,6 +271,7 @@ async fn housekeeping(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_hist = tokio::time::Instant::now();
     let mut last_totals = FlushTotals { at_ns: now_ns(), ..FlushTotals::default() };
+    let mut top_clients = Vec::new();
     loop {
         tick.tick().await;
         if shared.shutting_down.get() {
@@ -277,6 +279,7 @@ async fn housekeeping(
         }
         let mut core = shared.core.borrow_mut();
         core.set_limits(shared.settings.live.limits());
+        core.trim_trades();
         shared.stats.publish(&core, shared.stats.ring_lag.load(Ordering::Relaxed), &shared.io);
         if last_hist.elapsed()
             >= shared.settings.live.config().server.stats_interval.min(Duration::from_secs(1))
@@ -305,6 +308,15 @@ async fn housekeeping(
             let _ = histograms.try_send((id, h));
             if let Ok(mut top) = shared.stats.top_symbols.lock() {
                 core.top_symbols(10, &mut top);
+            }
+            core.top_clients(10, &mut top_clients);
+            if let Ok(mut top) = shared.stats.top_clients.lock() {
+                top.clear();
+                top.extend(top_clients.iter().map(|&(peer, bytes, max_bandwidth)| super::TopClient {
+                    peer: peer.map_or_else(|| "?".into(), |p| p.to_string()),
+                    bytes,
+                    max_bandwidth,
+                }));
             }
         }
         drop(core);

@@ -10,6 +10,7 @@
 //! - [`index`]: symbol → subscriber count and the clients armed to be woken by its next tick.
 //! - [`conflate`]: per-client dense slots (latest seq sent, `max_rate` pacing).
 //! - [`cache`]: per-symbol latest tick with its encoded frames (encode once per format).
+//! - [`trades`]: per-symbol logs of recent trades (encoded once), read from per-client cursors.
 //! - [`core`]: ties those together: O(1) intake, the FIFO ready queue, `max_rate`
 //!   deadlines, fill, latency, the control protocol.
 //! - [`timers`]: a connection's deadlines (ping, idle, slow consumer, subscribe, token).
@@ -32,7 +33,8 @@ pub mod index;
 mod io;
 mod stats;
 pub mod timers;
+pub mod trades;
 
 pub use driver::{MAX_TICK_AGE, SLICE_BUDGET, SLICE_MAX_CLIENTS};
 pub use handle::{ConnectionGuard, NewConnection, Session, ShardHandle, ShardSettings, spawn_shard};
-pub use stats::{COUNTED_CLOSE_CODES, FlushTotals, FlushWindow, ShardStats};
+pub use stats::{COUNTED_CLOSE_CODES, FlushTotals, FlushWindow, ShardStats, TopClient};

@@ -81,6 +81,31 @@ pub struct ShardStats {
     pub json_encodes: AtomicU64,
     /// Binary encodes performed.
     pub binary_encodes: AtomicU64,
+    /// Trades queued for clients (once per client taking them).
+    pub trades_sent: AtomicU64,
+    /// Gap notices sent.
+    pub trade_gaps: AtomicU64,
+    /// Trades reported missed in gap notices.
+    pub trades_missed: AtomicU64,
+    /// Trades held in the shard's trade logs (gauge).
+    pub trade_backlog: AtomicUsize,
+    /// Heap bytes of the trade logs (gauge).
+    pub trade_backlog_bytes: AtomicUsize,
+    /// Flushes cut short or put off by a client's bandwidth cap.
+    pub bandwidth_holds: AtomicU64,
+    /// The shard's clients that were handed the most bytes, refreshed every second.
+    pub top_clients: std::sync::Mutex<Vec<TopClient>>,
+}
+
+/// One of a shard's busiest clients by bytes.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TopClient {
+    /// Its address (`ip:port`, or the proxy's address behind one).
+    pub peer: String,
+    /// Bytes handed to its socket since it connected.
+    pub bytes: u64,
+    /// The bandwidth cap in force, bytes/s (0: none).
+    pub max_bandwidth: u64,
 }
 
 impl ShardStats {
@@ -114,6 +139,12 @@ impl ShardStats {
         let (j, b) = core.encodes();
         self.json_encodes.store(j, r);
         self.binary_encodes.store(b, r);
+        self.trades_sent.store(c.trades_sent, r);
+        self.trade_gaps.store(c.trade_gaps, r);
+        self.trades_missed.store(c.trades_missed, r);
+        self.bandwidth_holds.store(c.bandwidth_holds, r);
+        self.trade_backlog.store(g.trade_backlog, r);
+        self.trade_backlog_bytes.store(g.trade_backlog_bytes, r);
     }
 
     pub(crate) fn count_close(&self, code: u16, reason: &str) {

@@ -53,8 +53,10 @@ pub fn start(overrides: &[(&str, &str)]) -> Gateway {
 pub enum Frame {
     /// A JSON text message.
     Json(Value),
-    /// Binary records.
+    /// Binary L1 records.
     Records(Vec<binary::Record>),
+    /// A binary frame holding trade or gap records (and maybe L1 ones).
+    Messages(Vec<binary::Message>),
     /// A close frame (code, reason).
     Close(u16, String),
 }
@@ -124,11 +126,23 @@ impl Client {
                 Message::Text(t) => Frame::Json(
                     serde_json::from_str(t.as_str()).unwrap_or_else(|e| panic!("bad JSON {t}: {e}")),
                 ),
-                Message::Binary(b) => Frame::Records(
-                    binary::decode_frame(&b)
+                Message::Binary(b) => {
+                    let msgs = binary::decode_frame_messages(&b)
                         .collect::<Result<Vec<_>, _>>()
-                        .unwrap_or_else(|e| panic!("bad binary frame: {e}")),
-                ),
+                        .unwrap_or_else(|e| panic!("bad binary frame: {e}"));
+                    if msgs.iter().all(|m| matches!(m, binary::Message::Update(_))) {
+                        Frame::Records(
+                            msgs.into_iter()
+                                .filter_map(|m| match m {
+                                    binary::Message::Update(r) => Some(r),
+                                    _ => None,
+                                })
+                                .collect(),
+                        )
+                    } else {
+                        Frame::Messages(msgs)
+                    }
+                }
                 Message::Close(c) => match c {
                     Some(c) => Frame::Close(u16::from(c.code), c.reason.to_string()),
                     None => Frame::Close(1005, String::new()),
@@ -139,6 +153,20 @@ impl Client {
                 }
                 _ => continue,
             }));
+        }
+    }
+
+    /// The next text message's raw payload, or `None` after `d` (pings are skipped; anything
+    /// else panics).
+    pub async fn next_text_within(&mut self, d: Duration) -> Option<Vec<u8>> {
+        let deadline = tokio::time::Instant::now() + d;
+        loop {
+            match tokio::time::timeout_at(deadline, self.ws.next()).await {
+                Err(_) => return None,
+                Ok(Some(Ok(Message::Text(t)))) => return Some(t.as_bytes().to_vec()),
+                Ok(Some(Ok(Message::Ping(_)))) => self.pings += 1,
+                other => panic!("expected text, got {other:?}"),
+            }
         }
     }
 
@@ -211,6 +239,7 @@ pub fn json_update(v: &Value) -> Option<Update> {
             volume: fixed(&v["volume"]),
             ts_event: u("ts_event"),
             ts_gateway: u("ts_gateway"),
+            ..Tick::default()
         },
     })
 }

@@ -10,6 +10,8 @@
 //! - `abuse`: malformed messages and frames, floods, slow handshakes, connection floods.
 //! - `security`: token auth and entitlements, the Origin allow-list, the diagnostic echo.
 //! - `tls`: wss:// and https://, and a certificate reload under live connections.
+//! - `trades`: every trade in order from a real capture, gap accounting for a stalled client,
+//!   the per-client bandwidth cap.
 //! - `ops`: `/metrics`, `/stats`, live tuning, and the real `tickgate tune` / `tickgate stats`.
 //! - `common`: the helpers: a gateway on port 0, clients, readers.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
@@ -25,3 +27,4 @@ mod http;
 mod ops;
 mod security;
 mod tls;
+mod trades;

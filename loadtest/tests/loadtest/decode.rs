@@ -37,6 +37,7 @@ fn ticks(n: usize) -> Vec<Tick> {
             volume: fixed(&mut rng),
             ts_event: rng.u64(..),
             ts_gateway: rng.u64(..),
+            ..Tick::default()
         });
     }
     v

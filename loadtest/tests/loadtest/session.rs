@@ -186,6 +186,7 @@ fn tick(symbol: u32, seq: u64) -> Tick {
         volume: i64::MAX,
         ts_event: 1_732_240_000_123_456_789,
         ts_gateway: 1_732_240_000_123_460_000 + seq,
+        ..Tick::default()
     }
 }
 
@@ -355,7 +356,7 @@ fn subscribed_replies_are_matched_to_their_request() {
             [Message::Text(t)] => {
                 let mut t = t.clone();
                 match control::parse(&mut t).unwrap() {
-                    ClientMsg::Subscribe { id, symbols, max_rate } => {
+                    ClientMsg::Subscribe { id, symbols, max_rate, .. } => {
                         assert_eq!((id, symbols, max_rate), (Some(1), vec!["AAPL", "MSFT"], None));
                     }
                     other => panic!("{other:?}"),

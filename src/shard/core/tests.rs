@@ -42,7 +42,14 @@ const LIVE: bool = false;
 const FORMATS: [Format; 3] = [Format::Json, Format::JsonBatch, Format::Binary];
 
 /// Generous limits, so only the tests about limits meet them.
-const LIMITS: Limits = Limits { max_symbols: 100, msgs_per_sec: 1000, default_interval_ns: 0 };
+const LIMITS: Limits = Limits {
+    max_symbols: 100,
+    msgs_per_sec: 1000,
+    default_interval_ns: 0,
+    max_trade_backlog: 1000,
+    default_bandwidth: 0,
+    bandwidth_ceiling: 0,
+};
 
 /// The tick with sequence number `seq` of `symbol`: every field is a function of both, so a
 /// received update can be checked against the tick its `(symbol, seq)` names.
@@ -62,6 +69,7 @@ fn tick(symbol: u32, seq: u64) -> Tick {
         volume: s * 100 * SCALE,
         ts_event: T0 + seq * 1_000,
         ts_gateway: T0 + seq * 1_000 + 500,
+        ..Tick::default()
     }
 }
 
