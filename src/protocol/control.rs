@@ -25,6 +25,7 @@
 //! {"type":"unsubscribed","id":2,"symbols":["AAPL"]}
 //! {"type":"symbols","id":3,"symbols":["AAPL","MSFT"]}
 //! {"type":"pong","id":4,"ts":1732240000123456789}
+//! {"type":"settings","id":5,"max_bandwidth":20000}
 //! {"type":"error","id":1,"code":"unknown_symbol","message":"...","symbols":["ZZZZ"]}
 //! ```
 //!
@@ -636,6 +637,34 @@ mod tests {
             ),
             (r#" {"op":"subscribe","symbols":["BRK\/B"]} "#, sub(None, vec!["BRK/B"], None)),
             (
+                r#"{"op":"subscribe","symbols":["A"],"trades":true,"max_rate":4}"#,
+                Ok(ClientMsg::Subscribe {
+                    id: None,
+                    symbols: vec!["A"],
+                    max_rate: Some(MaxRate { interval_ns: 250_000_000 }),
+                    trades: true,
+                }),
+            ),
+            (r#"{"op":"subscribe","symbols":["A"],"trades":false}"#, sub(None, vec!["A"], None)),
+            (
+                r#"{"op":"subscribe","symbols":["A"],"trades":1,"id":3}"#,
+                bad(Some(3), "\"trades\" must be true or false"),
+            ),
+            (
+                r#"{"op":"subscribe","symbols":["A"],"trades":true,"trades":false}"#,
+                bad(None, "duplicate field \"trades\""),
+            ),
+            (
+                r#"{"op":"set","max_bandwidth":20000,"id":5}"#,
+                Ok(ClientMsg::Set { id: Some(5), max_bandwidth: Some(20_000) }),
+            ),
+            (r#"{"op":"set","max_bandwidth":0}"#, Ok(ClientMsg::Set { id: None, max_bandwidth: Some(0) })),
+            (r#"{"op":"set","max_bandwidth":null}"#, Ok(ClientMsg::Set { id: None, max_bandwidth: Some(0) })),
+            (r#"{"op":"set","id":6}"#, bad(Some(6), "missing field \"max_bandwidth\"")),
+            (r#"{"op":"set","max_bandwidth":-1}"#, bad(None, "non-negative integer")),
+            (r#"{"op":"set","max_bandwidth":1.5}"#, bad(None, "non-negative integer")),
+            (r#"{"op":"set","max_bandwidth":"fast"}"#, bad(None, "non-negative integer")),
+            (
                 r#"{"op":"unsubscribe","symbols":["AAPL"],"id":2}"#,
                 Ok(ClientMsg::Unsubscribe { id: Some(2), symbols: vec!["AAPL"] }),
             ),
@@ -805,6 +834,10 @@ mod tests {
                 r#"{"type":"symbols","id":3,"symbols":["AAPL","MSFT"]}"#,
             ),
             (Box::new(|o| write_symbols(o, None, [])), r#"{"type":"symbols","symbols":[]}"#),
+            (
+                Box::new(|o| write_settings(o, Some(5), 20_000)),
+                r#"{"type":"settings","id":5,"max_bandwidth":20000}"#,
+            ),
             (
                 Box::new(|o| write_pong(o, Some(4), 1_732_240_000_123_456_789)),
                 r#"{"type":"pong","id":4,"ts":1732240000123456789}"#,

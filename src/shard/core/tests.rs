@@ -80,6 +80,8 @@ enum Msg {
     Text(OwnedValue),
     /// A binary frame, decoded into its records.
     Binary(Vec<binary::Record>),
+    /// A binary frame holding trade or gap records.
+    Mixed(Vec<binary::Message>),
 }
 
 /// An update as `(symbol, seq, snapshot)`; its values were checked when it was extracted.
@@ -111,9 +113,20 @@ fn split_frame(b: &[u8]) -> Option<(u8, &[u8], usize)> {
 fn decode_payload(opcode: u8, payload: &[u8]) -> Msg {
     match opcode {
         1 => Msg::Text(simd_json::to_owned_value(&mut payload.to_vec()).expect("text frames hold JSON")),
-        2 => Msg::Binary(
-            binary::decode_frame(payload).collect::<Result<_, _>>().expect("whole 88-byte records"),
-        ),
+        2 => {
+            let msgs: Vec<binary::Message> = binary::decode_frame_messages(payload)
+                .collect::<Result<_, _>>()
+                .expect("whole 88-byte records");
+            if msgs.iter().all(|m| matches!(m, binary::Message::Update(_))) {
+                Msg::Binary(
+                    msgs.into_iter()
+                        .filter_map(|m| if let binary::Message::Update(r) = m { Some(r) } else { None })
+                        .collect(),
+                )
+            } else {
+                Msg::Mixed(msgs)
+            }
+        }
         op => panic!("unexpected opcode {op}"),
     }
 }
@@ -272,6 +285,7 @@ impl Rig {
                 }
                 Msg::Text(_) => {}
                 Msg::Binary(records) => ups.extend(records.iter().map(record_update)),
+                Msg::Mixed(_) => panic!("trade records where only updates were expected"),
             }
         }
         ups
@@ -1033,6 +1047,7 @@ impl ModelClient {
                     other => panic!("unexpected reply {other:?}: {v:?}"),
                 },
                 Msg::Binary(_) => {}
+                Msg::Mixed(m) => panic!("trade records without a trades subscription: {m:?}"),
             }
             for (symbol, seq, snapshot) in rig.updates(std::slice::from_ref(&msg)) {
                 let s = symbol as usize;
@@ -1312,4 +1327,223 @@ fn busy_shards_poll_and_idle_clients_are_armed_again() {
         assert!(r.core.client(c).unwrap().subs().slots().iter().all(|s| s.armed), "idle and armed");
     }
     assert_eq!(r.feed(&tick(AAPL, 2)), n, "every idle client is woken again");
+}
+
+/// What a trade subscriber sees, format-independently.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Ev {
+    /// A quote update (symbol, seq).
+    Quote(u32, u64),
+    /// A trade (symbol, seq, trade id, side).
+    Trade(u32, u64, u64, Option<String>),
+    /// A gap notice (symbol, missed).
+    Gap(u32, u64),
+}
+
+impl Rig {
+    /// Every update, trade and gap among `msgs`, in order (snapshots and replies left out).
+    fn events(&self, msgs: &[Msg]) -> Vec<Ev> {
+        let json_ev = |v: &OwnedValue| {
+            let symbol = || self.universe.id(v["symbol"].as_str().unwrap()).unwrap();
+            match type_of(v) {
+                Some("update") if v["snapshot"].as_bool() == Some(false) => {
+                    Some(Ev::Quote(symbol(), v["seq"].as_u64().unwrap()))
+                }
+                Some("trade") => Some(Ev::Trade(
+                    symbol(),
+                    v["seq"].as_u64().unwrap(),
+                    v.get("trade_id").and_then(|t| t.as_u64()).unwrap_or(0),
+                    v.get("side").and_then(|s| s.as_str()).map(str::to_string),
+                )),
+                Some("gap") => Some(Ev::Gap(symbol(), v["missed"].as_u64().unwrap())),
+                _ => None,
+            }
+        };
+        let mut out = Vec::new();
+        for m in msgs {
+            match m {
+                Msg::Text(v) if v.as_array().is_some() => {
+                    out.extend(v.as_array().unwrap().iter().filter_map(json_ev))
+                }
+                Msg::Text(v) => out.extend(json_ev(v)),
+                Msg::Binary(records) => {
+                    out.extend(
+                        records.iter().filter(|r| !r.snapshot).map(|r| Ev::Quote(r.tick.symbol, r.tick.seq)),
+                    );
+                }
+                Msg::Mixed(ms) => out.extend(ms.iter().filter_map(|m| match m {
+                    binary::Message::Update(r) if !r.snapshot => Some(Ev::Quote(r.tick.symbol, r.tick.seq)),
+                    binary::Message::Update(_) => None,
+                    binary::Message::Trade(t) => {
+                        Some(Ev::Trade(t.symbol, t.seq, t.trade_id, t.side.as_str().map(str::to_string)))
+                    }
+                    binary::Message::Gap { symbol, missed } => Some(Ev::Gap(*symbol, *missed)),
+                })),
+            }
+        }
+        out
+    }
+
+    /// A flush, as events.
+    fn flush_events(&mut self, key: usize, now: u64) -> Vec<Ev> {
+        let msgs = self.flush(key, now);
+        self.events(&msgs)
+    }
+
+    /// Feeds trade number `n` of `symbol` (as its tick `seq`), with trade id `1000 + n`.
+    fn trade(&mut self, symbol: u32, seq: u64, n: u64) {
+        let side = if n % 2 == 0 { crate::feeds::Side::Buy } else { crate::feeds::Side::Sell };
+        let t = Tick { kind: TickKind::Trade, trades: n, trade_id: 1000 + n, side, ..tick(symbol, seq) };
+        self.feed(&t);
+    }
+}
+
+fn side(n: u64) -> Option<String> {
+    Some(if n % 2 == 0 { "buy" } else { "sell" }.to_string())
+}
+
+#[test]
+fn trades_reach_only_their_subscribers_in_order_in_every_format_while_quotes_conflate() {
+    for format in FORMATS {
+        let mut r = Rig::new();
+        let (taker, quoter) = (r.client(format), r.client(format));
+        let msgs = r.request(taker, r#"{"op":"subscribe","symbols":["AAPL"],"trades":true}"#, T0);
+        assert!(matches!(&msgs[0], Msg::Text(v) if type_of(v) == Some("subscribed")));
+        r.subscribe(quoter, &["AAPL"]);
+        // Quote, trade, trade, quote, trade: seqs 1..=5, trades numbered 1..=3.
+        r.feed(&tick(AAPL, 1));
+        r.trade(AAPL, 2, 1);
+        r.trade(AAPL, 3, 2);
+        r.feed(&tick(AAPL, 4));
+        r.trade(AAPL, 5, 3);
+        let got = r.flush(taker, T0);
+        let want = vec![
+            Ev::Trade(AAPL, 2, 1001, side(1)),
+            Ev::Trade(AAPL, 3, 1002, side(2)),
+            Ev::Trade(AAPL, 5, 1003, side(3)),
+            Ev::Quote(AAPL, 5),
+        ];
+        assert_eq!(r.events(&got), want, "{format:?}: every trade in order, then the latest quote");
+        assert_eq!(r.flush_events(quoter, T0), vec![Ev::Quote(AAPL, 5)], "{format:?}: quotes only");
+        assert_eq!(r.core.counters.trades_sent, 3);
+        // Trades off again: the next trade is not sent as a trade.
+        r.request(taker, r#"{"op":"subscribe","symbols":["AAPL"]}"#, T0);
+        r.trade(AAPL, 6, 4);
+        assert_eq!(r.flush_events(taker, T0), vec![Ev::Quote(AAPL, 6)], "{format:?}");
+        assert_eq!(r.core.gauges().trade_backlog, 0, "the log closed with its last reader");
+    }
+}
+
+#[test]
+fn trades_start_after_the_snapshot_and_are_not_paced_by_max_rate() {
+    let mut r = Rig::new();
+    r.trade(AAPL, 1, 1);
+    r.trade(AAPL, 2, 2);
+    let c = r.client(Format::Json);
+    // One quote update per 10 s at most; trades are not paced.
+    r.request(c, r#"{"op":"subscribe","symbols":["AAPL"],"trades":true,"max_rate":0.1}"#, T0);
+    r.trade(AAPL, 3, 3);
+    assert_eq!(r.core.pop_ready(T0), Some(c), "a trade wakes a paced client");
+    assert_eq!(
+        r.flush_events(c, T0),
+        vec![Ev::Trade(AAPL, 3, 1003, side(3))],
+        "trades 1-2 predate the snapshot"
+    );
+    r.trade(AAPL, 4, 4);
+    r.trade(AAPL, 5, 5);
+    let got = r.flush(c, T0 + SEC);
+    assert_eq!(r.events(&got), vec![Ev::Trade(AAPL, 4, 1004, side(4)), Ev::Trade(AAPL, 5, 1005, side(5))]);
+}
+
+#[test]
+fn a_client_behind_its_trade_backlog_is_told_exactly_what_it_missed() {
+    for format in FORMATS {
+        let mut r = Rig::with_limits(Limits { max_trade_backlog: 3, ..LIMITS });
+        let (slow, fast) = (r.client(format), r.client(format));
+        for c in [slow, fast] {
+            r.request(c, r#"{"op":"subscribe","symbols":["AAPL","MSFT"],"trades":true}"#, T0);
+        }
+        let mut fast_got = Vec::new();
+        for n in 1..=10 {
+            r.trade(AAPL, n, n);
+            fast_got.extend(r.flush_events(fast, T0));
+        }
+        assert_eq!(fast_got.iter().filter(|e| matches!(e, Ev::Trade(..))).count(), 10, "{format:?}");
+        // Trades that never reached the shard (a ring overrun, a loss on the bus) are gaps too.
+        r.trade(MSFT, 1, 1);
+        r.trade(MSFT, 2, 5);
+        let got = r.flush_events(slow, T0);
+        let want = vec![
+            Ev::Gap(AAPL, 7),
+            Ev::Trade(AAPL, 8, 1008, side(8)),
+            Ev::Trade(AAPL, 9, 1009, side(9)),
+            Ev::Trade(AAPL, 10, 1010, side(10)),
+            Ev::Quote(AAPL, 10),
+            Ev::Trade(MSFT, 1, 1001, side(1)),
+            Ev::Gap(MSFT, 3),
+            Ev::Trade(MSFT, 2, 1005, side(5)),
+            Ev::Quote(MSFT, 2),
+        ];
+        assert_eq!(got, want, "{format:?}");
+        assert_eq!((r.core.counters.trade_gaps, r.core.counters.trades_missed), (2, 7 + 3), "{format:?}");
+        // Trimming follows the slowest reader: the fast one has not read MSFT's trades yet.
+        r.core.trim_trades();
+        assert_eq!(r.core.gauges().trade_backlog, 2, "{format:?}");
+        r.flush(fast, T0);
+        r.core.trim_trades();
+        assert_eq!(r.core.gauges().trade_backlog, 0, "{format:?}");
+        // A gap is not an update: `delivered` counts trades and quotes only (fast: 10 trades
+        // and 10 quotes, then 2 trades and a quote; slow: 3 + 1 and 2 + 1).
+        assert_eq!(r.core.counters.delivered, 20 + 3 + 7, "{format:?}");
+    }
+}
+
+#[test]
+fn a_bandwidth_cap_holds_bytes_per_second_and_quotes_converge() {
+    const CAP: u64 = 5_000;
+    for format in FORMATS {
+        let mut r = Rig::with_limits(Limits { bandwidth_ceiling: 50_000, ..LIMITS });
+        let c = r.client(format);
+        let msgs = r.request(c, &format!(r#"{{"op":"set","max_bandwidth":{CAP},"id":1}}"#), T0);
+        assert_eq!(msgs, vec![Msg::Text(json(r#"{"type":"settings","id":1,"max_bandwidth":5000}"#))]);
+        r.subscribe(c, &["AAPL", "MSFT", "GOOG", "TSLA", "AMZN"]);
+        // 5 s of 1,000 quotes/s over the five symbols; the driver's loop every millisecond.
+        let mut per_second = vec![0u64; 6];
+        let mut seq = [0u64; 5];
+        let mut now = T0;
+        for ms in 0..5_000u64 {
+            now = T0 + ms * 1_000_000;
+            let s = (ms % 5) as u32;
+            seq[s as usize] += 1;
+            r.feed(&Tick { ts_gateway: now, ..tick(s, seq[s as usize]) });
+            r.core.poll_deadlines(now);
+            while let Some(k) = r.core.pop_ready(now) {
+                r.core.fill(k, now);
+                let n = r.out(k).len();
+                r.core.written(k, n, now);
+                per_second[(ms / 1000) as usize] += n as u64;
+            }
+        }
+        for (i, &b) in per_second[..5].iter().enumerate() {
+            assert!(b <= CAP + 1_500 + 300, "{format:?} second {i}: {b} bytes over a {CAP} B/s cap");
+            assert!(b >= CAP * 8 / 10, "{format:?} second {i}: only {b} bytes");
+        }
+        assert!(r.core.counters.conflated > 0, "{format:?}: quotes conflate under the cap");
+        // The feed stops: within a second the client holds every latest value.
+        let mut last = std::collections::HashMap::new();
+        for ms in 1..=1_000u64 {
+            let t = now + ms * 1_000_000;
+            r.core.poll_deadlines(t);
+            while let Some(k) = r.core.pop_ready(t) {
+                for e in r.flush_events(k, t) {
+                    if let Ev::Quote(s, q) = e {
+                        last.insert(s, q);
+                    }
+                }
+            }
+        }
+        for s in 0..5u32 {
+            assert_eq!(last.get(&s).copied(), Some(seq[s as usize]), "{format:?}: symbol {s} converged");
+        }
+    }
 }
