@@ -47,6 +47,10 @@ pub struct Violations {
     /// `--verify-final`: the gateway has a value for a symbol the client holds, but the
     /// client never received one.
     pub final_missing: u64,
+    /// `--trades`: a trade whose seq was not above the previous trade's of that symbol on
+    /// that connection (trades come in feed order, each once).
+    #[serde(default)]
+    pub trade_order: u64,
 }
 
 impl Violations {
@@ -60,6 +64,7 @@ impl Violations {
             + self.error_replies
             + self.final_mismatches
             + self.final_missing
+            + self.trade_order
     }
 
     /// Adds `o` to `self`.
@@ -72,10 +77,11 @@ impl Violations {
         self.error_replies += o.error_replies;
         self.final_mismatches += o.final_mismatches;
         self.final_missing += o.final_missing;
+        self.trade_order += o.trade_order;
     }
 
     /// `(name, count)` pairs, for printing.
-    pub fn named(&self) -> [(&'static str, u64); 8] {
+    pub fn named(&self) -> [(&'static str, u64); 9] {
         [
             ("seq_backwards", self.seq_backwards),
             ("seq_repeated", self.seq_repeated),
@@ -85,6 +91,7 @@ impl Violations {
             ("error_replies", self.error_replies),
             ("final_mismatches", self.final_mismatches),
             ("final_missing", self.final_missing),
+            ("trade_order", self.trade_order),
         ]
     }
 }
@@ -122,6 +129,28 @@ struct Slot {
     symbol: u32,
     state: SymState,
     last: Option<Tick>,
+    /// Seq of the last trade received (0: none).
+    last_trade: u64,
+}
+
+/// Trades received and gaps reported (`--trades`): not violations, the accounting.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TradeCounts {
+    /// Trades received.
+    pub trades: u64,
+    /// Gap notices received.
+    pub gaps: u64,
+    /// Trades reported missed (the sum of the gaps' `missed`).
+    pub missed: u64,
+}
+
+impl TradeCounts {
+    /// Adds `o` to `self`.
+    pub fn add(&mut self, o: &TradeCounts) {
+        self.trades += o.trades;
+        self.gaps += o.gaps;
+        self.missed += o.missed;
+    }
 }
 
 /// One connection's symbols, sorted by symbol id.
@@ -147,6 +176,8 @@ pub struct Checker {
     pub violations: Violations,
     /// Descriptions of the first [`MAX_SAMPLES`] violations.
     pub samples: Vec<String>,
+    /// Trades and gaps received.
+    pub trades: TradeCounts,
 }
 
 impl Checker {
@@ -180,7 +211,8 @@ impl Checker {
         let conn = self.conn(c);
         for &s in symbols {
             if let Err(at) = conn.find(s) {
-                conn.slots.insert(at, Slot { symbol: s, state: SymState::Subscribing, last: None });
+                conn.slots
+                    .insert(at, Slot { symbol: s, state: SymState::Subscribing, last: None, last_trade: 0 });
             }
         }
     }
@@ -195,10 +227,13 @@ impl Checker {
                     let slot = &mut conn.slots[i];
                     if slot.state == SymState::Subscribing {
                         slot.last = None;
+                        slot.last_trade = 0;
                     }
                     slot.state = SymState::Subscribed;
                 }
-                Err(at) => conn.slots.insert(at, Slot { symbol: s, state: SymState::Subscribed, last: None }),
+                Err(at) => conn
+                    .slots
+                    .insert(at, Slot { symbol: s, state: SymState::Subscribed, last: None, last_trade: 0 }),
             }
         }
     }
@@ -286,6 +321,36 @@ impl Checker {
             Verdict::Unsubscribed => {}
         }
         verdict
+    }
+
+    /// Checks a trade received on `c`: of a held symbol, its seq above the previous trade's.
+    pub fn trade(&mut self, c: ConnId, symbol: u32, seq: u64) {
+        self.trades.trades += 1;
+        let conn = self.conn(c);
+        let slot = match conn.find(symbol) {
+            Ok(i) if conn.slots[i].state != SymState::Subscribing => &mut conn.slots[i],
+            _ => {
+                self.violations.unsubscribed += 1;
+                self.sample(|| format!("conn {c}: trade of symbol {symbol} (seq {seq}) not held"));
+                return;
+            }
+        };
+        let prev = slot.last_trade;
+        slot.last_trade = slot.last_trade.max(seq);
+        if seq <= prev {
+            self.violations.trade_order += 1;
+            self.sample(|| format!("conn {c}: symbol {symbol} trade seq {seq} after {prev}"));
+        }
+    }
+
+    /// Counts a gap notice received on `c` (`missed` trades of `symbol` dropped).
+    pub fn gap(&mut self, c: ConnId, symbol: u32, missed: u64) {
+        self.trades.gaps += 1;
+        self.trades.missed += missed;
+        if !self.knows(c, symbol) {
+            self.violations.unsubscribed += 1;
+            self.sample(|| format!("conn {c}: gap for symbol {symbol} not held"));
+        }
     }
 
     /// Counts an update for a symbol that is not in the gateway's universe at all (it

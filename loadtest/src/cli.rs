@@ -57,6 +57,11 @@ pub struct Args {
     #[arg(long, value_name = "R")]
     pub max_rate: Option<f64>,
 
+    /// Subscribe with "trades": true: every trade of the symbols arrives as its own message;
+    /// the checker verifies trade order per symbol and counts gaps and missed trades.
+    #[arg(long)]
+    pub trades: bool,
+
     /// During measurement, C random clients per second unsubscribe one of their symbols and
     /// subscribe another (exercises the control path under load).
     #[arg(long, value_name = "C", default_value_t = 0.0)]
@@ -242,6 +247,7 @@ impl Args {
         o.pick = self.pick;
         o.format = self.format;
         o.max_rate = self.max_rate;
+        o.trades = self.trades;
         o.churn_per_sec = self.churn_per_sec;
         if let Some(d) = self.duration {
             o.duration = secs("--duration", d)?;

@@ -377,6 +377,58 @@ pub fn record_count(payload: &[u8]) -> usize {
     payload.len() / RECORD_LEN
 }
 
+/// A trade or a gap notice (for `--trades`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TradeMsg {
+    /// A trade of `symbol` at feed event `seq`.
+    Trade {
+        /// Symbol id.
+        symbol: u32,
+        /// The trade's seq.
+        seq: u64,
+    },
+    /// `missed` trades of `symbol` were dropped.
+    Gap {
+        /// Symbol id.
+        symbol: u32,
+        /// How many.
+        missed: u64,
+    },
+}
+
+/// Whether a JSON object is a trade or a gap notice (by its fixed prefix).
+pub fn is_trade_or_gap(object: &[u8]) -> bool {
+    object.starts_with(br#"{"type":"trade""#) || object.starts_with(br#"{"type":"gap""#)
+}
+
+/// Parses a JSON trade or gap object.
+///
+/// # Errors
+///
+/// [`DecodeError::UnknownSymbol`] for a symbol outside `symbols`, [`DecodeError::Malformed`]
+/// for anything but a trade with a `seq`, `price` and `size`, or a gap with `missed` ≥ 1.
+pub fn parse_trade(payload: &mut [u8], symbols: &SymbolTable) -> Result<TradeMsg, DecodeError> {
+    let v = simd_json::to_borrowed_value(payload).map_err(|e| malformed(format!("not JSON: {e}")))?;
+    let name = v.get_str("symbol").ok_or_else(|| malformed("trade or gap without a symbol"))?;
+    let symbol = symbols.id(name).ok_or_else(|| DecodeError::UnknownSymbol(name.to_string()))?;
+    match v.get_str("type") {
+        Some("trade") => {
+            let seq = v.get_u64("seq").ok_or_else(|| malformed("trade without a seq"))?;
+            if v.get("price").and_then(|p| p.cast_f64()).is_none()
+                || v.get("size").and_then(|p| p.cast_f64()).is_none()
+            {
+                return Err(malformed("trade without a numeric price and size"));
+            }
+            Ok(TradeMsg::Trade { symbol, seq })
+        }
+        Some("gap") => match v.get_u64("missed") {
+            Some(missed) if missed > 0 => Ok(TradeMsg::Gap { symbol, missed }),
+            _ => Err(malformed("gap without a positive missed count")),
+        },
+        _ => Err(malformed("not a trade or a gap")),
+    }
+}
+
 /// A control reply from the gateway.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Control {

@@ -95,6 +95,8 @@ pub struct Options {
     pub format: FormatMode,
     /// `max_rate` sent with every subscribe (updates/s per symbol), if any.
     pub max_rate: Option<f64>,
+    /// Subscribe with `"trades": true` (`--trades`).
+    pub trades: bool,
     /// Clients per second that swap one symbol for another during measurement.
     pub churn_per_sec: f64,
     /// Measurement time, after every client is connected and subscribed.
@@ -141,6 +143,7 @@ impl Options {
             pick: Pick::Uniform,
             format: FormatMode::Json,
             max_rate: None,
+            trades: false,
             churn_per_sec: 0.0,
             duration: p.map_or(DEFAULT_DURATION, |p| Duration::from_secs(p.duration_secs)),
             verify_final: false,

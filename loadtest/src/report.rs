@@ -8,7 +8,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::checker::Violations;
+use crate::checker::{TradeCounts, Violations};
 use crate::options::FormatMode;
 use crate::picker::Pick;
 use crate::stats::{Hist, Percentiles, RATE_SCALE, fmt_ns, merge as merge_hist, thousands};
@@ -239,6 +239,9 @@ pub struct Report {
     pub own_rss_bytes: u64,
     /// Integrity violations (any → failure).
     pub violations: Violations,
+    /// `--trades`: trades received and gaps reported over the whole run.
+    #[serde(default)]
+    pub trades: TradeCounts,
     /// Close codes of unexpected closes (1006: dropped without a close frame).
     pub close_codes: BTreeMap<String, u64>,
     /// Connections whose close handshake at the end timed out.
@@ -358,6 +361,18 @@ impl Report {
                 thousands(self.frames)
             ),
         );
+        if self.trades != TradeCounts::default() {
+            row(
+                &mut s,
+                "trades",
+                format!(
+                    "{} received over the run, {} gap notices for {} missed trades",
+                    thousands(self.trades.trades),
+                    thousands(self.trades.gaps),
+                    thousands(self.trades.missed)
+                ),
+            );
+        }
         row(
             &mut s,
             "throughput",
@@ -614,6 +629,7 @@ pub fn merge(reports: &[Report]) -> Result<Report, String> {
         m.cpu.max_thread_pct = m.cpu.max_thread_pct.max(r.cpu.max_thread_pct);
         m.cpu.saturated |= r.cpu.saturated;
         m.violations.add(&r.violations);
+        m.trades.add(&r.trades);
         m.close_timeouts += r.close_timeouts;
         for (k, v) in &r.close_codes {
             *m.close_codes.entry(k.clone()).or_default() += v;

@@ -3,12 +3,13 @@
 
 use crate::ws::frame::{opcode, write_client_frame};
 
-/// Appends `{"op":"subscribe","symbols":[...],"id":ID[,"max_rate":R]}` as a masked frame.
+/// Appends `{"op":"subscribe","symbols":[...],"id":ID[,"max_rate":R][,"trades":true]}` as a
+/// masked frame.
 pub fn subscribe<'a>(
     out: &mut Vec<u8>,
     id: u32,
     symbols: impl IntoIterator<Item = &'a str>,
-    max_rate: Option<f64>,
+    (max_rate, trades): (Option<f64>, bool),
     mask: [u8; 4],
 ) {
     let mut j = br#"{"op":"subscribe","symbols":"#.to_vec();
@@ -16,6 +17,9 @@ pub fn subscribe<'a>(
     j.extend_from_slice(format!(r#","id":{id}"#).as_bytes());
     if let Some(r) = max_rate {
         j.extend_from_slice(format!(r#","max_rate":{r}"#).as_bytes());
+    }
+    if trades {
+        j.extend_from_slice(br#","trades":true"#);
     }
     j.push(b'}');
     write_client_frame(out, opcode::TEXT, &j, mask);
@@ -67,14 +71,15 @@ mod tests {
     #[test]
     fn the_gateway_parses_our_requests() {
         let mut out = Vec::new();
-        subscribe(&mut out, 1, ["AAPL", "BRK.B"], Some(2.5), [1, 2, 3, 4]);
+        subscribe(&mut out, 1, ["AAPL", "BRK.B"], (Some(2.5), false), [1, 2, 3, 4]);
         unsubscribe(&mut out, 2, ["AAPL"], [5, 6, 7, 8]);
         list(&mut out, 3, [0, 0, 0, 1]);
-        subscribe(&mut out, 4, ["X"], None, [9, 9, 9, 9]);
+        subscribe(&mut out, 4, ["X"], (None, true), [9, 9, 9, 9]);
         let mut msgs = roundtrip(&out);
         assert_eq!(msgs.len(), 4);
         match control::parse(&mut msgs[0]).unwrap() {
-            ClientMsg::Subscribe { id, symbols, max_rate, .. } => {
+            ClientMsg::Subscribe { id, symbols, max_rate, trades } => {
+                assert!(!trades);
                 assert_eq!(id, Some(1));
                 assert_eq!(symbols, vec!["AAPL", "BRK.B"]);
                 assert!(max_rate.is_some());
@@ -85,7 +90,7 @@ mod tests {
         assert!(matches!(control::parse(&mut msgs[2]).unwrap(), ClientMsg::List { id: Some(3) }));
         assert!(matches!(
             control::parse(&mut msgs[3]).unwrap(),
-            ClientMsg::Subscribe { id: Some(4), max_rate: None, .. }
+            ClientMsg::Subscribe { id: Some(4), max_rate: None, trades: true, .. }
         ));
     }
 }

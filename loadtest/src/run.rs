@@ -33,7 +33,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::checker::{Checker, Violations};
+use crate::checker::{Checker, TradeCounts, Violations};
 use crate::decode::SymbolTable;
 use crate::dial;
 use crate::options::Options;
@@ -761,6 +761,7 @@ fn build_report(
     } = inp;
     let secs = measured.as_secs_f64().max(1e-9);
     let mut violations = Violations::default();
+    let mut trades = TradeCounts::default();
     let mut samples = Vec::new();
     let mut errors = std::mem::take(&mut agg.errors);
     let mut close_codes = BTreeMap::new();
@@ -770,6 +771,7 @@ fn build_report(
     let (mut worker_cpu, mut max_thread) = (Duration::ZERO, Duration::ZERO);
     for d in &agg.done {
         violations.add(&d.checker.violations);
+        trades.add(&d.checker.trades);
         samples.extend(d.checker.samples.iter().cloned());
         errors.extend(d.errors.iter().cloned());
         for (k, v) in &d.close_codes {
@@ -873,6 +875,7 @@ fn build_report(
         measure_start_unix,
         own_rss_bytes: own_rss,
         violations,
+        trades,
         close_codes,
         close_timeouts,
         verify,

@@ -51,7 +51,7 @@ use std::ops::Range;
 use std::time::{Duration, Instant};
 
 use tickgate::protocol::Format;
-use tickgate::protocol::binary::RECORD_LEN;
+use tickgate::protocol::binary::{self, RECORD_LEN};
 
 use crate::checker::{Checker, ConnId, Verdict};
 use crate::decode::{self, Control, DecodeError, JsonDecoder, SymbolTable, UPDATE_PREFIX, Update};
@@ -219,6 +219,8 @@ pub struct Session {
     next_id: u32,
     /// Handshake key and frame masks.
     rng: fastrand::Rng,
+    /// Subscribe with `"trades": true` (`--trades`).
+    pub trades: bool,
 }
 
 impl Session {
@@ -238,6 +240,7 @@ impl Session {
             events: VecDeque::new(),
             next_id: 1,
             rng,
+            trades: false,
         }
     }
 
@@ -424,7 +427,7 @@ impl Session {
         cx.checker.subscribe_sent(self.conn, symbols);
         let mask = self.mask();
         let names = symbols.iter().map(|&s| cx.symbols.name(s));
-        request::subscribe(&mut self.transmit, id, names, max_rate, mask);
+        request::subscribe(&mut self.transmit, id, names, (max_rate, self.trades), mask);
         Some(id)
     }
 
@@ -632,6 +635,10 @@ impl Incoming<'_> {
             if !self.records.is_empty() {
                 let at = self.records.start;
                 self.records.start += RECORD_LEN;
+                if self.buf[at] != binary::RECORD_L1 {
+                    self.binary_trade(at);
+                    continue;
+                }
                 match decode::binary_update(&self.buf[at..at + RECORD_LEN]) {
                     // An unknown id is simply not held: the checker counts it.
                     Ok(u) => {
@@ -717,9 +724,35 @@ impl Incoming<'_> {
         }
     }
 
-    /// One object of a batched JSON frame, which must be an update. True if one was
+    /// A trade or gap record (or an unknown type, counted as malformed).
+    fn binary_trade(&mut self, at: usize) {
+        let conn = self.session.conn;
+        match binary::decode_message(&self.buf[at..at + RECORD_LEN]) {
+            Ok(binary::Message::Trade(t)) => self.cx.checker.trade(conn, t.symbol, t.seq),
+            Ok(binary::Message::Gap { symbol, missed }) => self.cx.checker.gap(conn, symbol, missed),
+            Ok(binary::Message::Update(_)) => {}
+            Err(e) => self.cx.checker.malformed(conn, &e.to_string()),
+        }
+    }
+
+    /// A JSON trade or gap object (decoded on a copy: trades are far rarer than updates).
+    fn json_trade(&mut self, range: Range<usize>) {
+        let conn = self.session.conn;
+        match decode::parse_trade(&mut self.buf[range].to_vec(), self.cx.symbols) {
+            Ok(decode::TradeMsg::Trade { symbol, seq }) => self.cx.checker.trade(conn, symbol, seq),
+            Ok(decode::TradeMsg::Gap { symbol, missed }) => self.cx.checker.gap(conn, symbol, missed),
+            Err(DecodeError::UnknownSymbol(name)) => self.cx.checker.unknown_symbol(conn, &name),
+            Err(e) => self.cx.checker.malformed(conn, &e.to_string()),
+        }
+    }
+
+    /// One object of a batched JSON frame: an update, a trade or a gap. True if an update was
     /// delivered.
     fn batch_update<F: FnMut(&Update, Verdict)>(&mut self, range: Range<usize>, on_update: &mut F) -> bool {
+        if decode::is_trade_or_gap(&self.buf[range.clone()]) {
+            self.json_trade(range);
+            return false;
+        }
         if !self.buf[range.clone()].starts_with(UPDATE_PREFIX) {
             let conn = self.session.conn;
             self.cx.checker.malformed(conn, "a batched JSON frame holds something other than updates");
@@ -761,6 +794,10 @@ impl Incoming<'_> {
             if self.batch.is_empty() {
                 self.cx.checker.malformed(conn, "empty batched JSON frame");
             }
+            return None;
+        }
+        if decode::is_trade_or_gap(&self.buf[range.clone()]) {
+            self.json_trade(range);
             return None;
         }
         let payload = &mut self.buf[range.clone()];

@@ -499,6 +499,7 @@ async fn connect_with_retries(th: &Rc<Thread>, local: usize) -> Option<Conn> {
         attempt += 1;
         let rng = fastrand::Rng::with_seed(th.state.borrow_mut().rng.u64(..));
         let mut session = Session::new(local, url, format, rng);
+        session.trades = opts.trades;
         let t0 = Instant::now();
         let err =
             match tokio::time::timeout(opts.connect_timeout, crate::dial::connect(url, source, &mut session))

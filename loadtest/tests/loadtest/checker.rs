@@ -97,3 +97,21 @@ fn a_resubscribed_symbol_starts_again_with_a_snapshot() {
     assert_eq!(c.violations.total(), 0);
     assert_eq!(c.final_values(0), vec![(1, Some(up(1, 62).tick))]);
 }
+
+#[test]
+fn trades_must_rise_per_symbol_and_gaps_are_accounted() {
+    let mut c = holding(&[1, 2]);
+    c.trade(0, 1, 5);
+    c.trade(0, 1, 7);
+    c.trade(0, 2, 3);
+    c.gap(0, 1, 4);
+    c.trade(0, 1, 12);
+    assert_eq!(c.violations.total(), 0);
+    assert_eq!((c.trades.trades, c.trades.gaps, c.trades.missed), (4, 1, 4));
+    c.trade(0, 1, 12);
+    c.trade(0, 1, 11);
+    assert_eq!(c.violations.trade_order, 2);
+    c.trade(0, 9, 1);
+    c.gap(0, 9, 1);
+    assert_eq!(c.violations.unsubscribed, 2);
+}

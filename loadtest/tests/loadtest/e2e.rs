@@ -122,3 +122,25 @@ fn batched_json_passes_integrity_and_converges() {
     assert!(r.passed(), "{}", r.table());
     gw.shutdown();
 }
+
+#[test]
+fn trades_pass_integrity_in_every_format_and_gaps_are_counted() {
+    // Every event a trade, a backlog of 2: trades arrive in order; clients that fall behind
+    // are told how many they missed, and the run still passes (a gap is not a violation).
+    let gw = gateway(&[
+        ("feed.rate", "20000"),
+        ("feed.symbols", "20"),
+        ("feed.trade_percent", "100"),
+        ("server.max_trade_backlog", "2"),
+    ]);
+    for format in [FormatMode::Json, FormatMode::JsonBatch, FormatMode::Binary] {
+        let mut o = smoke(&gw, 1.0);
+        o.format = format;
+        o.trades = true;
+        let r = run(o).unwrap();
+        assert_sane(&r);
+        assert!(r.trades.trades > 1_000, "{format:?}: {:?}\n{}", r.trades, r.table());
+        assert!(r.table().contains("trades"), "{}", r.table());
+    }
+    gw.shutdown();
+}

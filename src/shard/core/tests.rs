@@ -1392,14 +1392,14 @@ impl Rig {
 
     /// Feeds trade number `n` of `symbol` (as its tick `seq`), with trade id `1000 + n`.
     fn trade(&mut self, symbol: u32, seq: u64, n: u64) {
-        let side = if n % 2 == 0 { crate::feeds::Side::Buy } else { crate::feeds::Side::Sell };
+        let side = if n.is_multiple_of(2) { crate::feeds::Side::Buy } else { crate::feeds::Side::Sell };
         let t = Tick { kind: TickKind::Trade, trades: n, trade_id: 1000 + n, side, ..tick(symbol, seq) };
         self.feed(&t);
     }
 }
 
 fn side(n: u64) -> Option<String> {
-    Some(if n % 2 == 0 { "buy" } else { "sell" }.to_string())
+    Some(if n.is_multiple_of(2) { "buy" } else { "sell" }.to_string())
 }
 
 #[test]
@@ -1508,7 +1508,7 @@ fn a_bandwidth_cap_holds_bytes_per_second_and_quotes_converge() {
         assert_eq!(msgs, vec![Msg::Text(json(r#"{"type":"settings","id":1,"max_bandwidth":5000}"#))]);
         r.subscribe(c, &["AAPL", "MSFT", "GOOG", "TSLA", "AMZN"]);
         // 5 s of 1,000 quotes/s over the five symbols; the driver's loop every millisecond.
-        let mut per_second = vec![0u64; 6];
+        let mut per_second = [0u64; 6];
         let mut seq = [0u64; 5];
         let mut now = T0;
         for ms in 0..5_000u64 {
