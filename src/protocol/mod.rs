@@ -29,6 +29,7 @@ pub mod binary;
 pub mod control;
 pub mod frame;
 pub mod json;
+pub mod sse;
 
 /// The data format of one connection's updates. Control replies are JSON text frames in
 /// both formats.
@@ -43,6 +44,10 @@ pub enum Format {
     /// as [`Format::Json`] ([`json::MAX_BATCH_BYTES`] at most per frame). One frame, one
     /// event in a browser instead of one per update.
     JsonBatch,
+    /// Server-Sent Events (`GET /sse`): each message (the same JSON objects as
+    /// [`Format::Json`]) as one event of a `text/event-stream` ([`sse`]). Never negotiated on
+    /// `/ws`.
+    Sse,
 }
 
 impl Format {
@@ -72,7 +77,7 @@ impl Format {
     /// The subprotocol name for this format, as echoed in `Sec-WebSocket-Protocol`.
     pub fn subprotocol(self) -> &'static str {
         match self {
-            Format::Json => "tickgate.v1.json",
+            Format::Json | Format::Sse => "tickgate.v1.json",
             Format::Binary => "tickgate.v1.binary",
             Format::JsonBatch => "tickgate.v1.json-batch",
         }
@@ -84,6 +89,7 @@ impl Format {
             Format::Json => "json",
             Format::Binary => "binary",
             Format::JsonBatch => "json-batch",
+            Format::Sse => "sse",
         }
     }
 }

@@ -102,6 +102,41 @@ impl Denied {
         }
     }
 
+    /// A short machine-readable name of the reason (the `error` of a JSON refusal).
+    pub fn code(&self) -> &'static str {
+        match self {
+            Denied::ShuttingDown => "shutting_down",
+            Denied::Origin => "origin_not_allowed",
+            Denied::Token(_) => "unauthorized",
+            Denied::IpConnections { .. } => "too_many_connections",
+            Denied::IpRate { .. } => "rate_limited",
+            Denied::Capacity { .. } => "capacity",
+        }
+    }
+
+    /// The refusal as an HTTP response: its status, a body made by `body` from the
+    /// refusal, `Retry-After` when there is one, and `WWW-Authenticate` for a missing or bad
+    /// token. Counted under its reason.
+    pub fn respond<B>(
+        &self,
+        rejections: &Rejections,
+        body: impl FnOnce(&Denied) -> hyper::Response<B>,
+    ) -> hyper::Response<B> {
+        self.count(rejections);
+        let mut r = body(self);
+        *r.status_mut() = self.status();
+        if let Some(v) =
+            self.retry_after().and_then(|s| hyper::header::HeaderValue::from_str(&s.to_string()).ok())
+        {
+            r.headers_mut().insert(hyper::header::RETRY_AFTER, v);
+        }
+        if matches!(self, Denied::Token(_)) {
+            r.headers_mut()
+                .insert(hyper::header::WWW_AUTHENTICATE, hyper::header::HeaderValue::from_static("Bearer"));
+        }
+        r
+    }
+
     /// The `Retry-After` seconds to send, if any.
     pub fn retry_after(&self) -> Option<u64> {
         match self {

@@ -20,6 +20,7 @@ pub mod admit;
 pub mod guard;
 pub mod metrics;
 pub mod routes;
+pub mod sse;
 pub mod tls;
 pub mod web;
 

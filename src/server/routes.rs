@@ -32,20 +32,28 @@ use super::App;
 use super::admit::{Admitted, Denied, Gate, Handshake, admit};
 use super::tls::TlsState;
 use crate::protocol::{Format, json};
-use crate::shard::{ConnectionGuard, NewConnection, Session};
+use crate::shard::{ConnectionGuard, NewConnection, Session, Socket};
 use crate::stats::Percentiles;
 
-pub(crate) type Resp = Response<Full<Bytes>>;
+/// A response body: a whole one, or a Server-Sent Events stream.
+pub(crate) type Body = http_body_util::Either<Full<Bytes>, super::sse::SseBody>;
+
+pub(crate) type Resp = Response<Body>;
+
+/// A whole body.
+pub(crate) fn full(b: impl Into<Bytes>) -> Body {
+    http_body_util::Either::Left(Full::new(b.into()))
+}
 
 pub(crate) fn text(status: StatusCode, body: impl Into<String>) -> Resp {
-    let mut r = Response::new(Full::new(Bytes::from(body.into())));
+    let mut r = Response::new(full(body.into()));
     *r.status_mut() = status;
     r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
     r
 }
 
 pub(crate) fn json_resp(status: StatusCode, body: Vec<u8>) -> Resp {
-    let mut r = Response::new(Full::new(Bytes::from(body)));
+    let mut r = Response::new(full(body));
     *r.status_mut() = status;
     r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -64,6 +72,7 @@ pub async fn handle(req: Request<Incoming>, peer: SocketAddr, app: Arc<App>) -> 
     }
     Ok(match req.uri().path() {
         "/ws" => websocket(req, peer, &app, false),
+        "/sse" => super::sse::handle(&req, peer, &app),
         "/echo" if app.guards.diagnostic_echo => websocket(req, peer, &app, true),
         "/healthz" if app.shutting_down.load(Ordering::Acquire) => {
             text(StatusCode::SERVICE_UNAVAILABLE, "shutting down\n")
@@ -74,13 +83,13 @@ pub async fn handle(req: Request<Incoming>, peer: SocketAddr, app: Arc<App>) -> 
         "/metrics" => metrics(&app),
         _ => text(
             StatusCode::NOT_FOUND,
-            "not found; try /, /ws, /healthz, /snapshot?symbols=..., /stats, /metrics\n",
+            "not found; try /, /ws, /sse?symbols=..., /healthz, /snapshot?symbols=..., /stats, /metrics\n",
         ),
     })
 }
 
 /// Splits a query string into decoded `(key, value)` pairs (`+` and `%XX` decoded).
-fn query_pairs(q: &str) -> impl Iterator<Item = (String, String)> + '_ {
+pub(crate) fn query_pairs(q: &str) -> impl Iterator<Item = (String, String)> + '_ {
     q.split('&').filter(|p| !p.is_empty()).map(|p| {
         let (k, v) = p.split_once('=').unwrap_or((p, ""));
         (percent_decode(k), percent_decode(v))
@@ -156,7 +165,7 @@ fn negotiate(req: &Request<Incoming>) -> Result<(Format, Option<&'static str>), 
 
 /// The token a handshake carries: `?token=`, `Authorization: Bearer`, or a
 /// `Sec-WebSocket-Protocol` entry `tickgate.token.<JWT>`.
-fn token_of(req: &Request<Incoming>) -> Option<String> {
+pub(crate) fn token_of(req: &Request<Incoming>) -> Option<String> {
     if let Some((_, t)) = query_pairs(req.uri().query().unwrap_or("")).find(|(k, _)| k == "token") {
         return Some(t);
     }
@@ -190,33 +199,9 @@ fn websocket(mut req: Request<Incoming>, peer: SocketAddr, app: &Arc<App>, echo_
         Ok(x) => x,
         Err(reason) => return text(StatusCode::BAD_REQUEST, reason),
     };
-    let handshake = Handshake {
-        ip: peer.ip(),
-        origin: req.headers().get(header::ORIGIN).and_then(|v| v.to_str().ok()),
-        host: req.headers().get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or(""),
-        token: token_of(&req),
-        echo_route,
-    };
-    let gate = Gate {
-        guards: &app.guards,
-        shutting_down: app.shutting_down.load(Ordering::Acquire),
-        connections: &app.connections,
-        max_connections: app.live.max_connections(),
-    };
-    let Admitted { grant, guard } = match admit(&handshake, &gate, crate::clock::now_ns()) {
+    let Admitted { grant, guard } = match admission(&req, peer, app, echo_route) {
         Ok(a) => a,
-        Err(denied) => {
-            denied.count(&app.guards.rejections);
-            tracing::debug!(%peer, reason = ?denied, "handshake refused");
-            let mut r = text(denied.status(), denied.body());
-            if let Some(v) = denied.retry_after().and_then(|s| HeaderValue::from_str(&s.to_string()).ok()) {
-                r.headers_mut().insert(header::RETRY_AFTER, v);
-            }
-            if matches!(denied, Denied::Token(_)) {
-                r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-            }
-            return r;
-        }
+        Err(denied) => return denied.respond(&app.guards.rejections, |d| text(d.status(), d.body())),
     };
     let (response, upgrade) = match fastwebsockets::upgrade::upgrade(&mut req) {
         Ok(x) => x,
@@ -225,13 +210,39 @@ fn websocket(mut req: Request<Incoming>, peer: SocketAddr, app: &Arc<App>, echo_
     tokio::spawn(hand_off(
         upgrade,
         app.clone(),
-        NewSession { peer, format, guard, session: Session { echo: echo_route, grant } },
+        NewSession { peer, format, guard, session: Session { echo: echo_route, grant, initial: None } },
     ));
     let (mut parts, _) = response.into_parts();
     if let Some(p) = echo {
         parts.headers.insert(header::SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static(p));
     }
-    Response::from_parts(parts, Full::new(Bytes::new()))
+    Response::from_parts(parts, full(Bytes::new()))
+}
+
+/// Admission of a request that would become a connection (a WebSocket handshake, an SSE
+/// stream): Origin, token, per-IP guards and capacity. An admitted request holds its slot.
+pub(crate) fn admission(
+    req: &Request<Incoming>,
+    peer: SocketAddr,
+    app: &App,
+    echo_route: bool,
+) -> Result<Admitted, Denied> {
+    let handshake = Handshake {
+        ip: peer.ip(),
+        origin: req.headers().get(header::ORIGIN).and_then(|v| v.to_str().ok()),
+        host: req.headers().get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or(""),
+        token: token_of(req),
+        echo_route,
+    };
+    let gate = Gate {
+        guards: &app.guards,
+        shutting_down: app.shutting_down.load(Ordering::Acquire),
+        connections: &app.connections,
+        max_connections: app.live.max_connections(),
+    };
+    admit(&handshake, &gate, crate::clock::now_ns()).inspect_err(|denied| {
+        tracing::debug!(%peer, reason = ?denied, "handshake refused");
+    })
 }
 
 /// What the upgraded connection takes to its shard, besides the socket.
@@ -284,7 +295,7 @@ async fn hand_off(upgrade: fastwebsockets::upgrade::UpgradeFut, app: Arc<App>, n
         }
     };
     let Some(shard) = app.pick_shard() else { return };
-    let conn = NewConnection { stream, leftover, format, peer, guard, session, tls };
+    let conn = NewConnection { stream: Socket::Tcp(stream), leftover, format, peer, guard, session, tls };
     if shard.hand_off(conn).is_err() {
         tracing::debug!(%peer, "shard stopped; dropping connection");
     }
@@ -399,7 +410,7 @@ struct StatsJson<'a> {
 
 /// `GET /metrics`: Prometheus text format.
 pub(crate) fn metrics(app: &Arc<App>) -> Resp {
-    let mut r = Response::new(Full::new(Bytes::from(super::metrics::render(app))));
+    let mut r = Response::new(full(super::metrics::render(app)));
     r.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),

@@ -13,7 +13,6 @@
 use std::sync::OnceLock;
 
 use bytes::Bytes;
-use http_body_util::Full;
 use hyper::StatusCode;
 use hyper::header::{self, HeaderMap, HeaderValue};
 
@@ -70,11 +69,11 @@ pub(crate) fn asset(path: &str, req_headers: &HeaderMap) -> Option<Resp> {
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.split(',').any(|t| t.trim() == tag || t.trim() == "*"));
     let mut r = if fresh {
-        let mut r = hyper::Response::new(Full::new(Bytes::new()));
+        let mut r = hyper::Response::new(super::routes::full(Bytes::new()));
         *r.status_mut() = StatusCode::NOT_MODIFIED;
         r
     } else {
-        let mut r = hyper::Response::new(Full::new(Bytes::from_static(a.body.as_bytes())));
+        let mut r = hyper::Response::new(super::routes::full(Bytes::from_static(a.body.as_bytes())));
         r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(a.content_type));
         r
     };

@@ -47,6 +47,17 @@ enum End {
     Gone(&'static str),
 }
 
+/// What sort of connection a task runs.
+pub(crate) struct Kind {
+    /// The diagnostic echo route.
+    pub(crate) echo: bool,
+    /// Server-Sent Events: nothing is read from the client (its request was the whole of
+    /// what it says), heartbeats are SSE comments, and it ends without a close frame.
+    pub(crate) sse: bool,
+    /// A control message to run first, as if the client had sent it.
+    pub(crate) initial: Option<String>,
+}
+
 pub(crate) async fn run(
     shared: Rc<Shared>,
     key: usize,
@@ -54,8 +65,9 @@ pub(crate) async fn run(
     mut buf: BytesMut,
     peer: SocketAddr,
     guard: ConnectionGuard,
-    echo: bool,
+    kind: Kind,
 ) {
+    let Kind { echo, sse, initial } = kind;
     let mut live = shared.settings.live.watch();
     let mut decoder = FrameDecoder::new(shared.settings.max_message_bytes);
     // The deadlines run on a monotonic clock: ns since the connection opened.
@@ -65,16 +77,22 @@ pub(crate) async fn run(
         let s = &live.get().server;
         Timeouts {
             ping_ns: s.ping_interval.as_nanos() as u64,
-            idle_ns: s.idle_timeout.as_nanos() as u64,
+            // An SSE client never sends anything: it is alive while its stream is.
+            idle_ns: if sse { timers::NEVER } else { s.idle_timeout.as_nanos() as u64 },
             slow_ns: s.slow_client_timeout.as_nanos() as u64,
         }
     };
-    let sub_timeout = if echo { 0 } else { shared.settings.subscribe_timeout.as_nanos() as u64 };
+    let sub_timeout = if echo || sse { 0 } else { shared.settings.subscribe_timeout.as_nanos() as u64 };
     let mut timers = ConnTimers::new(0, &timeouts(), sub_timeout);
 
+    if let Some(msg) = initial {
+        let mut payload = msg.into_bytes();
+        shared.core.borrow_mut().handle_text(key, &mut payload, now_ns());
+        shared.flush_client(key, &io, now_ns());
+    }
     // Bytes that arrived with the handshake.
     let mut end =
-        if buf.is_empty() { None } else { process(&shared, key, &io, &mut decoder, &mut buf, echo) };
+        if buf.is_empty() || sse { None } else { process(&shared, key, &io, &mut decoder, &mut buf, echo) };
 
     while end.is_none() {
         if io.dead.get() {
@@ -121,6 +139,8 @@ pub(crate) async fn run(
                 }
                 match read_some(&io, &mut buf, decoder.buffered_limit()) {
                     Ok(0) => end = Some(End::Gone("peer closed the socket")),
+                    // The HTTP side of an SSE stream writes nothing into the pair.
+                    Ok(_) if sse => buf.clear(),
                     Ok(_) => {
                         timers.received(mono());
                         end = process(&shared, key, &io, &mut decoder, &mut buf, echo);
@@ -134,6 +154,10 @@ pub(crate) async fn run(
                 let subscribed = shared.core.borrow().client(key).is_some_and(|c| !c.subs().is_empty());
                 match timers.due(now, &timeouts(), blocked, subscribed, token_deadline(now)) {
                     Some(TimerAction::Close(code, reason)) => end = Some(End::Close(code, reason)),
+                    Some(TimerAction::Ping) if sse => {
+                        shared.core.borrow_mut().push_raw(key, crate::protocol::sse::PING);
+                        shared.flush_client(key, &io, now_ns());
+                    }
                     Some(TimerAction::Ping) => {
                         let mut f = Vec::with_capacity(16);
                         frame::write_frame(&mut f, OpCode::Ping, &now_ns().to_be_bytes());
@@ -151,7 +175,7 @@ pub(crate) async fn run(
     shared.core.borrow_mut().begin_close(key);
     // Boxed: the close handshake's state (timers, a discard buffer) would otherwise be part of
     // every connection's future for its whole life; it is needed once, at the end.
-    Box::pin(close(&shared, key, &io, end, peer)).await;
+    Box::pin(close(&shared, key, &io, end, peer, sse)).await;
     shared.conns.borrow_mut().remove(key);
     shared.core.borrow_mut().remove_client(key);
     shared.stats.clients.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
@@ -242,7 +266,7 @@ fn echo_back(shared: &Shared, key: usize, op: OpCode, payload: &[u8]) {
 }
 
 /// The bounded close handshake.
-async fn close(shared: &Shared, key: usize, io: &ConnIo, end: End, peer: SocketAddr) {
+async fn close(shared: &Shared, key: usize, io: &ConnIo, end: End, peer: SocketAddr, sse: bool) {
     let (code, reason) = match end {
         End::Gone(why) => {
             tracing::debug!(%peer, key, why, "connection closed");
@@ -263,9 +287,12 @@ async fn close(shared: &Shared, key: usize, io: &ConnIo, end: End, peer: SocketA
             (code, reason)
         }
     };
-    let mut f = Vec::with_capacity(4 + reason.len());
-    frame::write_close(&mut f, code, reason);
-    shared.core.borrow_mut().push_raw(key, &f);
+    if !sse {
+        // An SSE stream just ends (what is buffered goes first); EventSource reconnects.
+        let mut f = Vec::with_capacity(4 + reason.len());
+        frame::write_close(&mut f, code, reason);
+        shared.core.borrow_mut().push_raw(key, &f);
+    }
     // Write what is queued (including the close), waiting at most CLOSE_LINGER.
     let deadline = Instant::now() + CLOSE_LINGER;
     loop {
@@ -281,8 +308,8 @@ async fn close(shared: &Shared, key: usize, io: &ConnIo, end: End, peer: SocketA
         return;
     }
     // TLS: close_notify, and whatever records still wait.
-    if let Some(tls) = io.tls.borrow_mut().as_mut() {
-        tls.close(&io.stream);
+    if let (Some(tls), Ok(tcp)) = (io.tls.borrow_mut().as_mut(), io.stream.tcp()) {
+        tls.close(tcp);
     }
     while io.tls_pending() {
         if !matches!(io.flush_tls(), Ok(n) if n > 0)
@@ -291,7 +318,7 @@ async fn close(shared: &Shared, key: usize, io: &ConnIo, end: End, peer: SocketA
             break;
         }
     }
-    let _ = socket2::SockRef::from(&io.stream).shutdown(std::net::Shutdown::Write);
+    let _ = io.stream.sock().shutdown(std::net::Shutdown::Write);
     // Wait for the peer's close frame or EOF, discarding data, for at most CLOSE_LINGER.
     let deadline = Instant::now() + CLOSE_LINGER;
     let mut sink = [0u8; 512];

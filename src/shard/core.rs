@@ -32,7 +32,7 @@ use super::index::{ClientId, SubIndex};
 use super::trades::TradeLogs;
 use crate::auth::{Grant, Verifier};
 use crate::protocol::control::{self, ClientMsg, ControlError, ErrorCode};
-use crate::protocol::{Format, binary, frame, json};
+use crate::protocol::{Format, binary, frame, json, sse};
 use crate::ring::Lvc;
 use crate::stats::{LATENCY_MAX_NS, latency_histogram};
 
@@ -152,6 +152,8 @@ pub struct ClientState {
     bytes: u64,
     /// Its address, for the operator's view.
     peer: Option<std::net::SocketAddr>,
+    /// Server-Sent Events sent so far (the last event's `id`).
+    sse_id: u64,
 }
 
 impl ClientState {
@@ -286,6 +288,8 @@ struct Sink<'a> {
     budget: i64,
     /// Bytes added so far (the JSON frame headers of batches and binary frames aside).
     spent: i64,
+    /// The client's last SSE event id.
+    sse_id: &'a mut u64,
 }
 
 impl Sink<'_> {
@@ -293,6 +297,14 @@ impl Sink<'_> {
     /// `ts_gateway` 0 marks a message that is not an update (a gap notice: no latency).
     fn push_message(&mut self, json: &[u8], record: &[u8], ts_gateway: u64) {
         match self.format {
+            Format::Sse => {
+                *self.sse_id += 1;
+                sse::write_event(self.out, *self.sse_id, json);
+                if ts_gateway != 0 {
+                    self.marks.push_back((self.base + self.out.len() as u64, ts_gateway));
+                }
+                self.spent += (json.len() + sse::EVENT_OVERHEAD) as i64;
+            }
             Format::Json => {
                 frame::write_frame(self.out, frame::OpCode::Text, json);
                 if ts_gateway != 0 {
@@ -349,7 +361,7 @@ impl DrainSink for Sink<'_> {
     fn emit(&mut self, symbol: u32, sent_seq: u64) -> Option<u64> {
         let (bytes, tick) = match self.format {
             Format::Json => self.cache.json_frame(symbol, self.universe)?,
-            Format::JsonBatch => self.cache.json_object(symbol, self.universe)?,
+            Format::JsonBatch | Format::Sse => self.cache.json_object(symbol, self.universe)?,
             Format::Binary => self.cache.binary_record(symbol)?,
         };
         if tick.seq <= sent_seq {
@@ -360,6 +372,11 @@ impl DrainSink for Sink<'_> {
         }
         self.spent += bytes.len() as i64;
         match self.format {
+            Format::Sse => {
+                *self.sse_id += 1;
+                sse::write_event(self.out, *self.sse_id, bytes);
+                self.marks.push_back((self.base + self.out.len() as u64, tick.ts_gateway));
+            }
             Format::Json => {
                 self.out.extend_from_slice(bytes);
                 self.marks.push_back((self.base + self.out.len() as u64, tick.ts_gateway));
@@ -541,6 +558,7 @@ impl ShardCore {
             bw_at_ns: now_ns,
             bytes: 0,
             peer: None,
+            sse_id: 0,
         });
         if !self.feed_up {
             self.scratch.clear();
@@ -857,6 +875,7 @@ impl ShardCore {
             counters: &mut self.counters,
             budget,
             spent: 0,
+            sse_id: &mut c.sse_id,
         };
         let mut d = c.subs.drain_due(now_ns, &mut sink);
         if polling && d.sent == 0 {
@@ -1238,6 +1257,12 @@ impl ShardCore {
                     json::encode_update(&mut self.scratch, &t, self.universe.name(s), true);
                     frame::write_frame(&mut c.out, frame::OpCode::Text, &self.scratch);
                 }
+                Format::Sse => {
+                    self.scratch.clear();
+                    json::encode_update(&mut self.scratch, &t, self.universe.name(s), true);
+                    c.sse_id += 1;
+                    sse::write_event(&mut c.out, c.sse_id, &self.scratch);
+                }
                 Format::JsonBatch => {
                     self.scratch.clear();
                     json::encode_update(&mut self.scratch, &t, self.universe.name(s), true);
@@ -1256,7 +1281,7 @@ impl ShardCore {
             Format::Binary if !self.records.is_empty() => {
                 frame::write_frame(&mut c.out, frame::OpCode::Binary, &self.records);
             }
-            Format::Json | Format::Binary => {}
+            Format::Json | Format::Binary | Format::Sse => {}
         }
     }
 
@@ -1322,7 +1347,12 @@ impl ShardCore {
     fn push_text(&mut self, key: usize) {
         if let Some(c) = self.clients.get_mut(key) {
             Self::lend(c, &mut self.spare_out, &mut self.spare_marks);
-            frame::write_frame(&mut c.out, frame::OpCode::Text, &self.scratch);
+            if c.format == Format::Sse {
+                c.sse_id += 1;
+                sse::write_event(&mut c.out, c.sse_id, &self.scratch);
+            } else {
+                frame::write_frame(&mut c.out, frame::OpCode::Text, &self.scratch);
+            }
         }
     }
 

@@ -33,8 +33,8 @@ use tokio::net::TcpStream;
 use tokio::sync::{Notify, mpsc};
 
 use super::conn;
-use super::handle::{NewConnection, ShardMsg};
-use super::io::{ConnIo, IoCounters, Shared};
+use super::handle::{NewConnection, ShardMsg, Socket};
+use super::io::{ConnIo, IoCounters, Shared, Stream};
 use super::stats::{FlushTotals, FlushWindow};
 use crate::clock::now_ns;
 use crate::ring::{Consumer, Doorbell, Read};
@@ -211,12 +211,25 @@ fn handle_msg(shared: &Rc<Shared>, msg: ShardMsg) -> Option<Duration> {
 
 fn accept(shared: &Rc<Shared>, c: NewConnection) {
     let NewConnection { stream, leftover, format, peer, guard, session, tls } = c;
-    let sock = socket2::SockRef::from(&stream);
-    let _ = sock.set_tcp_nodelay(true);
-    if shared.settings.send_buffer_bytes > 0 {
-        let _ = sock.set_send_buffer_size(shared.settings.send_buffer_bytes);
-    }
-    let stream = match stream.set_nonblocking(true).and_then(|()| TcpStream::from_std(stream)) {
+    let registered = match stream {
+        Socket::Tcp(s) => {
+            let sock = socket2::SockRef::from(&s);
+            let _ = sock.set_tcp_nodelay(true);
+            if shared.settings.send_buffer_bytes > 0 {
+                let _ = sock.set_send_buffer_size(shared.settings.send_buffer_bytes);
+            }
+            s.set_nonblocking(true).and_then(|()| TcpStream::from_std(s)).map(Stream::Tcp)
+        }
+        Socket::Pair(s) => {
+            // The same small buffer as a TCP client's: a slow SSE client conflates in the
+            // gateway too, instead of ageing in a large pair buffer.
+            if shared.settings.send_buffer_bytes > 0 {
+                let _ = socket2::SockRef::from(&s).set_send_buffer_size(shared.settings.send_buffer_bytes);
+            }
+            s.set_nonblocking(true).and_then(|()| tokio::net::UnixStream::from_std(s)).map(Stream::Pair)
+        }
+    };
+    let stream = match registered {
         Ok(s) => s,
         Err(e) => {
             tracing::warn!(%peer, error = %e, "could not register upgraded socket");
@@ -241,7 +254,12 @@ fn accept(shared: &Rc<Shared>, c: NewConnection) {
     });
     shared.conns.borrow_mut().insert(key, io.clone());
     tracing::debug!(%peer, key, format = format.as_str(), "connection open");
-    tokio::task::spawn_local(conn::run(shared.clone(), key, io, buf, peer, guard, session.echo));
+    let kind = conn::Kind {
+        echo: session.echo,
+        sse: format == crate::protocol::Format::Sse,
+        initial: session.initial,
+    };
+    tokio::task::spawn_local(conn::run(shared.clone(), key, io, buf, peer, guard, kind));
 }
 
 /// Shutdown: ask every connection to close with 1001 and wait for them, at most `grace`.

@@ -40,10 +40,18 @@ pub struct ShardSettings {
     pub verifier: Option<Arc<crate::auth::Verifier>>,
 }
 
-/// A socket handed to a shard after a successful upgrade.
+/// A client's socket as the HTTP layer hands it over.
+pub enum Socket {
+    /// An upgraded WebSocket connection.
+    Tcp(std::net::TcpStream),
+    /// The shard's end of a Server-Sent Events response's socket pair.
+    Pair(std::os::unix::net::UnixStream),
+}
+
+/// A socket handed to a shard after a successful upgrade (or an SSE request).
 pub struct NewConnection {
-    /// The upgraded TCP stream.
-    pub stream: std::net::TcpStream,
+    /// The client's socket.
+    pub stream: Socket,
     /// Bytes the HTTP layer read past the handshake (the start of the WebSocket stream).
     pub leftover: bytes::Bytes,
     /// Negotiated wire format.
@@ -65,6 +73,9 @@ pub struct Session {
     pub echo: bool,
     /// The verified token's grant, under token auth.
     pub grant: Option<crate::auth::Grant>,
+    /// A control message to run as if the client had sent it first (the subscribe of an
+    /// SSE request, which cannot send messages).
+    pub initial: Option<String>,
 }
 
 /// Decrements a shared connection counter when dropped.

@@ -15,7 +15,7 @@ use std::rc::Rc;
 
 use bytes::BytesMut;
 use tokio::io::Interest;
-use tokio::net::TcpStream;
+use tokio::net::{TcpStream, UnixStream};
 use tokio::sync::Notify;
 
 use super::core::ShardCore;
@@ -23,9 +23,76 @@ use super::handle::ShardSettings;
 use super::stats::ShardStats;
 use crate::clock::now_ns;
 
+/// A client's socket: a TCP connection (WebSocket), or this process's end of a socket pair
+/// whose other end an HTTP response streams to the client (Server-Sent Events: the HTTP
+/// layer frames and encrypts, the shard writes to the pair exactly as to a socket, and a full
+/// pair is a slow client like any other).
+pub(crate) enum Stream {
+    /// A client's TCP connection.
+    Tcp(TcpStream),
+    /// The shard's end of an SSE response's socket pair.
+    Pair(UnixStream),
+}
+
+impl Stream {
+    /// Waits until the socket is writable.
+    pub(crate) async fn writable(&self) -> std::io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.writable().await,
+            Stream::Pair(s) => s.writable().await,
+        }
+    }
+
+    /// Waits until the socket is readable (or at EOF).
+    pub(crate) async fn readable(&self) -> std::io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.readable().await,
+            Stream::Pair(s) => s.readable().await,
+        }
+    }
+
+    /// Reads what is there without waiting.
+    pub(crate) fn try_read(&self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.try_read(buf),
+            Stream::Pair(s) => s.try_read(buf),
+        }
+    }
+
+    fn try_read_buf(&self, buf: &mut BytesMut) -> std::io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.try_read_buf(buf),
+            Stream::Pair(s) => s.try_read_buf(buf),
+        }
+    }
+
+    fn try_io<R>(&self, interest: Interest, f: impl FnOnce() -> std::io::Result<R>) -> std::io::Result<R> {
+        match self {
+            Stream::Tcp(s) => s.try_io(interest, f),
+            Stream::Pair(s) => s.try_io(interest, f),
+        }
+    }
+
+    /// The socket, for socket options and raw sends.
+    pub(crate) fn sock(&self) -> socket2::SockRef<'_> {
+        match self {
+            Stream::Tcp(s) => socket2::SockRef::from(s),
+            Stream::Pair(s) => socket2::SockRef::from(s),
+        }
+    }
+
+    /// The TCP stream (TLS runs only over TCP).
+    pub(crate) fn tcp(&self) -> std::io::Result<&TcpStream> {
+        match self {
+            Stream::Tcp(s) => Ok(s),
+            Stream::Pair(_) => Err(std::io::Error::other("TLS over a socket pair")),
+        }
+    }
+}
+
 /// Per-connection I/O state shared between the shard loop and the connection's task.
 pub(crate) struct ConnIo {
-    pub(crate) stream: TcpStream,
+    pub(crate) stream: Stream,
     /// The TLS session over `stream` (wss://), driven synchronously.
     pub(crate) tls: RefCell<Option<Box<crate::server::tls::TlsState>>>,
     /// Wakes the connection task (it became blocked, or must close).
@@ -179,11 +246,11 @@ impl ConnIo {
     /// Returns the plaintext bytes taken.
     pub(crate) fn write(&self, plain: &[u8]) -> std::io::Result<usize> {
         if let Some(tls) = self.tls.borrow_mut().as_mut() {
-            return tls.send(&self.stream, plain);
+            return tls.send(self.stream.tcp()?, plain);
         }
         // `send` with MSG_NOSIGNAL, straight on the socket: tokio's readiness is not
         // consulted (the kernel knows best whether there is room).
-        match socket2::SockRef::from(&self.stream).send(plain) {
+        match self.stream.sock().send(plain) {
             Ok(n) if n < plain.len() => {
                 self.clear_write_readiness();
                 Ok(n)
@@ -211,7 +278,7 @@ impl ConnIo {
     /// Writes waiting TLS records (no-op without TLS).
     pub(crate) fn flush_tls(&self) -> std::io::Result<usize> {
         match self.tls.borrow_mut().as_mut() {
-            Some(tls) => tls.write_tls(&self.stream),
+            Some(tls) => tls.write_tls(self.stream.tcp()?),
             None => Ok(0),
         }
     }
@@ -219,7 +286,7 @@ impl ConnIo {
     /// Reads what the socket has into `buf` (plaintext), at most `max` bytes.
     pub(crate) fn read(&self, buf: &mut BytesMut, max: usize) -> std::io::Result<usize> {
         match self.tls.borrow_mut().as_mut() {
-            Some(tls) => tls.recv(&self.stream, buf, max),
+            Some(tls) => tls.recv(self.stream.tcp()?, buf, max),
             None => {
                 buf.reserve(max);
                 self.stream.try_read_buf(buf)

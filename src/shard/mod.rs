@@ -36,5 +36,5 @@ pub mod timers;
 pub mod trades;
 
 pub use driver::{MAX_TICK_AGE, SLICE_BUDGET, SLICE_MAX_CLIENTS};
-pub use handle::{ConnectionGuard, NewConnection, Session, ShardHandle, ShardSettings, spawn_shard};
+pub use handle::{ConnectionGuard, NewConnection, Session, ShardHandle, ShardSettings, Socket, spawn_shard};
 pub use stats::{COUNTED_CLOSE_CODES, FlushTotals, FlushWindow, ShardStats, TopClient};
