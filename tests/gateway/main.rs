@@ -10,6 +10,8 @@
 //! - `abuse`: malformed messages and frames, floods, slow handshakes, connection floods.
 //! - `security`: token auth and entitlements, the Origin allow-list, the diagnostic echo.
 //! - `tls`: wss:// and https://, and a certificate reload under live connections.
+//! - `sse`: Server-Sent Events: snapshots, updates, trades, heartbeats, reconnects, a stalled
+//!   reader, refusals.
 //! - `trades`: every trade in order from a real capture, gap accounting for a stalled client,
 //!   the per-client bandwidth cap.
 //! - `ops`: `/metrics`, `/stats`, live tuning, and the real `tickgate tune` / `tickgate stats`.
@@ -26,5 +28,6 @@ mod flow;
 mod http;
 mod ops;
 mod security;
+mod sse;
 mod tls;
 mod trades;
