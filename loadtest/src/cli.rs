@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::Parser;
 
 use crate::capacity::CapacityOptions;
-use crate::options::{FormatMode, Options, Progress, SourceAddrs};
+use crate::options::{FormatMode, Options, Progress, SourceAddrs, Transport};
 use crate::picker::Pick;
 use crate::profile::{self, ProfileName};
 use crate::ws::url::WsUrl;
@@ -61,6 +61,11 @@ pub struct Args {
     /// the checker verifies trade order per symbol and counts gaps and missed trades.
     #[arg(long)]
     pub trades: bool,
+
+    /// How clients connect: ws (WebSocket) or sse (Server-Sent Events, GET /sse: JSON only,
+    /// no churn).
+    #[arg(long, value_enum, default_value_t = Transport::Ws)]
+    pub transport: Transport,
 
     /// During measurement, C random clients per second unsubscribe one of their symbols and
     /// subscribe another (exercises the control path under load).
@@ -248,6 +253,7 @@ impl Args {
         o.format = self.format;
         o.max_rate = self.max_rate;
         o.trades = self.trades;
+        o.transport = self.transport;
         o.churn_per_sec = self.churn_per_sec;
         if let Some(d) = self.duration {
             o.duration = secs("--duration", d)?;

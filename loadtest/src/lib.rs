@@ -57,13 +57,14 @@ pub mod request;
 pub mod run;
 pub mod session;
 pub mod srcaddr;
+pub mod sse;
 pub mod stats;
 pub mod sysinfo;
 pub mod verify;
 pub mod worker;
 pub mod ws;
 
-pub use options::{FormatMode, Options};
+pub use options::{FormatMode, Options, Transport};
 pub use picker::Pick;
 pub use profile::ProfileName;
 pub use report::Report;

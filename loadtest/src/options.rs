@@ -13,6 +13,18 @@ use crate::picker::Pick;
 use crate::profile::ProfileName;
 use crate::ws::url::WsUrl;
 
+/// How the clients connect.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    /// WebSocket (`/ws`).
+    #[default]
+    Ws,
+    /// Server-Sent Events (`GET /sse?symbols=...`): JSON only, the subscription is the
+    /// request (no churn).
+    Sse,
+}
+
 /// Which update format the clients ask for.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -97,6 +109,8 @@ pub struct Options {
     pub max_rate: Option<f64>,
     /// Subscribe with `"trades": true` (`--trades`).
     pub trades: bool,
+    /// WebSocket or Server-Sent Events.
+    pub transport: Transport,
     /// Clients per second that swap one symbol for another during measurement.
     pub churn_per_sec: f64,
     /// Measurement time, after every client is connected and subscribed.
@@ -144,6 +158,7 @@ impl Options {
             format: FormatMode::Json,
             max_rate: None,
             trades: false,
+            transport: Transport::Ws,
             churn_per_sec: 0.0,
             duration: p.map_or(DEFAULT_DURATION, |p| Duration::from_secs(p.duration_secs)),
             verify_final: false,

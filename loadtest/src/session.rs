@@ -221,6 +221,11 @@ pub struct Session {
     rng: fastrand::Rng,
     /// Subscribe with `"trades": true` (`--trades`).
     pub trades: bool,
+    /// The Server-Sent Events transport (`--transport sse`): the body decoder (taken out
+    /// while an `Incoming` works on it).
+    sse: Option<Box<crate::sse::SseDecoder>>,
+    /// This session speaks SSE.
+    is_sse: bool,
 }
 
 impl Session {
@@ -241,7 +246,38 @@ impl Session {
             next_id: 1,
             rng,
             trades: false,
+            sse: None,
+            is_sse: false,
         }
+    }
+
+    /// A Server-Sent Events session: `GET {path}?{query}` (`query` names the symbols and
+    /// options; the subscription is the request itself) is queued. Register it with
+    /// [`Session::sse_subscribed`] once connected.
+    pub fn new_sse(conn: ConnId, url: &WsUrl, query: &str, rng: fastrand::Rng) -> Session {
+        let mut s = Session::new(conn, url, Format::Json, rng);
+        s.transmit = format!(
+            "GET /sse?{query} HTTP/1.1\r\nHost: {}\r\nAccept: text/event-stream\r\nUser-Agent: tickgate-loadtest\r\n\r\n",
+            url.host
+        )
+        .into_bytes();
+        s.sse = Some(Box::default());
+        s.is_sse = true;
+        s
+    }
+
+    /// Whether this is an SSE session.
+    pub fn is_sse(&self) -> bool {
+        self.is_sse
+    }
+
+    /// An SSE session's subscription, made by its request: the symbols are pending until the
+    /// stream's `subscribed` event. Returns the request id standing for it.
+    pub fn sse_subscribed(&mut self, cx: Ctx<'_>, symbols: &[u32]) -> u32 {
+        let id = self.request_id();
+        self.pending.push(Pending { id, op: Op::Subscribe, symbols: symbols.into() });
+        cx.checker.subscribe_sent(self.conn, symbols);
+        id
     }
 
     /// The connection id in the [`Checker`].
@@ -286,7 +322,12 @@ impl Session {
             }
             return;
         };
-        match handshake::check_response(&self.carry[..end], &self.carry[end..], key, subprotocol) {
+        let checked = if self.is_sse {
+            handshake::check_sse_response(&self.carry[..end], &self.carry[end..])
+        } else {
+            handshake::check_response(&self.carry[..end], &self.carry[end..], key, subprotocol)
+        };
+        match checked {
             Ok(()) => {
                 // A new, exactly sized vector: the response's allocation is not kept.
                 self.carry = self.carry.split_off(end);
@@ -461,6 +502,8 @@ impl Session {
     /// completes there is nothing to close politely: the session just ends (cleanly).
     pub fn close(&mut self, now: Instant, code: u16, reason: &str) {
         match self.phase {
+            // An SSE stream is closed by closing the socket: nothing to say first.
+            Phase::Open if self.is_sse => self.end(code, CloseKind::Clean),
             Phase::Open => {
                 let mask = self.mask();
                 frame::write_client_close(&mut self.transmit, code, reason, mask);
@@ -503,7 +546,12 @@ impl Session {
 
     /// Removes and returns the request `id` replies to.
     fn take_pending(&mut self, id: Option<i64>) -> Option<Pending> {
-        let id = u32::try_from(id?).ok()?;
+        // An SSE stream's `subscribed` answers its request, which had no id.
+        let id = match (id, self.is_sse) {
+            (None, true) => i64::from(self.pending.first()?.id),
+            (id, _) => id?,
+        };
+        let id = u32::try_from(id).ok()?;
         let i = self.pending.iter().position(|p| p.id == id)?;
         Some(self.pending.remove(i))
     }
@@ -631,6 +679,11 @@ impl Incoming<'_> {
         if let Some(e) = self.session.events.pop_front() {
             return Step::Event(e);
         }
+        if let Some(mut dec) = self.session.sse.take() {
+            let step = self.sse_step::<F, ONE>(&mut dec, on_update);
+            self.session.sse = Some(dec);
+            return step;
+        }
         loop {
             if !self.records.is_empty() {
                 let at = self.records.start;
@@ -744,6 +797,66 @@ impl Incoming<'_> {
             Err(DecodeError::UnknownSymbol(name)) => self.cx.checker.unknown_symbol(conn, &name),
             Err(e) => self.cx.checker.malformed(conn, &e.to_string()),
         }
+    }
+
+    /// The SSE transport's step: de-chunks what was read, then handles complete events one by
+    /// one (each `data:` is the JSON object a WebSocket text frame would carry).
+    fn sse_step<F: FnMut(&Update, Verdict), const ONE: bool>(
+        &mut self,
+        dec: &mut crate::sse::SseDecoder,
+        on_update: &mut F,
+    ) -> Step {
+        let conn = self.session.conn;
+        if self.pos < self.buf.len() {
+            let pushed = dec.push(&self.buf[self.pos..]);
+            self.pos = self.buf.len();
+            if let Err(e) = pushed {
+                self.cx.checker.malformed(conn, &e);
+                self.session.phase = Phase::Closed;
+                return Step::Event(Event::Closed { code: 1006, kind: CloseKind::Broken });
+            }
+        }
+        while let Some(r) = dec.next_event() {
+            self.frames += 1;
+            let data = &mut dec.body[r];
+            if decode::is_trade_or_gap(data) {
+                match decode::parse_trade(&mut data.to_vec(), self.cx.symbols) {
+                    Ok(decode::TradeMsg::Trade { symbol, seq }) => self.cx.checker.trade(conn, symbol, seq),
+                    Ok(decode::TradeMsg::Gap { symbol, missed }) => self.cx.checker.gap(conn, symbol, missed),
+                    Err(DecodeError::UnknownSymbol(n)) => self.cx.checker.unknown_symbol(conn, &n),
+                    Err(e) => self.cx.checker.malformed(conn, &e.to_string()),
+                }
+                continue;
+            }
+            if data.starts_with(UPDATE_PREFIX) {
+                match self.json.decode_update(data, self.cx.symbols) {
+                    Ok(u) => {
+                        self.deliver(&u, on_update);
+                        if ONE {
+                            return Step::Update;
+                        }
+                    }
+                    Err(DecodeError::UnknownSymbol(n)) => self.cx.checker.unknown_symbol(conn, &n),
+                    Err(e) => self.cx.checker.malformed(conn, &e.to_string()),
+                }
+                continue;
+            }
+            match decode::parse_control(&mut data.to_vec()) {
+                Ok(c) => {
+                    if let Some(e) = self.session.on_control(&mut self.cx, c) {
+                        return Step::Event(e);
+                    }
+                }
+                Err(e) => self.cx.checker.malformed(conn, &e.to_string()),
+            }
+        }
+        dec.compact();
+        if dec.ended() && self.session.is_open() {
+            self.cx.checker.unexpected_close(conn, 1006, "the SSE stream ended");
+            self.session.phase = Phase::Closed;
+            return Step::Event(Event::Closed { code: 1006, kind: CloseKind::Server });
+        }
+        Step::Done
     }
 
     /// One object of a batched JSON frame: an update, a trade or a gap. True if an update was

@@ -38,7 +38,7 @@ use tokio::time::Instant;
 
 use crate::checker::{Checker, SymState, Verdict};
 use crate::decode::{SymbolTable, Update};
-use crate::options::Options;
+use crate::options::{Options, Transport};
 use crate::picker::Picker;
 use crate::session::{CLOSE_WAIT, CloseKind, Ctx, Event, ReadBuf, Session};
 use crate::srcaddr::SourcePlan;
@@ -495,10 +495,29 @@ async fn connect_with_retries(th: &Rc<Thread>, local: usize) -> Option<Conn> {
     let url = &opts.urls[url_i];
     let source = th.shared.sources.for_client(global);
     let mut attempt = 0;
+    // SSE subscribes with its request: its symbols are picked before connecting.
+    let sse_syms = (opts.transport == Transport::Sse).then(|| {
+        let st = &mut *th.state.borrow_mut();
+        th.shared.picker.distinct(opts.symbols_per_client, &mut st.rng)
+    });
+    let sse_query = sse_syms.as_ref().map(|syms| {
+        let names: Vec<&str> = syms.iter().map(|&s| th.shared.symbols.name(s)).collect();
+        let mut q = format!("symbols={}", names.join(","));
+        if opts.trades {
+            q.push_str("&trades=1");
+        }
+        if let Some(r) = opts.max_rate {
+            q.push_str(&format!("&max_rate={r}"));
+        }
+        q
+    });
     let (stream, mut session, took) = loop {
         attempt += 1;
         let rng = fastrand::Rng::with_seed(th.state.borrow_mut().rng.u64(..));
-        let mut session = Session::new(local, url, format, rng);
+        let mut session = match &sse_query {
+            Some(q) => Session::new_sse(local, url, q, rng),
+            None => Session::new(local, url, format, rng),
+        };
         session.trades = opts.trades;
         let t0 = Instant::now();
         let err =
@@ -526,9 +545,14 @@ async fn connect_with_retries(th: &Rc<Thread>, local: usize) -> Option<Conn> {
     let initial = {
         let st = &mut *th.state.borrow_mut();
         record_ns(&mut st.rec.connect, took.as_nanos() as u64);
-        let syms = th.shared.picker.distinct(opts.symbols_per_client, &mut st.rng);
         let cx = Ctx { checker: &mut st.checker, symbols: &th.shared.symbols };
-        let id = session.subscribe(cx, &syms, opts.max_rate);
+        let id = match &sse_syms {
+            Some(syms) => Some(session.sse_subscribed(cx, syms)),
+            None => {
+                let syms = th.shared.picker.distinct(opts.symbols_per_client, &mut st.rng);
+                session.subscribe(cx, &syms, opts.max_rate)
+            }
+        };
         st.clients[local].idle = session.is_idle();
         id
     };
@@ -600,6 +624,7 @@ fn churn(th: &Thread, conn: &mut Conn) {
     let st = &mut *th.state.borrow_mut();
     let (local, session) = (conn.local, &mut conn.session);
     if th.shared.stage() != Stage::Measure
+        || session.is_sse()
         || !st.clients[local].streaming
         || !session.is_idle()
         || !session.is_open()

@@ -120,16 +120,11 @@ impl Sse {
                 }
             }
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            if self.ended
-                || left.is_zero()
-                || !self.fill(left).await && (self.ended || tokio::time::Instant::now() >= deadline)
-            {
-                self.dechunk();
-                if self.body.windows(2).any(|w| w == b"\n\n") {
-                    continue;
-                }
+            if self.ended || left.is_zero() {
                 return None;
             }
+            // More bytes (or the end of the stream): look for events again.
+            self.fill(left).await;
         }
     }
 

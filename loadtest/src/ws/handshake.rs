@@ -37,6 +37,62 @@ pub enum HandshakeError {
     TooLarge,
 }
 
+/// Checks that `head` is an HTTP/1.x response with status `want`; returns its header lines.
+/// Another status is [`HandshakeError::Status`], with the start of the body (`after`).
+fn status_is<'h>(
+    head: &'h [u8],
+    after: &[u8],
+    want: u16,
+) -> Result<std::str::Split<'h, &'static str>, HandshakeError> {
+    let text = std::str::from_utf8(head).map_err(|_| HandshakeError::Malformed("not UTF-8".into()))?;
+    let mut lines = text.split("\r\n");
+    let status_line = lines.next().unwrap_or("");
+    let mut parts = status_line.splitn(3, ' ');
+    let (Some(version), Some(code)) = (parts.next(), parts.next()) else {
+        return Err(HandshakeError::Malformed(format!("status line {status_line:?}")));
+    };
+    if !version.starts_with("HTTP/1.") {
+        return Err(HandshakeError::Malformed(format!("status line {status_line:?}")));
+    }
+    let status: u16 =
+        code.parse().map_err(|_| HandshakeError::Malformed(format!("status line {status_line:?}")))?;
+    if status != want {
+        let reason = parts.next().unwrap_or("");
+        let body = String::from_utf8_lossy(&after[..after.len().min(200)]);
+        let body = body.trim();
+        return Err(HandshakeError::Status {
+            status,
+            body: if body.is_empty() { reason.to_string() } else { body.to_string() },
+        });
+    }
+    Ok(lines)
+}
+
+/// Checks the response to `GET /sse`: `200`, `Content-Type: text/event-stream`, chunked.
+///
+/// # Errors
+///
+/// As [`check_response`], for another status or a missing header.
+pub fn check_sse_response(head: &[u8], after: &[u8]) -> Result<(), HandshakeError> {
+    let (mut event_stream, mut chunked) = (false, false);
+    for line in status_is(head, after, 200)? {
+        let Some((name, value)) = line.split_once(':') else { continue };
+        let value = value.trim().to_ascii_lowercase();
+        match name.trim().to_ascii_lowercase().as_str() {
+            "content-type" => event_stream = value.starts_with("text/event-stream"),
+            "transfer-encoding" => chunked = value.contains("chunked"),
+            _ => {}
+        }
+    }
+    if !event_stream {
+        return Err(HandshakeError::Header("Content-Type is not text/event-stream".into()));
+    }
+    if !chunked {
+        return Err(HandshakeError::Header("the event stream is not chunked".into()));
+    }
+    Ok(())
+}
+
 /// A random 16-byte key, base64-encoded (24 characters).
 pub fn random_key(rng: &mut fastrand::Rng) -> String {
     let mut k = [0u8; 16];
@@ -77,27 +133,7 @@ pub fn header_end(buf: &[u8]) -> Option<usize> {
 ///
 /// A [`HandshakeError`] saying what is wrong.
 pub fn check_response(head: &[u8], after: &[u8], key: &str, subprotocol: &str) -> Result<(), HandshakeError> {
-    let text = std::str::from_utf8(head).map_err(|_| HandshakeError::Malformed("not UTF-8".into()))?;
-    let mut lines = text.split("\r\n");
-    let status_line = lines.next().unwrap_or("");
-    let mut parts = status_line.splitn(3, ' ');
-    let (Some(version), Some(code)) = (parts.next(), parts.next()) else {
-        return Err(HandshakeError::Malformed(format!("status line {status_line:?}")));
-    };
-    if !version.starts_with("HTTP/1.") {
-        return Err(HandshakeError::Malformed(format!("status line {status_line:?}")));
-    }
-    let status: u16 =
-        code.parse().map_err(|_| HandshakeError::Malformed(format!("status line {status_line:?}")))?;
-    if status != 101 {
-        let reason = parts.next().unwrap_or("");
-        let body = String::from_utf8_lossy(&after[..after.len().min(200)]);
-        let body = body.trim();
-        return Err(HandshakeError::Status {
-            status,
-            body: if body.is_empty() { reason.to_string() } else { body.to_string() },
-        });
-    }
+    let lines = status_is(head, after, 101)?;
     let (mut upgrade, mut connection, mut accept, mut protocol) = (None, None, None, None);
     for line in lines {
         let Some((name, value)) = line.split_once(':') else { continue };

@@ -128,13 +128,13 @@ fn trades_pass_integrity_in_every_format_and_gaps_are_counted() {
     // Every event a trade, a backlog of 2: trades arrive in order; clients that fall behind
     // are told how many they missed, and the run still passes (a gap is not a violation).
     let gw = gateway(&[
-        ("feed.rate", "20000"),
+        ("feed.rate", "3000"),
         ("feed.symbols", "20"),
         ("feed.trade_percent", "100"),
         ("server.max_trade_backlog", "2"),
     ]);
     for format in [FormatMode::Json, FormatMode::JsonBatch, FormatMode::Binary] {
-        let mut o = smoke(&gw, 1.0);
+        let mut o = smoke(&gw, 2.0);
         o.format = format;
         o.trades = true;
         let r = run(o).unwrap();
@@ -142,5 +142,21 @@ fn trades_pass_integrity_in_every_format_and_gaps_are_counted() {
         assert!(r.trades.trades > 1_000, "{format:?}: {:?}\n{}", r.trades, r.table());
         assert!(r.table().contains("trades"), "{}", r.table());
     }
+    gw.shutdown();
+}
+
+#[test]
+fn sse_clients_pass_integrity_with_trades_and_converge() {
+    let gw = gateway(&[("feed.rate", "20000"), ("feed.symbols", "200"), ("feed.ticks", "30000")]);
+    let mut o = smoke(&gw, 1.0);
+    o.transport = tickgate_loadtest::Transport::Sse;
+    o.trades = true;
+    o.verify_final = true;
+    o.verify_timeout = Duration::from_secs(20);
+    let r = run(o).unwrap();
+    assert_sane(&r);
+    assert!(r.trades.trades > 0, "{}", r.table());
+    let v = r.verify.clone().unwrap();
+    assert_eq!((v.mismatches, v.missing), (0, 0), "{:?}", v.samples);
     gw.shutdown();
 }

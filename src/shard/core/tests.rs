@@ -348,6 +348,7 @@ fn subscribe_replies_with_the_id_map_then_snapshots_symbols_that_have_a_value() 
             Format::Json => 1 + 2,      // one text frame per snapshot
             Format::Binary => 1 + 1,    // one binary frame holding both records
             Format::JsonBatch => 1 + 1, // one text frame holding both, as a JSON array
+            Format::Sse => panic!("SSE is tested on its own"),
         };
         assert_eq!(msgs.len(), frames, "{format:?}");
         assert_eq!(r.core.counters.snapshots, 2);
@@ -1546,4 +1547,30 @@ fn a_bandwidth_cap_holds_bytes_per_second_and_quotes_converge() {
             assert_eq!(last.get(&s).copied(), Some(seq[s as usize]), "{format:?}: symbol {s} converged");
         }
     }
+}
+
+#[test]
+fn an_sse_client_gets_numbered_events_holding_the_json_messages() {
+    let mut r = Rig::new();
+    r.feed(&tick(AAPL, 1));
+    let c = r.client(Format::Sse);
+    r.send(c, r#"{"op":"subscribe","symbols":["AAPL"],"trades":true}"#, T0);
+    r.trade(AAPL, 2, 1);
+    r.core.fill(c, T0);
+    let out = String::from_utf8(r.out(c)).unwrap();
+    let events: Vec<&str> = out.split_terminator("\n\n").collect();
+    let mut datas = Vec::new();
+    for (i, e) in events.iter().enumerate() {
+        let (id, data) = e.split_once('\n').unwrap();
+        assert_eq!(id, format!("id: {}", i + 1), "ids count the events");
+        datas.push(json(data.strip_prefix("data: ").unwrap()));
+    }
+    let types: Vec<&str> = datas.iter().map(|d| type_of(d).unwrap()).collect();
+    assert_eq!(types, ["subscribed", "update", "trade", "update"], "{out}");
+    assert_eq!(datas[1]["snapshot"].as_bool(), Some(true));
+    assert_eq!((datas[2]["seq"].as_u64(), datas[3]["seq"].as_u64()), (Some(2), Some(2)));
+    // The latency of live messages is stamped when the bytes are written, as on a WebSocket.
+    let n = r.out(c).len();
+    r.core.written(c, n, T0 + MS);
+    assert_eq!(r.core.counters.delivered, 2, "the trade and the update");
 }
