@@ -326,7 +326,13 @@ mod tests {
         now["shards"][0]["conflated"] = 2_500.into();
         now["shards"][0]["bytes_written"] = 2_001_000.into();
         now["top_symbols"] = serde_json::json!([{"symbol":"SPY","updates":9000}]);
+        now["top_clients"] = serde_json::json!([
+            {"peer":"10.0.0.7:5123","shard":0,"bytes":2_500_000,"max_bandwidth":20_000},
+            {"peer":"10.0.0.8:6000","shard":0,"bytes":1_000,"max_bandwidth":0}
+        ]);
         let v = render_view("http://x:1", &now, Some(&prev), 1.0);
+        assert!(v.contains("10.0.0.7:5123 2.5MB (cap 20.0kB/s)"), "{v}");
+        assert!(v.contains("10.0.0.8:6000 1000B") && !v.contains("1000B (cap"), "{v}");
         assert!(v.contains("feed 20.0k/s"), "{v}");
         assert!(v.contains("updates 10.0k/s"), "{v}");
         assert!(v.contains("conflation 20.0%"), "{v}");
