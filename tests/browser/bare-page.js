@@ -9,11 +9,16 @@
 //   busy      ms of busy work per update (a deliberately slow page), default 0
 //   adaptive  0 turns adaptive throttling off
 //   ping      ms between pings (default: the client's)
+//   from      index in the list of the first symbol to subscribe to (default 0)
+//   trades    1: subscribe with trades: true, and record every trade and gap (below)
 //
 // What it measures goes to window.probe (read with page.evaluate): every live update's age
 // (u.age: the gateway's clock, estimated from pings, minus ts_gateway, when the listener ran)
 // with the time it was taken, each 'lag' event and each pong; counts() reads the client's
-// running counts.
+// running counts. With trades=1, per symbol: the seq of its first snapshot (snapshotSeq), and
+// its trades and gaps in the order delivered (events: 't <seq>|<price>|<size>|<side>|<tradeId>|
+// <tsEvent>|<tsGateway>' and 'g <missed>'); fieldErrors lists trades whose fields have the wrong
+// types. window.client is the client, for page.evaluate.
 
 import { connect } from '/tickgate.js';
 
@@ -37,8 +42,13 @@ const probe = {
   pongs: [], // [t, rtt ms]
   errors: [],
   counts: () => ({ t: performance.now() - t0, ...client.stats }),
+  snapshotSeq: {}, // trades=1: symbol -> seq of its first snapshot, as a string
+  events: {}, // trades=1: symbol -> its trades and gaps, in order (see above)
+  fieldErrors: [],
 };
 window.probe = probe;
+window.client = client;
+const trades = q.get('trades') === '1';
 
 client.on('update', (u) => {
   if (busyMs > 0) {
@@ -48,13 +58,28 @@ client.on('update', (u) => {
   if (!u.snapshot) {
     probe.ageT.push(performance.now() - t0);
     probe.ages.push(u.age);
+  } else if (trades && !(u.symbol in probe.snapshotSeq)) {
+    probe.snapshotSeq[u.symbol] = String(u.seq);
   }
 });
+if (trades) {
+  const decimal = /^-?\d+(\.\d+)?$/;
+  client.on('trade', (t) => {
+    const ok = typeof t.symbol === 'string' && typeof t.seq === 'bigint' && decimal.test(t.price) &&
+      decimal.test(t.size) && (t.side === undefined || t.side === 'buy' || t.side === 'sell') &&
+      (t.tradeId === undefined || typeof t.tradeId === 'bigint') && typeof t.tsEvent === 'bigint' &&
+      typeof t.tsGateway === 'bigint' && Number.isFinite(t.age);
+    if (!ok && probe.fieldErrors.length < 10) probe.fieldErrors.push(JSON.stringify(t, (k, v) => (typeof v === 'bigint' ? `${v}n` : v)));
+    (probe.events[t.symbol] ??= []).push(`t ${t.seq}|${t.price}|${t.size}|${t.side}|${t.tradeId}|${t.tsEvent}|${t.tsGateway}`);
+  });
+  client.on('gap', (g) => (probe.events[g.symbol] ??= []).push(`g ${g.missed}`));
+}
 client.on('lag', (e) => probe.lags.push({ t: performance.now() - t0, ...e }));
 client.on('pong', ({ rtt }) => probe.pongs.push([performance.now() - t0, rtt]));
 client.on('error', (e) => probe.errors.push(`${e.kind} ${e.code}: ${e.message}`));
 
 probe.universe = await client.list();
-probe.symbols = probe.universe.slice(0, num('symbols', 9));
-await client.subscribe(probe.symbols); // no max_rate: the server's default, every update
+const from = num('from', 0);
+probe.symbols = probe.universe.slice(from, from + num('symbols', 9));
+await client.subscribe(probe.symbols, { trades }); // no max_rate: the server's default, every update
 probe.subscribedAt = performance.now() - t0;

@@ -1,9 +1,10 @@
 // client.test.mjs: tests of TickgateClient (src/server/web/tickgate.js) against a scripted fake
 // WebSocket (node --test): request ids and replies, error replies, reconnect with re-subscribe
 // at each symbol's max rate, seq tracking reset on reconnect, binary symbol ids, batched JSON
-// frames, format switch, ping timeout, the gateway clock behind u.age, and adaptive
-// throttling (cut, resync, retry, switched off). The real gateway is exercised by
-// e2e.test.mjs.
+// frames, format switch, ping timeout, the gateway clock behind u.age, adaptive throttling
+// (cut, resync, retry, switched off), trades and gaps in every format (kept across
+// reconnects and rate changes, never dropped by throttling) and setMaxBandwidth. The real
+// gateway is exercised by e2e.test.mjs.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -39,7 +40,7 @@ function client(options = {}) {
   const c = connect('ws://gateway.test/ws', {
     WebSocket: FakeSocket, pingInterval: 0, backoff: { random: () => 0 }, ...options,
   });
-  const seen = { update: [], state: [], error: [], status: [] };
+  const seen = { update: [], state: [], error: [], status: [], trade: [], gap: [] };
   for (const type of Object.keys(seen)) c.on(type, (v) => seen[type].push(v));
   return { c, seen, ws: FakeSocket.last() };
 }
@@ -518,5 +519,234 @@ test('a gateway far away is not "behind": the network\'s share of the lag is not
   assert.equal(e.behind, false, 'but none of it was spent queued');
   assert.equal(e.rate, Infinity);
   assert.equal(ws.sent.length, sent, 'no re-subscribe');
+  c.close();
+});
+
+/** A JSON trade as the gateway prints it (side and trade_id only when given). */
+const jsonTrade = (symbol, seq, { side = 'buy', tradeId = 1000 + seq, ts = 1800000000000000002n } = {}) =>
+  `{"type":"trade","symbol":"${symbol}","seq":${seq},"price":189.13,"size":100` +
+  (side ? `,"side":"${side}"` : '') + (tradeId ? `,"trade_id":${tradeId}` : '') +
+  `,"ts_event":1800000000000000001,"ts_gateway":${ts}}`;
+const jsonGap = (symbol, missed) => `{"type":"gap","symbol":"${symbol}","missed":${missed}}`;
+/** Binary trade and gap records (PROTOCOL.md): side 1 buy, 2 sell; trade id 0 = none. */
+function tradeRecord({ id, seq, price = 189_13000000n, size = 100_00000000n, side = 1, tradeId = 0 }) {
+  const v = new DataView(new ArrayBuffer(RECORD_SIZE));
+  v.setUint8(0, 2);
+  v.setUint8(1, side);
+  v.setUint32(4, id, true);
+  v.setBigUint64(8, BigInt(seq), true);
+  v.setBigInt64(16, price, true);
+  v.setBigInt64(24, size, true);
+  v.setBigUint64(32, BigInt(tradeId), true);
+  v.setBigUint64(72, 1_800_000_000_000_000_001n, true);
+  v.setBigUint64(80, 1_800_000_000_000_000_002n, true);
+  return new Uint8Array(v.buffer);
+}
+function gapRecord(id, missed) {
+  const v = new DataView(new ArrayBuffer(RECORD_SIZE));
+  v.setUint8(0, 3);
+  v.setUint32(4, id, true);
+  v.setBigUint64(8, BigInt(missed), true);
+  return new Uint8Array(v.buffer);
+}
+/** What a socket was sent, without the ids. */
+const bodies = (ws, from = 0) => ws.sent.slice(from).map(({ id, ...rest }) => rest);
+
+test('trades: subscribe asks for them; trade and gap events in JSON and batched JSON, in order', () => {
+  const { c, ws, seen } = client({ format: 'json' });
+  ws.open();
+  quiet(c.subscribe(['AAPL', 'MSFT'], { maxRate: 4, trades: true }));
+  quiet(c.subscribe(['SPY']));
+  assert.deepEqual(bodies(ws), [
+    { op: 'subscribe', symbols: ['AAPL', 'MSFT'], max_rate: 4, trades: true },
+    { op: 'subscribe', symbols: ['SPY'] }, // trades: false is the protocol's default, not sent
+  ]);
+  assert.deepEqual(c.tradeSymbols, new Set(['AAPL', 'MSFT']));
+  ws.receive(jsonUpdate('AAPL', 10, true));
+  ws.receive(jsonTrade('AAPL', 11));
+  ws.receive(jsonTrade('AAPL', 12, { side: null, tradeId: 0 })); // the source has neither
+  ws.receive(jsonGap('AAPL', 5));
+  ws.receive(jsonTrade('AAPL', 18, { side: 'sell' }));
+  ws.receive(jsonUpdate('AAPL', 18));
+  ws.receive(jsonTrade('SPY', 3)); // SPY holds no trades: not delivered
+  ws.receive(jsonGap('SPY', 2));
+  assert.deepEqual(seen.trade.map(({ age, ...t }) => t), [
+    { symbol: 'AAPL', seq: 11n, price: '189.13', size: '100', side: 'buy', tradeId: 1011n, tsEvent: 1800000000000000001n, tsGateway: 1800000000000000002n },
+    { symbol: 'AAPL', seq: 12n, price: '189.13', size: '100', tsEvent: 1800000000000000001n, tsGateway: 1800000000000000002n },
+    { symbol: 'AAPL', seq: 18n, price: '189.13', size: '100', side: 'sell', tradeId: 1018n, tsEvent: 1800000000000000001n, tsGateway: 1800000000000000002n },
+  ]);
+  assert.ok(seen.trade.every((t) => typeof t.age === 'number'));
+  assert.deepEqual(seen.gap, [{ symbol: 'AAPL', missed: 5 }]);
+  assert.deepEqual(seen.update.map((u) => [u.seq, u.gap]), [[10n, 0], [18n, 7]], 'quotes keep their own seq tracking');
+  assert.equal(c.stats.trades, 3);
+  assert.equal(c.stats.tradesMissed, 5);
+  assert.equal(c.stats.updates, 2);
+
+  // Batched JSON: the events of a batch in order, whatever their kinds.
+  c.setFormat('json-batch');
+  const ws2 = FakeSocket.last();
+  ws2.open();
+  ws2.receive(batch(jsonUpdate('MSFT', 1, true), jsonTrade('MSFT', 2), jsonGap('MSFT', 3), jsonTrade('MSFT', 6), jsonUpdate('MSFT', 6)));
+  const order = [];
+  c.on('update', (u) => order.push(`u${u.seq}`));
+  c.on('trade', (t) => order.push(`t${t.seq}`));
+  c.on('gap', (g) => order.push(`g${g.missed}`));
+  ws2.receive(batch(jsonTrade('MSFT', 7), jsonUpdate('MSFT', 8), jsonGap('MSFT', 1), jsonTrade('MSFT', 9), jsonTrade('MSFT', 9)));
+  assert.deepEqual(order, ['t7', 'u8', 'g1', 't9'], 'a repeated trade seq is dropped');
+  assert.equal(seen.error.at(-1).code, 'seq_backwards');
+  assert.deepEqual(seen.trade.slice(3).map((t) => [t.symbol, t.seq]), [['MSFT', 2n], ['MSFT', 6n], ['MSFT', 7n], ['MSFT', 9n]]);
+  assert.deepEqual(seen.gap.slice(1), [{ symbol: 'MSFT', missed: 3 }, { symbol: 'MSFT', missed: 1 }]);
+  // A trade whose fields come in another order: exact all the same.
+  ws2.receive(jsonTrade('MSFT', 10).replace('{"type":"trade",', '{').replace(/}$/, ',"type":"trade"}'));
+  assert.equal(seen.trade.at(-1).tsGateway, 1800000000000000002n);
+  assert.equal(seen.trade.at(-1).seq, 10n);
+  c.close();
+});
+
+test('trades in binary: records named through the subscribed reply, unknown types skipped', () => {
+  const { c, seen } = client({ format: 'binary' });
+  const ws = FakeSocket.last();
+  ws.open();
+  quiet(c.subscribe(['AAPL', 'SPY'], { trades: true }));
+  ws.reply({ type: 'subscribed', id: ws.sent[0].id, symbols: { AAPL: 4, SPY: 0 } });
+  const unknown = record({ id: 4, seq: 1, type: 9 });
+  ws.receive(frame(record({ id: 4, seq: 10, snapshot: true }), tradeRecord({ id: 4, seq: 11, tradeId: 77 }), unknown,
+    gapRecord(0, 4), tradeRecord({ id: 0, seq: 20, side: 2, price: -1n }), tradeRecord({ id: 99, seq: 1 }),
+    tradeRecord({ id: 4, seq: 12, side: 0 })));
+  assert.deepEqual(seen.update.map((u) => [u.symbol, u.seq]), [['AAPL', 10n]]);
+  assert.deepEqual(seen.trade.map(({ age, ...t }) => t), [
+    { symbol: 'AAPL', seq: 11n, price: '189.13', size: '100', side: 'buy', tradeId: 77n, tsEvent: 1800000000000000001n, tsGateway: 1800000000000000002n, symbolId: 4 },
+    { symbol: 'SPY', seq: 20n, price: '-0.00000001', size: '100', side: 'sell', tsEvent: 1800000000000000001n, tsGateway: 1800000000000000002n, symbolId: 0 },
+    { symbol: 'AAPL', seq: 12n, price: '189.13', size: '100', tsEvent: 1800000000000000001n, tsGateway: 1800000000000000002n, symbolId: 4 },
+  ]);
+  assert.deepEqual(seen.gap, [{ symbol: 'SPY', symbolId: 0, missed: 4 }]);
+  c.close();
+});
+
+test('trades are kept across reconnects and rate changes, and stop at once when turned off', async () => {
+  const { c, ws, seen } = client();
+  ws.open();
+  quiet(c.subscribe(['AAPL', 'MSFT'], { maxRate: 4, trades: true }));
+  quiet(c.subscribe(['SPY'], { maxRate: 4 }));
+  quiet(c.subscribe(['QQQ'], { trades: true }));
+  // A rate change keeps each symbol's trades: one request with them, one without.
+  const before = ws.sent.length;
+  quiet(c.setMaxRate(['AAPL', 'SPY', 'NOPE'], 2));
+  assert.deepEqual(bodies(ws, before), [
+    { op: 'subscribe', symbols: ['SPY'], max_rate: 2 },
+    { op: 'subscribe', symbols: ['AAPL'], max_rate: 2, trades: true },
+  ]);
+  ws.serverClose(1006);
+  await tick();
+  const ws2 = FakeSocket.last();
+  ws2.open();
+  assert.deepEqual(bodies(ws2), [
+    { op: 'subscribe', symbols: ['AAPL'], max_rate: 2, trades: true },
+    { op: 'subscribe', symbols: ['MSFT'], max_rate: 4, trades: true },
+    { op: 'subscribe', symbols: ['SPY'], max_rate: 2 },
+    { op: 'subscribe', symbols: ['QQQ'], trades: true },
+  ]);
+  // Trade seqs start afresh on a new connection (a restarted gateway's start low).
+  ws2.receive(jsonTrade('MSFT', 5));
+  ws2.receive(jsonTrade('MSFT', 6));
+  assert.deepEqual(seen.trade.map((t) => t.seq), [5n, 6n]);
+  // Turned off (a subscribe without trades): what is still in flight is not delivered.
+  quiet(c.subscribe(['MSFT'], { maxRate: 4 }));
+  assert.deepEqual(bodies(ws2).at(-1), { op: 'subscribe', symbols: ['MSFT'], max_rate: 4 });
+  assert.deepEqual(c.tradeSymbols, new Set(['AAPL', 'QQQ']));
+  ws2.receive(batch(jsonTrade('MSFT', 7), jsonGap('MSFT', 1), jsonUpdate('MSFT', 8)));
+  assert.equal(seen.trade.length, 2);
+  assert.equal(seen.gap.length, 0);
+  assert.equal(seen.update.at(-1).seq, 8n, 'the quotes go on');
+  // On again: from the gateway's next trade, whatever seq it has.
+  quiet(c.subscribe(['MSFT'], { maxRate: 4, trades: true }));
+  ws2.receive(jsonTrade('MSFT', 3));
+  assert.equal(seen.trade.at(-1).seq, 3n);
+  // Unsubscribed: nothing more of it.
+  quiet(c.unsubscribe(['QQQ']));
+  ws2.receive(jsonTrade('QQQ', 1));
+  assert.equal(seen.trade.length, 3);
+  assert.deepEqual(c.tradeSymbols, new Set(['AAPL', 'MSFT']));
+  // A subscribe refused as a whole forgets the trades of the symbols it added.
+  const refused = c.subscribe(['IBM'], { trades: true });
+  ws2.reply({ type: 'error', id: ws2.sent.at(-1).id, code: 'too_many_symbols', message: 'x' });
+  await assert.rejects(refused, { code: 'too_many_symbols' });
+  assert.ok(!c.tradeSymbols.has('IBM'));
+  c.close();
+});
+
+test('setMaxBandwidth resolves with the cap in force and is set again on every connection', async () => {
+  const { c, ws, seen } = client();
+  const early = c.setMaxBandwidth(20_000); // queued until the connection opens
+  quiet(c.subscribe(['AAPL'], { trades: true }));
+  ws.open();
+  // The queued set goes first, once; then the re-subscribe and the queued subscribe (as for any
+  // request made before the connection opened).
+  assert.deepEqual(bodies(ws), [{ op: 'set', max_bandwidth: 20_000 }, { op: 'subscribe', symbols: ['AAPL'], trades: true },
+    { op: 'subscribe', symbols: ['AAPL'], trades: true }]);
+  ws.reply({ type: 'settings', id: ws.sent[0].id, max_bandwidth: 20_000 });
+  assert.equal(await early, 20_000);
+  assert.equal(c.maxBandwidth, 20_000);
+  // The gateway may lower it to its ceiling.
+  const capped = c.setMaxBandwidth(1_000_000);
+  ws.reply({ type: 'settings', id: ws.sent.at(-1).id, max_bandwidth: 500_000 });
+  assert.equal(await capped, 500_000);
+  assert.equal(c.maxBandwidth, 500_000);
+  // A new connection sets it again, before re-subscribing.
+  ws.serverClose(1001);
+  await tick();
+  const ws2 = FakeSocket.last();
+  ws2.open();
+  assert.deepEqual(bodies(ws2), [{ op: 'set', max_bandwidth: 1_000_000 }, { op: 'subscribe', symbols: ['AAPL'], trades: true }]);
+  ws2.reply({ type: 'settings', id: ws2.sent[0].id, max_bandwidth: 500_000 });
+  await tick();
+  assert.equal(c.maxBandwidth, 500_000);
+  // 0 or null: the server's default (not re-sent: a new connection has it anyway).
+  for (const value of [0, null]) {
+    const reset = c.setMaxBandwidth(value);
+    assert.deepEqual(bodies(ws2).at(-1), { op: 'set', max_bandwidth: 0 });
+    ws2.reply({ type: 'settings', id: ws2.sent.at(-1).id, max_bandwidth: 0 });
+    assert.equal(await reset, 0);
+  }
+  ws2.serverClose(1001);
+  await tick();
+  FakeSocket.last().open();
+  assert.deepEqual(bodies(FakeSocket.last()).map((b) => b.op), ['subscribe']);
+  for (const bad of [-1, 1.5, '20000', NaN]) await assert.rejects(c.setMaxBandwidth(bad), RangeError, String(bad));
+  // An error reply rejects and reaches the error listeners.
+  const refused = c.setMaxBandwidth(5);
+  const ws3 = FakeSocket.last();
+  ws3.reply({ type: 'error', id: ws3.sent.at(-1).id, code: 'bad_request', message: 'no' });
+  await assert.rejects(refused, { kind: 'reply', code: 'bad_request' });
+  assert.equal(seen.error.at(-1).code, 'bad_request');
+  c.close();
+});
+
+test('adaptive throttling never drops trades: far behind with trades held, it cuts quotes but does not resync', async () => {
+  const { c, ws, seen } = client();
+  ws.open();
+  const judged = nextLag(c);
+  quiet(c.subscribe(['AAPL'], { maxRate: 0, trades: true }));
+  quiet(c.subscribe(['MSFT'], { maxRate: 0 }));
+  await pong(c, ws);
+  ws.receive(jsonUpdate('AAPL', 1, false, agoNs(0)));
+  // Far behind (800 ms, over resyncMs): without trades this resyncs (see above).
+  ws.receive(batch(...Array.from({ length: 100 }, (_, i) => jsonUpdate('MSFT', 10 + i, false, agoNs(800)))));
+  // Trades, however old, are not lag samples (only quotes can be paced).
+  ws.receive(batch(...Array.from({ length: 50 }, (_, i) => jsonTrade('AAPL', 2 + i, { ts: agoNs(5_000) }))));
+  const sent = ws.sent.length;
+  const e = await judged;
+  assert.ok(e.lagMs > 790 && e.lagMs < 900, `lag of the quotes: ${e.lagMs}`);
+  assert.equal(e.behind, true);
+  assert.ok(e.rate < 60, `cut: ${e.rate}`);
+  assert.equal(e.resync, false, 'no resync while trades are held');
+  assert.equal(c.stats.resyncs, 0);
+  assert.equal(FakeSocket.all.length, 1, 'the same connection: no trade in its buffers is lost');
+  assert.equal(ws.closedWith, null);
+  assert.deepEqual(bodies(ws, sent), [
+    { op: 'subscribe', symbols: ['AAPL'], max_rate: e.rate, trades: true },
+    { op: 'subscribe', symbols: ['MSFT'], max_rate: e.rate },
+  ], 'the cut re-subscribes, keeping the trades');
+  assert.equal(seen.trade.length, 50, 'every trade delivered');
   c.close();
 });

@@ -11,7 +11,13 @@
 //   tests/browser/output/);
 // - the dashboard shows when the page falls behind (badge, lowered rates);
 // - adaptive throttling: a deliberately slow page (2 ms of work per update) catches up within
-//   5 s, and without adaptive throttling it stays seconds behind.
+//   5 s, and without adaptive throttling it stays seconds behind;
+// - trades: tickgate.js delivers every trade and gap in all three formats, exactly and alike,
+//   through stalls of the page and a byte budget (setMaxBandwidth), each trade accounted for
+//   (received + missed = what the symbol traded), and never resyncs them away;
+// - the dashboard's time-and-sales tape: the selected symbol's trades (only its), newest
+//   first, at most 50, rendered per frame, gap and reconnect lines, trades following the
+//   selection.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -30,11 +36,11 @@ const DEFAULTS = ['SPY', 'QQQ', 'AAPL', 'MSFT', 'NVDA', 'AMZN', 'GOOGL', 'META',
 const ADDED = ['AMD', 'NFLX']; // not in the default watchlist; active enough to tick every second
 
 /**
- * A gateway on a free port and a browser, both closed after test `t` on every exit path, in
- * order (each step bounded; the 'exit' handler is the last resort if the runner ends the
- * process first). `env.gw` may be replaced (a restart); the latest is stopped.
+ * A gateway on a free port (started with `args`) and a browser, both closed after test `t` on
+ * every exit path, in order (each step bounded; the 'exit' handler is the last resort if the
+ * runner ends the process first). `env.gw` may be replaced (a restart); the latest is stopped.
  */
-async function setUp(t) {
+async function setUp(t, args = []) {
   const env = { gw: null, browser: null, port: await freePort() };
   const killGateway = () => env.gw?.proc.kill('SIGKILL');
   process.once('exit', killGateway);
@@ -44,7 +50,7 @@ async function setUp(t) {
     process.removeListener('exit', killGateway);
   });
   env.origin = `http://127.0.0.1:${env.port}`;
-  env.gw = startGateway(BIN, env.port);
+  env.gw = startGateway(BIN, env.port, args);
   await waitHealthy(env.gw, env.origin);
   env.browser = await launchBrowser();
   return env;
@@ -110,6 +116,22 @@ function dashboard(page, env) {
   };
   h.cap = (symbol) => page.textContent(`#rows tr[data-symbol="${symbol}"] .c-cap`);
   return h;
+}
+
+/**
+ * Logs every line added to the dashboard's tape from now on, in the page (window.tapeLog: 't
+ * <seq>' for a trade, '<class> <text>' for a gap or note line): at hundreds of trades a second
+ * a single line leaves the tape's 50 within a fraction of a second, too soon to poll for.
+ */
+function logTape(page) {
+  return page.evaluate(() => {
+    window.tapeLog = [];
+    new MutationObserver((records) => {
+      for (const r of records) {
+        for (const tr of r.addedNodes) window.tapeLog.push(tr.dataset.seq ? `t ${tr.dataset.seq}` : `${tr.className} ${tr.textContent}`);
+      }
+    }).observe(document.getElementById('tape-rows'), { childList: true });
+  });
 }
 
 /** Collects what the page reports as problems: script errors, CSP violations, failed requests. */
@@ -349,4 +371,295 @@ test('adaptive throttling: a slow page catches up within 5 s; without it, it sta
   assert.ok(late.length >= 3, `judged every second: ${show(off.lags)}`);
   assert.ok(late.every((l) => l.lagMs > 500 && l.rate === Infinity), `seconds behind, never throttled: ${show(off.lags)}`);
   assert.equal(off.resyncs, 0);
+});
+
+/**
+ * Checks one symbol's trades and gaps as bare-page.js recorded them against its seqs: with
+ * every event a trade (--trade-percent 100), each trade has the previous one's seq + 1, plus
+ * what a gap before it said was missed. Returns {trades, missed, gaps, skippedAtStart, bySeq}
+ * (bySeq: seq -> the trade's fields, to compare formats).
+ *
+ * The first trade should be the one after the snapshot's seq. The gateway can start a few
+ * later, unannounced: it reads the last-value cache for the snapshot (send_snapshots) and again
+ * for the first trade (subscribe: lvc.trades + 1) while the feed keeps writing it. That is
+ * `skippedAtStart`, reported rather than failed; from the first trade on, nothing may be
+ * missing without a gap saying so.
+ */
+function accountTrades(what, snapshotSeq, events) {
+  assert.ok(snapshotSeq !== undefined, `${what}: a snapshot before the trades`);
+  let expected = BigInt(snapshotSeq);
+  let pendingGap = 0n;
+  const tally = { trades: 0, missed: 0, gaps: 0, skippedAtStart: 0, bySeq: new Map() };
+  const first = events.findIndex((e) => e.startsWith('t '));
+  if (first === 0) { // no gap notice before it: it may start after the snapshot's next
+    const seq = BigInt(events[0].slice(2).split('|')[0]);
+    assert.ok(seq > expected, `${what}: the first trade (seq ${seq}) comes after the snapshot (seq ${expected})`);
+    tally.skippedAtStart = Number(seq - expected - 1n);
+    expected = seq - 1n;
+  }
+  for (const [i, e] of events.entries()) {
+    if (e.startsWith('g ')) {
+      const missed = BigInt(e.slice(2));
+      assert.ok(missed > 0n, `${what}: a gap of ${missed}`);
+      pendingGap += missed;
+      tally.missed += Number(missed);
+      tally.gaps++;
+      continue;
+    }
+    const fields = e.slice(2);
+    const seq = BigInt(fields.split('|')[0]);
+    if (seq !== expected + pendingGap + 1n) {
+      assert.fail(`${what}: event ${i} is trade seq ${seq}, but after seq ${expected} and ${pendingGap} missed the next is ` +
+        `${expected + pendingGap + 1n}; around it: ${JSON.stringify(events.slice(Math.max(0, i - 3), i + 2))}`);
+    }
+    expected = seq;
+    pendingGap = 0n;
+    tally.trades++;
+    tally.bySeq.set(seq, fields);
+  }
+  assert.equal(pendingGap, 0n, `${what}: a gap is followed by a trade`);
+  return tally;
+}
+
+test('tickgate.js: trades and gaps in every format, each trade accounted for', { timeout: 60_000 }, async (t) => {
+  // Every event a trade (a symbol's seq counts its trades), and a trade backlog of only 5 per
+  // symbol: a page that stalls loses trades, and is told exactly how many.
+  const env = await setUp(t, ['--trade-percent', '100', '--max-trade-backlog', '5', '--rate', '5000']);
+  const formats = ['json-batch', 'json', 'binary'];
+  // The same three busy symbols, with trades, in a page per format, all at once.
+  const pages = await Promise.all(formats.map(async (format) => {
+    const page = await env.browser.newPage();
+    await openBarePage(page, env.origin, { format, symbols: 3, trades: 1 });
+    return page;
+  }));
+  const pause = (ms) => new Promise((r) => setTimeout(r, ms));
+  const tradeCounts = () => Promise.all(pages.map((p) => p.evaluate(() => window.probe.counts())));
+  await pause(1_500);
+  const streaming = await tradeCounts();
+  t.diagnostic(`streaming: ${formats.map((f, i) => `${f} ${streaming[i].trades} trades, ${streaming[i].tradesMissed} missed`).join('; ')}`);
+
+  // 1. Each page stalls for 1.5 s (its main thread busy): trades pile up in the gateway
+  //    beyond the backlog, which drops the oldest and says how many.
+  await Promise.all(pages.map((p) => p.evaluate(() => {
+    const until = performance.now() + 1_500;
+    while (performance.now() < until);
+  })));
+  await pause(1_500);
+  const stalled = await tradeCounts();
+  t.diagnostic(`after a stall: ${formats.map((f, i) => `${f} ${stalled[i].trades} trades, ${stalled[i].tradesMissed} missed`).join('; ')}`);
+  for (const [i, f] of formats.entries()) {
+    assert.ok(stalled[i].tradesMissed > streaming[i].tradesMissed, `${f}: the stall cost trades, reported as gaps`);
+  }
+
+  // 2. A byte budget far below what the trades need: gaps again; then back to the default.
+  const budgets = await Promise.all(pages.map((p) => p.evaluate(() => window.client.setMaxBandwidth(4_000))));
+  assert.deepEqual(budgets, [4_000, 4_000, 4_000], 'the settings reply: the cap in force');
+  await pause(1_500);
+  const capped = await tradeCounts();
+  const defaults = await Promise.all(pages.map((p) => p.evaluate(() => window.client.setMaxBandwidth(null))));
+  assert.deepEqual(defaults, [0, 0, 0], 'the server default: unlimited');
+  await pause(1_000);
+  for (const [i, f] of formats.entries()) {
+    assert.ok(capped[i].tradesMissed > stalled[i].tradesMissed, `${f}: the budget cost trades too`);
+  }
+
+  // 3. Every trade accounted for, with the right fields, alike in every format.
+  const probes = await Promise.all(pages.map((p) => p.evaluate(() => {
+    const { symbols, snapshotSeq, events, fieldErrors, errors } = window.probe;
+    return { symbols, snapshotSeq, events, fieldErrors, errors, counts: window.probe.counts() };
+  })));
+  const bySymbol = {}; // symbol -> per format: seq -> fields
+  for (const [i, f] of formats.entries()) {
+    const p = probes[i];
+    assert.deepEqual(p.errors, [], `${f}: no errors`);
+    assert.deepEqual(p.fieldErrors, [], `${f}: every trade has the documented fields`);
+    assert.equal(p.counts.resyncs, 0, `${f}: adaptive throttling never resyncs trades away`);
+    assert.ok(p.counts.updates > 0, `${f}: quotes still flow`);
+    let trades = 0;
+    let missed = 0;
+    const skipped = [];
+    for (const s of p.symbols) {
+      const tally = accountTrades(`${f} ${s}`, p.snapshotSeq[s], p.events[s] ?? []);
+      assert.ok(tally.trades > 50, `${f} ${s}: trades received (${tally.trades})`);
+      trades += tally.trades;
+      missed += tally.missed;
+      if (tally.skippedAtStart > 0) skipped.push(`${s} ${tally.skippedAtStart}`);
+      (bySymbol[s] ??= []).push(tally.bySeq);
+    }
+    if (skipped.length > 0) t.diagnostic(`${f}: trades between the snapshot and the first trade, unannounced (a gateway race): ${skipped.join(', ')}`);
+    assert.equal(trades, p.counts.trades, `${f}: stats.trades`);
+    assert.equal(missed, p.counts.tradesMissed, `${f}: stats.tradesMissed`);
+    const sides = new Set(Object.values(p.events).flat().filter((e) => e.startsWith('t ')).map((e) => e.split('|')[3]));
+    assert.deepEqual([...sides].sort(), ['buy', 'sell'], `${f}: the simulator's trades have sides`);
+    t.diagnostic(`${f}: ${trades} trades + ${missed} missed in ${Object.values(p.events).flat().filter((e) => e.startsWith('g ')).length} gaps`);
+  }
+  // The same trade (symbol and seq) has the same price, size, side, id and times in every format.
+  let compared = 0;
+  for (const [s, [first, ...others]] of Object.entries(bySymbol)) {
+    for (const [seq, fields] of first) {
+      for (const [j, other] of others.entries()) {
+        if (!other.has(seq)) continue;
+        assert.equal(other.get(seq), fields, `${s} seq ${seq}: ${formats[0]} and ${formats[j + 1]} agree`);
+        compared++;
+      }
+    }
+  }
+  assert.ok(compared > 100, `trades seen in more than one format: ${compared}`);
+  const sample = [...Object.values(bySymbol)[0][0].values()][0].split('|');
+  assert.match(sample[1], /^\d+(\.\d{1,8})?$/, 'an exact decimal price');
+  assert.match(sample[4], /^[1-9]\d*$/, 'a trade id');
+  assert.ok(BigInt(sample[6]) >= BigInt(sample[5]) && BigInt(sample[5]) > 1_700_000_000_000_000_000n, 'ns timestamps');
+  await Promise.all(pages.map((p) => p.close()));
+});
+
+test('dashboard: a live time-and-sales tape of the selected symbol', { timeout: 60_000 }, async (t) => {
+  // Every event a trade, hundreds a second for the busiest symbols.
+  const env = await setUp(t, ['--trade-percent', '100', '--max-trade-backlog', '5', '--rate', '5000']);
+  const page = await (await env.browser.newContext({ viewport: { width: 1280, height: 900 }, colorScheme: 'light' })).newPage();
+  const problems = watchProblems(page);
+  const { waitConn, until } = dashboard(page, env);
+  // What the page asks for, and the trades it is sent, by symbol (JSON formats).
+  const subscribes = []; // with `socket`: which of the page's WebSockets sent it (1, 2, ...)
+  const tradesOf = {};
+  const textFrames = []; // the text frames the first connection received, in order
+  let sockets = 0;
+  page.on('websocket', (ws) => {
+    const socket = ++sockets;
+    ws.on('framesent', (f) => {
+      const m = JSON.parse(f.payload);
+      if (m.op === 'subscribe') subscribes.push({ ...m, socket });
+    });
+    ws.on('framereceived', (f) => {
+      if (typeof f.payload !== 'string') return;
+      if (socket === 1) textFrames.push(f.payload);
+      for (const [, s] of f.payload.matchAll(/"type":"trade","symbol":"([^"]+)"/g)) tradesOf[s] = (tradesOf[s] ?? 0) + 1;
+    });
+  });
+  /** The tape's lines: trades as {seq, cls, time, price, size, side}, others as {cls, text}. */
+  const tape = () => page.$$eval('#tape-rows tr', (trs) => trs.map((tr) => (tr.dataset.seq
+    ? { seq: tr.dataset.seq, cls: tr.className, ...Object.fromEntries([...tr.cells].map((td) => [td.className.replace('num ', '').slice(2), td.textContent])) }
+    : { cls: tr.className, text: tr.textContent })));
+
+  await page.goto(`${env.origin}/`);
+  await waitConn('open', 'json-batch');
+  await until('a full tape for SPY', () => document.querySelectorAll('#tape-rows tr').length === 50 &&
+    document.querySelectorAll('#tape-rows tr[data-seq]').length >= 40, null, 8_000);
+  assert.equal(await page.textContent('#tape-symbol'), 'SPY', 'the tape follows the selected (first) row');
+  await until('trades/s shown', () => /^[1-9]\d*(\.\d)? trades\/s$/.test(document.getElementById('tape-rate').textContent), null, 2_000);
+
+  // Only the selected symbol takes trades.
+  // (Adaptive throttling may re-subscribe at a lower rate meanwhile: the same split again.)
+  const withTrades = subscribes.filter((m) => m.trades === true);
+  assert.ok(withTrades.length > 0 && withTrades.every((m) => m.symbols.join() === 'SPY'), `subscribes: ${JSON.stringify(subscribes)}`);
+  assert.equal(withTrades[0].max_rate, 60, 'the charted symbol\'s rate');
+  assert.deepEqual(Object.keys(tradesOf), ['SPY'], 'trades of SPY only');
+
+  // Newest first, at most 50 lines (trades, and a gap line wherever the gateway dropped some
+  // for this page), each trade with its time, price, size and side.
+  const all = await tape();
+  assert.equal(all.length, 50);
+  assert.ok(all.every((l) => l.seq || (l.cls === 'gap' && /^[\d,]+ trades? missed$/.test(l.text))), JSON.stringify(all));
+  const lines = all.filter((l) => l.seq);
+  const seqs = lines.map((l) => BigInt(l.seq));
+  assert.ok(seqs.every((s, i) => i === 0 || s < seqs[i - 1]), `newest first: ${seqs.slice(0, 10)}`);
+  for (const l of lines) {
+    assert.match(l.time, /^\d\d:\d\d:\d\d\.\d{3}$/);
+    assert.match(l.price, /^\d{1,3}(,\d{3})*\.\d{2,8}$/);
+    assert.match(l.size, /^\d{1,3}(,\d{3})*(\.\d+)?$/);
+    assert.equal(l.side, { buy: 'Buy', sell: 'Sell', '': '–' }[l.cls], `side ${l.side} with class "${l.cls}"`);
+  }
+  assert.ok(lines.some((l) => l.cls === 'buy') && lines.some((l) => l.cls === 'sell'), 'buys and sells');
+  // (In one evaluation: the tape drops its oldest lines every frame.)
+  const colour = (side) => page.evaluate((s) => getComputedStyle(document.querySelector(`#tape-rows tr.${s} .t-price`)).color, side);
+  assert.equal(await colour('buy'), 'rgb(11, 122, 62)', 'buys green (--up)');
+  assert.equal(await colour('sell'), 'rgb(179, 38, 30)', 'sells red (--down)');
+
+  // Rendered per animation frame: hundreds of trades a second, at most one insertion into the
+  // tape per frame.
+  const before = tradesOf.SPY;
+  const { inserts, frames } = await page.evaluate(() => new Promise((resolve) => {
+    let inserts = 0;
+    let frames = 0;
+    const obs = new MutationObserver((records) => { inserts += records.filter((r) => r.addedNodes.length > 0).length; });
+    obs.observe(document.getElementById('tape-rows'), { childList: true });
+    const count = () => { frames++; raf = requestAnimationFrame(count); };
+    let raf = requestAnimationFrame(count);
+    setTimeout(() => {
+      obs.disconnect();
+      cancelAnimationFrame(raf);
+      resolve({ inserts, frames });
+    }, 2_000);
+  }));
+  const received = tradesOf.SPY - before;
+  t.diagnostic(`${received} SPY trades in 2 s, ${inserts} insertions into the tape in ${frames} frames`);
+  assert.ok(received > 300, `SPY trades streamed: ${received}`);
+  assert.ok(inserts <= frames + 1 && inserts < received / 3, `insertions batched per frame: ${inserts} in ${frames} frames for ${received} trades`);
+  assert.ok((await page.$$('#tape-rows tr')).length <= 50, 'at most 50 lines');
+
+  // Another selection: its trades on, SPY's off (re-subscribed without them), a fresh tape.
+  await logTape(page);
+  const tapeLog = () => page.evaluate(() => window.tapeLog);
+  const sent = subscribes.length;
+  await page.click('#rows tr[data-symbol="QQQ"] th');
+  assert.equal(await page.textContent('#tape-symbol'), 'QQQ');
+  assert.ok((await tape()).length === 0, 'the tape starts afresh');
+  await until('a full tape of QQQ trades', () => document.querySelectorAll('#tape-rows tr[data-seq]').length >= 40, null, 5_000);
+  // (Adaptive throttling may re-subscribe meanwhile, at lower rates: what counts is the last
+  // request for each symbol.)
+  const changes = subscribes.slice(sent);
+  const last = (symbol) => changes.findLast((m) => m.symbols.includes(symbol));
+  assert.equal(last('QQQ')?.trades, true, `QQQ's trades on: ${JSON.stringify(changes)}`);
+  const off = last('SPY');
+  assert.ok(off && !off.trades, `SPY's off: ${JSON.stringify(changes)}`);
+  assert.ok(changes.filter((m) => m.trades).every((m) => m.symbols.join() === 'QQQ' || m.id < off.id), `no other trades on: ${JSON.stringify(changes)}`);
+  // On one connection, nothing the gateway sends after its reply to a request precedes it: no
+  // SPY trade may follow the reply to the one that turned them off.
+  await page.waitForTimeout(1_000);
+  const reply = textFrames.findIndex((f) => f.startsWith(`{"type":"subscribed","id":${off.id},`));
+  assert.ok(reply >= 0, `the reply to request ${off.id}`);
+  const late = textFrames.slice(reply + 1).filter((f) => f.includes('"type":"trade","symbol":"SPY"')).length;
+  assert.equal(late, 0, `frames with SPY trades after its trades were turned off (of ${textFrames.length - reply - 1} frames)`);
+  assert.ok(textFrames.slice(reply + 1).some((f) => f.includes('"type":"trade","symbol":"QQQ"')), 'QQQ trades stream');
+  assert.ok((await tape()).every((l) => !l.seq || !lines.some((old) => old.seq === l.seq)), 'none of SPY\'s lines left');
+
+  // A format change replaces the connection: the new one asks for QQQ's trades again, and the
+  // tape marks where trades may be missing, with new trades above the mark.
+  const logged = (await tapeLog()).length;
+  await page.check('input[name=format][value=binary]');
+  await waitConn('open', 'binary');
+  await until('a note in the tape, then new trades', (from) => {
+    const log = window.tapeLog.slice(from);
+    const note = log.findIndex((l) => l.startsWith('note '));
+    return note >= 0 && log.slice(note + 1).some((l) => l.startsWith('t '));
+  }, logged, 5_000);
+  const note = (await tapeLog()).slice(logged).find((l) => l.startsWith('note '));
+  assert.equal(note, 'note Format changed · trades in between not shown');
+  assert.equal(sockets, 2);
+  const again = subscribes.filter((m) => m.socket === 2);
+  assert.deepEqual(again.filter((m) => m.trades).map((m) => m.symbols), [['QQQ']], `re-subscribed with QQQ's trades: ${JSON.stringify(again)}`);
+
+  await page.screenshot({ path: path.join(OUTPUT, 'dashboard-tape.png') });
+  assert.deepEqual(problems, [], 'the page reported problems');
+});
+
+test('dashboard: the tape says how many trades the gateway dropped for the page', { timeout: 30_000 }, async (t) => {
+  // A byte budget for every client far below what the selected symbol's trades take, and a
+  // trade backlog of 5: the gateway drops trades for the page all the time, and says so.
+  const env = await setUp(t, ['--trade-percent', '100', '--max-trade-backlog', '5', '--rate', '5000',
+    '--default-max-bandwidth', '20000']);
+  const page = await env.browser.newPage();
+  const problems = watchProblems(page);
+  const { waitConn, until } = dashboard(page, env);
+  await page.goto(`${env.origin}/`);
+  await waitConn('open', 'json-batch');
+  await logTape(page);
+  await until('a gap line, then trades after it', () => {
+    const gap = window.tapeLog.findIndex((l) => /^gap [\d,]+ trades? missed$/.test(l));
+    return gap >= 0 && window.tapeLog.slice(gap + 1).some((l) => l.startsWith('t '));
+  }, null, 8_000);
+  const log = await page.evaluate(() => window.tapeLog);
+  const gaps = log.filter((l) => l.startsWith('gap '));
+  t.diagnostic(`${log.length - gaps.length} trades and ${gaps.length} gap lines added to the tape, e.g. "${gaps[0]}"`);
+  assert.equal(await page.getAttribute('#tape-rows tr.gap td', 'colspan'), '4', 'a gap line spans the tape');
+  assert.deepEqual(problems, [], 'the page reported problems');
 });

@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # run.sh: the browser-side tests of tickgate (tests/browser/), with node's test runner:
-#   tickgate.test.mjs  tickgate.js's pure parts: binary decoder (golden bytes), JSON and batch
-#                      parsing, formatting, backoff, the adaptive throttling controller
-#   client.test.mjs    the client against a scripted fake WebSocket (batches, clock, throttling)
-#   e2e.test.mjs       the dashboard and a deliberately slow bare page (bare-page.js) in headless
-#                      Chromium against a real gateway (harness.mjs), about 40 s
+#   tickgate.test.mjs  tickgate.js's pure parts: binary decoder (golden bytes; trade and gap
+#                      records), JSON update/trade/gap and batch parsing, formatting, backoff,
+#                      the adaptive throttling controller
+#   client.test.mjs    the client against a scripted fake WebSocket (batches, clock, throttling,
+#                      trades and gaps, setMaxBandwidth)
+#   e2e.test.mjs       the dashboard (its time-and-sales tape too), a deliberately slow bare page
+#                      and trades in every format (bare-page.js) in headless Chromium against a
+#                      real gateway (harness.mjs), about 60 s
 # (bench.mjs, the browser benchmark, is run by scripts/browser-bench.sh, not here.)
 #
 # Needs Node >= 20.19 and npm (installs playwright-core from package-lock.json with `npm ci`

@@ -1,7 +1,8 @@
 // tickgate.test.mjs: unit tests of the pure parts of src/server/web/tickgate.js (node --test):
 // the binary decoder against golden bytes from the gateway's own encoder (tests/golden.rs),
-// JSON update and batch parsing, decimal formatting, the backoff schedule, the latency
-// helpers, and the decisions of adaptive throttling (AdaptiveRate, effectiveRate).
+// trade and gap records, JSON update, trade, gap and batch parsing, decimal formatting, the
+// backoff schedule, the latency helpers, and the decisions of adaptive throttling
+// (AdaptiveRate, effectiveRate).
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -10,6 +11,7 @@ import { readFileSync } from 'node:fs';
 import {
   RECORD_SIZE, decodeFrame, formatFixed, formatDecimal, parseJsonUpdate, parseJsonBatch, backoffDelay,
   percentile, SlidingWindow, closeMeaning, CLOSE_CODES, TickgateError, AdaptiveRate, effectiveRate, MAX_RATE,
+  RECORD_L1, RECORD_TRADE, RECORD_GAP, decodeFrameEvents, parseJsonTrade, parseJsonGap, parseJsonBatchEvents,
 } from '../../src/server/web/tickgate.js';
 
 const golden = (name) => new URL(`./golden/${name}`, import.meta.url);
@@ -170,6 +172,125 @@ test('parseJsonBatch throws on a malformed batch', () => {
     '[}', `[${u.slice(0, -1)}]`, `{"type":"update"}`, '', `[${u}}`]) {
     assert.throws(() => parseJsonBatch(text), SyntaxError, JSON.stringify(text.slice(0, 40) + '…' + text.slice(-10)));
   }
+});
+
+// Trades and gaps (subscriptions with trades: true). The layouts, as the gateway prints them:
+// src/protocol/json.rs (encode_trade, encode_gap) and src/protocol/binary.rs.
+const JSON_TRADE =
+  '{"type":"trade","symbol":"AAPL","seq":9007199254740999,"price":92233720368.54775807,"size":0.00000001,' +
+  '"side":"buy","trade_id":18446744073709551615,"ts_event":1732240000123456789,"ts_gateway":1732240000123460001}';
+
+test('parseJsonTrade keeps every number exactly; side and tradeId only when sent', () => {
+  assert.deepEqual(parseJsonTrade(JSON_TRADE), {
+    symbol: 'AAPL', seq: 9007199254740999n, price: '92233720368.54775807', size: '0.00000001', side: 'buy',
+    tradeId: 18446744073709551615n, tsEvent: 1732240000123456789n, tsGateway: 1732240000123460001n,
+  });
+  const bare = '{"type":"trade","symbol":"BTCUSDT","seq":7,"price":-1.5,"size":100,"ts_event":1,"ts_gateway":2}';
+  const t = parseJsonTrade(bare);
+  assert.deepEqual(t, { symbol: 'BTCUSDT', seq: 7n, price: '-1.5', size: '100', tsEvent: 1n, tsGateway: 2n });
+  assert.ok(!('side' in t) && !('tradeId' in t), 'absent, not undefined');
+  assert.equal(parseJsonTrade(JSON_TRADE.replace('"side":"buy"', '"side":"sell"')).side, 'sell');
+  assert.equal(parseJsonTrade(JSON_TRADE.replace(',"trade_id":18446744073709551615', '')).tradeId, undefined);
+  assert.equal(parseJsonTrade(JSON_UPDATE), null);
+  assert.throws(() => parseJsonTrade('{"type":"trade",'), SyntaxError);
+});
+
+test('parseJsonTrade falls back to JSON.parse for other layouts, still exact', () => {
+  // Reordered, a later version's field, an escaped symbol.
+  const text = '{"ts_gateway":1732240000123460001,"type":"trade","venue":"X","symbol":"A\\"B","side":"sell",' +
+    '"size":0.5,"price":189.12345678,"trade_id":9007199254740993,"seq":12,"ts_event":1732240000123456789}';
+  assert.deepEqual(parseJsonTrade(text), {
+    symbol: 'A"B', seq: 12n, price: '189.12345678', size: '0.5', side: 'sell', tradeId: 9007199254740993n,
+    tsEvent: 1732240000123456789n, tsGateway: 1732240000123460001n,
+  });
+});
+
+test('parseJsonGap reads a gap notice', () => {
+  assert.deepEqual(parseJsonGap('{"type":"gap","symbol":"AAPL","missed":12}'), { symbol: 'AAPL', missed: 12 });
+  assert.deepEqual(parseJsonGap('{"missed":3,"symbol":"A\\"B","type":"gap"}'), { symbol: 'A"B', missed: 3 });
+  assert.equal(parseJsonGap(JSON_TRADE), null);
+});
+
+test('parseJsonBatchEvents: updates, trades and gaps of a batch in order; parseJsonBatch keeps the updates', () => {
+  const gap = '{"type":"gap","symbol":"AAPL","missed":12}';
+  const bare = '{"type":"trade","symbol":"SPY","seq":8,"price":520,"size":100,"ts_event":1,"ts_gateway":2}';
+  const items = [update('AAPL', 1, { snapshot: true }), gap, JSON_TRADE, update('AAPL', 9007199254741000n), bare];
+  const batch = `[${items.join(',')}]`;
+  const want = [
+    { type: 'update', value: parseJsonUpdate(items[0]) },
+    { type: 'gap', value: { symbol: 'AAPL', missed: 12 } },
+    { type: 'trade', value: parseJsonTrade(JSON_TRADE) },
+    { type: 'update', value: parseJsonUpdate(items[3]) },
+    { type: 'trade', value: parseJsonTrade(bare) },
+  ];
+  assert.deepEqual(parseJsonBatchEvents(batch), want);
+  assert.deepEqual(parseJsonBatch(batch), [want[0].value, want[3].value], 'parseJsonBatch: the updates only');
+  // The general path (whitespace, a reordered trade, a later kind) gives the same events.
+  const reordered = JSON_TRADE.replace('{"type":"trade",', '{').replace(/}$/, ',"type":"trade"}');
+  const odd = `[ ${items[0]},\n${gap} , ${reordered}, {"type":"later_kind"}, ${items[3]}, ${bare} ]`;
+  assert.deepEqual(parseJsonBatchEvents(odd), want);
+  assert.deepEqual(parseJsonBatchEvents('[]'), []);
+  assert.throws(() => parseJsonBatchEvents(`[${JSON_TRADE},]`), SyntaxError);
+  assert.throws(() => parseJsonBatchEvents(`[${JSON_TRADE.slice(0, -1)}]`), SyntaxError);
+});
+
+/** A trade record as src/protocol/binary.rs lays it out. */
+function tradeRecord({ id, seq, price, size, side = 0, tradeId = 0n, tsEvent = 0n, tsGateway = 0n }) {
+  const v = new DataView(new ArrayBuffer(RECORD_SIZE));
+  v.setUint8(0, RECORD_TRADE);
+  v.setUint8(1, side);
+  v.setUint32(4, id, true);
+  v.setBigUint64(8, seq, true);
+  v.setBigInt64(16, price, true);
+  v.setBigInt64(24, size, true);
+  v.setBigUint64(32, tradeId, true);
+  v.setBigUint64(72, tsEvent, true);
+  v.setBigUint64(80, tsGateway, true);
+  return new Uint8Array(v.buffer);
+}
+
+/** A gap record: `missed` trades of symbol `id`. */
+function gapRecord(id, missed) {
+  const v = new DataView(new ArrayBuffer(RECORD_SIZE));
+  v.setUint8(0, RECORD_GAP);
+  v.setUint32(4, id, true);
+  v.setBigUint64(8, missed, true);
+  return new Uint8Array(v.buffer);
+}
+
+test('decodeFrameEvents reads trade and gap records exactly and skips unknown types', () => {
+  const golden = goldenBytes();
+  const unknown = new Uint8Array(RECORD_SIZE);
+  unknown[0] = 9; // a later version's record
+  const parts = [
+    golden.subarray(0, RECORD_SIZE),
+    tradeRecord({ id: 4, seq: 9007199254740999n, price: 9_223_372_036_854_775_807n, size: 1n, side: 1,
+      tradeId: 18446744073709551615n, tsEvent: 1732240000123456789n, tsGateway: 18446744073709551615n }),
+    unknown,
+    gapRecord(4, 12n),
+    tradeRecord({ id: 7, seq: 3n, price: -150_000_000n, size: 10_000_000_000n, side: 0, tradeId: 0n, tsEvent: 1n, tsGateway: 2n }),
+    tradeRecord({ id: 7, seq: 4n, price: 1n, size: 1n, side: 2, tradeId: 5n }),
+    tradeRecord({ id: 7, seq: 5n, price: 1n, size: 1n, side: 3 }), // a side this version does not know
+  ];
+  const bytes = new Uint8Array(parts.length * RECORD_SIZE);
+  parts.forEach((p, i) => bytes.set(p, i * RECORD_SIZE));
+  const events = decodeFrameEvents(bytes);
+  assert.deepEqual(events.map((e) => e.type), ['update', 'trade', 'gap', 'trade', 'trade', 'trade']);
+  assert.equal(bytes[0], RECORD_L1);
+  assert.deepEqual(asGolden(events[0].value), goldenValues[0]);
+  assert.deepEqual(events[1].value, {
+    symbol: undefined, seq: 9007199254740999n, price: '92233720368.54775807', size: '0.00000001', side: 'buy',
+    tradeId: 18446744073709551615n, tsEvent: 1732240000123456789n, tsGateway: 18446744073709551615n, symbolId: 4,
+  });
+  assert.deepEqual(events[2].value, { symbol: undefined, symbolId: 4, missed: 12 });
+  assert.deepEqual(events[3].value, { symbol: undefined, seq: 3n, price: '-1.5', size: '100', tsEvent: 1n, tsGateway: 2n, symbolId: 7 },
+    'side 0 and trade id 0: none');
+  assert.equal(events[4].value.side, 'sell');
+  assert.equal(events[4].value.tradeId, 5n);
+  assert.ok(!('side' in events[5].value), 'an unknown side byte: no side');
+  // decodeFrame gives the L1 records only, and both check the length.
+  assert.deepEqual(decodeFrame(bytes).map(asGolden), [goldenValues[0]]);
+  assert.throws(() => decodeFrameEvents(bytes.subarray(0, 100)), TickgateError);
 });
 
 test('effectiveRate: the app\'s rate under the adaptive cap', () => {

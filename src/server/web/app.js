@@ -1,9 +1,16 @@
 // app.js: the tickgate dashboard's script (GET /app.js, loaded by index.html). A watchlist of
-// live quotes, a canvas chart of the selected symbol, connection/feed state and latency.
+// live quotes, a canvas chart and a time-and-sales tape of the selected symbol,
+// connection/feed state and latency.
 //
 // Smooth at any rate: an update only stores the newest value of its symbol and marks the row
-// dirty; rows, flashes and the chart are rendered at most once per animation frame. Per-second
-// figures (updates/s, latency percentiles) are refreshed on timers, never per message.
+// dirty; a trade is only queued for the tape; rows, flashes, the tape and the chart are
+// rendered at most once per animation frame. Per-second figures (updates/s, trades/s, latency
+// percentiles) are refreshed on timers, never per message.
+//
+// Trades: only the selected symbol is subscribed with trades: true (every trade, never
+// conflated), to keep the traffic low; a symbol that is no longer selected is re-subscribed
+// without them. The tape shows its last TAPE_ROWS trades, newest first, and a line wherever
+// the gateway had to drop trades for this page (a gap) or the connection was replaced.
 //
 // Paced to what a person can read: each row asks the gateway for at most ROW_RATE updates/s
 // (the "Display rate" control), the charted symbol for CHART_RATE; the gateway's conflation
@@ -33,6 +40,7 @@ const CHART_MIN_SPAN_MS = 30_000; // and at least 30 s, while the history is you
 const CHART_BUCKET_MS = 250; // one chart point per symbol per 250 ms (1,200 per 5 minutes)
 const CHART_EVERY_MS = 100; // redraw the chart at most 10 times a second: it moves slowly
 const FLASH_MS = 350; // how long a changed cell stays highlighted
+const TAPE_ROWS = 50; // trades (and gap lines) the tape keeps
 
 const $ = (id) => document.getElementById(id);
 const el = {
@@ -41,6 +49,8 @@ const el = {
   form: $('add-form'), input: $('symbol-input'), datalist: $('symbol-list'),
   rows: $('rows'), table: $('watchlist'), empty: $('empty'), template: $('row-template'),
   chart: $('chart'), chartSymbol: $('chart-symbol'), chartQuote: $('chart-quote'), maxRate: $('max-rate'),
+  tape: $('tape'), tapeRows: $('tape-rows'), tapeSymbol: $('tape-symbol'), tapeRate: $('tape-rate'),
+  tapeEmpty: $('tape-empty'),
 };
 
 // --- preferences (localStorage; every access may throw in locked-down browsers)
@@ -228,10 +238,11 @@ async function addSymbol(text) {
   say(`Added ${symbol}.`);
   savePrefs();
   const maxRate = askedRate(symbol);
-  asked.set(symbol, maxRate);
+  const trades = symbol === selected; // it is, unless another was selected since
+  asked.set(symbol, askedKey(maxRate, trades));
   row.showCap();
   try {
-    await client.subscribe([symbol], { maxRate });
+    await client.subscribe([symbol], { maxRate, trades });
   } catch (e) {
     if (e.kind === 'reply') removeRow(symbol, { refused: true }); // unknown, too many, rate limited
   }
@@ -257,23 +268,33 @@ function formatRate(rate) {
   return `${Number(rate.toPrecision(3))}/s`;
 }
 
-const asked = new Map(); // symbol -> the rate last asked of the client
+const asked = new Map(); // symbol -> askedKey(rate, trades) last asked of the client
 let ratesTimer = null;
 
-/** Asks the client for every row's rate where it changed: one subscribe per distinct rate. */
+/** What a symbol asks the client for: its rate, and trades (only the selected symbol's). */
+const askedKey = (rate, trades) => `${rate}${trades ? '+trades' : ''}`;
+
+/**
+ * Asks the client for every row's rate and trades where they changed: one subscribe per
+ * distinct rate and trades. The selected symbol takes trades; the one selected before is
+ * re-subscribed without them.
+ */
 function syncRates() {
   clearTimeout(ratesTimer);
   ratesTimer = null;
-  const byRate = new Map();
+  const byKey = new Map();
   for (const symbol of rows.keys()) {
-    const rate = askedRate(symbol);
-    if (asked.get(symbol) === rate) continue;
-    asked.set(symbol, rate);
-    if (!byRate.has(rate)) byRate.set(rate, []);
-    byRate.get(rate).push(symbol);
+    const maxRate = askedRate(symbol);
+    const trades = symbol === selected;
+    const key = askedKey(maxRate, trades);
+    if (asked.get(symbol) === key) continue;
+    asked.set(symbol, key);
+    if (!byKey.has(key)) byKey.set(key, { maxRate, trades, symbols: [] });
+    byKey.get(key).symbols.push(symbol);
   }
-  // A held symbol only changes its rate (no new snapshot); refusals reach the 'error' listener.
-  for (const [maxRate, symbols] of byRate) client.subscribe(symbols, { maxRate }).catch(() => {});
+  // A held symbol only changes its rate and trades (no new snapshot); refusals reach the
+  // 'error' listener.
+  for (const { maxRate, trades, symbols } of byKey.values()) client.subscribe(symbols, { maxRate, trades }).catch(() => {});
   for (const row of rows.values()) row.showCap();
 }
 
@@ -297,8 +318,9 @@ function select(symbol) {
   el.maxRate.setAttribute('aria-label', symbol ? `Max rate for ${symbol}` : 'Max rate');
   chartDirty = chartForced = true;
   describeChart();
+  if (tapeSymbol !== symbol) resetTape(symbol);
   queueFrame();
-  queueRates(); // the chart's rate moves with the selection
+  queueRates(); // the chart's rate and the trades move with the selection
   savePrefs();
 }
 
@@ -315,6 +337,7 @@ function frame(now) {
   frameQueued = false;
   for (const row of dirty) renderRow(row, now);
   dirty.clear();
+  if (tapeQueue.length > 0) renderTape();
   for (const [cell, until] of flashing) {
     if (until <= now) {
       cell.classList.remove('up', 'down');
@@ -365,6 +388,81 @@ function flash(cell, up, now) {
   cell.classList.remove(up ? 'down' : 'up');
   cell.classList.add(up ? 'up' : 'down');
   flashing.set(cell, now + FLASH_MS);
+}
+
+// --- the time-and-sales tape
+
+// The selected symbol's trades, gap lines ({missed}) and notes ({note}) not rendered yet,
+// oldest first. Only the newest TAPE_ROWS can ever be seen: older ones are dropped from the
+// queue before they cost a DOM node.
+const tapeQueue = [];
+let tapeSymbol = null; // the symbol the tape shows
+let tapeCount = 0; // its trades since the last rate sample
+let tapeRows = 0; // lines in the tape
+
+/** Empties the tape for `symbol` (null: none selected). */
+function resetTape(symbol) {
+  tapeSymbol = symbol;
+  tapeQueue.length = 0;
+  tapeCount = 0;
+  tapeRows = 0;
+  el.tapeRows.replaceChildren();
+  el.tapeSymbol.textContent = symbol ?? '–';
+  el.tapeRate.textContent = '–';
+  el.tapeEmpty.textContent = symbol ? 'Waiting for trades…' : 'Select a symbol to see its trades.';
+  el.tapeEmpty.hidden = false;
+}
+
+function queueTape(entry) {
+  tapeQueue.push(entry);
+  if (tapeQueue.length > 2 * TAPE_ROWS) tapeQueue.splice(0, tapeQueue.length - TAPE_ROWS);
+  queueFrame();
+}
+
+/** Puts the queued lines on top of the tape, newest first, in one insertion; trims the bottom. */
+function renderTape() {
+  const entries = tapeQueue.splice(0).slice(-TAPE_ROWS);
+  const fragment = document.createDocumentFragment();
+  for (let i = entries.length - 1; i >= 0; i--) fragment.append(tapeLine(entries[i]));
+  el.tapeRows.prepend(fragment);
+  tapeRows += entries.length;
+  for (; tapeRows > TAPE_ROWS; tapeRows--) el.tapeRows.lastElementChild.remove();
+  el.tapeEmpty.hidden = true;
+}
+
+const SIDE_TEXT = { buy: 'Buy', sell: 'Sell' };
+
+/** One line of the tape: a trade, a gap or a note. */
+function tapeLine(e) {
+  const tr = document.createElement('tr');
+  if (e.missed !== undefined || e.note !== undefined) {
+    tr.className = e.note !== undefined ? 'note' : 'gap';
+    const td = tr.insertCell();
+    td.colSpan = 4;
+    td.textContent = e.note ?? `${e.missed.toLocaleString('en-US')} ${e.missed === 1 ? 'trade' : 'trades'} missed`;
+    if (e.missed !== undefined) td.title = 'the gateway dropped these trades for this page (it fell too far behind); they will not come';
+    return tr;
+  }
+  if (e.side) tr.className = e.side;
+  tr.dataset.seq = String(e.seq);
+  const cell = (className, text) => {
+    const td = tr.insertCell();
+    td.className = className;
+    td.textContent = text;
+  };
+  cell('t-time', formatTime(e.tsEvent));
+  cell('num t-price', formatDecimal(e.price));
+  cell('num t-size', formatDecimal(e.size, { minFraction: 0 }));
+  cell('t-side', SIDE_TEXT[e.side] ?? '–');
+  return tr;
+}
+
+const pad = (n, width = 2) => String(n).padStart(width, '0');
+
+/** An event time (ns since the epoch, BigInt) as local HH:MM:SS.mmm. */
+function formatTime(ns) {
+  const d = new Date(Number(ns / 1_000_000n));
+  return `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}.${pad(d.getMilliseconds(), 3)}`;
 }
 
 // --- the chart
@@ -536,11 +634,18 @@ let everOpen = false;
 let connectReason; // why the client last opened a connection itself: 'format change', 'resync'
 let feedState = 'unknown';
 
+/** Quotes and trades on screen are marked stale while disconnected or the feed is down. */
+function markStale() {
+  const stale = client.state !== 'open' || feedState === 'down';
+  el.table.classList.toggle('stale', stale);
+  el.tape.classList.toggle('stale', stale);
+}
+
 function showConnection(ev) {
   const { state, format } = ev;
   el.conn.dataset.state = state;
   el.conn.dataset.format = format;
-  el.table.classList.toggle('stale', state !== 'open' || feedState === 'down');
+  markStale();
   // The live region's text changes only on real transitions, not on every retry.
   const text = {
     connecting: ev.reason === 'resync' ? 'Resyncing…' : everOpen ? 'Reconnecting…' : 'Connecting…',
@@ -561,7 +666,7 @@ function showFeed(state) {
   feedState = state;
   el.feed.dataset.feed = state;
   el.feed.textContent = { unknown: 'Feed: unknown', up: 'Feed: live', down: 'Feed: DOWN · prices stale' }[state] ?? `Feed: ${state}`;
-  el.table.classList.toggle('stale', client.state !== 'open' || state === 'down');
+  markStale();
 }
 
 // A gateway with token auth needs a JWT: open the page as /#token=<JWT> (a fragment never
@@ -581,6 +686,10 @@ client.on('state', (ev) => {
   }
   if (connectReason === 'resync') say('This page fell behind: it skipped the backlog and started again from the latest quotes.');
   else if (everOpen && connectReason !== 'format change') say('Reconnected.');
+  // Trades sent while the connection was being replaced are gone: say so in the tape.
+  if (everOpen && tapeSymbol !== null && (tapeRows > 0 || tapeQueue.length > 0)) {
+    queueTape({ note: connectReason === 'format change' ? 'Format changed · trades in between not shown' : 'Reconnected · trades in between not shown' });
+  }
   everOpen = true;
   showFeed(client.feed); // 'up' until the gateway says otherwise
   latency.clear(); // a new connection: old samples describe another path
@@ -602,6 +711,18 @@ client.on('update', (u) => {
   dirty.add(row);
   if (row.symbol === selected) chartDirty = true;
   queueFrame();
+});
+
+// Trades of the selected symbol (the only one subscribed with trades) go to the tape's queue;
+// the next animation frame renders them.
+client.on('trade', (t) => {
+  if (t.symbol !== tapeSymbol) return; // selected before, its trades not turned off yet
+  tapeCount++;
+  queueTape(t);
+});
+
+client.on('gap', (g) => {
+  if (g.symbol === tapeSymbol) queueTape({ missed: g.missed });
 });
 
 client.on('error', (e) => {
@@ -677,6 +798,11 @@ setInterval(() => {
   const msgs = client.stats.updates;
   el.msgRate.textContent = Math.round((msgs - lastMessages) / secs).toLocaleString('en-US');
   lastMessages = msgs;
+  if (tapeSymbol !== null) {
+    const tps = tapeCount / secs;
+    el.tapeRate.textContent = `${tps.toFixed(tps < 10 ? 1 : 0)} trades/s`;
+  }
+  tapeCount = 0;
   const [p50, p99] = latency.percentiles(now, [50, 99]);
   el.p50.textContent = formatMs(p50);
   el.p99.textContent = formatMs(p99);
@@ -757,4 +883,5 @@ new ResizeObserver(() => {
   queueFrame();
 }).observe(el.chart);
 
+resetTape(null);
 readChartColors();

@@ -5,10 +5,12 @@
 // It connects, reconnects with exponential backoff and jitter, re-subscribes after a reconnect,
 // matches replies to requests by id, pings to measure the round trip and the gateway's clock,
 // decodes the three update formats (batched JSON by default, JSON, binary) into one normalized
-// update object and tracks seq per symbol. It measures how far behind the page is and, when
-// the page cannot keep up, lowers the max_rate of its subscriptions until it can (adaptive
-// throttling; docs/CLIENT.md). Browsers and Node >= 22 (global WebSocket); elsewhere pass a
-// WebSocket class in the options.
+// update object and tracks seq per symbol. Subscriptions may take trades too (never
+// conflated): each trade, and each gap notice (trades the gateway dropped for this client),
+// is an event of its own. It measures how far behind the page is and, when the page cannot
+// keep up, lowers the max_rate of its subscriptions until it can (adaptive throttling, which
+// paces quotes only and never drops a trade; docs/CLIENT.md). Browsers and Node >= 22
+// (global WebSocket); elsewhere pass a WebSocket class in the options.
 
 /** The update formats, the default first: batched JSON, one JSON object per frame, binary. */
 export const FORMATS = Object.freeze(['json-batch', 'json', 'binary']);
@@ -16,10 +18,16 @@ export const FORMATS = Object.freeze(['json-batch', 'json', 'binary']);
 export const MAX_RATE = 1000;
 /** Bytes per record in a binary frame. */
 export const RECORD_SIZE = 88;
-/** Record type of a Level-1 update; records of other types are skipped. */
+/** Record type of a Level-1 update. Records of types this client does not know are skipped. */
 export const RECORD_L1 = 1;
+/** Record type of a trade (subscriptions with `trades: true`). */
+export const RECORD_TRADE = 2;
+/** Record type of a gap notice: trades of a symbol the gateway dropped for this client. */
+export const RECORD_GAP = 3;
 /** Prices, sizes and volume are fixed point with 8 decimals on the wire. */
 const SCALE = 100_000_000n;
+/** A trade record's side byte: 0 unknown (no `side`), 1 buy, 2 sell (the aggressor). */
+const SIDES = [undefined, 'buy', 'sell'];
 
 /** What each WebSocket close code means for a tickgate connection. */
 export const CLOSE_CODES = Object.freeze({
@@ -58,6 +66,16 @@ export class TickgateError extends Error {
 // ---------------------------------------------------------------------------------------------
 // Pure helpers: decoding, formatting, backoff, percentiles. No I/O; unit-tested in Node.
 
+// What a frame holds, in order: the events of each kind, as the decoders report them
+// internally (parallel arrays `items` and `kinds`; no wrapper object per event).
+const UPDATE = 0;
+const TRADE = 1;
+const GAP = 2;
+const KIND_NAMES = ['update', 'trade', 'gap'];
+
+/** The exported form of decoded events: [{type: 'update'|'trade'|'gap', value}], in order. */
+const named = ({ items, kinds }) => items.map((value, i) => ({ type: KIND_NAMES[kinds[i]], value }));
+
 /** The exact decimal text of a fixed-point value (a BigInt scaled by 1e8): 18912000000n -> "189.12". */
 export function formatFixed(scaled) {
   const neg = scaled < 0n;
@@ -69,13 +87,21 @@ export function formatFixed(scaled) {
 }
 
 /**
- * Decodes one binary frame (an ArrayBuffer or a byte view) into its L1 records:
- * `{symbol_id, snapshot, seq, bid, bid_size, ask, ask_size, last, last_size, volume, ts_event,
- * ts_gateway}` with `seq` and the timestamps as BigInt and the rest as exact decimal strings.
- * Records of unknown type are skipped. Throws a TickgateError if the length is not a multiple
- * of 88.
+ * A trade as every decoder gives it: `side` ('buy'/'sell', the aggressor) and `tradeId` only
+ * when the source has them; `seq`, `tradeId` and the timestamps BigInt, `price` and `size`
+ * exact decimal strings.
  */
-export function decodeFrame(frame) {
+function makeTrade(symbol, seq, price, size, side, tradeId, tsEvent, tsGateway) {
+  const t = { symbol, seq, price, size };
+  if (side) t.side = side;
+  if (tradeId) t.tradeId = tradeId; // 0n: none
+  t.tsEvent = tsEvent;
+  t.tsGateway = tsGateway;
+  return t;
+}
+
+/** The DataView of a binary frame; throws a TickgateError if its length is not a multiple of 88. */
+function frameView(frame) {
   const view = ArrayBuffer.isView(frame)
     ? new DataView(frame.buffer, frame.byteOffset, frame.byteLength)
     : new DataView(frame);
@@ -83,21 +109,64 @@ export function decodeFrame(frame) {
     throw new TickgateError('protocol', 'bad_frame',
       `binary frame of ${view.byteLength} bytes is not a multiple of ${RECORD_SIZE}`);
   }
-  const records = [];
+  return view;
+}
+
+/** Every record of a frame this client knows (L1, trade, gap), in order: {items, kinds}. */
+function decodeRecords(frame, l1Only = false) {
+  const view = frameView(frame);
+  const items = [];
+  const kinds = [];
   for (let o = 0; o < view.byteLength; o += RECORD_SIZE) {
-    if (view.getUint8(o) !== RECORD_L1) continue; // a later version's record: skip it
+    const type = view.getUint8(o);
     const fixed = (at) => formatFixed(view.getBigInt64(o + at, true));
-    records.push({
-      symbol_id: view.getUint32(o + 4, true),
-      snapshot: (view.getUint8(o + 1) & 1) === 1, // other flag bits are reserved
-      seq: view.getBigUint64(o + 8, true),
-      bid: fixed(16), bid_size: fixed(24), ask: fixed(32), ask_size: fixed(40),
-      last: fixed(48), last_size: fixed(56), volume: fixed(64),
-      ts_event: view.getBigUint64(o + 72, true),
-      ts_gateway: view.getBigUint64(o + 80, true),
-    });
+    if (type === RECORD_L1) {
+      items.push({
+        symbol_id: view.getUint32(o + 4, true),
+        snapshot: (view.getUint8(o + 1) & 1) === 1, // other flag bits are reserved
+        seq: view.getBigUint64(o + 8, true),
+        bid: fixed(16), bid_size: fixed(24), ask: fixed(32), ask_size: fixed(40),
+        last: fixed(48), last_size: fixed(56), volume: fixed(64),
+        ts_event: view.getBigUint64(o + 72, true),
+        ts_gateway: view.getBigUint64(o + 80, true),
+      });
+      kinds.push(UPDATE);
+    } else if (l1Only) {
+      continue;
+    } else if (type === RECORD_TRADE) {
+      const t = makeTrade(undefined, view.getBigUint64(o + 8, true), fixed(16), fixed(24),
+        SIDES[view.getUint8(o + 1)], view.getBigUint64(o + 32, true),
+        view.getBigUint64(o + 72, true), view.getBigUint64(o + 80, true));
+      t.symbolId = view.getUint32(o + 4, true);
+      items.push(t);
+      kinds.push(TRADE);
+    } else if (type === RECORD_GAP) {
+      items.push({ symbol: undefined, symbolId: view.getUint32(o + 4, true), missed: Number(view.getBigUint64(o + 8, true)) });
+      kinds.push(GAP);
+    } // else a later version's record: skip it
   }
-  return records;
+  return { items, kinds };
+}
+
+/**
+ * Decodes one binary frame (an ArrayBuffer or a byte view) into its L1 records:
+ * `{symbol_id, snapshot, seq, bid, bid_size, ask, ask_size, last, last_size, volume, ts_event,
+ * ts_gateway}` with `seq` and the timestamps as BigInt and the rest as exact decimal strings.
+ * Records of other types (trades, gaps, a later version's) are skipped: decodeFrameEvents
+ * gives them too. Throws a TickgateError if the length is not a multiple of 88.
+ */
+export function decodeFrame(frame) {
+  return decodeRecords(frame, true).items;
+}
+
+/**
+ * Decodes one binary frame into all of its events, in order: `[{type, value}]` with `type`
+ * 'update' (an L1 record as decodeFrame gives it), 'trade' (`{symbol: undefined, seq, price,
+ * size, side?, tradeId?, tsEvent, tsGateway, symbolId}`) or 'gap' (`{symbol: undefined,
+ * symbolId, missed}`). Records of unknown type are skipped. Throws like decodeFrame.
+ */
+export function decodeFrameEvents(frame) {
+  return named(decodeRecords(frame));
 }
 
 // JSON updates. JSON.parse would round ts_event and ts_gateway (beyond 2^53) and may not
@@ -105,7 +174,7 @@ export function decodeFrame(frame) {
 // prints as plain decimals (never exponents). The fast path is one regex over the layout the
 // gateway prints (PROTOCOL.md: "Fields always appear, in this order"); anything else (an escape
 // in the symbol, a later version's extra field) takes the general path: JSON.parse for the
-// structure, then the exact text of each numeric field.
+// structure, then the exact text of each numeric field. Trades and gaps are read the same way.
 const DECIMAL_FIELDS = ['bid', 'bid_size', 'ask', 'ask_size', 'last', 'last_size', 'volume'];
 const DEC = '(-?\\d+(?:\\.\\d+)?)';
 const UPDATE_SOURCE =
@@ -117,6 +186,17 @@ const UPDATE_LAYOUT = new RegExp(`^${UPDATE_SOURCE}$`);
 const UPDATE_ITEM = new RegExp(UPDATE_SOURCE, 'y');
 const EXACT_FIELD = new RegExp(`"(seq|${DECIMAL_FIELDS.join('|')}|ts_event|ts_gateway)":${DEC}`, 'g');
 const BIGINT_FIELDS = new Set(['seq', 'ts_event', 'ts_gateway']);
+// {"type":"trade","symbol":"AAPL","seq":43,"price":189.13,"size":100,"side":"buy",
+//  "trade_id":9071,"ts_event":...,"ts_gateway":...}: side and trade_id only when known.
+const TRADE_SOURCE =
+  `\\{"type":"trade","symbol":"([^"\\\\]*)","seq":(\\d+),"price":${DEC},"size":${DEC}` +
+  '(?:,"side":"([^"\\\\]*)")?(?:,"trade_id":(\\d+))?,"ts_event":(\\d+),"ts_gateway":(\\d+)\\}';
+const TRADE_LAYOUT = new RegExp(`^${TRADE_SOURCE}$`);
+const TRADE_ITEM = new RegExp(TRADE_SOURCE, 'y');
+const TRADE_EXACT_FIELD = new RegExp(`"(seq|price|size|trade_id|ts_event|ts_gateway)":${DEC}`, 'g');
+const GAP_SOURCE = '\\{"type":"gap","symbol":"([^"\\\\]*)","missed":(\\d+)\\}';
+const GAP_LAYOUT = new RegExp(`^${GAP_SOURCE}$`);
+const GAP_ITEM = new RegExp(GAP_SOURCE, 'y');
 
 /** The update of a match of UPDATE_SOURCE. */
 function fromMatch(m) {
@@ -125,6 +205,59 @@ function fromMatch(m) {
   u.ts_event = BigInt(m[10]);
   u.ts_gateway = BigInt(m[11]);
   return u;
+}
+
+/** The trade of a match of TRADE_SOURCE. */
+function tradeFromMatch(m) {
+  return makeTrade(m[1], BigInt(m[2]), m[3], m[4], m[5], m[6] === undefined ? 0n : BigInt(m[6]), BigInt(m[7]), BigInt(m[8]));
+}
+
+/** The gap of a match of GAP_SOURCE. */
+function gapFromMatch(m) {
+  return { symbol: m[1], missed: Number(m[2]) };
+}
+
+/** An update from its parsed JSON (for the structure) and its text (for exact numbers). */
+function updateFrom(parsed, text) {
+  const u = { symbol: parsed.symbol, symbol_id: undefined, snapshot: parsed.snapshot === true, seq: 0n };
+  for (const k of DECIMAL_FIELDS) u[k] = '0';
+  u.ts_event = 0n;
+  u.ts_gateway = 0n;
+  for (const [, key, digits] of text.matchAll(EXACT_FIELD)) {
+    u[key] = BIGINT_FIELDS.has(key) ? BigInt(digits) : digits;
+  }
+  return u;
+}
+
+/** A trade from its parsed JSON and its text, as updateFrom. */
+function tradeFrom(parsed, text) {
+  const f = { seq: '0', price: '0', size: '0', trade_id: '0', ts_event: '0', ts_gateway: '0' };
+  for (const [, key, digits] of text.matchAll(TRADE_EXACT_FIELD)) f[key] = digits;
+  const side = typeof parsed.side === 'string' ? parsed.side : undefined;
+  return makeTrade(parsed.symbol, BigInt(f.seq), f.price, f.size, side, BigInt(f.trade_id), BigInt(f.ts_event), BigInt(f.ts_gateway));
+}
+
+/** A gap from its parsed JSON. */
+function gapFrom(parsed) {
+  return { symbol: parsed.symbol, missed: Number(parsed.missed ?? 0) };
+}
+
+/**
+ * The event of one JSON object's text: [kind, value], or null for a message that is none of
+ * update, trade, gap. Throws a SyntaxError on invalid JSON.
+ */
+function parseJsonEvent(text) {
+  let m = UPDATE_LAYOUT.exec(text);
+  if (m) return [UPDATE, fromMatch(m)];
+  if ((m = TRADE_LAYOUT.exec(text))) return [TRADE, tradeFromMatch(m)];
+  if ((m = GAP_LAYOUT.exec(text))) return [GAP, gapFromMatch(m)];
+  const parsed = JSON.parse(text);
+  switch (parsed?.type) {
+    case 'update': return [UPDATE, updateFrom(parsed, text)];
+    case 'trade': return [TRADE, tradeFrom(parsed, text)];
+    case 'gap': return [GAP, gapFrom(parsed)];
+    default: return null;
+  }
 }
 
 /**
@@ -136,15 +269,30 @@ export function parseJsonUpdate(text) {
   const m = UPDATE_LAYOUT.exec(text);
   if (m) return fromMatch(m);
   const parsed = JSON.parse(text);
-  if (parsed?.type !== 'update') return null;
-  const u = { symbol: parsed.symbol, symbol_id: undefined, snapshot: parsed.snapshot === true, seq: 0n };
-  for (const k of DECIMAL_FIELDS) u[k] = '0';
-  u.ts_event = 0n;
-  u.ts_gateway = 0n;
-  for (const [, key, digits] of text.matchAll(EXACT_FIELD)) {
-    u[key] = BIGINT_FIELDS.has(key) ? BigInt(digits) : digits;
-  }
-  return u;
+  return parsed?.type === 'update' ? updateFrom(parsed, text) : null;
+}
+
+/**
+ * Parses the text of a JSON trade into `{symbol, seq, price, size, side?, tradeId?, tsEvent,
+ * tsGateway}` (BigInt integers, exact decimal strings; `side` and `tradeId` only when the
+ * message has them). Returns null for a message that is not a trade; throws on invalid JSON.
+ */
+export function parseJsonTrade(text) {
+  const m = TRADE_LAYOUT.exec(text);
+  if (m) return tradeFromMatch(m);
+  const parsed = JSON.parse(text);
+  return parsed?.type === 'trade' ? tradeFrom(parsed, text) : null;
+}
+
+/**
+ * Parses the text of a gap notice into `{symbol, missed}`. Returns null for a message that is
+ * not a gap; throws on invalid JSON.
+ */
+export function parseJsonGap(text) {
+  const m = GAP_LAYOUT.exec(text);
+  if (m) return gapFromMatch(m);
+  const parsed = JSON.parse(text);
+  return parsed?.type === 'gap' ? gapFrom(parsed) : null;
 }
 
 const isSpace = (c) => c === 0x20 || c === 0x09 || c === 0x0a || c === 0x0d;
@@ -156,34 +304,84 @@ function skipSpace(text, i) {
 }
 
 /**
- * Parses a batched JSON frame (format json-batch: a JSON array of update objects, PROTOCOL.md)
- * into updates, in order, each exactly as parseJsonUpdate would give it. Elements that are not
- * updates are skipped. Throws a SyntaxError if the text is not a well-formed array.
+ * The events of a batched JSON frame, in order: {items, kinds}. The fast path matches the
+ * gateway's layouts element after element, in place, without slicing the frame; any other
+ * layout takes the general path (arrayItems, then parseJsonEvent per element), for the whole
+ * frame. Elements that are none of update, trade, gap are skipped.
+ */
+function scanBatch(text) {
+  const items = [];
+  const kinds = [];
+  let at = skipSpace(text, 0);
+  if (text.charCodeAt(at) !== 0x5b) throw new SyntaxError('a batch is a JSON array');
+  at++;
+  for (;;) {
+    // Updates first (most elements are), then trades, then gaps: a sticky regex that does not
+    // apply fails within the first few characters after "type".
+    let m;
+    let kind;
+    UPDATE_ITEM.lastIndex = at;
+    if ((m = UPDATE_ITEM.exec(text))) {
+      items.push(fromMatch(m));
+      kind = UPDATE;
+      at = UPDATE_ITEM.lastIndex;
+    } else {
+      TRADE_ITEM.lastIndex = at;
+      if ((m = TRADE_ITEM.exec(text))) {
+        items.push(tradeFromMatch(m));
+        kind = TRADE;
+        at = TRADE_ITEM.lastIndex;
+      } else {
+        GAP_ITEM.lastIndex = at;
+        if (!(m = GAP_ITEM.exec(text))) break;
+        items.push(gapFromMatch(m));
+        kind = GAP;
+        at = GAP_ITEM.lastIndex;
+      }
+    }
+    kinds.push(kind);
+    const c = text.charCodeAt(at);
+    if (c === 0x2c) { // ',': the next element
+      at++;
+      continue;
+    }
+    if (c === 0x5d && skipSpace(text, at + 1) === text.length) return { items, kinds }; // ']' and the end
+    break;
+  }
+  items.length = 0;
+  kinds.length = 0;
+  for (const item of arrayItems(text)) {
+    const e = parseJsonEvent(item);
+    if (e === null) continue;
+    kinds.push(e[0]);
+    items.push(e[1]);
+  }
+  return { items, kinds };
+}
+
+/**
+ * Parses a batched JSON frame (format json-batch: a JSON array of update, trade and gap
+ * objects, PROTOCOL.md) into its updates, in order, each exactly as parseJsonUpdate would give
+ * it. Other elements (trades, gaps, a later version's) are skipped: parseJsonBatchEvents gives
+ * them too. Throws a SyntaxError if the text is not a well-formed array.
  *
  * The fast path matches the gateway's layout element after element, in place, without
  * slicing the frame; any other layout takes the general path (arrayItems, then
  * parseJsonUpdate per element).
  */
 export function parseJsonBatch(text) {
-  const updates = [];
-  let at = skipSpace(text, 0);
-  if (text.charCodeAt(at) !== 0x5b) throw new SyntaxError('a batch is a JSON array');
-  at++;
-  for (;;) {
-    UPDATE_ITEM.lastIndex = at;
-    const m = UPDATE_ITEM.exec(text);
-    if (!m) break;
-    updates.push(fromMatch(m));
-    at = UPDATE_ITEM.lastIndex;
-    const c = text.charCodeAt(at);
-    if (c === 0x2c) { // ',': the next element
-      at++;
-      continue;
-    }
-    if (c === 0x5d && skipSpace(text, at + 1) === text.length) return updates; // ']' and the end
-    break;
-  }
-  return arrayItems(text).map(parseJsonUpdate).filter((u) => u !== null);
+  const { items, kinds } = scanBatch(text);
+  return kinds.every((k) => k === UPDATE) ? items : items.filter((_, i) => kinds[i] === UPDATE);
+}
+
+/**
+ * Parses a batched JSON frame into all of its events, in order: `[{type, value}]` with `type`
+ * 'update' (as parseJsonUpdate), 'trade' (as parseJsonTrade) or 'gap' (as parseJsonGap).
+ * Elements of other types are skipped. Throws a SyntaxError if the text is not a well-formed
+ * array.
+ */
+export function parseJsonBatchEvents(text) {
+  return named(scanBatch(text));
 }
 
 /**
@@ -451,6 +649,11 @@ export function connect(url, options) {
  *
  * Events, with on(type, listener), which returns a function that removes the listener:
  * - 'update': a normalized update (see docs/CLIENT.md), any format;
+ * - 'trade':  a trade of a symbol subscribed with `trades: true`, every one, in feed order:
+ *              {symbol, seq, price, size, side?, tradeId?, tsEvent, tsGateway, age} (plus
+ *              symbolId in binary); never conflated, throttled or dropped by this client;
+ * - 'gap':    {symbol, missed}: `missed` trades of the symbol were dropped for this client by
+ *              the gateway (its backlog overflowed) and will never come; before the next trade;
  * - 'state':  {state: 'connecting'|'open'|'reconnecting'|'idle'|'closed', format, attempt,
  *              delay, code, reason, meaning}. 'idle': closed for holding no subscription; the
  *              next request reconnects. 'connecting' has a reason ('format change', 'resync')
@@ -472,9 +675,12 @@ export class TickgateClient {
   #queue = []; // sends of requests waiting for the connection to open
   #nextId = 1;
   #wanted = new Map(); // symbol -> the max rate the app asked for (undefined: server default, 0: unlimited)
-  #sent = new Map(); // symbol -> the max_rate last asked of this connection (after the adaptive cap)
+  #tradesWanted = new Set(); // symbols held with trades: true
+  #sent = new Map(); // symbol -> what this connection was last asked: sentKey(max_rate after the adaptive cap, trades)
+  #bandwidth = 0; // the max_bandwidth the app set (0: the server's default), re-sent on every connection
   #names = new Map(); // binary symbol id -> symbol, from this connection's `subscribed` replies
   #seqs = new Map(); // symbol -> last seq seen on this connection
+  #tradeSeqs = new Map(); // symbol -> seq of the last trade delivered on this connection
   #attempt = 0;
   #openedAt = 0;
   #timer = null; // the reconnect timer
@@ -513,10 +719,16 @@ export class TickgateClient {
   /** Whether the last judged lag (less the network's share, see #judge) was over the adaptive `high` mark. */
   behind = false;
   /**
-   * Running counters: messages, updates, conflated (events skipped by conflation), connects,
-   * resyncs (reconnects of adaptive throttling to drop a backlog).
+   * The byte rate the gateway holds this connection to, bytes/s (0: unlimited), as of the last
+   * `settings` reply (setMaxBandwidth); undefined before the first.
    */
-  stats = { messages: 0, updates: 0, conflated: 0, connects: 0, resyncs: 0 };
+  maxBandwidth = undefined;
+  /**
+   * Running counters: messages, updates, conflated (events skipped by conflation), connects,
+   * resyncs (reconnects of adaptive throttling to drop a backlog), trades (delivered),
+   * tradesMissed (the sum of the gap notices' `missed`).
+   */
+  stats = { messages: 0, updates: 0, conflated: 0, connects: 0, resyncs: 0, trades: 0, tradesMissed: 0 };
 
   /**
    * @param {string|URL} url  ws(s):// or http(s):// URL of /ws; relative URLs resolve against
@@ -553,6 +765,8 @@ export class TickgateClient {
   get format() { return this.#opts.format; }
   /** The symbols held (or being re-subscribed), with the max rates the app asked for. */
   get subscriptions() { return new Map(this.#wanted); }
+  /** The symbols held with `trades: true` (a copy). */
+  get tradeSymbols() { return new Set(this.#tradesWanted); }
   /**
    * The adaptive cap on every subscription's max_rate, updates/s per symbol; Infinity while
    * not throttling (and always with adaptive: false). effectiveRate(asked, client.rate) is the
@@ -569,45 +783,85 @@ export class TickgateClient {
   /**
    * Subscribes to `symbols`; resolves with the `subscribed` reply's map {symbol: id}. Symbols
    * missing from it were unknown (an 'error' event with code unknown_symbol lists them).
-   * `maxRate`: updates/s per symbol; 0 = unlimited; omitted = the server's default. A held
-   * symbol keeps its subscription and only changes its rate. While adaptive throttling caps
-   * the rate, the gateway is asked for effectiveRate(maxRate, client.rate).
+   * `maxRate`: quote updates/s per symbol; 0 = unlimited; omitted = the server's default.
+   * `trades`: true to get every trade of these symbols as well ('trade' and 'gap' events);
+   * like `maxRate` it holds for the symbols of this call, so a call without it turns their
+   * trades off. A held symbol keeps its subscription and only changes its rate and trades.
+   * While adaptive throttling caps the rate, the gateway is asked for
+   * effectiveRate(maxRate, client.rate); trades are never paced.
    */
-  async subscribe(symbols, { maxRate } = {}) {
+  async subscribe(symbols, { maxRate, trades = false } = {}) {
     const list = [...new Set(symbols)];
     if (list.length === 0) return {};
+    trades = trades === true;
     const added = list.filter((s) => !this.#wanted.has(s));
     const rate = effectiveRate(maxRate, this.rate);
     for (const s of list) {
       this.#wanted.set(s, maxRate);
-      this.#sent.set(s, rate);
+      this.#setTrades(s, trades);
+      this.#sent.set(s, sentKey(rate, trades));
     }
     try {
-      const reply = await this.#request(subscribeBody(list, rate));
+      const reply = await this.#request(subscribeBody(list, rate, trades));
       return reply.symbols;
     } catch (e) {
       // Not executed (too_many_symbols, rate_limited, ...): forget what this call added. After
       // a close the symbols stay: the reconnect subscribes to them.
-      if (e.kind === 'reply') for (const s of added) this.#wanted.delete(s);
+      if (e.kind === 'reply') {
+        for (const s of added) {
+          this.#wanted.delete(s);
+          this.#tradesWanted.delete(s);
+        }
+      }
       // Rate limited: the held ones are asked again at the next judgement (#syncRates).
       if (e.code === 'rate_limited') for (const s of list) this.#sent.delete(s);
       throw e;
     }
   }
 
-  /** Changes the max rate of symbols already held (0 = unlimited). */
-  setMaxRate(symbols, maxRate) {
-    return this.subscribe(symbols.filter((s) => this.#wanted.has(s)), { maxRate });
+  /**
+   * Changes the max rate of symbols already held (0 = unlimited); each keeps its trades (one
+   * request for those with trades, one for the others).
+   */
+  async setMaxRate(symbols, maxRate) {
+    const held = symbols.filter((s) => this.#wanted.has(s));
+    const groups = [
+      [held.filter((s) => !this.#tradesWanted.has(s)), false],
+      [held.filter((s) => this.#tradesWanted.has(s)), true],
+    ].filter(([list]) => list.length > 0);
+    const replies = await Promise.all(groups.map(([list, trades]) => this.subscribe(list, { maxRate, trades })));
+    return Object.assign({}, ...replies);
   }
 
-  /** Unsubscribes; no update of these symbols is delivered after this call. */
+  /** Unsubscribes; no update, trade or gap of these symbols is delivered after this call. */
   async unsubscribe(symbols) {
     for (const s of symbols) {
       this.#wanted.delete(s);
+      this.#tradesWanted.delete(s);
       this.#sent.delete(s);
       this.#seqs.delete(s);
+      this.#tradeSeqs.delete(s);
     }
     return (await this.#request({ op: 'unsubscribe', symbols })).symbols;
+  }
+
+  /**
+   * Sets this connection's byte budget, bytes/s (`{"op":"set","max_bandwidth":...}`): under
+   * it the gateway conflates quotes harder and holds trades back (up to its trade backlog,
+   * beyond which it drops the oldest and says so with a gap). 0 or null: the server's
+   * default. Resolves with the cap in force from the `settings` reply (the gateway may lower
+   * it to its ceiling; 0 = unlimited), also kept in `maxBandwidth`. Later connections set it
+   * again.
+   */
+  async setMaxBandwidth(bytesPerSec) {
+    const value = bytesPerSec ?? 0;
+    if (!Number.isSafeInteger(value) || value < 0) {
+      throw new RangeError(`max bandwidth must be a non-negative integer (bytes/s), 0 or null: ${bytesPerSec}`);
+    }
+    this.#bandwidth = value;
+    const reply = await this.#request({ op: 'set', max_bandwidth: value });
+    this.maxBandwidth = reply.max_bandwidth;
+    return reply.max_bandwidth;
   }
 
   /** Every symbol of the gateway's universe, in id order. */
@@ -710,6 +964,7 @@ export class TickgateClient {
     // its clock is sampled afresh (the last estimate stands until then).
     this.#names.clear();
     this.#seqs.clear();
+    this.#tradeSeqs.clear(); // trades sent while away are not recoverable: docs/CLIENT.md
     this.#clock = [];
     this.#ages.clear();
     this.#newestTs = -Infinity;
@@ -718,8 +973,17 @@ export class TickgateClient {
     this.feed = 'up'; // no status message on connect while the feed is up (PROTOCOL.md)
     this.#setState('open', {});
     this.#sent.clear();
-    this.#syncRates(); // re-subscribe: one request per distinct max rate
-    for (const send of this.#queue.splice(0)) send();
+    // The byte budget first, so it applies from the snapshots on: a request to set it that
+    // waits in the queue, else the app's last setting again.
+    const queued = this.#queue.splice(0);
+    const sets = queued.filter((send) => send.op === 'set');
+    if (sets.length > 0) for (const send of sets) send();
+    else if (this.#bandwidth > 0) {
+      this.#request({ op: 'set', max_bandwidth: this.#bandwidth })
+        .then((r) => { this.maxBandwidth = r.max_bandwidth; }, () => {}); // errors reach 'error' listeners
+    }
+    this.#syncRates(); // re-subscribe: one request per distinct max rate (and trades)
+    for (const send of queued) if (send.op !== 'set') send();
     if (this.#opts.pingInterval > 0) {
       const every = this.#opts.pingInterval;
       const beat = () => {
@@ -816,6 +1080,7 @@ export class TickgateClient {
         entry.sent = true;
         this.#ws.send(JSON.stringify({ ...body, id }));
       };
+      send.op = body.op;
       if (this.state === 'open') send();
       else this.#queue.push(send);
       if (this.state === 'idle') this.#open();
@@ -823,50 +1088,73 @@ export class TickgateClient {
   }
 
   /**
-   * Asks the gateway for each held symbol's effective rate where it differs from what this
-   * connection was last asked: one subscribe per distinct rate, in the order of the symbols.
-   * Called on open, when the adaptive cap changes and at every judgement (so a request the
-   * gateway refused as rate_limited is made again a second later).
+   * Asks the gateway for each held symbol's effective rate and trades where they differ from
+   * what this connection was last asked: one subscribe per distinct rate and trades, in the
+   * order of the symbols. Called on open, when the adaptive cap changes and at every
+   * judgement (so a request the gateway refused as rate_limited is made again a second later).
    */
   #syncRates() {
     if (this.state !== 'open') return; // #onOpen asks for every symbol
     const cap = this.rate;
-    const byRate = new Map();
+    const byKey = new Map(); // sentKey -> {rate, trades, symbols}
     for (const [s, asked] of this.#wanted) {
       const rate = effectiveRate(asked, cap);
-      if (this.#sent.has(s) && this.#sent.get(s) === rate) continue;
-      if (!byRate.has(rate)) byRate.set(rate, []);
-      byRate.get(rate).push(s);
-      this.#sent.set(s, rate);
+      const trades = this.#tradesWanted.has(s);
+      const key = sentKey(rate, trades);
+      if (this.#sent.has(s) && this.#sent.get(s) === key) continue; // (undefined: the server's default rate)
+      if (!byKey.has(key)) byKey.set(key, { rate, trades, symbols: [] });
+      byKey.get(key).symbols.push(s);
+      this.#sent.set(s, key);
     }
-    for (const [rate, symbols] of byRate) {
-      this.#request(subscribeBody(symbols, rate)).catch((e) => { // errors reach 'error' listeners
+    for (const [key, { rate, trades, symbols }] of byKey) {
+      this.#request(subscribeBody(symbols, rate, trades)).catch((e) => { // errors reach 'error' listeners
         if (e.code !== 'rate_limited') return;
-        for (const s of symbols) if (this.#sent.get(s) === rate) this.#sent.delete(s);
+        for (const s of symbols) if (this.#sent.get(s) === key) this.#sent.delete(s);
       });
+    }
+  }
+
+  /** Records whether `symbol` takes trades; turning them on starts its trade seqs afresh. */
+  #setTrades(symbol, on) {
+    if (!on) this.#tradesWanted.delete(symbol);
+    else if (!this.#tradesWanted.has(symbol)) {
+      this.#tradesWanted.add(symbol);
+      this.#tradeSeqs.delete(symbol);
     }
   }
 
   #onMessage(data) {
     this.stats.messages++;
     if (typeof data !== 'string') return this.#onBinary(data);
-    let updates = null;
+    let batch = null; // {items, kinds}
+    let kind = -1; // a single event: its kind and value
+    let value;
     let msg;
     try {
-      if (data.charCodeAt(skipSpace(data, 0)) === 0x5b) updates = parseJsonBatch(data); // '[': a batch
-      else if (data.startsWith('{"type":"update"')) updates = [parseJsonUpdate(data)];
+      if (data.charCodeAt(skipSpace(data, 0)) === 0x5b) batch = scanBatch(data); // '[': a batch
+      else if (data.startsWith('{"type":"update"')) { kind = UPDATE; value = parseJsonUpdate(data); }
+      else if (data.startsWith('{"type":"trade"')) { kind = TRADE; value = parseJsonTrade(data); }
+      else if (data.startsWith('{"type":"gap"')) { kind = GAP; value = parseJsonGap(data); }
       else msg = JSON.parse(data);
     } catch {
       return this.#error(new TickgateError('protocol', 'bad_json', `unreadable text frame: ${data.slice(0, 80)}`));
     }
-    if (updates) {
-      for (const u of updates) if (u) this.#deliver(u);
+    if (kind >= 0) return this.#dispatch(kind, value);
+    if (batch) {
+      const { items, kinds } = batch;
+      for (let i = 0; i < items.length; i++) this.#dispatch(kinds[i], items[i]);
       return;
     }
     if (!msg) return;
     switch (msg.type) {
-      case 'update': // an update whose fields are in another order than the gateway prints them
-        return this.#deliver(parseJsonUpdate(data));
+      // Events whose fields are in another order than the gateway prints them: exact numbers
+      // from the text all the same.
+      case 'update':
+        return this.#deliver(updateFrom(msg, data));
+      case 'trade':
+        return this.#deliverTrade(tradeFrom(msg, data));
+      case 'gap':
+        return this.#deliverGap(gapFrom(msg));
       case 'status':
         this.feed = msg.feed;
         return this.#emit('status', { feed: msg.feed });
@@ -901,16 +1189,50 @@ export class TickgateClient {
   }
 
   #onBinary(buf) {
-    let records;
+    let decoded;
     try {
-      records = decodeFrame(buf);
+      decoded = decodeRecords(buf);
     } catch (e) {
       return this.#error(e);
     }
-    for (const r of records) {
-      r.symbol = this.#names.get(r.symbol_id);
-      if (r.symbol !== undefined) this.#deliver(r);
+    const { items, kinds } = decoded;
+    for (let i = 0; i < items.length; i++) {
+      const r = items[i];
+      r.symbol = this.#names.get(kinds[i] === UPDATE ? r.symbol_id : r.symbolId);
+      if (r.symbol !== undefined) this.#dispatch(kinds[i], r);
     }
+  }
+
+  #dispatch(kind, value) {
+    if (kind === UPDATE) this.#deliver(value);
+    else if (kind === TRADE) this.#deliverTrade(value);
+    else this.#deliverGap(value);
+  }
+
+  /**
+   * The 'trade' event: every trade of a symbol held with trades, in order (one going
+   * backwards, which the protocol forbids, is reported once and dropped, as for updates).
+   * Not part of the lag measurement, which only quotes can act on.
+   */
+  #deliverTrade(t) {
+    if (!this.#tradesWanted.has(t.symbol)) return; // unsubscribed, or trades turned off, while in flight
+    const prev = this.#tradeSeqs.get(t.symbol);
+    if (prev !== undefined && t.seq <= prev) {
+      if (!this.#warnedOrder) this.#error(new TickgateError('protocol', 'seq_backwards', `${t.symbol}: trade seq ${t.seq} after ${prev}`));
+      this.#warnedOrder = true;
+      return;
+    }
+    this.#tradeSeqs.set(t.symbol, t.seq);
+    t.age = performance.now() + this.#offset - Number(t.tsGateway) / 1e6;
+    this.stats.trades++;
+    this.#emit('trade', t);
+  }
+
+  /** The 'gap' event: `missed` trades of the symbol will never come. */
+  #deliverGap(g) {
+    if (!this.#tradesWanted.has(g.symbol)) return;
+    this.stats.tradesMissed += g.missed;
+    this.#emit('gap', g);
   }
 
   /** Seq bookkeeping and the lag sample, then the 'update' event. */
@@ -1000,7 +1322,9 @@ export class TickgateClient {
       ceiling: this.#ceiling(),
       sentMs: this.#newestTs - this.#offset,
     });
-    const resync = change != null && this.#adaptive.resync;
+    // A resync would drop the trades in the backlog with the quotes: not while any are held
+    // (the cut still applies, by re-subscribing).
+    const resync = change != null && this.#adaptive.resync && this.#tradesWanted.size === 0;
     this.#emit('lag', { lagMs: lag, rttMs: this.rtt, loopMs, behind: this.behind, rate: this.rate, resync });
     if (resync) {
       // Drop the backlog: what the buffers hold is older than the snapshots a new connection
@@ -1046,8 +1370,12 @@ export class TickgateClient {
   }
 }
 
-function subscribeBody(symbols, maxRate) {
+function subscribeBody(symbols, maxRate, trades = false) {
   const body = { op: 'subscribe', symbols };
   if (maxRate !== undefined) body.max_rate = maxRate ?? 0;
+  if (trades) body.trades = true; // omitted: false, the protocol's default
   return body;
 }
+
+/** What a connection was asked for a symbol: its max_rate (after the cap) and trades. */
+const sentKey = (rate, trades) => (trades ? `${rate}+trades` : rate);
