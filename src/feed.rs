@@ -32,6 +32,9 @@ pub struct Feed {
     pub source: Box<dyn FeedSource>,
     /// Statistics of the NATS bus, when the source is one.
     pub bus: Option<Arc<BusStats>>,
+    /// What the shards tell the bus about the symbols their clients hold
+    /// (`feed.nats_interest = subscribed`).
+    pub interest: Option<Arc<crate::interest::Interest>>,
 }
 
 impl Feed {
@@ -53,16 +56,17 @@ impl Feed {
                 TickReplay::open(path.clone(), opts).context("feed.source: opening the tick file")?,
             )),
             FeedSpec::Nats(url) => {
-                let (src, stats) = crate::bus::NatsSource::connect(url, &crate::bus::BusConfig::from(config))
-                    .context("feed.source: subscribing to the NATS feed")?;
-                Feed { source: Box::new(src), bus: Some(stats) }
+                let (src, stats, interest) =
+                    crate::bus::NatsSource::connect(url, &crate::bus::BusConfig::from(config))
+                        .context("feed.source: subscribing to the NATS feed")?;
+                Feed { source: Box::new(src), bus: Some(stats), interest }
             }
         })
     }
 
     /// A source without a bus (the simulator, a replay, a test's own source).
     pub fn local(source: Box<dyn FeedSource>) -> Feed {
-        Feed { source, bus: None }
+        Feed { source, bus: None, interest: None }
     }
 }
 

@@ -83,7 +83,7 @@ impl Gateway {
     /// A listen address that cannot be bound, unreadable TLS, token or admin token files, or
     /// threads that cannot start.
     pub fn start(config: Config, mut provenance: Sources, feed: Feed) -> anyhow::Result<Gateway> {
-        let Feed { source, bus } = feed;
+        let Feed { source, bus, interest } = feed;
         for k in crate::config::KEYS {
             provenance.entry(k.key).or_insert(Source::Default);
         }
@@ -136,6 +136,7 @@ impl Gateway {
             feed: feed_stats.clone(),
             subscribe_timeout: config.server.subscribe_timeout,
             verifier: verifier.clone(),
+            interest: interest.clone(),
         };
         let (hist_tx, hist_rx) = crossbeam_channel::bounded(shards * 16);
         let mut handles = Vec::with_capacity(shards);

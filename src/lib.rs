@@ -49,6 +49,7 @@ pub mod config;
 pub mod counters;
 pub mod feed;
 pub mod gateway;
+pub mod interest;
 pub mod live;
 pub mod ops;
 pub mod protocol;

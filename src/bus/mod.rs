@@ -42,6 +42,10 @@ pub struct BusConfig {
     pub stream: String,
     /// How long to wait at start for the server (and, for a gateway, the universe).
     pub wait: Duration,
+    /// A gateway subscribes only to the symbols its clients hold.
+    pub interest: bool,
+    /// How long such a subscription outlives its last client.
+    pub linger: Duration,
 }
 
 impl From<&Config> for BusConfig {
@@ -50,6 +54,8 @@ impl From<&Config> for BusConfig {
             prefix: c.feed.nats_prefix.clone(),
             stream: c.feed.nats_stream.clone(),
             wait: c.feed.nats_wait,
+            interest: c.feed.nats_interest == crate::config::NatsInterest::Subscribed,
+            linger: c.feed.nats_linger,
         }
     }
 }
@@ -132,6 +138,12 @@ pub struct BusStats {
     pub rejected: AtomicU64,
     /// Publisher stamp → gateway feed thread pickup, ns (merged in about once a second).
     pub hop: Mutex<Histogram<u64>>,
+    /// Subject subscriptions held now (1 with `feed.nats_interest = all`).
+    pub subscriptions: AtomicU64,
+    /// Symbol subscriptions opened (interest mode).
+    pub subscribes: AtomicU64,
+    /// Symbol subscriptions closed after their linger (interest mode).
+    pub unsubscribes: AtomicU64,
 }
 
 impl Default for BusStats {
@@ -144,6 +156,9 @@ impl Default for BusStats {
             warmed: AtomicU64::new(0),
             rejected: AtomicU64::new(0),
             hop: Mutex::new(crate::stats::latency_histogram()),
+            subscriptions: AtomicU64::new(0),
+            subscribes: AtomicU64::new(0),
+            unsubscribes: AtomicU64::new(0),
         }
     }
 }
@@ -154,7 +169,13 @@ mod tests {
 
     #[test]
     fn subjects_map_to_symbols_and_back() {
-        let c = BusConfig { prefix: "md.us".into(), stream: "T".into(), wait: Duration::ZERO };
+        let c = BusConfig {
+            prefix: "md.us".into(),
+            stream: "T".into(),
+            wait: Duration::ZERO,
+            interest: false,
+            linger: Duration::ZERO,
+        };
         assert_eq!(c.subject("BRK.B"), "md.us.BRK.B");
         assert_eq!(c.symbol_of("md.us.BRK.B"), Some("BRK.B"));
         assert_eq!(c.symbol_of(&c.universe_subject()), None);

@@ -9,8 +9,16 @@
 //! 4. on a disconnect, tell the feed thread (`Status { up: false }`); on the reconnect, warm
 //!    up again (catching up on what the outage hid), then `Status { up: true }`.
 //!
+//! With `feed.nats_interest = subscribed` step 2 follows the clients instead: no `<prefix>.>`
+//! and no warm-up of the whole universe; the first client of a symbol (anywhere on the
+//! gateway, [`Interest`]) opens a subscription to `<prefix>.<SYMBOL>` and then reads that
+//! symbol's last value from JetStream (subscribe first, so no tick falls in between), and
+//! the subscription is closed `feed.nats_linger` after the last client left. A reconnect
+//! re-warms only the held symbols (the client library re-subscribes by itself).
+//!
 //! The feed thread's `poll` never blocks: it takes what the channel holds.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -22,6 +30,7 @@ use tickgate_feeds::{FeedPoll, FeedSource, Tick, Universe};
 use tokio::sync::mpsc;
 
 use super::{BusConfig, BusStats, wire};
+use crate::interest::Interest;
 
 /// Ticks the channel to the feed thread holds.
 pub const CHANNEL_CAPACITY: usize = 65_536;
@@ -58,7 +67,10 @@ impl NatsSource {
     ///
     /// # Errors
     /// If NATS or the universe is not there in time, or the universe is malformed.
-    pub fn connect(url: &str, cfg: &BusConfig) -> anyhow::Result<(NatsSource, Arc<BusStats>)> {
+    pub fn connect(
+        url: &str,
+        cfg: &BusConfig,
+    ) -> anyhow::Result<(NatsSource, Arc<BusStats>, Option<Arc<Interest>>)> {
         let stats = Arc::new(BusStats::default());
         let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
         let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel(1);
@@ -77,7 +89,7 @@ impl NatsSource {
                 }
             });
         })?;
-        let universe = match ready_rx.recv_timeout(cfg.wait + Duration::from_secs(2)) {
+        let (universe, interest) = match ready_rx.recv_timeout(cfg.wait + Duration::from_secs(2)) {
             Ok(r) => r?,
             Err(_) => return Err(anyhow!("no universe from {url} within {:?} (feed.nats_wait)", cfg.wait)),
         };
@@ -91,7 +103,7 @@ impl NatsSource {
             stop: Some(stop_tx),
             thread: Some(thread),
         };
-        Ok((src, stats))
+        Ok((src, stats, interest))
     }
 }
 
@@ -171,20 +183,21 @@ async fn universe(
     }
 }
 
-/// Sends the last stored tick of every symbol to the feed thread.
+/// Sends the last stored tick of each symbol of `ids` to the feed thread.
 async fn warm(
     js: &async_nats::jetstream::Context,
     cfg: &BusConfig,
     universe: &Universe,
+    ids: impl Iterator<Item = u32>,
     stats: &BusStats,
     tx: &mpsc::Sender<Item>,
 ) -> anyhow::Result<u64> {
     let stream = js.get_stream(&cfg.stream).await.map_err(|e| anyhow!("stream {}: {e}", cfg.stream))?;
     let stream = &stream;
-    let mut reads = futures_util::stream::iter(universe.symbols().iter().enumerate())
-        .map(|(id, s)| {
-            let subject = cfg.subject(&s.name);
-            async move { (id as u32, stream.get_last_raw_message_by_subject(&subject).await) }
+    let mut reads = futures_util::stream::iter(ids)
+        .map(|id| {
+            let subject = cfg.subject(universe.name(id));
+            async move { (id, stream.get_last_raw_message_by_subject(&subject).await) }
         })
         .buffer_unordered(WARM_CONCURRENCY);
     let mut n = 0;
@@ -223,7 +236,7 @@ async fn follow(
     cfg: BusConfig,
     stats: Arc<BusStats>,
     tx: mpsc::Sender<Item>,
-    ready: std::sync::mpsc::SyncSender<anyhow::Result<Universe>>,
+    ready: std::sync::mpsc::SyncSender<anyhow::Result<(Universe, Option<Arc<Interest>>)>>,
 ) -> anyhow::Result<()> {
     let deadline = Instant::now() + cfg.wait;
     let (ev_tx, mut events) = mpsc::unbounded_channel();
@@ -241,62 +254,216 @@ async fn follow(
         }
     };
     stats.connected.store(true, Ordering::Release);
+    if cfg.interest {
+        let interest = Arc::new(Interest::new(universe.len()));
+        let _ = ready.send(Ok((universe.clone(), Some(interest.clone()))));
+        tracing::info!(%url, symbols = universe.len(), linger = ?cfg.linger,
+            "NATS feed: following the symbols clients hold (feed.nats_interest = subscribed)");
+        let bus = Bus {
+            url: &url,
+            cfg: &cfg,
+            stats: &stats,
+            tx: &tx,
+            client: &client,
+            js: &js,
+            universe: &universe,
+        };
+        return follow_held(bus, &interest, events).await;
+    }
     let mut sub = client
         .subscribe(format!("{}.>", cfg.prefix))
         .await
         .map_err(|e| anyhow!("subscribing to {}.>: {e}", cfg.prefix))?;
-    let _ = ready.send(Ok(universe.clone()));
-    let n = warm(&js, &cfg, &universe, &stats, &tx).await?;
+    stats.subscriptions.store(1, Ordering::Relaxed);
+    let _ = ready.send(Ok((universe.clone(), None)));
+    let n = warm(&js, &cfg, &universe, 0..universe.len() as u32, &stats, &tx).await?;
     tracing::info!(%url, symbols = universe.len(), warmed = n, "NATS feed: last values loaded, following live ticks");
     let mut down = false;
     loop {
         tokio::select! {
             msg = sub.next() => {
                 let Some(msg) = msg else { return Err(anyhow!("the NATS subscription ended")) };
-                let Some(symbol) = cfg.symbol_of(msg.subject.as_str()) else { continue };
-                stats.received.fetch_add(1, Ordering::Relaxed);
-                let Some(id) = universe.id(symbol) else {
-                    stats.rejected.fetch_add(1, Ordering::Relaxed);
-                    continue;
-                };
-                match wire::decode_tick(&msg.payload, id) {
-                    Ok(t) => {
-                        if tx.send(Item::Tick(t)).await.is_err() {
-                            return Ok(());
-                        }
-                    }
-                    Err(e) => {
-                        if stats.rejected.fetch_add(1, Ordering::Relaxed) < 10 {
-                            tracing::warn!(subject = %msg.subject, error = %e, "undecodable tick skipped");
-                        }
-                    }
+                if !forward(&cfg, &universe, &stats, &tx, msg).await {
+                    return Ok(());
                 }
             }
-            ev = events.recv() => match ev {
-                Some(async_nats::Event::Disconnected) if !down => {
-                    down = true;
-                    stats.connected.store(false, Ordering::Release);
-                    stats.disconnects.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(%url, "NATS connection lost; serving last values, reconnecting");
-                    if tx.send(Item::Status(false)).await.is_err() {
-                        return Ok(());
+            ev = events.recv() => {
+                let bus = Bus { url: &url, cfg: &cfg, stats: &stats, tx: &tx, client: &client, js: &js, universe: &universe };
+                if !on_event(&bus, ev, &mut down, || 0..universe.len() as u32).await {
+                    return Ok(());
+                }
+            }
+        }
+    }
+}
+
+/// What the bus loops work with.
+struct Bus<'a> {
+    url: &'a str,
+    cfg: &'a BusConfig,
+    stats: &'a Arc<BusStats>,
+    tx: &'a mpsc::Sender<Item>,
+    client: &'a async_nats::Client,
+    js: &'a async_nats::jetstream::Context,
+    universe: &'a Universe,
+}
+
+/// Decodes one tick message and hands it to the feed thread. False once the feed thread is
+/// gone.
+async fn forward(
+    cfg: &BusConfig,
+    universe: &Universe,
+    stats: &BusStats,
+    tx: &mpsc::Sender<Item>,
+    msg: async_nats::Message,
+) -> bool {
+    let Some(symbol) = cfg.symbol_of(msg.subject.as_str()) else { return true };
+    stats.received.fetch_add(1, Ordering::Relaxed);
+    let Some(id) = universe.id(symbol) else {
+        stats.rejected.fetch_add(1, Ordering::Relaxed);
+        return true;
+    };
+    forward_as(id, stats, tx, msg).await
+}
+
+/// Decodes one tick message of symbol `id` and hands it to the feed thread. False once the
+/// feed thread is gone.
+async fn forward_as(id: u32, stats: &BusStats, tx: &mpsc::Sender<Item>, msg: async_nats::Message) -> bool {
+    match wire::decode_tick(&msg.payload, id) {
+        Ok(t) => tx.send(Item::Tick(t)).await.is_ok(),
+        Err(e) => {
+            if stats.rejected.fetch_add(1, Ordering::Relaxed) < 10 {
+                tracing::warn!(subject = %msg.subject, error = %e, "undecodable tick skipped");
+            }
+            true
+        }
+    }
+}
+
+/// A NATS connection event: tells the feed thread the bus went down or came back (after
+/// re-reading the last values of `warm_ids`). False once the feed thread is gone.
+async fn on_event<I: Iterator<Item = u32>>(
+    bus: &Bus<'_>,
+    ev: Option<async_nats::Event>,
+    down: &mut bool,
+    warm_ids: impl FnOnce() -> I,
+) -> bool {
+    let (url, stats, tx) = (bus.url, bus.stats, bus.tx);
+    match ev {
+        Some(async_nats::Event::Disconnected) if !*down => {
+            *down = true;
+            stats.connected.store(false, Ordering::Release);
+            stats.disconnects.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(%url, "NATS connection lost; serving last values, reconnecting");
+            tx.send(Item::Status(false)).await.is_ok()
+        }
+        Some(async_nats::Event::Connected) if *down => {
+            *down = false;
+            stats.connected.store(true, Ordering::Release);
+            stats.reconnects.fetch_add(1, Ordering::Relaxed);
+            match warm(bus.js, bus.cfg, bus.universe, warm_ids(), stats, tx).await {
+                Ok(n) => tracing::info!(%url, caught_up = n, "NATS reconnected; last values reloaded"),
+                Err(e) => {
+                    tracing::warn!(%url, error = %format!("{e:#}"), "NATS reconnected; reloading last values failed");
+                }
+            }
+            tx.send(Item::Status(true)).await.is_ok()
+        }
+        Some(e) => {
+            tracing::debug!(event = %e, "NATS event");
+            true
+        }
+        None => true,
+    }
+}
+
+/// Opens the bus subscription of symbol `id`: a task forwarding its ticks.
+async fn open(bus: &Bus<'_>, id: u32) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let subject = bus.cfg.subject(bus.universe.name(id));
+    let mut sub =
+        bus.client.subscribe(subject.clone()).await.map_err(|e| anyhow!("subscribing to {subject}: {e}"))?;
+    let (stats, tx) = (bus.stats.clone(), bus.tx.clone());
+    Ok(tokio::spawn(async move {
+        while let Some(msg) = sub.next().await {
+            stats.received.fetch_add(1, Ordering::Relaxed);
+            if !forward_as(id, &stats, &tx, msg).await {
+                return;
+            }
+        }
+    }))
+}
+
+/// How often lingering subscriptions are checked for closing.
+const SWEEP_EVERY: Duration = Duration::from_millis(100);
+
+/// `feed.nats_interest = subscribed`: one subscription per symbol the gateway's clients hold.
+async fn follow_held(
+    bus: Bus<'_>,
+    interest: &Interest,
+    mut events: mpsc::UnboundedReceiver<async_nats::Event>,
+) -> anyhow::Result<()> {
+    let stats = bus.stats;
+    let mut subs: HashMap<u32, tokio::task::JoinHandle<()>> = HashMap::new();
+    let mut lingering: HashMap<u32, tokio::time::Instant> = HashMap::new();
+    let mut changed = Vec::new();
+    let mut sweep = tokio::time::interval(SWEEP_EVERY);
+    sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut down = false;
+    loop {
+        tokio::select! {
+            () = interest.changed() => {
+                interest.take_changed(&mut changed);
+                let mut opened = Vec::new();
+                for &s in &changed {
+                    if interest.held(s) {
+                        lingering.remove(&s);
+                        if subs.contains_key(&s) {
+                            continue;
+                        }
+                        match open(&bus, s).await {
+                            Ok(task) => {
+                                subs.insert(s, task);
+                                stats.subscribes.fetch_add(1, Ordering::Relaxed);
+                                opened.push(s);
+                            }
+                            Err(e) => tracing::warn!(error = %format!("{e:#}"), "NATS: could not subscribe"),
+                        }
+                    } else if subs.contains_key(&s) {
+                        lingering.entry(s).or_insert_with(|| tokio::time::Instant::now() + bus.cfg.linger);
                     }
                 }
-                Some(async_nats::Event::Connected) if down => {
-                    down = false;
-                    stats.connected.store(true, Ordering::Release);
-                    stats.reconnects.fetch_add(1, Ordering::Relaxed);
-                    match warm(&js, &cfg, &universe, &stats, &tx).await {
-                        Ok(n) => tracing::info!(%url, caught_up = n, "NATS reconnected; last values reloaded"),
-                        Err(e) => tracing::warn!(%url, error = %format!("{e:#}"), "NATS reconnected; reloading last values failed"),
-                    }
-                    if tx.send(Item::Status(true)).await.is_err() {
-                        return Ok(());
-                    }
+                stats.subscriptions.store(subs.len() as u64, Ordering::Relaxed);
+                // Subscribed first, then the stored value: no tick can fall in between.
+                if !opened.is_empty()
+                    && let Err(e) = warm(bus.js, bus.cfg, bus.universe, opened.into_iter(), stats, bus.tx).await
+                {
+                    tracing::warn!(error = %format!("{e:#}"), "NATS: reading last values failed");
                 }
-                Some(e) => tracing::debug!(event = %e, "NATS event"),
-                None => {}
-            },
+            }
+            _ = sweep.tick() => {
+                let now = tokio::time::Instant::now();
+                lingering.retain(|s, at| {
+                    if interest.held(*s) {
+                        return false;
+                    }
+                    if *at > now {
+                        return true;
+                    }
+                    if let Some(task) = subs.remove(s) {
+                        // Dropping the subscriber unsubscribes on the server.
+                        task.abort();
+                        stats.unsubscribes.fetch_add(1, Ordering::Relaxed);
+                    }
+                    false
+                });
+                stats.subscriptions.store(subs.len() as u64, Ordering::Relaxed);
+            }
+            ev = events.recv() => {
+                let held: Vec<u32> = subs.keys().copied().collect();
+                if !on_event(&bus, ev, &mut down, || held.into_iter()).await {
+                    return Ok(());
+                }
+            }
         }
     }
 }

@@ -17,7 +17,7 @@ use tickgate_feeds::Speed;
 use tickgate_feeds::simulator as sim;
 
 use super::value::*;
-use super::{AuthMode, FeedSpec, LogFormat, PinCores, ValueError};
+use super::{AuthMode, FeedSpec, LogFormat, NatsInterest, PinCores, ValueError};
 
 /// One configuration key.
 pub struct KeyDef {
@@ -279,6 +279,15 @@ config_keys! {
         nats_stream: String = "TICKS", StreamName, restart,
             "JetStream stream over <prefix>.> keeping one message (the latest tick) per subject; \
             the publisher creates it if missing. Bounds the bus's storage to one tick per symbol.";
+        nats_interest: NatsInterest = "all", Parsed(PhantomData), restart,
+            "With a nats:// source, which ticks the gateway takes from the bus: all (one \
+            subscription to <prefix>.>, every tick of every symbol) or subscribed (one \
+            subscription per symbol its clients hold, opened with the first client, with the \
+            symbol's last value from JetStream, and closed feed.nats_linger after the last one \
+            leaves). Bounds the bus traffic per gateway to what its clients watch.";
+        nats_linger: Duration = "5s", Dur { min: Duration::ZERO }, restart,
+            "With feed.nats_interest = subscribed: how long a symbol's bus subscription outlives \
+            its last client, so clients that come and go do not churn the bus.";
         nats_wait: Duration = "30s", Dur { min: MS_100 }, restart,
             "How long serve --feed nats:// waits at start for NATS and for the publisher's \
             universe before giving up (exit 1).";

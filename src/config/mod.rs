@@ -34,7 +34,7 @@ pub use error::{ConfigError, ValueError};
 pub use keys::{AdminConfig, AuthConfig, Config, FeedConfig, KEYS, KeyDef, ServerConfig, key_def};
 pub use layers::{Layers, Source, Sources, cross_check};
 pub use render::render;
-pub use types::{AuthMode, FeedSpec, LogFormat, PinCores, TlsFiles};
+pub use types::{AuthMode, FeedSpec, LogFormat, NatsInterest, PinCores, TlsFiles};
 pub use value::{log_filter, parse_duration};
 
 /// Environment variable that may hold the token-signing secret (never a flag).

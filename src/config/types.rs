@@ -78,6 +78,35 @@ impl fmt::Display for LogFormat {
     }
 }
 
+/// Which ticks a gateway on a NATS feed takes from the bus (`feed.nats_interest`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NatsInterest {
+    /// Every symbol (`<prefix>.>`): one bus subscription, every tick.
+    All,
+    /// Only the symbols its clients hold: one bus subscription per held symbol.
+    Subscribed,
+}
+
+impl FromStr for NatsInterest {
+    type Err = ValueError;
+    fn from_str(v: &str) -> Result<Self, ValueError> {
+        match v {
+            "all" => Ok(NatsInterest::All),
+            "subscribed" => Ok(NatsInterest::Subscribed),
+            _ => Err(ValueError::Expected("all or subscribed")),
+        }
+    }
+}
+
+impl fmt::Display for NatsInterest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            NatsInterest::All => "all",
+            NatsInterest::Subscribed => "subscribed",
+        })
+    }
+}
+
 /// How clients authenticate (`auth.mode`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AuthMode {

@@ -158,6 +158,24 @@ impl Collector for GatewayCollector {
                 "Last values read from JetStream at start and after reconnects.",
                 b.warmed.load(r),
             )?;
+            gauge(
+                &mut e,
+                "tickgate_bus_subscriptions",
+                "NATS subject subscriptions held (feed.nats_interest = subscribed: one per symbol clients hold).",
+                b.subscriptions.load(r) as f64,
+            )?;
+            counter(
+                &mut e,
+                "tickgate_bus_subscribes",
+                "Symbol subscriptions opened on the bus (interest mode).",
+                b.subscribes.load(r),
+            )?;
+            counter(
+                &mut e,
+                "tickgate_bus_unsubscribes",
+                "Symbol subscriptions closed after their linger (interest mode).",
+                b.unsubscribes.load(r),
+            )?;
             counter(
                 &mut e,
                 "tickgate_bus_rejected",

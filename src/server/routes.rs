@@ -362,6 +362,10 @@ struct BusJson {
     received: u64,
     warmed: u64,
     rejected: u64,
+    /// Subject subscriptions held now (interest mode: one per symbol clients hold).
+    subscriptions: u64,
+    subscribes: u64,
+    unsubscribes: u64,
     /// Publisher stamp → gateway feed thread, since start.
     hop: Percentiles,
 }
@@ -530,6 +534,9 @@ pub(crate) fn stats(app: &App) -> Resp {
             received: b.received.load(r),
             warmed: b.warmed.load(r),
             rejected: b.rejected.load(r),
+            subscriptions: b.subscriptions.load(r),
+            subscribes: b.subscribes.load(r),
+            unsubscribes: b.unsubscribes.load(r),
             hop: b.hop.lock().map(|h| Percentiles::of(&h)).unwrap_or_default(),
         }),
         feed_rate,

@@ -244,6 +244,8 @@ pub struct ShardCore {
     feed_up: bool,
     /// Checks tokens sent with `{"op":"auth"}` (token auth only).
     verifier: Option<Arc<Verifier>>,
+    /// Told when this shard's first client of a symbol arrives and its last one leaves.
+    interest: Option<Arc<crate::interest::Interest>>,
 }
 
 /// How a subscribe request paces its symbols.
@@ -472,7 +474,13 @@ impl ShardCore {
             symbol_updates: vec![0; n],
             feed_up: true,
             verifier: None,
+            interest: None,
         }
+    }
+
+    /// Reports the symbols this shard's clients start and stop holding to `interest`.
+    pub fn set_interest(&mut self, interest: Option<Arc<crate::interest::Interest>>) {
+        self.interest = interest;
     }
 
     /// Enables `{"op":"auth"}` token refreshes, checked by `verifier`.
@@ -610,6 +618,9 @@ impl ShardCore {
         self.trades.remove_subscriber(symbol, id);
         if self.index.remove(symbol) {
             self.cache.clear(symbol);
+            if let Some(i) = &self.interest {
+                i.release(symbol);
+            }
         }
     }
 
@@ -1094,7 +1105,11 @@ impl ShardCore {
             let symbols: Vec<u32> = known.iter().map(|&(_, s)| s).collect();
             c.subs.subscribe_all(&symbols, interval_ns, default_pacing, &mut fresh);
             for &s in &fresh {
-                self.index.add(s);
+                if self.index.add(s)
+                    && let Some(i) = &self.interest
+                {
+                    i.hold(s);
+                }
             }
         }
         if !known.is_empty() {
@@ -1108,8 +1123,11 @@ impl ShardCore {
         self.reply_not_entitled(key, id, &denied, "; the others were subscribed");
         self.send_snapshots(key, &fresh, now_ns);
         self.arm_fresh(key, &fresh);
-        // Trades as asked for the listed symbols: from the trade after the last-value cache's
-        // (the one the snapshot shows as `last`), in feed order, never conflated.
+        // Trades as asked for the listed symbols: from the trade after the one the shard's
+        // cache holds (a new symbol's cache holds its snapshot, so: after the trade the
+        // snapshot shows as `last`). Every later trade still comes through this shard's ring
+        // and log, so none is skipped; reading the last-value cache again here instead would
+        // skip the trades the feed published in between.
         let Some(c) = self.clients.get_mut(key) else { return };
         let cid = c.id(key);
         for &(_, s) in &known {
@@ -1117,7 +1135,7 @@ impl ShardCore {
             if trades == was {
                 continue;
             }
-            let next = self.lvc.load(s).map_or(0, |t| t.trades) + 1;
+            let next = self.cache.latest(s).map_or(0, |t| t.trades) + 1;
             c.subs.set_trades(s, trades, next);
             if trades {
                 self.trades.add_subscriber(s, cid);

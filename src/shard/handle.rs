@@ -38,6 +38,9 @@ pub struct ShardSettings {
     pub subscribe_timeout: Duration,
     /// Token checks for `{"op":"auth"}` refreshes (token auth only).
     pub verifier: Option<Arc<crate::auth::Verifier>>,
+    /// Where the shard reports the symbols its clients start and stop holding (an
+    /// interest-based bus subscription).
+    pub interest: Option<Arc<crate::interest::Interest>>,
 }
 
 /// A client's socket as the HTTP layer hands it over.
@@ -190,6 +193,7 @@ pub fn spawn_shard(
         }
         let mut core = ShardCore::new(universe, lvc, settings.live.limits());
         core.set_verifier(settings.verifier.clone());
+        core.set_interest(settings.interest.clone());
         let shared = Rc::new(Shared {
             core: RefCell::new(core),
             conns: RefCell::new(ConnTable::default()),

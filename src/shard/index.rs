@@ -43,12 +43,12 @@ impl SubIndex {
         SubIndex { by_symbol: (0..symbols).map(|_| SymbolEntry::default()).collect(), subscriptions: 0 }
     }
 
-    /// One more client holds `symbol`.
-    pub fn add(&mut self, symbol: u32) {
-        if let Some(e) = self.by_symbol.get_mut(symbol as usize) {
-            e.subscribers += 1;
-            self.subscriptions += 1;
-        }
+    /// One more client holds `symbol`. Returns true if it is the shard's first.
+    pub fn add(&mut self, symbol: u32) -> bool {
+        let Some(e) = self.by_symbol.get_mut(symbol as usize) else { return false };
+        e.subscribers += 1;
+        self.subscriptions += 1;
+        e.subscribers == 1
     }
 
     /// One client fewer holds `symbol`. Returns true if nobody on the shard holds it any more.

@@ -313,3 +313,107 @@ async fn a_nats_outage_is_told_to_clients_and_values_converge_after_it() {
     a.shutdown();
     b.shutdown();
 }
+
+/// A gateway on the bus with `feed.nats_interest = subscribed`.
+fn interest_gateway(url: &str) -> Gateway {
+    let (cfg, sources) = config(&[
+        ("feed.source", url),
+        ("feed.nats_wait", "20s"),
+        ("feed.nats_interest", "subscribed"),
+        ("feed.nats_linger", "300ms"),
+    ]);
+    tickgate::feed::Feed::from_config(&cfg)
+        .and_then(|feed| Gateway::start(cfg, sources, feed))
+        .unwrap_or_else(|e| panic!("gateway on {url} did not start: {e:#}"))
+}
+
+/// Waits until `/stats` `bus.<field>` equals `want`.
+async fn bus_stat(addr: SocketAddr, field: &str, want: u64) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let s = stats(addr).await;
+        if s["bus"][field].as_u64() == Some(want) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "bus.{field} never reached {want}: {s}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interest_mode_follows_only_the_symbols_clients_hold_through_an_outage() {
+    let Some(bin) = nats_binary() else { return };
+    let dir = scratch("interest");
+    let mut nats = Nats::start(bin, dir.clone());
+    // Uniform activity, so the share of messages follows the share of symbols.
+    let publisher = Publisher::start(
+        &nats.url(),
+        &dir,
+        &["--feed", "sim", "--rate", "2000", "--symbols", "50", "--zipf-exponent", "0"],
+    );
+    let every = gateway(&nats.url());
+    let held = interest_gateway(&nats.url());
+    let addr = held.local_addr();
+    let mut c = Client::connect(addr, "").await;
+    c.send(r#"{"op":"list"}"#).await;
+    let names: Vec<String> = c.json().await["symbols"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(names.len(), 50, "the universe is the whole one");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let s = stats(addr).await;
+    assert_eq!(s["bus"]["subscriptions"].as_u64(), Some(0), "nothing held, nothing followed: {s}");
+    assert_eq!(s["bus"]["received"].as_u64(), Some(0), "{s}");
+
+    // Three symbols held: three subscriptions, each with its last value from JetStream.
+    let mine: Vec<&str> = names[..3].iter().map(String::as_str).collect();
+    c.subscribe(&mine, "").await;
+    bus_stat(addr, "subscriptions", 3).await;
+    let seen = collect(&mut c, &HashMap::new(), Duration::from_millis(800), |_| {}).await;
+    for n in &mine {
+        assert!(seen.contains_key(*n), "{n}: no value after subscribing: {seen:?}");
+    }
+    // Two clients of a symbol, and one leaving: the subscription stays.
+    let mut other = Client::connect(addr, "").await;
+    other.subscribe(&mine[..1], "").await;
+    other.send(&format!(r#"{{"op":"unsubscribe","symbols":["{}"]}}"#, mine[0])).await;
+    while other.json().await["type"] != "unsubscribed" {}
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(stats(addr).await["bus"]["subscriptions"].as_u64(), Some(3));
+
+    // An outage: the client library resubscribes, the held symbols are re-read.
+    nats.kill();
+    expect_status(&mut c, "down", Duration::from_secs(5)).await;
+    nats.restart();
+    expect_status(&mut c, "up", Duration::from_secs(15)).await;
+    assert!(
+        !collect(&mut c, &HashMap::new(), Duration::from_millis(800), |_| {}).await.is_empty(),
+        "live again"
+    );
+
+    // The last client leaves: after the linger, nothing is followed.
+    c.send(&format!(r#"{{"op":"unsubscribe","symbols":["{}","{}","{}"]}}"#, mine[0], mine[1], mine[2])).await;
+    bus_stat(addr, "subscriptions", 0).await;
+    let s = stats(addr).await;
+    assert_eq!(
+        (s["bus"]["subscribes"].as_u64(), s["bus"]["unsubscribes"].as_u64()),
+        (Some(3), Some(3)),
+        "{s}"
+    );
+
+    // Held symbols converge with a gateway that takes everything, and cost a fraction of it.
+    let mut d = Client::connect(addr, "").await;
+    d.subscribe(&mine, "").await;
+    bus_stat(addr, "subscriptions", 3).await;
+    publisher.stop(&dir);
+    let want: HashMap<String, Tick> = all_values(every.local_addr(), &mine).await;
+    converge(addr, &mine, &want, "interest gateway vs all").await;
+    let (a, b) = (stats(every.local_addr()).await, stats(addr).await);
+    let (all_rx, held_rx) = (a["bus"]["received"].as_u64().unwrap(), b["bus"]["received"].as_u64().unwrap());
+    assert!(held_rx * 5 < all_rx, "3 of 50 symbols held: {held_rx} messages vs {all_rx}");
+    every.shutdown();
+    held.shutdown();
+}
