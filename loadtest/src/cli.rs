@@ -62,6 +62,11 @@ pub struct Args {
     #[arg(long)]
     pub trades: bool,
 
+    /// Pick symbols only among positions START..END of the gateway's symbol list (e.g.
+    /// 0..1000): clients of different runs can hold disjoint slices of the universe.
+    #[arg(long, value_name = "START..END")]
+    pub symbol_range: Option<String>,
+
     /// How clients connect: ws (WebSocket) or sse (Server-Sent Events, GET /sse: JSON only,
     /// no churn).
     #[arg(long, value_enum, default_value_t = Transport::Ws)]
@@ -253,6 +258,13 @@ impl Args {
         o.format = self.format;
         o.max_rate = self.max_rate;
         o.trades = self.trades;
+        if let Some(r) = &self.symbol_range {
+            let parsed = r.split_once("..").and_then(|(a, b)| Some((a.trim().parse().ok()?, b.trim().parse().ok()?)));
+            match parsed {
+                Some((a, b)) if a < b => o.symbol_range = Some((a, b)),
+                _ => return Err(format!("--symbol-range {r:?}: expected START..END with START < END")),
+            }
+        }
         o.transport = self.transport;
         o.churn_per_sec = self.churn_per_sec;
         if let Some(d) = self.duration {

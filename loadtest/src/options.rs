@@ -109,6 +109,8 @@ pub struct Options {
     pub max_rate: Option<f64>,
     /// Subscribe with `"trades": true` (`--trades`).
     pub trades: bool,
+    /// Pick symbols only among the gateway's list positions `start..end` (`--symbol-range`).
+    pub symbol_range: Option<(usize, usize)>,
     /// WebSocket or Server-Sent Events.
     pub transport: Transport,
     /// Clients per second that swap one symbol for another during measurement.
@@ -158,6 +160,7 @@ impl Options {
             format: FormatMode::Json,
             max_rate: None,
             trades: false,
+            symbol_range: None,
             transport: Transport::Ws,
             churn_per_sec: 0.0,
             duration: p.map_or(DEFAULT_DURATION, |p| Duration::from_secs(p.duration_secs)),

@@ -29,10 +29,12 @@ impl fmt::Display for Pick {
     }
 }
 
-/// Draws symbol ids in `0..n`.
+/// Draws symbol ids in `offset..offset + n`.
 #[derive(Clone, Debug)]
 pub struct Picker {
     n: u32,
+    /// Added to every id drawn (`--symbol-range`).
+    offset: u32,
     /// Zipf: cumulative probabilities by rank (`cdf[i]` = P(rank ≤ i + 1)); empty for
     /// uniform.
     cdf: Vec<f64>,
@@ -58,16 +60,22 @@ impl Picker {
                 cdf
             }
         };
-        Picker { n: n as u32, cdf }
+        Picker { n: n as u32, offset: 0, cdf }
+    }
+
+    /// The same picker over ids `offset..offset + n` (a slice of the universe).
+    pub fn shifted(mut self, offset: u32) -> Picker {
+        self.offset = offset;
+        self
     }
 
     /// One symbol id.
     pub fn one(&self, rng: &mut fastrand::Rng) -> u32 {
         if self.cdf.is_empty() {
-            return rng.u32(0..self.n);
+            return self.offset + rng.u32(0..self.n);
         }
         let u = rng.f64();
-        (self.cdf.partition_point(|&c| c < u) as u32).min(self.n - 1)
+        self.offset + (self.cdf.partition_point(|&c| c < u) as u32).min(self.n - 1)
     }
 
     /// `k` distinct symbol ids (`k` is capped at `n`), in the order drawn. Zipf draws
@@ -84,7 +92,7 @@ impl Picker {
                 out.push(s);
             }
         }
-        let mut next = 0u32;
+        let mut next = self.offset;
         while out.len() < k {
             if !out.contains(&next) {
                 out.push(next);

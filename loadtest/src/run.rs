@@ -260,7 +260,13 @@ impl<'o> Coordinator<'o> {
         let live = LiveProgress::new(opts.progress, opts.clients);
         let now = Instant::now();
         let shared = Arc::new(WorkerShared {
-            picker: Picker::new(opts.pick, symbols.len()),
+            picker: match opts.symbol_range {
+                Some((a, b)) => {
+                    let (a, b) = (a.min(symbols.len().saturating_sub(1)), b.min(symbols.len()));
+                    Picker::new(opts.pick, b.saturating_sub(a)).shifted(a as u32)
+                }
+                None => Picker::new(opts.pick, symbols.len()),
+            },
             symbols,
             sources,
             opts: opts.clone(),
