@@ -66,6 +66,11 @@ impl BusConfig {
         format!("{}.{symbol}", self.prefix)
     }
 
+    /// The subject on which a publisher whose finite feed ended says so (not stored).
+    pub fn end_subject(&self) -> String {
+        format!("{}.$end", self.prefix)
+    }
+
     /// The subject holding the universe.
     pub fn universe_subject(&self) -> String {
         format!("{}.$universe", self.prefix)
@@ -132,6 +137,8 @@ pub struct BusStats {
     pub reconnects: AtomicU64,
     /// Tick messages received (live and warm-up).
     pub received: AtomicU64,
+    /// Payload bytes of the live tick messages received.
+    pub received_bytes: AtomicU64,
     /// Warm-up ticks read from JetStream.
     pub warmed: AtomicU64,
     /// Messages that could not be decoded, or named a symbol outside the universe.
@@ -153,6 +160,7 @@ impl Default for BusStats {
             disconnects: AtomicU64::new(0),
             reconnects: AtomicU64::new(0),
             received: AtomicU64::new(0),
+            received_bytes: AtomicU64::new(0),
             warmed: AtomicU64::new(0),
             rejected: AtomicU64::new(0),
             hop: Mutex::new(crate::stats::latency_histogram()),

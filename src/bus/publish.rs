@@ -103,6 +103,8 @@ pub fn run(
         let mut buf = Vec::with_capacity(64);
         let (mut down, started) = (false, Instant::now());
         let mut next_log = Instant::now() + Duration::from_secs(10);
+        // The feed itself ended (a finite source, or --ticks reached), not a stop request.
+        let mut ended = false;
         'run: while !stop.load(Ordering::Acquire) {
             while let Ok(ev) = events.try_recv() {
                 match ev {
@@ -123,6 +125,7 @@ pub fn run(
             let mut wait = None;
             for _ in 0..BATCH {
                 if limit.is_some_and(|l| report.published >= l) {
+                    ended = true;
                     break 'run;
                 }
                 let now = now_ns();
@@ -149,7 +152,10 @@ pub fn run(
                         break;
                     }
                     FeedPoll::Status { .. } => {}
-                    FeedPoll::End => break 'run,
+                    FeedPoll::End => {
+                        ended = true;
+                        break 'run;
+                    }
                 }
             }
             if let Some(until) = wait {
@@ -161,6 +167,13 @@ pub fn run(
                 let secs = started.elapsed().as_secs_f64();
                 tracing::info!(published = report.published, rate = format!("{:.0}/s", report.published as f64 / secs),
                     "feed publisher");
+            }
+        }
+        if ended {
+            // Tell the gateways following the bus that this feed is over (their /stats then
+            // say feed_ended, as for a finite local feed).
+            if let Err(e) = client.publish(cfg.end_subject(), Bytes::new()).await {
+                tracing::warn!(error = %e, "publishing the end of the feed");
             }
         }
         if let Err(e) = client.flush().await {

@@ -44,6 +44,8 @@ const HOP_MERGE_EVERY_NS: u64 = 1_000_000_000;
 enum Item {
     /// A live tick from the subscription.
     Tick(Tick),
+    /// The publisher's finite feed ended.
+    End,
     /// A stored last value from JetStream (its stamp is old: not a hop sample).
     Warm(Tick),
     Status(bool),
@@ -143,6 +145,7 @@ impl FeedSource for NatsSource {
                 FeedPoll::Tick(t)
             }
             Ok(Item::Warm(t)) => FeedPoll::Tick(t),
+            Ok(Item::End) => FeedPoll::End,
             Ok(Item::Status(up)) => FeedPoll::Status { up },
             Err(mpsc::error::TryRecvError::Empty) => FeedPoll::Pending { until_ns: None },
             Err(mpsc::error::TryRecvError::Disconnected) => FeedPoll::End,
@@ -317,6 +320,10 @@ async fn forward(
     tx: &mpsc::Sender<Item>,
     msg: async_nats::Message,
 ) -> bool {
+    if msg.subject.as_str() == cfg.end_subject() {
+        tracing::info!("the publisher's feed ended");
+        return tx.send(Item::End).await.is_ok();
+    }
     let Some(symbol) = cfg.symbol_of(msg.subject.as_str()) else { return true };
     stats.received.fetch_add(1, Ordering::Relaxed);
     let Some(id) = universe.id(symbol) else {
@@ -329,6 +336,7 @@ async fn forward(
 /// Decodes one tick message of symbol `id` and hands it to the feed thread. False once the
 /// feed thread is gone.
 async fn forward_as(id: u32, stats: &BusStats, tx: &mpsc::Sender<Item>, msg: async_nats::Message) -> bool {
+    stats.received_bytes.fetch_add(msg.payload.len() as u64, Ordering::Relaxed);
     match wire::decode_tick(&msg.payload, id) {
         Ok(t) => tx.send(Item::Tick(t)).await.is_ok(),
         Err(e) => {
@@ -403,6 +411,11 @@ async fn follow_held(
     mut events: mpsc::UnboundedReceiver<async_nats::Event>,
 ) -> anyhow::Result<()> {
     let stats = bus.stats;
+    let mut end = bus
+        .client
+        .subscribe(bus.cfg.end_subject())
+        .await
+        .map_err(|e| anyhow!("subscribing to the end subject: {e}"))?;
     let mut subs: HashMap<u32, tokio::task::JoinHandle<()>> = HashMap::new();
     let mut lingering: HashMap<u32, tokio::time::Instant> = HashMap::new();
     let mut changed = Vec::new();
@@ -457,6 +470,15 @@ async fn follow_held(
                     false
                 });
                 stats.subscriptions.store(subs.len() as u64, Ordering::Relaxed);
+            }
+            Some(_) = end.next() => {
+                // The symbol tasks may still hold ticks published before the end (each
+                // subscription has its own channel): let them forward those first.
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                tracing::info!("the publisher's feed ended");
+                if bus.tx.send(Item::End).await.is_err() {
+                    return Ok(());
+                }
             }
             ev = events.recv() => {
                 let held: Vec<u32> = subs.keys().copied().collect();

@@ -158,6 +158,12 @@ impl Collector for GatewayCollector {
                 "Last values read from JetStream at start and after reconnects.",
                 b.warmed.load(r),
             )?;
+            counter(
+                &mut e,
+                "tickgate_bus_received_bytes",
+                "Payload bytes of the tick messages received from NATS.",
+                b.received_bytes.load(r),
+            )?;
             gauge(
                 &mut e,
                 "tickgate_bus_subscriptions",

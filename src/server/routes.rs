@@ -309,7 +309,10 @@ fn snapshot(query: &str, app: &App) -> Resp {
         }
     }
     if names.is_empty() {
-        return text(StatusCode::BAD_REQUEST, "missing ?symbols=AAPL,MSFT\n");
+        return text(StatusCode::BAD_REQUEST, "missing ?symbols=AAPL,MSFT (or * for every symbol)\n");
+    }
+    if names == ["*"] {
+        names = app.universe.symbols().iter().map(|s| s.name.clone()).collect();
     }
     let unknown: Vec<&str> =
         names.iter().map(String::as_str).filter(|n| app.universe.id(n).is_none()).collect();
@@ -364,6 +367,7 @@ struct BusJson {
     rejected: u64,
     /// Subject subscriptions held now (interest mode: one per symbol clients hold).
     subscriptions: u64,
+    received_bytes: u64,
     subscribes: u64,
     unsubscribes: u64,
     /// Publisher stamp → gateway feed thread, since start.
@@ -535,6 +539,7 @@ pub(crate) fn stats(app: &App) -> Resp {
             warmed: b.warmed.load(r),
             rejected: b.rejected.load(r),
             subscriptions: b.subscriptions.load(r),
+            received_bytes: b.received_bytes.load(r),
             subscribes: b.subscribes.load(r),
             unsubscribes: b.unsubscribes.load(r),
             hop: b.hop.lock().map(|h| Percentiles::of(&h)).unwrap_or_default(),

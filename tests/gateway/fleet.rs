@@ -220,6 +220,8 @@ async fn two_gateways_and_a_late_one_serve_the_publishers_values() {
     publisher.wait(&dir);
     for (i, g) in [&a, &b].into_iter().enumerate() {
         converge(g.local_addr(), &names, &truth, &format!("gateway {i}")).await;
+        // The publisher said its finite feed ended: the gateways' feeds end too.
+        wait_feed_end(g.local_addr()).await;
     }
     for (c, ids) in &mut clients {
         let seen = collect(c, ids, Duration::from_millis(500), |_| {}).await;
