@@ -259,7 +259,8 @@ impl Args {
         o.max_rate = self.max_rate;
         o.trades = self.trades;
         if let Some(r) = &self.symbol_range {
-            let parsed = r.split_once("..").and_then(|(a, b)| Some((a.trim().parse().ok()?, b.trim().parse().ok()?)));
+            let parsed =
+                r.split_once("..").and_then(|(a, b)| Some((a.trim().parse().ok()?, b.trim().parse().ok()?)));
             match parsed {
                 Some((a, b)) if a < b => o.symbol_range = Some((a, b)),
                 _ => return Err(format!("--symbol-range {r:?}: expected START..END with START < END")),
