@@ -11,6 +11,10 @@
 //   ping      ms between pings (default: the client's)
 //   from      index in the list of the first symbol to subscribe to (default 0)
 //   trades    1: subscribe with trades: true, and record every trade and gap (below)
+//   transport auto | websocket | sse (default: the client's, auto)
+//   wsretry   ms between the WebSocket probes of 'auto' on SSE (default: the client's)
+//   names     comma-separated symbols to subscribe to (with `from` and `symbols`) in place of
+//             the gateway's list, which needs a WebSocket (over SSE, list() is unavailable)
 //
 // What it measures goes to window.probe (read with page.evaluate): every live update's age
 // (u.age: the gateway's clock, estimated from pings, minus ts_gateway, when the listener ran)
@@ -18,7 +22,8 @@
 // running counts. With trades=1, per symbol: the seq of its first snapshot (snapshotSeq), and
 // its trades and gaps in the order delivered (events: 't <seq>|<price>|<size>|<side>|<tradeId>|
 // <tsEvent>|<tsGateway>' and 'g <missed>'); fieldErrors lists trades whose fields have the wrong
-// types. window.client is the client, for page.evaluate.
+// types. probe.states lists the 'state' events ({state, transport, reason, code}).
+// window.client is the client, for page.evaluate.
 
 import { connect } from '/tickgate.js';
 
@@ -28,6 +33,8 @@ const busyMs = num('busy', 0);
 const options = { adaptive: q.get('adaptive') !== '0' };
 if (q.has('format')) options.format = q.get('format');
 if (q.has('ping')) options.pingInterval = num('ping');
+if (q.has('transport')) options.transport = q.get('transport');
+if (q.has('wsretry')) options.wsRetry = num('wsretry');
 
 const client = connect('/ws', options);
 const t0 = performance.now();
@@ -45,6 +52,7 @@ const probe = {
   snapshotSeq: {}, // trades=1: symbol -> seq of its first snapshot, as a string
   events: {}, // trades=1: symbol -> its trades and gaps, in order (see above)
   fieldErrors: [],
+  states: [],
 };
 window.probe = probe;
 window.client = client;
@@ -77,8 +85,9 @@ if (trades) {
 client.on('lag', (e) => probe.lags.push({ t: performance.now() - t0, ...e }));
 client.on('pong', ({ rtt }) => probe.pongs.push([performance.now() - t0, rtt]));
 client.on('error', (e) => probe.errors.push(`${e.kind} ${e.code}: ${e.message}`));
+client.on('state', ({ state, transport, reason, code }) => probe.states.push({ state, transport, reason, code }));
 
-probe.universe = await client.list();
+probe.universe = q.has('names') ? q.get('names').split(',') : await client.list();
 const from = num('from', 0);
 probe.symbols = probe.universe.slice(from, from + num('symbols', 9));
 await client.subscribe(probe.symbols, { trades }); // no max_rate: the server's default, every update

@@ -425,7 +425,7 @@ test('adaptive throttling: far behind, it cuts the rate and resyncs at it', asyn
   assert.equal(c.lag, e.lagMs);
   assert.deepEqual(ws.closedWith, { code: 1000, reason: 'resync' });
   assert.equal(c.stats.resyncs, 1);
-  assert.deepEqual(seen.state.at(-1), { state: 'connecting', format: 'json-batch', attempt: 0, reason: 'resync' });
+  assert.deepEqual(seen.state.at(-1), { state: 'connecting', format: 'json-batch', transport: 'websocket', attempt: 0, reason: 'resync' });
   assert.equal(seen.error.filter((x) => x.kind === 'close').length, 0, 'a resync is not an error');
 
   const ws2 = FakeSocket.last();

@@ -17,7 +17,10 @@
 //   (received + missed = what the symbol traded), and never resyncs them away;
 // - the dashboard's time-and-sales tape: the selected symbol's trades (only its), newest
 //   first, at most 50, rendered per frame, gap and reconnect lines, trades following the
-//   selection.
+//   selection;
+// - the dashboard where WebSockets do not get through: over Server-Sent Events (tickgate.js
+//   falls back by itself), quotes, pacing and the tape all the same.
+// (sse.test.mjs tests GET /sse and tickgate.js's SSE transport in detail.)
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -26,35 +29,13 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import {
-  freePort, startGateway, waitHealthy, within, stopGateway, launchBrowser, openBarePage,
+  BIN, setUp, startGateway, waitHealthy, stopGateway, openBarePage, accountTrades, blockWebSockets,
 } from './harness.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-const BIN = process.env.TICKGATE_BIN || path.resolve(here, '../../target/debug/tickgate');
 const OUTPUT = path.join(here, 'output');
 const DEFAULTS = ['SPY', 'QQQ', 'AAPL', 'MSFT', 'NVDA', 'AMZN', 'GOOGL', 'META', 'TSLA'];
 const ADDED = ['AMD', 'NFLX']; // not in the default watchlist; active enough to tick every second
-
-/**
- * A gateway on a free port (started with `args`) and a browser, both closed after test `t` on
- * every exit path, in order (each step bounded; the 'exit' handler is the last resort if the
- * runner ends the process first). `env.gw` may be replaced (a restart); the latest is stopped.
- */
-async function setUp(t, args = []) {
-  const env = { gw: null, browser: null, port: await freePort() };
-  const killGateway = () => env.gw?.proc.kill('SIGKILL');
-  process.once('exit', killGateway);
-  t.after(async () => {
-    await within(env.browser?.close(), 10_000);
-    if (env.gw) await within(stopGateway(env.gw, 'SIGKILL'), 5_000);
-    process.removeListener('exit', killGateway);
-  });
-  env.origin = `http://127.0.0.1:${env.port}`;
-  env.gw = startGateway(BIN, env.port, args);
-  await waitHealthy(env.gw, env.origin);
-  env.browser = await launchBrowser();
-  return env;
-}
 
 /**
  * Page helpers of the dashboard tests: failures say what was awaited, where things stand, and
@@ -137,13 +118,18 @@ function logTape(page) {
 /** Collects what the page reports as problems: script errors, CSP violations, failed requests. */
 function watchProblems(page) {
   const problems = [];
+  // What tickgate.js asks for by itself may fail as expected: its WebSocket while the gateway
+  // is down, GET /healthz (is the gateway up? tried after failed WebSockets), and SSE streams
+  // (refused, or closed by the client when its subscriptions change: aborted).
+  const own = (url) => /^\/(ws|healthz|sse)$/.test(new URL(url).pathname);
   page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
   page.on('console', (m) => {
-    // Refused WebSocket connections while the gateway is down are expected.
-    if (m.type() === 'error' && !/WebSocket connection to .* failed/.test(m.text())) problems.push(`console: ${m.text()}`);
+    if (m.type() === 'error' && !/WebSocket connection to .* failed/.test(m.text()) && !own(m.location().url || 'about:blank')) {
+      problems.push(`console: ${m.text()}`);
+    }
   });
   page.on('requestfailed', (r) => {
-    if (!r.url().includes('/ws')) problems.push(`request failed: ${r.url()} ${r.failure()?.errorText}`);
+    if (!own(r.url())) problems.push(`request failed: ${r.url()} ${r.failure()?.errorText}`);
   });
   return problems;
 }
@@ -373,54 +359,6 @@ test('adaptive throttling: a slow page catches up within 5 s; without it, it sta
   assert.equal(off.resyncs, 0);
 });
 
-/**
- * Checks one symbol's trades and gaps as bare-page.js recorded them against its seqs: with
- * every event a trade (--trade-percent 100), each trade has the previous one's seq + 1, plus
- * what a gap before it said was missed. Returns {trades, missed, gaps, skippedAtStart, bySeq}
- * (bySeq: seq -> the trade's fields, to compare formats).
- *
- * The first trade should be the one after the snapshot's seq. The gateway can start a few
- * later, unannounced: it reads the last-value cache for the snapshot (send_snapshots) and again
- * for the first trade (subscribe: lvc.trades + 1) while the feed keeps writing it. That is
- * `skippedAtStart`, reported rather than failed; from the first trade on, nothing may be
- * missing without a gap saying so.
- */
-function accountTrades(what, snapshotSeq, events) {
-  assert.ok(snapshotSeq !== undefined, `${what}: a snapshot before the trades`);
-  let expected = BigInt(snapshotSeq);
-  let pendingGap = 0n;
-  const tally = { trades: 0, missed: 0, gaps: 0, skippedAtStart: 0, bySeq: new Map() };
-  const first = events.findIndex((e) => e.startsWith('t '));
-  if (first === 0) { // no gap notice before it: it may start after the snapshot's next
-    const seq = BigInt(events[0].slice(2).split('|')[0]);
-    assert.ok(seq > expected, `${what}: the first trade (seq ${seq}) comes after the snapshot (seq ${expected})`);
-    tally.skippedAtStart = Number(seq - expected - 1n);
-    expected = seq - 1n;
-  }
-  for (const [i, e] of events.entries()) {
-    if (e.startsWith('g ')) {
-      const missed = BigInt(e.slice(2));
-      assert.ok(missed > 0n, `${what}: a gap of ${missed}`);
-      pendingGap += missed;
-      tally.missed += Number(missed);
-      tally.gaps++;
-      continue;
-    }
-    const fields = e.slice(2);
-    const seq = BigInt(fields.split('|')[0]);
-    if (seq !== expected + pendingGap + 1n) {
-      assert.fail(`${what}: event ${i} is trade seq ${seq}, but after seq ${expected} and ${pendingGap} missed the next is ` +
-        `${expected + pendingGap + 1n}; around it: ${JSON.stringify(events.slice(Math.max(0, i - 3), i + 2))}`);
-    }
-    expected = seq;
-    pendingGap = 0n;
-    tally.trades++;
-    tally.bySeq.set(seq, fields);
-  }
-  assert.equal(pendingGap, 0n, `${what}: a gap is followed by a trade`);
-  return tally;
-}
-
 test('tickgate.js: trades and gaps in every format, each trade accounted for', { timeout: 60_000 }, async (t) => {
   // Every event a trade (a symbol's seq counts its trades), and a trade backlog of only 5 per
   // symbol: a page that stalls loses trades, and is told exactly how many.
@@ -477,16 +415,14 @@ test('tickgate.js: trades and gaps in every format, each trade accounted for', {
     assert.ok(p.counts.updates > 0, `${f}: quotes still flow`);
     let trades = 0;
     let missed = 0;
-    const skipped = [];
     for (const s of p.symbols) {
+      // Strict: from the snapshot on, every seq is a trade received or counted in a gap.
       const tally = accountTrades(`${f} ${s}`, p.snapshotSeq[s], p.events[s] ?? []);
       assert.ok(tally.trades > 50, `${f} ${s}: trades received (${tally.trades})`);
       trades += tally.trades;
       missed += tally.missed;
-      if (tally.skippedAtStart > 0) skipped.push(`${s} ${tally.skippedAtStart}`);
       (bySymbol[s] ??= []).push(tally.bySeq);
     }
-    if (skipped.length > 0) t.diagnostic(`${f}: trades between the snapshot and the first trade, unannounced (a gateway race): ${skipped.join(', ')}`);
     assert.equal(trades, p.counts.trades, `${f}: stats.trades`);
     assert.equal(missed, p.counts.tradesMissed, `${f}: stats.tradesMissed`);
     const sides = new Set(Object.values(p.events).flat().filter((e) => e.startsWith('t ')).map((e) => e.split('|')[3]));
@@ -661,5 +597,48 @@ test('dashboard: the tape says how many trades the gateway dropped for the page'
   const gaps = log.filter((l) => l.startsWith('gap '));
   t.diagnostic(`${log.length - gaps.length} trades and ${gaps.length} gap lines added to the tape, e.g. "${gaps[0]}"`);
   assert.equal(await page.getAttribute('#tape-rows tr.gap td', 'colspan'), '4', 'a gap line spans the tape');
+  assert.deepEqual(problems, [], 'the page reported problems');
+});
+
+test('dashboard: where WebSockets do not get through, it streams over Server-Sent Events', { timeout: 45_000 }, async (t) => {
+  const env = await setUp(t, ['--trade-percent', '50']);
+  const page = await (await env.browser.newContext({ viewport: { width: 1280, height: 800 } })).newPage();
+  await blockWebSockets(page); // as a proxy that breaks the upgrade does
+  const problems = watchProblems(page);
+  const streams = []; // the query of every SSE stream the page opens
+  page.on('request', (r) => { if (r.resourceType() === 'eventsource') streams.push(Object.fromEntries(new URL(r.url()).searchParams)); });
+  let sockets = 0;
+  page.on('websocket', () => sockets++);
+  const { waitConn, until, quotesChange, rateWithin } = dashboard(page, env);
+
+  await page.goto(`${env.origin}/`);
+  await waitConn('open', 'json-batch');
+  assert.equal(await page.getAttribute('#conn', 'data-transport'), 'sse');
+  assert.equal(await page.textContent('#conn'), 'Connected · Server-Sent Events');
+  assert.match(await page.textContent('#message'), /Server-Sent Events/);
+  // No symbol list over SSE: the default watchlist all the same, quoted and streaming.
+  await until('the default watchlist quoted',
+    (n) => [...document.querySelectorAll('#rows td.c-bid')].filter((td) => td.textContent !== '–').length >= n,
+    DEFAULTS.length, 8_000);
+  assert.deepEqual(await page.$$eval('#rows tr', (trs) => trs.map((tr) => tr.dataset.symbol)), DEFAULTS);
+  await quotesChange(['SPY', 'QQQ', 'AAPL'], 'over SSE');
+  // The selected SPY at 60/s with its trades, the rows at 20/s: a stream each.
+  assert.deepEqual(streams.slice(0, 2), [
+    { symbols: 'SPY', trades: '1', max_rate: '60' }, { symbols: DEFAULTS.slice(1).join(','), max_rate: '20' },
+  ]);
+  await rateWithin('QQQ', 5, 22, 'a row paced to 20/s over SSE');
+  await until('a tape of SPY trades', () => document.querySelectorAll('#tape-rows tr[data-seq]').length >= 10, null, 8_000);
+  await until('the ping\'s round trip (GET /healthz)', () => /ms$/.test(document.getElementById('rtt').textContent), null, 5_000);
+
+  // Another selection: the streams follow (QQQ's trades on, SPY back among the rows).
+  await page.click('#rows tr[data-symbol="QQQ"] th');
+  assert.equal(await page.textContent('#tape-symbol'), 'QQQ');
+  await until('a tape of QQQ trades', () => document.querySelectorAll('#tape-rows tr[data-seq]').length >= 10, null, 8_000);
+  assert.ok(streams.some((q) => q.symbols === 'QQQ' && q.trades === '1'), `QQQ with trades: ${JSON.stringify(streams)}`);
+  assert.ok(streams.some((q) => q.symbols.split(',').includes('SPY') && q.trades === undefined), `SPY without: ${JSON.stringify(streams)}`);
+  await quotesChange(['SPY', 'QQQ'], 'after the selection moved');
+  t.diagnostic(`${streams.length} streams opened; a WebSocket attempted ${await page.evaluate(() => window.blockedWebSockets)} times`);
+  assert.equal(sockets, 0, 'no WebSocket got through');
+  assert.equal(await page.getAttribute('#conn', 'data-state'), 'open');
   assert.deepEqual(problems, [], 'the page reported problems');
 });

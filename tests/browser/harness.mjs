@@ -1,6 +1,7 @@
-// harness.mjs: what e2e.test.mjs and bench.mjs share: a gateway process on a free port,
-// headless Chromium (playwright-core driving the system's Chromium), and the bare page
-// (bare-page.js) on the gateway's origin.
+// harness.mjs: what e2e.test.mjs, sse.test.mjs and bench.mjs share: a gateway process on a
+// free port, headless Chromium (playwright-core driving the system's Chromium), the bare page
+// (bare-page.js) on the gateway's origin, a WebSocket that a page cannot get through, and the
+// accounting of a symbol's trades and gaps.
 
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -13,6 +14,8 @@ import { chromium } from 'playwright-core';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 export const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+/** The gateway binary: $TICKGATE_BIN or target/debug (build it first: `cargo build -p tickgate`). */
+export const BIN = process.env.TICKGATE_BIN || path.resolve(here, '../../target/debug/tickgate');
 const BARE_PAGE = readFileSync(path.join(here, 'bare-page.js'), 'utf8');
 
 /** A port nobody listens on right now (bind port 0, read it, close). */
@@ -94,4 +97,97 @@ export async function openBarePage(page, origin, params) {
   await page.goto(`${origin}/healthz?${query}`);
   await page.addScriptTag({ type: 'module', content: BARE_PAGE });
   await page.waitForFunction(() => window.probe && !Number.isNaN(window.probe.subscribedAt), null, { timeout: 10_000 });
+}
+
+/**
+ * A gateway on a free port (started with `args`) and a browser, both closed after test `t` on
+ * every exit path, in order (each step bounded; the 'exit' handler is the last resort if the
+ * runner ends the process first). `env.gw` may be replaced (a restart); the latest is stopped.
+ */
+export async function setUp(t, args = []) {
+  const env = { gw: null, browser: null, port: await freePort() };
+  const killGateway = () => env.gw?.proc.kill('SIGKILL');
+  process.once('exit', killGateway);
+  t.after(async () => {
+    await within(env.browser?.close(), 10_000);
+    if (env.gw) await within(stopGateway(env.gw, 'SIGKILL'), 5_000);
+    process.removeListener('exit', killGateway);
+  });
+  env.origin = `http://127.0.0.1:${env.port}`;
+  env.gw = startGateway(BIN, env.port, args);
+  await waitHealthy(env.gw, env.origin);
+  env.browser = await launchBrowser();
+  return env;
+}
+
+/**
+ * Makes WebSockets fail in `page` (from its next navigation on) the way a proxy that breaks
+ * the upgrade does: an error and a close 1006, never open, while `window.blockWebSocket` is
+ * true (it starts true); set it to false and they connect again. Requests over HTTP (the
+ * page, /sse, /healthz) are untouched.
+ */
+export function blockWebSockets(page) {
+  return page.addInitScript(() => {
+    const Real = window.WebSocket;
+    window.blockWebSocket = true;
+    window.blockedWebSockets = 0;
+    window.WebSocket = class extends EventTarget {
+      static CONNECTING = 0;
+      static OPEN = 1;
+      static CLOSING = 2;
+      static CLOSED = 3;
+      constructor(url, protocols) {
+        if (!window.blockWebSocket) return new Real(url, protocols);
+        super();
+        window.blockedWebSockets++;
+        this.url = String(url);
+        this.readyState = 0;
+        this.binaryType = 'blob';
+        setTimeout(() => {
+          this.readyState = 3;
+          this.onerror?.(new Event('error'));
+          this.onclose?.(Object.assign(new Event('close'), { code: 1006, reason: '', wasClean: false }));
+        }, 20);
+      }
+      send() { throw new DOMException('not open', 'InvalidStateError'); }
+      close() {}
+    };
+  });
+}
+
+/**
+ * Checks one symbol's trades and gaps as bare-page.js recorded them against its seqs: with
+ * every event a trade (--trade-percent 100), the first trade is the one after the snapshot's
+ * seq and each trade has the previous one's seq + 1, plus what a gap before it said was
+ * missed: nothing may be missing without a gap saying so. Returns {trades, missed, gaps,
+ * bySeq} (bySeq: seq -> the trade's fields, to compare formats and transports).
+ */
+export function accountTrades(what, snapshotSeq, events) {
+  assert.ok(snapshotSeq !== undefined, `${what}: a snapshot before the trades`);
+  let expected = BigInt(snapshotSeq);
+  let pendingGap = 0n;
+  const tally = { trades: 0, missed: 0, gaps: 0, bySeq: new Map() };
+  for (const [i, e] of events.entries()) {
+    if (e.startsWith('g ')) {
+      const missed = BigInt(e.slice(2));
+      assert.ok(missed > 0n, `${what}: a gap of ${missed}`);
+      pendingGap += missed;
+      tally.missed += Number(missed);
+      tally.gaps++;
+      continue;
+    }
+    const fields = e.slice(2);
+    const seq = BigInt(fields.split('|')[0]);
+    if (seq !== expected + pendingGap + 1n) {
+      const where = i === tally.gaps ? `the first trade after the snapshot (seq ${snapshotSeq})` : `event ${i}`;
+      assert.fail(`${what}: ${where} is trade seq ${seq}, but after seq ${expected} and ${pendingGap} missed the next is ` +
+        `${expected + pendingGap + 1n}; around it: ${JSON.stringify(events.slice(Math.max(0, i - 3), i + 2))}`);
+    }
+    expected = seq;
+    pendingGap = 0n;
+    tally.trades++;
+    tally.bySeq.set(seq, fields);
+  }
+  assert.equal(pendingGap, 0n, `${what}: a gap is followed by a trade`);
+  return tally;
 }

@@ -5,9 +5,14 @@
 #                      the adaptive throttling controller
 #   client.test.mjs    the client against a scripted fake WebSocket (batches, clock, throttling,
 #                      trades and gaps, setMaxBandwidth)
-#   e2e.test.mjs       the dashboard (its time-and-sales tape too), a deliberately slow bare page
-#                      and trades in every format (bare-page.js) in headless Chromium against a
-#                      real gateway (harness.mjs), about 60 s
+#   transport.test.mjs the client over Server-Sent Events against a fake EventSource, WebSocket
+#                      and fetch: streams per rate and trades, refusals, the 'auto' fallback and
+#                      the probes back to a WebSocket
+#   e2e.test.mjs       the dashboard (its time-and-sales tape, and over SSE), a deliberately slow
+#                      bare page and trades in every format (bare-page.js) in headless Chromium
+#                      against a real gateway (harness.mjs), about 60 s
+#   sse.test.mjs       GET /sse in Chromium's own EventSource (a reconnect with Last-Event-ID
+#                      too), tickgate.js over SSE and its fallback from a blocked WebSocket, ~20 s
 # (bench.mjs, the browser benchmark, is run by scripts/browser-bench.sh, not here.)
 #
 # Needs Node >= 20.19 and npm (installs playwright-core from package-lock.json with `npm ci`
@@ -27,9 +32,9 @@ if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modu
   npm ci --no-audit --no-fund
 fi
 
-unit=(tickgate.test.mjs client.test.mjs)
+unit=(tickgate.test.mjs client.test.mjs transport.test.mjs)
 if [ "${TICKGATE_SKIP_BROWSER:-0}" = 1 ]; then
-  echo "run.sh: TICKGATE_SKIP_BROWSER=1: SKIPPING the browser test (e2e.test.mjs); running the unit tests only." >&2
+  echo "run.sh: TICKGATE_SKIP_BROWSER=1: SKIPPING the browser tests (e2e.test.mjs, sse.test.mjs); running the unit tests only." >&2
   files=("${unit[@]}")
 else
   chromium="${CHROMIUM:-/usr/bin/chromium}"
@@ -47,7 +52,7 @@ else
   if [ -n "$(find ../../src/server/web -newer "$bin" -type f 2>/dev/null)" ]; then
     echo "run.sh: WARNING: src/server/web/ changed after $bin was built; run 'cargo build' to test the current page." >&2
   fi
-  files=("${unit[@]}" e2e.test.mjs)
+  files=("${unit[@]}" e2e.test.mjs sse.test.mjs)
 fi
 
 # --test-force-exit: end when the tests end, even if a failed test left a handle open.

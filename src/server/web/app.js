@@ -12,6 +12,11 @@
 // without them. The tape shows its last TAPE_ROWS trades, newest first, and a line wherever
 // the gateway had to drop trades for this page (a gap) or the connection was replaced.
 //
+// Where WebSockets do not get through to the gateway (a proxy), tickgate.js falls back to
+// Server-Sent Events by itself: the same events, shown as "Connected · Server-Sent Events";
+// the gateway's symbol list is then not available (it needs a WebSocket), so the picker is
+// empty and the gateway refuses unknown symbols as they are added.
+//
 // Paced to what a person can read: each row asks the gateway for at most ROW_RATE updates/s
 // (the "Display rate" control), the charted symbol for CHART_RATE; the gateway's conflation
 // still delivers every symbol's latest value. On top of that tickgate.js throttles itself
@@ -645,11 +650,12 @@ function showConnection(ev) {
   const { state, format } = ev;
   el.conn.dataset.state = state;
   el.conn.dataset.format = format;
+  el.conn.dataset.transport = ev.transport;
   markStale();
   // The live region's text changes only on real transitions, not on every retry.
   const text = {
     connecting: ev.reason === 'resync' ? 'Resyncing…' : everOpen ? 'Reconnecting…' : 'Connecting…',
-    open: `Connected · ${FORMAT_NAMES[format]}`,
+    open: `Connected · ${ev.transport === 'sse' ? 'Server-Sent Events' : FORMAT_NAMES[format]}`,
     reconnecting: 'Disconnected · reconnecting…',
     idle: 'Idle · add a symbol to connect',
     closed: 'Closed',
@@ -685,6 +691,8 @@ client.on('state', (ev) => {
     return;
   }
   if (connectReason === 'resync') say('This page fell behind: it skipped the backlog and started again from the latest quotes.');
+  else if (connectReason === 'fallback') say('WebSockets do not get through to the gateway: streaming over Server-Sent Events.');
+  else if (connectReason === 'transport change') say('WebSockets get through again: back on a WebSocket.');
   else if (everOpen && connectReason !== 'format change') say('Reconnected.');
   // Trades sent while the connection was being replaced are gone: say so in the tape.
   if (everOpen && tapeSymbol !== null && (tapeRows > 0 || tapeQueue.length > 0)) {
@@ -693,7 +701,8 @@ client.on('state', (ev) => {
   everOpen = true;
   showFeed(client.feed); // 'up' until the gateway says otherwise
   latency.clear(); // a new connection: old samples describe another path
-  client.list().then(onUniverse, () => {});
+  // (Over Server-Sent Events there is no list: the watchlist is built without it.)
+  client.list().then(onUniverse, (e) => { if (e.kind === 'unsupported') onUniverse(null); });
 });
 
 client.on('status', ({ feed }) => showFeed(feed));
@@ -768,9 +777,15 @@ client.on('lag', ({ lagMs, behind, rate, resync }) => {
   }
 });
 
-/** The `list` reply: fill the picker; on the first one, build and subscribe the watchlist. */
+/**
+ * The `list` reply: fill the picker; on the first one, build and subscribe the watchlist.
+ * `null`: no list (Server-Sent Events): the saved watchlist or the defaults, unchecked.
+ */
 function onUniverse(symbols) {
-  if (symbols.join() !== universe.join()) {
+  if (symbols === null) {
+    if (!ready) symbols = Array.isArray(prefs.watchlist) ? prefs.watchlist : DEFAULT_WATCHLIST;
+    else return;
+  } else if (symbols.join() !== universe.join()) {
     universe = symbols;
     el.datalist.replaceChildren(...symbols.map((s) => new Option(s)));
   }

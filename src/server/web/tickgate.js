@@ -9,11 +9,19 @@
 // conflated): each trade, and each gap notice (trades the gateway dropped for this client),
 // is an event of its own. It measures how far behind the page is and, when the page cannot
 // keep up, lowers the max_rate of its subscriptions until it can (adaptive throttling, which
-// paces quotes only and never drops a trade; docs/CLIENT.md). Browsers and Node >= 22
-// (global WebSocket); elsewhere pass a WebSocket class in the options.
+// paces quotes only and never drops a trade; docs/CLIENT.md). Where a WebSocket cannot be
+// opened (a proxy that breaks the upgrade) but the gateway answers HTTP, it falls back to
+// Server-Sent Events (GET /sse, one stream per distinct max rate and trades setting) with the
+// same events, and tries the WebSocket again now and then. Browsers and Node >= 22 (global
+// WebSocket); elsewhere pass a WebSocket class (and an EventSource class) in the options.
 
 /** The update formats, the default first: batched JSON, one JSON object per frame, binary. */
 export const FORMATS = Object.freeze(['json-batch', 'json', 'binary']);
+/**
+ * The transports, the default first: 'auto' (a WebSocket, falling back to Server-Sent Events
+ * when the WebSocket cannot be opened), 'websocket' (never SSE), 'sse' (never a WebSocket).
+ */
+export const TRANSPORTS = Object.freeze(['auto', 'websocket', 'sse']);
 /** The highest max_rate the protocol accepts, updates/s per symbol. */
 export const MAX_RATE = 1000;
 /** Bytes per record in a binary frame. */
@@ -44,16 +52,34 @@ export const CLOSE_CODES = Object.freeze({
   4000: 'no pong within the ping timeout (closed by tickgate.js)',
 });
 
-/** The meaning of a close code: the table above, else a generic description. */
+/**
+ * What the HTTP statuses that refuse a Server-Sent Events stream mean (GET /sse answers them
+ * before the stream starts). Over SSE, `state` and `'error'` events carry them as the `code`.
+ */
+export const HTTP_REFUSALS = Object.freeze({
+  400: 'HTTP 400: a malformed query, an unknown symbol or too many symbols',
+  401: 'HTTP 401: no valid token',
+  403: 'HTTP 403: Origin not allowed, or symbols not entitled',
+  429: 'HTTP 429: too many connections from this IP, or opened too fast',
+  503: 'HTTP 503: the gateway is full or shutting down',
+});
+
+/**
+ * The meaning of a close code: the tables above (a WebSocket close code; over SSE, the HTTP
+ * status that refused a stream), else a generic description.
+ */
 export function closeMeaning(code) {
-  return CLOSE_CODES[code] ?? (code >= 4000 ? 'application close' : `close code ${code}`);
+  return CLOSE_CODES[code] ?? HTTP_REFUSALS[code] ??
+    (code >= 4000 ? 'application close' : code >= 400 && code < 600 ? `HTTP ${code}` : `close code ${code}`);
 }
 
 /**
  * An error reply, an unexpected close, a timeout or a malformed frame.
  * `kind` is 'reply' (an error reply: `code` is e.g. 'unknown_symbol', `symbols` lists the
- * names it concerns), 'close' (`code` is the numeric close code, `reason` the server's text),
- * 'timeout' (no reply in time) or 'protocol' (the server sent something this client cannot read).
+ * names it concerns; over SSE, a stream refused for its symbols), 'close' (`code` is the
+ * numeric close code, `reason` the server's text), 'timeout' (no reply in time), 'protocol'
+ * (the server sent something this client cannot read) or 'unsupported' (`code`
+ * 'websocket_only': a request that needs a WebSocket, made while on Server-Sent Events).
  */
 export class TickgateError extends Error {
   constructor(kind, code, message, { id, symbols, reason } = {}) {
@@ -638,6 +664,62 @@ function wallOffset() {
   return origin >= floor - 0.1 && origin < floor + 1.1 ? origin : floor + 0.5;
 }
 
+/** Rate changes over SSE are applied together at most this long after the first, ms. */
+const SSE_SYNC_MAX_MS = 1000;
+
+/**
+ * The URL of another route beside `url` (a URL object): http(s), the last path segment
+ * replaced by `name` ('/ws' -> '/sse', '/md/ws' -> '/md/sse'), no `format` and no fragment.
+ */
+function siblingUrl(url, name) {
+  const u = new URL(url);
+  u.protocol = u.protocol.replace(/^ws/, 'http');
+  u.pathname = u.pathname.replace(/[^/]*$/, name);
+  u.searchParams.delete('format');
+  u.hash = '';
+  return u;
+}
+
+/** A max rate's order for merging SSE streams: the server's default and unlimited last. */
+const rateRank = (rate) => (rate === undefined || rate === null || rate === 0 ? Infinity : rate);
+/** How far apart two ranks are, as a ratio (unlimited counting as twice MAX_RATE). */
+const rateDistance = (lo, hi) => (lo === hi ? 1 : Math.min(hi, 2 * MAX_RATE) / lo);
+
+/**
+ * Merges SSE stream groups ({rate, trades, symbols}) until there are at most `max` (>= 2):
+ * each time the two closest rates of the same trades setting, at the lower of them (a symbol
+ * never gets more than it asked for; conflation still brings it the newest value).
+ */
+function mergeGroups(groups, max) {
+  const out = groups.map((g) => ({ ...g, symbols: [...g.symbols] }));
+  while (out.length > max) {
+    let best = null;
+    for (const a of out) {
+      for (const b of out) {
+        if (a === b || a.trades !== b.trades) continue;
+        const [ra, rb] = [rateRank(a.rate), rateRank(b.rate)];
+        // a is the lower (the server's default before unlimited when both are unbounded)
+        if (ra > rb || (ra === rb && a.rate !== undefined && b.rate === undefined)) continue;
+        const distance = rateDistance(ra, rb);
+        if (best === null || distance < best.distance) best = { a, b, distance };
+      }
+    }
+    best.a.symbols.push(...best.b.symbols);
+    out.splice(out.indexOf(best.b), 1);
+  }
+  return out;
+}
+
+/** The claims of a JWT (not verified: the gateway does that), or {} if it cannot be read. */
+function jwtClaims(token) {
+  try {
+    const b64 = token.split('.')[1].replace(/-/g, '+').replace(/_/g, '/');
+    return JSON.parse(atob(b64.padEnd(Math.ceil(b64.length / 4) * 4, '=')));
+  } catch {
+    return {};
+  }
+}
+
 /** Opens a client: `connect('/ws', { format: 'binary' })`. See TickgateClient. */
 export function connect(url, options) {
   return new TickgateClient(url, options);
@@ -647,6 +729,14 @@ export function connect(url, options) {
  * A connection to a gateway that stays up: it reconnects after any close until close() is
  * called, and re-subscribes to every symbol it holds, each with its max rate.
  *
+ * Transports (`transport`, docs/CLIENT.md): a WebSocket; with 'auto' (the default), after
+ * `fallbackAfter` WebSocket attempts in a row that failed before the gateway said anything,
+ * while the gateway answers HTTP (GET /healthz), Server-Sent Events instead: one GET /sse
+ * stream per distinct (max rate, trades) of the subscriptions, re-opened when they change,
+ * with the same events; a WebSocket is tried again every `wsRetry` ms. Over SSE the client
+ * cannot send: list() and setMaxBandwidth() reject (kind 'unsupported'), ping() is an HTTP
+ * round trip to /healthz.
+ *
  * Events, with on(type, listener), which returns a function that removes the listener:
  * - 'update': a normalized update (see docs/CLIENT.md), any format;
  * - 'trade':  a trade of a symbol subscribed with `trades: true`, every one, in feed order:
@@ -654,12 +744,14 @@ export function connect(url, options) {
  *              symbolId in binary); never conflated, throttled or dropped by this client;
  * - 'gap':    {symbol, missed}: `missed` trades of the symbol were dropped for this client by
  *              the gateway (its backlog overflowed) and will never come; before the next trade;
- * - 'state':  {state: 'connecting'|'open'|'reconnecting'|'idle'|'closed', format, attempt,
- *              delay, code, reason, meaning}. 'idle': closed for holding no subscription; the
- *              next request reconnects. 'connecting' has a reason ('format change', 'resync')
- *              when the client itself replaced an open connection.
+ * - 'state':  {state: 'connecting'|'open'|'reconnecting'|'idle'|'closed', format, transport,
+ *              attempt, delay, code, reason, meaning}. 'idle': closed for holding no
+ *              subscription; the next request reconnects. 'connecting' has a reason ('format
+ *              change', 'resync', 'transport change') when the client itself replaced an open
+ *              connection, and 'fallback' when it turns to SSE. Over SSE, `code` may be the
+ *              HTTP status that refused a stream.
  * - 'status': {feed: 'up'|'down'}, the gateway's feed state;
- * - 'pong':   {rtt (ms), ts (server clock, BigInt ns)};
+ * - 'pong':   {rtt (ms), ts (server clock, BigInt ns; undefined over SSE)};
  * - 'lag':    {lagMs, rttMs, loopMs, behind, rate, resync} once a second while connected
  *              (see `lag`, `behind`, `rate`; loopMs: the event loop's lag; resync: the client
  *              is reconnecting to drop a backlog);
@@ -669,9 +761,11 @@ export class TickgateClient {
   #url;
   #opts;
   #WebSocket;
+  #EventSource;
+  #fetch; // (url, init) => Promise<Response>, or null
   #ws = null;
   #listeners = new Map();
-  #pending = new Map(); // request id -> {resolve, reject, sent}
+  #pending = new Map(); // request id -> {resolve, reject, sent, wait (over SSE: see #checkWaiters)}
   #queue = []; // sends of requests waiting for the connection to open
   #nextId = 1;
   #wanted = new Map(); // symbol -> the max rate the app asked for (undefined: server default, 0: unlimited)
@@ -702,9 +796,33 @@ export class TickgateClient {
   #freshest = Infinity; // the smallest (page clock - ts_gateway) of a live update on this connection, ms
   #judgedAt = 0;
   #loopLag = 0; // the monitor's largest lateness since the last judgement, ms
+  // The transport: WebSocket attempts that failed before the gateway said anything (in a
+  // row), and whether the current socket received anything.
+  #wsFailures = 0;
+  #wsReceived = false;
+  #httpOk = false; // the gateway answered HTTP after the last failure: the next one falls back
+  #probeTimer = null; // 'auto' on SSE: the next WebSocket probe
+  #probeWs = null;
+  // Server-Sent Events (transport 'sse').
+  #sseBase; // URL of GET /sse
+  #healthUrl; // URL of GET /healthz
+  #streams = new Map(); // url -> {url, symbols, es, opened, subscribed, ids, dead}
+  #streamOf = new Map(); // symbol -> its stream
+  #syncTimer = null; // a debounced #syncStreams
+  #syncSince = 0; // when the first change waiting for it was made
+  #gen = 0; // numbers the subscribe/auth requests executed over SSE...
+  #syncedGen = 0; // ...up to this one are reflected in the streams
+  #sseAttempt = 0; // bumped whenever the streams all close: stale asynchronous results are ignored
+  #previousToken; // the token before the last auth(): kept if SSE streams refuse the new one
 
   /** 'connecting', 'open', 'reconnecting', 'idle' or 'closed'. */
   state = 'connecting';
+  /**
+   * The transport in use, or being tried: 'websocket' or 'sse' (Server-Sent Events). With
+   * `transport: 'auto'` it changes when the client falls back to SSE and when it gets a
+   * WebSocket again.
+   */
+  transport = 'websocket';
   /** The feed state: 'up' (assumed on connect), 'down' after a status message, 'unknown' while away. */
   feed = 'unknown';
   /** Last measured round trip of an app-level ping, ms. */
@@ -744,20 +862,53 @@ export class TickgateClient {
    * @param {number} [options.requestTimeout=10000]  ms before a request's promise rejects.
    * @param {object} [options.backoff]  options of backoffDelay(): {base, max, jitter, random}.
    * @param {string} [options.token]  a JWT for gateways with token auth, offered as the
-   *   subprotocol `tickgate.token.<JWT>` (beside the format's); auth() replaces it.
+   *   subprotocol `tickgate.token.<JWT>` (beside the format's); auth() replaces it. Over SSE
+   *   it goes in the stream's URL (`?token=`): an EventSource cannot set headers.
+   * @param {'auto'|'websocket'|'sse'} [options.transport='auto']  see the class.
+   * @param {number} [options.fallbackAfter=2]  'auto': WebSocket attempts in a row that fail
+   *   before the gateway says anything, while it answers HTTP, before falling back to SSE.
+   * @param {number} [options.wsRetry=60000]  'auto' on SSE: ms between WebSocket probes (open
+   *   one, ping); the first that hears from the gateway brings the client back to a WebSocket.
+   *   0: never.
+   * @param {string|URL} [options.sseUrl]  URL of GET /sse (default: the WebSocket URL with
+   *   http(s) and its last path segment replaced by `sse`: /ws -> /sse). /healthz is beside it.
+   * @param {number} [options.sseDebounce=100]  ms: subscription changes over SSE re-open the
+   *   streams they touch this long after the last one (at most 1 s after the first).
+   * @param {number} [options.sseStreams=4]  at most this many SSE streams (>= 2): a browser
+   *   holds 6 HTTP/1.1 connections per host; more distinct rates are merged at the lower one.
    * @param {Function} [options.WebSocket]  WebSocket class (default: the global one).
+   * @param {Function} [options.EventSource]  EventSource class (default: the global one).
+   * @param {Function} [options.fetch]  fetch function (default: the global one), for /healthz
+   *   and to read why a stream was refused.
    */
   constructor(url, options = {}) {
     const base = globalThis.location?.href;
     this.#url = new URL(url, base);
     this.#url.protocol = this.#url.protocol.replace(/^http/, 'ws');
-    this.#opts = { format: FORMATS[0], adaptive: true, pingInterval: 10_000, pingTimeout: 10_000, requestTimeout: 10_000, ...options };
+    this.#opts = {
+      format: FORMATS[0], adaptive: true, pingInterval: 10_000, pingTimeout: 10_000, requestTimeout: 10_000,
+      transport: TRANSPORTS[0], fallbackAfter: 2, wsRetry: 60_000, sseDebounce: 100, sseStreams: 4, ...options,
+    };
     if (!FORMATS.includes(this.#opts.format)) throw new Error(`unknown format ${this.#opts.format}`);
-    const { adaptive } = this.#opts;
+    if (!TRANSPORTS.includes(this.#opts.transport)) throw new Error(`unknown transport ${this.#opts.transport}`);
+    const { adaptive, transport } = this.#opts;
     this.#adaptive = adaptive ? new AdaptiveRate(adaptive === true ? {} : adaptive) : null;
     this.#high = (this.#adaptive ?? AdaptiveRate.DEFAULTS).high;
     this.#WebSocket = options.WebSocket ?? globalThis.WebSocket;
-    if (!this.#WebSocket) throw new Error('no WebSocket: use Node >= 22 or pass options.WebSocket');
+    this.#EventSource = options.EventSource ?? globalThis.EventSource;
+    const fetch = options.fetch ?? globalThis.fetch;
+    this.#fetch = fetch ? (u, init) => fetch(u, init) : null;
+    const sse = options.sseUrl ? new URL(options.sseUrl, base) : siblingUrl(this.#url, 'sse');
+    sse.protocol = sse.protocol.replace(/^ws/, 'http');
+    this.#sseBase = sse;
+    this.#healthUrl = siblingUrl(sse, 'healthz');
+    this.#healthUrl.search = '';
+    if (transport === 'sse' || (transport === 'auto' && !this.#WebSocket && this.#EventSource)) {
+      if (!this.#EventSource) throw new Error('no EventSource: pass options.EventSource');
+      this.transport = 'sse';
+    } else if (!this.#WebSocket) {
+      throw new Error('no WebSocket: use Node >= 22 or pass options.WebSocket');
+    }
     this.#open();
   }
 
@@ -878,6 +1029,8 @@ export class TickgateClient {
    * moved into the intersection of the connection's last 8 such intervals when it lies
    * outside. Not the midpoint ts - (t0 + t1) / 2: on a page that is behind, the pong waits
    * behind the backlog (seconds), and the midpoint would be off by half of that.
+   *
+   * Over SSE: a GET of /healthz; `ts` is undefined and the page's wall clock is used.
    */
   async ping() {
     const t0 = performance.now();
@@ -886,13 +1039,15 @@ export class TickgateClient {
     this.rtt = t1 - t0;
     this.#rtts.push(this.rtt);
     if (this.#rtts.length > CLOCK_SAMPLES) this.#rtts.shift();
-    const ts = Number(reply.ts) / 1e6;
-    this.#clock.push({ lo: ts - t1, hi: ts - t0 });
-    if (this.#clock.length > CLOCK_SAMPLES) this.#clock.shift();
-    let lo = Math.max(...this.#clock.map((c) => c.lo));
-    let hi = Math.min(...this.#clock.map((c) => c.hi));
-    if (lo > hi) ({ lo, hi } = this.#clock.at(-1)); // the clocks drifted apart or jumped
-    this.#offset = Math.min(hi, Math.max(lo, wallOffset()));
+    if (reply.ts !== undefined) { // (over SSE: an HTTP round trip, no server clock)
+      const ts = Number(reply.ts) / 1e6;
+      this.#clock.push({ lo: ts - t1, hi: ts - t0 });
+      if (this.#clock.length > CLOCK_SAMPLES) this.#clock.shift();
+      let lo = Math.max(...this.#clock.map((c) => c.lo));
+      let hi = Math.min(...this.#clock.map((c) => c.hi));
+      if (lo > hi) ({ lo, hi } = this.#clock.at(-1)); // the clocks drifted apart or jumped
+      this.#offset = Math.min(hi, Math.max(lo, wallOffset()));
+    }
     const pong = { rtt: this.rtt, ts: reply.ts };
     this.#emit('pong', pong);
     return pong;
@@ -901,18 +1056,24 @@ export class TickgateClient {
   /**
    * Token auth: hands the connection a fresh token before the old one expires (else the
    * gateway closes with 1008 `token expired`); resolves with the `authenticated` reply
-   * ({sub, exp}). Later connections offer this token.
+   * ({sub, exp}). Later connections offer this token. Over SSE: the streams are opened again
+   * with it, and the promise resolves with the token's own claims once they are.
    */
   async auth(token) {
+    this.#previousToken = this.#opts.token;
     this.#opts.token = token;
     return this.#request({ op: 'auth', token });
   }
 
-  /** Reconnects with another format ('json-batch', 'json' or 'binary'); subscriptions carry over. */
+  /**
+   * Reconnects with another format ('json-batch', 'json' or 'binary'); subscriptions carry over.
+   * Over SSE (always JSON) it only records the format for the next WebSocket.
+   */
   setFormat(format) {
     if (!FORMATS.includes(format)) throw new Error(`unknown format ${format}`);
     if (format === this.#opts.format) return;
     this.#opts.format = format;
+    if (this.transport === 'sse') return;
     this.#drop(1000, 'format change');
     this.#attempt = 0;
     this.#open('format change');
@@ -921,6 +1082,7 @@ export class TickgateClient {
   /** Closes for good: no reconnect; pending requests reject. */
   close() {
     this.#closed = true;
+    this.#stopProbe();
     this.#drop(1000, 'client closed');
     this.#queue = [];
     this.#failPending(1000, 'client closed', true);
@@ -929,9 +1091,15 @@ export class TickgateClient {
 
   // --- connection lifecycle
 
-  /** Opens a new socket; `reason` says why when it is not a (re)connect: 'format change' or 'resync'. */
+  /**
+   * Opens a new socket (or, on SSE, the streams); `reason` says why when it is not a
+   * (re)connect: 'format change', 'resync', 'fallback' (to SSE) or 'transport change' (back to
+   * a WebSocket).
+   */
   #open(reason) {
     clearTimeout(this.#timer);
+    if (this.transport === 'sse') return this.#openSse(reason);
+    this.#wsReceived = false;
     const url = new URL(this.#url);
     url.searchParams.set('format', this.#opts.format);
     this.#setState('connecting', reason ? { attempt: this.#attempt, reason } : { attempt: this.#attempt });
@@ -944,11 +1112,17 @@ export class TickgateClient {
         : new this.#WebSocket(url.href);
     } catch (e) {
       this.#error(new TickgateError('protocol', 'bad_url', `cannot open ${url}: ${e.message}`));
-      return this.#retry(1006, '');
+      this.#retry(1006, '');
+      return this.#wsFailed();
     }
     ws.binaryType = 'arraybuffer';
     ws.onopen = () => this.#onOpen();
     ws.onmessage = (e) => {
+      if (!this.#wsReceived) { // the gateway answers on this path: no fallback
+        this.#wsReceived = true;
+        this.#wsFailures = 0;
+        this.#httpOk = false;
+      }
       this.#onMessage(e.data);
       this.#judgeIfDue(); // a saturated page runs its timers late: judge by the data too
     };
@@ -984,17 +1158,26 @@ export class TickgateClient {
     }
     this.#syncRates(); // re-subscribe: one request per distinct max rate (and trades)
     for (const send of queued) if (send.op !== 'set') send();
+    this.#startPinger();
+    this.#startMonitor();
+  }
+
+  /**
+   * Pings now and then while open; on a WebSocket, a ping without a pong drops the connection
+   * (4000). (Over SSE a ping is a GET of /healthz, which says nothing about the streams and
+   * can wait behind them for one of the browser's few connections per host: only the RTT.)
+   */
+  #startPinger() {
     if (this.#opts.pingInterval > 0) {
       const every = this.#opts.pingInterval;
       const beat = () => {
         this.ping().catch((e) => {
-          if (e.kind === 'timeout') this.#drop(4000, 'ping timeout', true);
+          if (e.kind === 'timeout' && this.transport === 'websocket') this.#drop(4000, 'ping timeout', true);
         });
         this.#pinger = setTimeout(beat, every);
       };
       this.#pinger = setTimeout(beat, Math.min(FIRST_PING_MS, every));
     }
-    this.#startMonitor();
   }
 
   #onClose(ws, code, reason) {
@@ -1015,24 +1198,28 @@ export class TickgateClient {
       return this.#setState('idle', { code, reason, meaning: closeMeaning(code) });
     }
     this.#retry(code, reason);
+    // Lost without a close frame and without a message: refused, or broken on the way.
+    if (!this.#wsReceived && (code === 1006 || code === 1015)) this.#wsFailed();
   }
 
-  /** Schedules the next connection attempt with backoff. */
-  #retry(code, reason) {
+  /** Schedules the next connection attempt with backoff (at least `minDelay` ms). */
+  #retry(code, reason, minDelay = 0) {
     // A connection that stayed up a while resets the backoff; one that failed at once does not,
     // so a gateway that accepts and immediately closes is not hammered.
     if (this.#openedAt && performance.now() - this.#openedAt > 5_000) this.#attempt = 0;
     this.#openedAt = 0;
-    const delay = backoffDelay(this.#attempt, this.#opts.backoff);
+    const delay = Math.max(minDelay, backoffDelay(this.#attempt, this.#opts.backoff));
     this.#setState('reconnecting', { attempt: this.#attempt + 1, delay, code, reason, meaning: closeMeaning(code) });
     this.#attempt++;
     this.#timer = setTimeout(() => this.#open(), delay);
   }
 
-  /** Abandons the current socket now (no waiting for its close handshake). */
+  /** Abandons the current socket (or SSE streams) now (no waiting for its close handshake). */
   #drop(code, reason, reconnect = false) {
     clearTimeout(this.#timer);
     this.#stopTimers();
+    this.#closeStreams();
+    const onWs = this.transport === 'websocket';
     const ws = this.#ws;
     this.#ws = null;
     if (ws) {
@@ -1043,14 +1230,17 @@ export class TickgateClient {
     if (reconnect) {
       this.#error(new TickgateError('close', code, `connection dropped: ${closeMeaning(code)}`, { reason }));
       this.#retry(code, reason);
+      if (onWs && !this.#wsReceived) this.#wsFailed(); // opened, but nothing came through
     }
   }
 
-  /** Stops what runs only while a connection is open: the pinger and the lag monitor. */
+  /** Stops what runs only while a connection is open: the pinger, the lag monitor, SSE changes. */
   #stopTimers() {
     clearTimeout(this.#pinger);
     clearTimeout(this.#monitor);
     this.#monitoring = false;
+    clearTimeout(this.#syncTimer);
+    this.#syncTimer = null;
   }
 
   /** Rejects the requests sent on the closed connection (all of them when `all`). */
@@ -1059,6 +1249,436 @@ export class TickgateClient {
       if (!p.sent && !all) continue; // still queued: it goes out on the next connection
       this.#pending.delete(id);
       p.reject(new TickgateError('close', code, `connection closed before the reply to request ${id}`, { id, reason }));
+    }
+  }
+
+  // --- transports: the fallback to Server-Sent Events, and back
+
+  /**
+   * A WebSocket attempt failed before the gateway said anything: refused (a proxy that
+   * breaks the upgrade, or the gateway down), lost without a close frame, or not even
+   * constructed. With 'auto', after `fallbackAfter` in a row: does the gateway answer HTTP
+   * (GET /healthz)? If not, it is down: keep trying WebSockets. If it does, one more attempt
+   * at once; when that fails too, WebSockets are blocked on the way: fall back to SSE.
+   */
+  #wsFailed() {
+    this.#wsFailures++;
+    const { transport, fallbackAfter } = this.#opts;
+    if (transport !== 'auto' || !this.#EventSource || this.#wsFailures < fallbackAfter) return;
+    if (this.#httpOk) {
+      this.#httpOk = false;
+      this.#drop(1000, 'fallback');
+      this.transport = 'sse';
+      return this.#open('fallback');
+    }
+    this.#reachable().then((ok) => {
+      if (!ok || this.#closed || this.transport !== 'websocket' || this.state !== 'reconnecting' ||
+        this.#wsFailures < fallbackAfter) return;
+      this.#httpOk = true;
+      this.#open();
+    });
+  }
+
+  /** Whether the gateway answers HTTP (GET /healthz, any status) within `ms`; true if it cannot be told (no fetch). */
+  async #reachable(ms = this.#opts.requestTimeout) {
+    if (!this.#fetch) return true;
+    const abort = new AbortController();
+    const timer = setTimeout(() => abort.abort(), ms);
+    try {
+      const r = await this.#fetch(this.#healthUrl.href, { cache: 'no-store', signal: abort.signal });
+      try { await r.text?.(); } catch { /* the answer is what counts */ }
+      return true;
+    } catch {
+      return false;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** 'auto' on SSE: a WebSocket probe in `wsRetry` ms, unless one is under way. */
+  #scheduleProbe() {
+    const { transport, wsRetry } = this.#opts;
+    if (transport !== 'auto' || this.transport !== 'sse' || !this.#WebSocket || !(wsRetry > 0) || this.#closed) return;
+    if (this.#probeTimer !== null || this.#probeWs !== null) return;
+    this.#probeTimer = setTimeout(() => {
+      this.#probeTimer = null;
+      this.#probe();
+    }, wsRetry);
+  }
+
+  #stopProbe() {
+    clearTimeout(this.#probeTimer);
+    this.#probeTimer = null;
+    const ws = this.#probeWs;
+    this.#probeWs = null;
+    if (ws) {
+      ws.onopen = ws.onmessage = ws.onclose = null;
+      try { ws.close(1000, 'probe'); } catch { /* already closing */ }
+    }
+  }
+
+  /**
+   * Opens a WebSocket beside the SSE streams and pings: any message back proves that
+   * WebSockets get through again, and the client moves back to one (state 'connecting',
+   * reason 'transport change'; like a reconnect, trades in flight are not delivered). Else
+   * another probe `wsRetry` ms later.
+   */
+  #probe() {
+    if (this.transport !== 'sse' || this.#closed) return;
+    const url = new URL(this.#url);
+    url.searchParams.set('format', 'json');
+    const { token } = this.#opts;
+    let ws;
+    try {
+      ws = token
+        ? new this.#WebSocket(url.href, ['tickgate.v1.json', `tickgate.token.${token}`])
+        : new this.#WebSocket(url.href);
+    } catch {
+      return this.#scheduleProbe();
+    }
+    this.#probeWs = ws;
+    const finish = (ok) => {
+      if (this.#probeWs !== ws) return;
+      clearTimeout(timer);
+      this.#stopProbe();
+      if (this.#closed || this.transport !== 'sse') return;
+      if (!ok) return this.#scheduleProbe();
+      this.#drop(1000, 'transport change');
+      this.transport = 'websocket';
+      this.#wsFailures = 0;
+      this.#attempt = 0;
+      this.#open('transport change');
+    };
+    const timer = setTimeout(() => finish(false), this.#opts.pingTimeout);
+    ws.onopen = () => ws.send('{"op":"ping","id":1}');
+    ws.onmessage = () => finish(true);
+    ws.onclose = () => finish(false);
+    ws.onerror = () => {};
+  }
+
+  // --- Server-Sent Events: one GET /sse stream per distinct (max rate, trades)
+
+  /** Opens the SSE streams of the subscriptions; holding none, checks that the gateway answers. */
+  #openSse(reason) {
+    this.#setState('connecting', reason ? { attempt: this.#attempt, reason } : { attempt: this.#attempt });
+    this.#closeStreams();
+    const attempt = this.#sseAttempt;
+    // A new connection, as when a WebSocket opens: ids, seqs and the clock start afresh.
+    this.#names.clear();
+    this.#seqs.clear();
+    this.#tradeSeqs.clear();
+    this.#clock = [];
+    this.#ages.clear();
+    this.#newestTs = -Infinity;
+    this.#freshest = Infinity;
+    this.#warnedOrder = false;
+    this.feed = 'unknown';
+    if (this.#wanted.size > 0) return this.#syncStreams();
+    this.#reachable().then((ok) => {
+      if (attempt !== this.#sseAttempt || this.state !== 'connecting' || this.#closed) return;
+      if (ok) this.#sseOpened();
+      else this.#sseFail(1006, '', { unreachable: true });
+    });
+  }
+
+  /** Every stream has its `subscribed` event: the SSE connection is open (#onOpen's part). */
+  #sseOpened() {
+    this.#openedAt = performance.now();
+    this.stats.connects++;
+    if (this.feed === 'unknown') this.feed = 'up'; // unless a stream said 'down' already
+    this.#setState('open', {});
+    this.#sent.clear();
+    for (const send of this.#queue.splice(0)) send(); // over SSE: #sseExecute
+    this.#startPinger();
+    this.#startMonitor();
+    this.#scheduleProbe();
+  }
+
+  /** The SSE connection failed (a stream lost, or refused): close every stream, reconnect with backoff. */
+  #sseFail(code, reason, { unreachable = false, retryAfter = 0 } = {}) {
+    const wasOpen = this.state === 'open';
+    this.#closeStreams();
+    this.#stopTimers();
+    this.feed = 'unknown';
+    this.#failPending(code, reason);
+    if (this.#closed) return;
+    if (wasOpen) {
+      const why = reason ? ` (${reason})` : '';
+      this.#error(new TickgateError('close', code, `stream closed: ${code} ${closeMeaning(code)}${why}`, { reason }));
+    }
+    // No answer at all: the gateway may be down rather than WebSockets blocked, so ('auto')
+    // the next attempt is a WebSocket again.
+    if (unreachable && this.#opts.transport === 'auto' && this.#WebSocket) {
+      this.#stopProbe();
+      this.transport = 'websocket';
+      this.#wsFailures = 0;
+    }
+    this.#retry(code, reason, retryAfter);
+  }
+
+  /**
+   * A request over SSE, which cannot send: subscribe (and unsubscribe, setMaxRate) change the
+   * streams; auth opens them again with the new token; ping is an HTTP round trip; list and
+   * set need a WebSocket.
+   */
+  #sseExecute(id, entry, body) {
+    switch (body.op) {
+      case 'subscribe': // settled by the streams' `subscribed` events (#checkWaiters)
+        entry.wait = { symbols: body.symbols, gen: ++this.#gen };
+        return this.#scheduleSync();
+      case 'auth': // the token is in the streams' URLs
+        entry.wait = { symbols: [...this.#wanted.keys()], gen: ++this.#gen, token: body.token };
+        return this.#scheduleSync();
+      case 'unsubscribe': // #deliver delivers nothing more of them already
+        this.#scheduleSync();
+        return this.#take(id)?.resolve({ type: 'unsubscribed', id, symbols: body.symbols });
+      case 'ping':
+        return void this.#reachable(this.#opts.pingTimeout).then((ok) => {
+          if (ok) this.#take(id)?.resolve({ type: 'pong', id });
+          else this.#take(id)?.reject(new TickgateError('timeout', 'timeout', `no answer from ${this.#healthUrl}`, { id }));
+        });
+      default: // list, set
+        return this.#take(id)?.reject(new TickgateError('unsupported', 'websocket_only',
+          `${body.op} needs a WebSocket; this client is on Server-Sent Events`, { id }));
+    }
+  }
+
+  /** #syncStreams after `sseDebounce` ms without another change, at most SSE_SYNC_MAX_MS after the first. */
+  #scheduleSync() {
+    if (this.state !== 'open' || this.transport !== 'sse') return; // opening makes them all
+    const now = performance.now();
+    if (this.#syncTimer === null) this.#syncSince = now;
+    clearTimeout(this.#syncTimer);
+    const wait = Math.max(0, Math.min(this.#opts.sseDebounce, this.#syncSince + SSE_SYNC_MAX_MS - now));
+    this.#syncTimer = setTimeout(() => this.#syncStreams(), wait);
+  }
+
+  /**
+   * Makes the streams match the subscriptions: one per distinct (max rate after the adaptive
+   * cap, trades), at most `sseStreams`. A stream whose URL does not change stays; the others
+   * close, then their replacements open (fresh snapshots of their symbols; their trades in
+   * flight are not delivered, as across a reconnect).
+   */
+  #syncStreams() {
+    clearTimeout(this.#syncTimer);
+    this.#syncTimer = null;
+    const urls = new Map();
+    for (const g of this.#groups()) urls.set(this.#streamUrl(g), g.symbols);
+    for (const [url, st] of this.#streams) if (!urls.has(url)) this.#closeStream(st);
+    this.#streamOf.clear();
+    for (const [url, symbols] of urls) {
+      const st = this.#streams.get(url) ?? this.#openStream(url, symbols);
+      for (const s of symbols) this.#streamOf.set(s, st);
+    }
+    this.#syncedGen = this.#gen;
+    this.#checkWaiters();
+    this.#checkOpen();
+  }
+
+  /** The streams the subscriptions need: [{rate, trades, symbols}]. */
+  #groups() {
+    const cap = this.rate;
+    const byKey = new Map();
+    for (const [s, asked] of this.#wanted) {
+      const trades = this.#tradesWanted.has(s);
+      // A new rate is a new stream, which would lose the trades in flight: adaptive
+      // throttling leaves the rates of symbols with trades alone over SSE.
+      const app = asked === null ? 0 : asked; // (null: unlimited, as in subscribeBody)
+      const rate = trades ? app : effectiveRate(app, cap);
+      const key = `${rate}/${trades}`;
+      if (!byKey.has(key)) byKey.set(key, { rate, trades, symbols: [] });
+      byKey.get(key).symbols.push(s);
+    }
+    return mergeGroups([...byKey.values()], Math.max(2, this.#opts.sseStreams));
+  }
+
+  /** GET /sse?symbols=..[&trades=1][&max_rate=R][&token=JWT] for a group. */
+  #streamUrl({ rate, trades, symbols }) {
+    const url = new URL(this.#sseBase);
+    url.searchParams.set('symbols', symbols.join(','));
+    if (trades) url.searchParams.set('trades', '1');
+    if (rate !== undefined) url.searchParams.set('max_rate', String(rate));
+    if (this.#opts.token) url.searchParams.set('token', this.#opts.token);
+    return url.href;
+  }
+
+  #openStream(url, symbols) {
+    const st = { url, symbols, es: null, opened: false, subscribed: false, ids: {}, dead: false };
+    this.#streams.set(url, st);
+    try {
+      const es = new this.#EventSource(url);
+      es.onopen = () => { st.opened = true; };
+      es.onmessage = (e) => this.#onSseMessage(st, e.data);
+      es.onerror = () => this.#onStreamError(st);
+      st.es = es;
+    } catch {
+      setTimeout(() => this.#onStreamError(st), 0); // as if refused
+    }
+    return st;
+  }
+
+  #closeStream(st) {
+    st.dead = true;
+    st.es?.close();
+    if (this.#streams.get(st.url) === st) this.#streams.delete(st.url);
+  }
+
+  #closeStreams() {
+    for (const st of this.#streams.values()) this.#closeStream(st);
+    this.#streamOf.clear();
+    this.#sseAttempt++;
+  }
+
+  /** While connecting over SSE: open once every stream has its `subscribed` event. */
+  #checkOpen() {
+    if (this.state !== 'connecting' || this.transport !== 'sse') return;
+    for (const st of this.#streams.values()) if (!st.subscribed) return;
+    this.#sseOpened();
+  }
+
+  /** One event of a stream: the same JSON objects as on a format=json WebSocket. */
+  #onSseMessage(st, data) {
+    if (st.dead) return;
+    if (!data.startsWith('{"type":"update"') && !data.startsWith('{"type":"trade"') && !data.startsWith('{"type":"gap"')) {
+      let msg = null;
+      try { msg = JSON.parse(data); } catch { /* #onMessage reports it */ }
+      if (msg?.type === 'subscribed') {
+        this.stats.messages++;
+        st.subscribed = true;
+        st.ids = msg.symbols ?? {};
+        // A new stream (perhaps of another gateway process): its symbols' seqs start afresh.
+        for (const s of st.symbols) {
+          this.#seqs.delete(s);
+          this.#tradeSeqs.delete(s);
+        }
+        this.#checkWaiters();
+        return this.#checkOpen();
+      }
+      if (msg?.type === 'status' && msg.feed === this.feed) { // every stream says it: once is enough
+        this.stats.messages++;
+        return;
+      }
+    }
+    this.#onMessage(data);
+    this.#judgeIfDue();
+  }
+
+  /**
+   * A stream failed. Lost after it opened: the connection is lost (the gateway ended it or
+   * the network did). Refused: why, from fetch (an EventSource cannot read the response).
+   */
+  async #onStreamError(st) {
+    if (st.dead) return;
+    st.dead = true;
+    st.es?.close();
+    if (st.opened) return this.#sseFail(1006, '');
+    const why = await this.#whyRefused(st.url);
+    if (this.#streams.get(st.url) !== st || this.#closed) return; // replaced or dropped meanwhile
+    this.#streams.delete(st.url);
+    this.#onRefused(st, why);
+  }
+
+  /**
+   * Why GET `url` is refused: {code: the HTTP status, error, message, symbols, retryAfter
+   * (ms)} from the gateway's JSON body; code 1006 when it does not answer (`unreachable`), or
+   * now accepts the stream (dropped at once: the failure passed).
+   */
+  async #whyRefused(url) {
+    if (!this.#fetch) return { code: 1006 };
+    const abort = new AbortController();
+    const timer = setTimeout(() => abort.abort(), this.#opts.requestTimeout);
+    try {
+      const r = await this.#fetch(url, { cache: 'no-store', signal: abort.signal });
+      if (r.ok) {
+        abort.abort();
+        return { code: 1006 };
+      }
+      let body = null;
+      try { body = await r.json(); } catch { /* not JSON: a proxy's page */ }
+      const retryAfter = Number(r.headers?.get('retry-after'));
+      return {
+        code: r.status, error: body?.error, message: body?.message ?? r.statusText ?? '', symbols: body?.symbols,
+        retryAfter: retryAfter > 0 ? retryAfter * 1000 : 0,
+      };
+    } catch {
+      return { code: 1006, unreachable: true };
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** A refused stream: what an error reply would do on a WebSocket, else the connection fails. */
+  #onRefused(st, { code, error, message, symbols, retryAfter, unreachable }) {
+    const text = `${error}: ${message}`;
+    if (error === 'unknown_symbol' || error === 'not_entitled') {
+      // As an error reply to a subscribe: these symbols are not held, the others stay.
+      const refused = symbols?.length > 0 ? symbols : st.symbols;
+      this.#forget(refused);
+      this.#error(new TickgateError('reply', error, text, { symbols: refused }));
+      return this.#syncStreams();
+    }
+    if (error === 'too_many_symbols' || error === 'bad_request') {
+      // Refused as a whole: the subscribe requests waiting for this stream fail and their
+      // symbols are forgotten (all of the stream's if none waits).
+      const err = new TickgateError('reply', error, text, {});
+      const drop = new Set();
+      for (const [id, e] of this.#pending) {
+        const mine = e.wait && e.wait.token === undefined ? e.wait.symbols.filter((s) => st.symbols.includes(s)) : [];
+        if (mine.length === 0) continue;
+        for (const s of mine) drop.add(s);
+        this.#take(id).reject(err);
+      }
+      this.#forget(drop.size > 0 ? [...drop] : st.symbols);
+      this.#error(err);
+      return this.#syncStreams();
+    }
+    if (code === 401) {
+      const auth = [...this.#pending].find(([, e]) => e.wait?.token !== undefined);
+      if (auth) {
+        // A refused token (auth()): keep the one before, as a WebSocket connection does.
+        this.#opts.token = this.#previousToken;
+        const err = new TickgateError('reply', 'unauthorized', text, { id: auth[0] });
+        this.#take(auth[0]).reject(err);
+        this.#error(err);
+        return this.#syncStreams();
+      }
+    }
+    this.#sseFail(code, error ? text : '', { unreachable, retryAfter });
+  }
+
+  /** Symbols no longer held (refused over SSE). */
+  #forget(symbols) {
+    for (const s of symbols) {
+      this.#wanted.delete(s);
+      this.#tradesWanted.delete(s);
+      this.#sent.delete(s);
+      this.#seqs.delete(s);
+      this.#tradeSeqs.delete(s);
+    }
+  }
+
+  /** Settles the subscribe and auth requests executed over SSE whose streams are all subscribed. */
+  #checkWaiters() {
+    for (const [id, e] of this.#pending) {
+      if (!e.wait || e.wait.gen > this.#syncedGen) continue;
+      const ids = {};
+      let ready = true;
+      for (const s of e.wait.symbols) {
+        if (!this.#wanted.has(s)) continue; // refused (or unsubscribed) since
+        const st = this.#streamOf.get(s);
+        if (!st?.subscribed) {
+          ready = false;
+          break;
+        }
+        if (st.ids[s] !== undefined) ids[s] = st.ids[s];
+      }
+      if (!ready) continue;
+      this.#take(id);
+      if (e.wait.token === undefined) e.resolve({ type: 'subscribed', id, symbols: ids });
+      else {
+        const { sub, exp } = jwtClaims(e.wait.token);
+        e.resolve({ type: 'authenticated', id, sub, exp });
+      }
     }
   }
 
@@ -1078,7 +1698,8 @@ export class TickgateClient {
       const send = () => {
         if (!this.#pending.has(id)) return; // timed out while queued
         entry.sent = true;
-        this.#ws.send(JSON.stringify({ ...body, id }));
+        if (this.transport === 'sse') this.#sseExecute(id, entry, body);
+        else this.#ws.send(JSON.stringify({ ...body, id }));
       };
       send.op = body.op;
       if (this.state === 'open') send();
@@ -1095,6 +1716,7 @@ export class TickgateClient {
    */
   #syncRates() {
     if (this.state !== 'open') return; // #onOpen asks for every symbol
+    if (this.transport === 'sse') return this.#scheduleSync(); // new rates: new streams
     const cap = this.rate;
     const byKey = new Map(); // sentKey -> {rate, trades, symbols}
     for (const [s, asked] of this.#wanted) {
@@ -1352,7 +1974,7 @@ export class TickgateClient {
 
   #setState(state, detail) {
     this.state = state;
-    this.#emit('state', { state, format: this.#opts.format, ...detail });
+    this.#emit('state', { state, format: this.#opts.format, transport: this.transport, ...detail });
   }
 
   #error(err) {
