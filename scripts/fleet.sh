@@ -3,7 +3,8 @@
 # simulated feed), G gateways on the bus and G load generator processes (one per gateway:
 # each process holds at most ~19,900 sockets too), then --merge of their reports.
 #
-# Default: 5 gateways x 18,000 clients = 90,000 connections, 5 symbols each, held for 60 s,
+# Default: 5 gateways x 18,000 clients = 90,000 connections, 5 symbols each (uniform symbol
+# activity, ZIPF=0, so every client receives), held for 60 s,
 # with --verify-final on every load generator (every client ends on its gateway's final
 # values) and a check that every gateway ends on the same values (the publisher's).
 # Reports per-gateway RSS, CPU, bus messages and bytes, delivered updates/s and the merged
@@ -46,7 +47,7 @@ sleep 0.5
 URL=nats://127.0.0.1:$NPORT
 echo "fleet: $G gateways x $CLIENTS clients x $SPC symbols of $UNIVERSE, feed $RATE ticks/s for $TICKS ticks, interest $INTEREST; files in $OUT"
 
-$BIN/tickgate feed --publish "$URL" --feed sim --symbols "$UNIVERSE" --rate "$RATE" --ticks "$TICKS" \
+$BIN/tickgate feed --publish "$URL" --feed sim --symbols "$UNIVERSE" --rate "$RATE" --ticks "$TICKS" --zipf-exponent "${ZIPF:-0}" \
   --pin-cores off > "$OUT/publisher.log" 2>&1 &
 PUB=$!; PIDS+=($PUB)
 
@@ -102,7 +103,7 @@ import json, sys, urllib.request
 out, g, t0, t1, hz = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5])
 pids, ports = sys.argv[6:6 + g], sys.argv[6 + g:6 + 2 * g]
 secs = t1 - t0
-print("| gateway | clients | RSS after | RSS/conn | CPU (cores, whole run) | bus messages/s | bus MB/s | delivered updates/s | p99 | violations |")
+print("| gateway | clients | RSS after | RSS/conn | CPU (cores, measured window) | bus messages/s | bus MB/s | delivered updates/s | p99 | violations |")
 print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 for i in range(g):
     r = json.load(open(f"{out}/lt-{i}.json"))

@@ -4,8 +4,9 @@
 # Starts nats-server (JetStream), one `tickgate feed --publish` (simulated, UNIVERSE symbols,
 # uniform activity), then for each mode (all, subscribed) G gateways on the bus, each with a
 # load generator whose clients hold symbols from a disjoint slice of the universe
-# (--symbol-range), and reports the NATS messages each gateway received per second and the
-# delivered updates. Everything it starts is stopped at the end.
+# (--symbol-range), and reports the NATS messages each gateway received per second, the
+# delivered updates, and the time from a client's subscribe to its first value (with
+# `subscribed`, a symbol's first client waits for the bus subscription and a JetStream read). Everything it starts is stopped at the end.
 #
 #   scripts/interest.sh                 # 5 gateways, 10,000 symbols, 10% slices
 #   G=3 UNIVERSE=2000 RATE=5000 scripts/interest.sh
@@ -43,8 +44,8 @@ $BIN/tickgate feed --publish "$URL" --feed sim --symbols "$UNIVERSE" --rate "$RA
 PIDS+=($!)
 sleep 2
 
-echo "| mode | gateway | symbols held (slice) | bus messages/s | delivered updates/s | p99 | violations |" > "$OUT/table.md"
-echo "|---|---:|---|---:|---:|---:|---:|" >> "$OUT/table.md"
+echo "| mode | gateway | symbols held (slice) | bus messages/s | delivered updates/s | p99 | first value p50 / p99 | violations |" > "$OUT/table.md"
+echo "|---|---:|---|---:|---:|---:|---:|---:|" >> "$OUT/table.md"
 for MODE in all subscribed; do
   GW_PIDS=(); PORTS=()
   for i in $(seq 0 $((G - 1))); do
@@ -79,7 +80,9 @@ r = json.load(open(sys.argv[1]))
 mode, i, rng, rx0, rx1, t0, t1 = sys.argv[2:9]
 secs = float(t1) - float(t0)
 v = sum(r["violations"].values())
-print(f"| {mode} | {i} | {rng} | {(int(rx1) - int(rx0)) / secs:,.0f} | {r['updates_per_sec']:,.0f} | {r['latency_gateway']['p99'] / 1e6:.1f} ms | {v} |")
+fv = r.get("first_value") or {}
+first = f"{fv.get('p50', 0) / 1e6:.1f} / {fv.get('p99', 0) / 1e6:.1f} ms"
+print(f"| {mode} | {i} | {rng} | {(int(rx1) - int(rx0)) / secs:,.0f} | {r['updates_per_sec']:,.0f} | {r['latency_gateway']['p99'] / 1e6:.1f} ms | {first} | {v} |")
 PY
   done
   for p in "${GW_PIDS[@]}"; do stop_pid "$p"; done

@@ -160,6 +160,9 @@ pub struct Histograms {
     pub latency_event: Hist,
     /// TCP connect + upgrade, ns.
     pub connect: Hist,
+    /// Initial subscribe sent → first value, ns.
+    #[serde(default)]
+    pub first_value: Hist,
     /// Per-client delivered rate, milli-updates/s.
     pub client_rates: Hist,
 }
@@ -170,6 +173,7 @@ impl Default for Histograms {
             latency_gateway: Hist::default(),
             latency_event: Hist::default(),
             connect: Hist::default(),
+            first_value: Hist::default(),
             client_rates: Hist(crate::stats::rate_histogram()),
         }
     }
@@ -222,6 +226,10 @@ pub struct Report {
     pub latency_event: Percentiles,
     /// Connect latency.
     pub connect: Percentiles,
+    /// Initial subscribe sent → the client's first value (a snapshot, or the first live
+    /// update of a symbol the gateway had no value for yet).
+    #[serde(default)]
+    pub first_value: Percentiles,
     /// Per-client delivered rates.
     pub rate_spread: RateSpread,
     /// The tool's CPU.
@@ -406,6 +414,18 @@ impl Report {
                 fmt_ns(self.connect.max)
             ),
         );
+        if self.first_value.count > 0 {
+            row(
+                &mut s,
+                "first value",
+                format!(
+                    "p50 {}  p99 {}  max {} (subscribe sent -> first update received)",
+                    fmt_ns(self.first_value.p50),
+                    fmt_ns(self.first_value.p99),
+                    fmt_ns(self.first_value.max)
+                ),
+            );
+        }
         row(
             &mut s,
             "clients",
@@ -658,6 +678,7 @@ pub fn merge(reports: &[Report]) -> Result<Report, String> {
         merge_hist(&mut m.histograms.latency_gateway.0, &r.histograms.latency_gateway.0)?;
         merge_hist(&mut m.histograms.latency_event.0, &r.histograms.latency_event.0)?;
         merge_hist(&mut m.histograms.connect.0, &r.histograms.connect.0)?;
+        merge_hist(&mut m.histograms.first_value.0, &r.histograms.first_value.0)?;
         merge_hist(&mut m.histograms.client_rates.0, &r.histograms.client_rates.0)?;
     }
     m.cpu.cores = m.machine.cores;
@@ -670,6 +691,7 @@ pub fn merge(reports: &[Report]) -> Result<Report, String> {
     m.latency_gateway = Percentiles::of(&m.histograms.latency_gateway.0);
     m.latency_event = Percentiles::of(&m.histograms.latency_event.0);
     m.connect = Percentiles::of(&m.histograms.connect.0);
+    m.first_value = Percentiles::of(&m.histograms.first_value.0);
     m.rate_spread = spread_of(&m.histograms.client_rates.0);
     m.command_line = format!("tickgate-loadtest --merge ({} reports)", reports.len());
     Ok(m)

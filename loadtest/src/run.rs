@@ -527,6 +527,7 @@ struct Aggregator {
     gateway: Histogram<u64>,
     event: Histogram<u64>,
     connect: Histogram<u64>,
+    first_value: Histogram<u64>,
     counters: Counters,
     /// Intervals not yet heard from every thread: (threads heard, gateway, event, updates).
     pending: BTreeMap<u64, (usize, Histogram<u64>, Histogram<u64>, u64)>,
@@ -548,6 +549,7 @@ impl Aggregator {
             gateway: latency_histogram(),
             event: latency_histogram(),
             connect: latency_histogram(),
+            first_value: latency_histogram(),
             counters: Counters::default(),
             pending: BTreeMap::new(),
             window: None,
@@ -595,6 +597,7 @@ impl Aggregator {
             (&mut self.gateway, &i.gateway, "gateway"),
             (&mut self.event, &i.event, "event"),
             (&mut self.connect, &i.connect, "connect"),
+            (&mut self.first_value, &i.first_value, "first value"),
         ] {
             if let Err(e) = merge(into, from)
                 && self.errors.len() < 5
@@ -874,6 +877,7 @@ fn build_report(
         latency_gateway: Percentiles::of(&agg.gateway),
         latency_event: Percentiles::of(&agg.event),
         connect: Percentiles::of(&agg.connect),
+        first_value: Percentiles::of(&agg.first_value),
         rate_spread,
         cpu,
         gateway_memory,
@@ -894,6 +898,7 @@ fn build_report(
             latency_gateway: Hist(agg.gateway),
             latency_event: Hist(agg.event),
             connect: Hist(agg.connect),
+            first_value: Hist(agg.first_value),
             client_rates: Hist(rate_hist),
         },
     }

@@ -125,6 +125,8 @@ pub struct Interval {
     pub event: Histogram<u64>,
     /// Connect latency (TCP connect + upgrade) of clients that connected.
     pub connect: Histogram<u64>,
+    /// Initial subscribe sent → the client's first value (snapshot or live update).
+    pub first_value: Histogram<u64>,
     /// Counters.
     pub counters: Counters,
 }
@@ -197,6 +199,8 @@ struct Client {
     ctl: Rc<Ctl>,
     /// Live updates during measurement.
     measured: u64,
+    /// When its initial subscribe was sent (ns, wall clock); 0 once its first value came.
+    subscribe_sent_ns: u64,
     /// Connected and the first `subscribed` reply arrived.
     streaming: bool,
     /// Counted in `WorkerShared::subscribed` or `WorkerShared::failed` already.
@@ -212,6 +216,7 @@ struct Recorder {
     gateway: Histogram<u64>,
     event: Histogram<u64>,
     connect: Histogram<u64>,
+    first_value: Histogram<u64>,
     counters: Counters,
 }
 
@@ -221,6 +226,7 @@ impl Recorder {
             gateway: latency_histogram(),
             event: latency_histogram(),
             connect: latency_histogram(),
+            first_value: latency_histogram(),
             counters: Counters::default(),
         }
     }
@@ -273,6 +279,7 @@ pub fn run_thread(
             format: shared.opts.format.for_client(g),
             ctl: Rc::new(Ctl::default()),
             measured: 0,
+            subscribe_sent_ns: 0,
             streaming: false,
             settled: false,
             idle: true,
@@ -383,6 +390,7 @@ fn flush_interval(th: &Thread, index: u64) {
         gateway: rec.gateway,
         event: rec.event,
         connect: rec.connect,
+        first_value: rec.first_value,
         counters: rec.counters,
     })));
 }
@@ -554,6 +562,7 @@ async fn connect_with_retries(th: &Rc<Thread>, local: usize) -> Option<Conn> {
             }
         };
         st.clients[local].idle = session.is_idle();
+        st.clients[local].subscribe_sent_ns = now_ns();
         id
     };
     Some(Conn { local, stream, session, out: Vec::new(), initial })
@@ -788,6 +797,10 @@ impl<'a> Sink<'a> {
     #[inline]
     fn on_update(&mut self, u: &Update, verdict: Verdict) {
         self.any_update = true;
+        if self.client.subscribe_sent_ns != 0 {
+            record_ns(&mut self.rec.first_value, self.now.saturating_sub(self.client.subscribe_sent_ns));
+            self.client.subscribe_sent_ns = 0;
+        }
         if !self.measuring {
             return;
         }
