@@ -14,7 +14,8 @@
 use libfuzzer_sys::fuzz_target;
 use tickgate::feeds::TickKind;
 use tickgate::protocol::binary::{
-    DecodeError, FLAG_SNAPSHOT, RECORD_L1, RECORD_LEN, decode_frame, decode_record, encode_record,
+    DecodeError, FLAG_SNAPSHOT, Message, RECORD_GAP, RECORD_L1, RECORD_LEN, RECORD_TRADE, decode_frame,
+    decode_message, decode_record, encode_record,
 };
 
 fuzz_target!(|data: &[u8]| {
@@ -30,6 +31,16 @@ fuzz_target!(|data: &[u8]| {
     let whole = &data[..data.len() / RECORD_LEN * RECORD_LEN];
     let mut out = Vec::with_capacity(RECORD_LEN);
     for (i, raw) in whole.chunks_exact(RECORD_LEN).enumerate() {
+        // decode_message: L1 records as decode_record, trades and gaps decoded, others refused.
+        match (raw[0], decode_message(raw)) {
+            (RECORD_L1, m) => assert_eq!(m, decode_record(raw).map(Message::Update)),
+            (RECORD_TRADE, Ok(Message::Trade(t))) => assert_eq!(t.kind, TickKind::Trade),
+            (RECORD_GAP, Ok(Message::Gap { symbol, missed })) => {
+                assert_eq!(symbol.to_le_bytes(), raw[4..8]);
+                assert_eq!(missed.to_le_bytes(), raw[8..16]);
+            }
+            (t, m) => assert_eq!(m, Err(DecodeError::UnknownType { record_type: t })),
+        }
         let r = decode_record(raw);
         if aligned {
             assert_eq!(results[i], r, "decode_frame and decode_record disagree on record {i}");

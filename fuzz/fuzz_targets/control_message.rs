@@ -65,9 +65,10 @@ fuzz_target!(|data: &[u8]| {
                 assert_eq!(obj.get("id").and_then(integer), Some(id), "id differs from serde_json's");
             }
             match &msg {
-                ClientMsg::Subscribe { id, symbols, max_rate } => {
+                ClientMsg::Subscribe { id, symbols, max_rate, trades } => {
                     assert_eq!(op, "subscribe");
                     assert!(!symbols.is_empty());
+                    assert_eq!(obj.get("trades").and_then(Value::as_bool).unwrap_or(false), *trades);
                     check_string_array(&obj["symbols"], symbols);
                     if let Some(r) = max_rate {
                         assert!(r.is_unlimited() || r.interval_ns >= 1_000_000, "{r:?}");
@@ -116,6 +117,17 @@ fuzz_target!(|data: &[u8]| {
                     assert_eq!(m["type"], "pong");
                     check_id(&m, *id);
                     assert_eq!(m["ts"].as_u64(), Some(u64::MAX));
+                }
+                ClientMsg::Set { id, max_bandwidth } => {
+                    assert_eq!(op, "set");
+                    let given = &obj["max_bandwidth"];
+                    let want = if given.is_null() { Some(0) } else { given.as_u64() };
+                    assert_eq!(*max_bandwidth, want, "max_bandwidth differs from serde_json's");
+                    control::write_settings(&mut out, *id, max_bandwidth.unwrap_or(0));
+                    let m = reply(&out);
+                    assert_eq!(m["type"], "settings");
+                    check_id(&m, *id);
+                    assert_eq!(m["max_bandwidth"].as_u64(), *max_bandwidth);
                 }
                 ClientMsg::Auth { id, token } => {
                     assert_eq!(op, "auth");
