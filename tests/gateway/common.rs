@@ -20,6 +20,11 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 
+/// Held by the tests that measure time (pacing, bytes per second) and by the ones that load
+/// both cores (unpaced replays, floods), so those never run at the same time: on a 2-core
+/// machine one would otherwise measure the other.
+pub static EXCLUSIVE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// How long any single wait in a test may take before it fails.
 pub const WAIT: Duration = Duration::from_secs(10);
 

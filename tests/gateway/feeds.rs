@@ -56,6 +56,7 @@ fn last_values(paths: &[PathBuf]) -> HashMap<String, (String, String, String)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_capture_replay_streams_quotes_and_ends_on_the_files_last_values() {
+    let _exclusive = EXCLUSIVE.lock().await;
     let Some(dir) = shared_captures() else { return };
     let files = [dir.join("btcusdt_20240808.gz"), dir.join("ethusdt_20240808.gz")];
     let spec = format!("replay:{},{}", files[0].display(), files[1].display());
@@ -83,6 +84,7 @@ async fn real_capture_replay_streams_quotes_and_ends_on_the_files_last_values() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_recorded_fixture_replays_to_its_last_ticks() {
+    let _exclusive = EXCLUSIVE.lock().await;
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("feeds/fixtures/sim-20k.ticks");
     let mut r = TickReader::open(&path).unwrap();
     let mut last = HashMap::new();
@@ -111,6 +113,7 @@ async fn the_recorded_fixture_replays_to_its_last_ticks() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replay_at_speed_one_keeps_the_recorded_spacing() {
+    let _exclusive = EXCLUSIVE.lock().await;
     // A synthetic capture: one tick of WARM, then after 400 ms twenty quotes of PACED, 50 ms
     // apart. The client subscribes during the pause and checks the gateway's stamps.
     const GAP_MS: u64 = 50;

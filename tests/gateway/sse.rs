@@ -222,6 +222,7 @@ async fn a_reconnect_with_last_event_id_gets_fresh_snapshots() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_sse_client_that_stops_reading_is_conflated_and_bounded_then_converges() {
+    let _exclusive = EXCLUSIVE.lock().await;
     let g = start(&[
         ("feed.symbols", "50"),
         ("feed.rate", "20000"),

@@ -93,6 +93,7 @@ enum Msg {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_trades_subscriber_gets_every_trade_of_a_real_capture_in_order_while_quotes_conflate() {
+    let _exclusive = EXCLUSIVE.lock().await;
     let (Some(a), Some(b), Some(e)) =
         (capture("btcusdt_20240808.gz"), capture("btcusdt_20240809.gz"), capture("ethusdt_20240808.gz"))
     else {
@@ -184,6 +185,7 @@ async fn a_trades_subscriber_gets_every_trade_of_a_real_capture_in_order_while_q
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_client_gets_gaps_that_add_up_with_its_trades_to_the_feeds_total() {
+    let _exclusive = EXCLUSIVE.lock().await;
     // Every simulated event a trade, so a symbol's seq is its trade count.
     let g = start(&[
         ("feed.symbols", "4"),
@@ -264,6 +266,7 @@ async fn a_stalled_client_gets_gaps_that_add_up_with_its_trades_to_the_feeds_tot
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_capped_client_stays_within_its_bandwidth_and_converges_when_the_feed_stops() {
+    let _exclusive = EXCLUSIVE.lock().await;
     let g = start(&[
         ("feed.symbols", "200"),
         ("feed.rate", "20000"),
