@@ -334,3 +334,37 @@ async fn sse_refusals_are_statuses_with_json_bodies() {
     assert_eq!(second.refusal().await["error"], "too_many_connections");
     g.shutdown();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn curl_reads_the_stream() {
+    let Ok(probe) = std::process::Command::new("curl").arg("--version").output() else {
+        eprintln!("SKIPPED: curl is not installed; the curl SSE test did not run");
+        return;
+    };
+    assert!(probe.status.success());
+    let g = start(&[]);
+    let url = format!("http://{}/sse?symbols=SPY,QQQ&trades=1", g.local_addr());
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("curl").args(["-sN", "--max-time", "1.5", &url]).output().unwrap()
+    })
+    .await
+    .unwrap();
+    // curl exits 28 when --max-time ends the (endless) stream.
+    assert_eq!(out.status.code(), Some(28), "{:?}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.starts_with("retry: 2000\n\nid: 1\ndata: {\"type\":\"subscribed\""),
+        "{}",
+        &text[..text.len().min(300)]
+    );
+    let datas: Vec<Value> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .map(|d| serde_json::from_str(d).unwrap())
+        .collect();
+    let count = |f: &dyn Fn(&Value) -> bool| datas.iter().filter(|d| f(d)).count();
+    assert_eq!(count(&|d| d["snapshot"] == true), 2, "a snapshot per symbol");
+    assert!(count(&|d| d["type"] == "update" && d["snapshot"] == false) > 10, "live updates");
+    assert!(count(&|d| d["type"] == "trade") > 0, "trades");
+    g.shutdown();
+}
