@@ -139,13 +139,22 @@ pub fn decode_message(b: &[u8]) -> Result<Message, DecodeError> {
 
 /// As [`decode_frame`], for records of any known type ([`decode_message`]).
 pub fn decode_frame_messages(payload: &[u8]) -> impl Iterator<Item = Result<Message, DecodeError>> {
+    frame_records(payload, decode_message)
+}
+
+/// Splits a binary frame's payload into records decoded by `decode`: one
+/// [`DecodeError::FrameLength`] and nothing else if it is not a whole number of records.
+fn frame_records<T>(
+    payload: &[u8],
+    decode: fn(&[u8]) -> Result<T, DecodeError>,
+) -> impl Iterator<Item = Result<T, DecodeError>> {
     let len = payload.len();
     let (bad, records) = if len.is_multiple_of(RECORD_LEN) {
         (None, payload)
     } else {
         (Some(DecodeError::FrameLength { len }), &payload[..0])
     };
-    bad.map(Err).into_iter().chain(records.chunks_exact(RECORD_LEN).map(decode_message))
+    bad.map(Err).into_iter().chain(records.chunks_exact(RECORD_LEN).map(decode))
 }
 
 /// Appends one 88-byte record for `tick` to `out`. The record is built on the stack and
@@ -252,13 +261,7 @@ fn u64_at(r: &[u8; RECORD_LEN], off: usize) -> u64 {
 /// Otherwise it yields one result per record; an [`DecodeError::UnknownType`] record does not
 /// stop the iteration. An empty payload yields nothing.
 pub fn decode_frame(payload: &[u8]) -> impl Iterator<Item = Result<Record, DecodeError>> {
-    let len = payload.len();
-    let (bad, records) = if len.is_multiple_of(RECORD_LEN) {
-        (None, payload)
-    } else {
-        (Some(DecodeError::FrameLength { len }), &payload[..0])
-    };
-    bad.map(Err).into_iter().chain(records.chunks_exact(RECORD_LEN).map(decode_record))
+    frame_records(payload, decode_record)
 }
 
 #[cfg(test)]

@@ -335,6 +335,13 @@ impl Sink<'_> {
     }
 }
 
+/// When a byte bucket at `tokens` (≤ 0), refilled at `rate` bytes/s, holds a byte again: at
+/// least 1 ms from `now_ns` (the loop's timer resolution).
+fn budget_due(now_ns: u64, tokens: i64, rate: u64) -> u64 {
+    let wait = ((1 - tokens) as u128 * 1_000_000_000 / u128::from(rate)) as u64;
+    now_ns.saturating_add(wait.max(1_000_000))
+}
+
 /// Writes the batched JSON frame built so far in `body` to `out` and marks each of its
 /// updates (their `ts_gateway` in `stamps`) as complete at the frame's end.
 fn finish_batch(
@@ -644,11 +651,8 @@ impl ShardCore {
         if tick.kind == tickgate_feeds::TickKind::Trade && self.trades.get(tick.symbol).is_some() {
             // Trades are DISTINCT: every client taking them is woken, paced or not.
             let name = self.universe.name(tick.symbol);
-            let ids = std::mem::take(&mut self.woken);
-            let subs = self.trades.append(tick, name, self.limits.max_trade_backlog);
-            let mut ids = ids;
-            ids.clear();
-            ids.extend_from_slice(subs);
+            let mut ids = std::mem::take(&mut self.woken);
+            self.trades.append(tick, name, self.limits.max_trade_backlog, &mut ids);
             for id in &ids {
                 if self.clients.get(id.key as usize).is_some_and(|c| c.incarnation == id.incarnation) {
                     self.mark_ready(id.key as usize);
@@ -852,8 +856,7 @@ impl ShardCore {
                 c.bw_at_ns = now_ns;
             }
             if c.bw_tokens <= 0 {
-                let wait = ((1 - c.bw_tokens) as u128 * 1_000_000_000 / u128::from(rate)) as u64;
-                let due = now_ns.saturating_add(wait.max(1_000_000));
+                let due = budget_due(now_ns, c.bw_tokens, rate);
                 self.counters.bandwidth_holds += 1;
                 let id = c.id(key);
                 if c.deadline_ns == 0 || due < c.deadline_ns {
@@ -911,8 +914,7 @@ impl ShardCore {
             if d.cut_short {
                 // Left for later: come back when the budget allows.
                 self.counters.bandwidth_holds += 1;
-                let wait = ((1 - c.bw_tokens.min(0)) as u128 * 1_000_000_000 / u128::from(rate)) as u64;
-                let due = now_ns.saturating_add(wait.max(1_000_000));
+                let due = budget_due(now_ns, c.bw_tokens.min(0), rate);
                 d.next_due_ns = Some(d.next_due_ns.map_or(due, |n| n.min(due)));
             }
         }

@@ -118,8 +118,6 @@ impl SymbolLog {
 #[derive(Debug, Default)]
 pub struct TradeLogs {
     logs: Vec<Option<Box<SymbolLog>>>,
-    /// Reused by intake: the subscribers a trade wakes.
-    scratch: Vec<ClientId>,
     /// Trades appended (counter).
     pub logged: u64,
 }
@@ -164,16 +162,17 @@ impl TradeLogs {
 
     /// Logs `tick` if it is a trade of a symbol someone here takes trades for and newer than
     /// what is logged, encoding it once (`name` is the symbol's name), keeping at most
-    /// `cap` entries (the oldest go). Returns the subscribers to wake (empty if not logged).
-    pub fn append(&mut self, tick: &Tick, name: &str, cap: usize) -> &[ClientId] {
-        self.scratch.clear();
+    /// `cap` entries (the oldest go). The subscribers to wake go into `wake` (cleared first;
+    /// left empty if the trade was not logged).
+    pub fn append(&mut self, tick: &Tick, name: &str, cap: usize, wake: &mut Vec<ClientId>) {
+        wake.clear();
         if tick.kind != TickKind::Trade {
-            return &self.scratch;
+            return;
         }
-        let Some(Some(log)) = self.logs.get_mut(tick.symbol as usize) else { return &self.scratch };
+        let Some(Some(log)) = self.logs.get_mut(tick.symbol as usize) else { return };
         if tick.trades <= log.last {
             // Seen already (a snapshot cannot log trades, but a replayed ring entry could).
-            return &self.scratch;
+            return;
         }
         while log.entries.len() >= cap.max(1) {
             log.pop_front();
@@ -185,8 +184,7 @@ impl TradeLogs {
         log.entries.push_back(Entry { ordinal: tick.trades, ts_gateway: tick.ts_gateway, json_at, json_len });
         log.last = tick.trades;
         self.logged += 1;
-        self.scratch.extend_from_slice(&log.subscribers);
-        &self.scratch
+        wake.extend_from_slice(&log.subscribers);
     }
 
     /// Drops `symbol`'s entries below `ordinal` (every subscriber has read them).
@@ -231,6 +229,13 @@ mod tests {
     const A: ClientId = ClientId { key: 1, incarnation: 1 };
     const B: ClientId = ClientId { key: 2, incarnation: 1 };
 
+    /// Appends `t` (of symbol `name`) and returns whom it wakes.
+    fn append(logs: &mut TradeLogs, t: &Tick, name: &str, cap: usize) -> Vec<ClientId> {
+        let mut wake = Vec::new();
+        logs.append(t, name, cap, &mut wake);
+        wake
+    }
+
     fn ordinals(logs: &TradeLogs, symbol: u32, from: u64) -> Vec<u64> {
         logs.get(symbol).map(|l| l.from(from).map(|t| t.ordinal).collect()).unwrap_or_default()
     }
@@ -238,14 +243,14 @@ mod tests {
     #[test]
     fn only_watched_symbols_log_and_each_trade_once() {
         let mut logs = TradeLogs::new(3);
-        assert!(logs.append(&trade(0, 1), "X", 8).is_empty(), "nobody takes symbol 0's trades");
+        assert!(append(&mut logs, &trade(0, 1), "X", 8).is_empty(), "nobody takes symbol 0's trades");
         logs.add_subscriber(0, A);
         logs.add_subscriber(0, B);
         logs.add_subscriber(0, A);
-        assert_eq!(logs.append(&trade(0, 2), "X", 8), &[A, B]);
-        assert!(logs.append(&trade(0, 2), "X", 8).is_empty(), "a repeat is not logged twice");
-        assert!(logs.append(&Tick { kind: TickKind::Quote, ..trade(0, 3) }, "X", 8).is_empty());
-        logs.append(&trade(0, 3), "X", 8);
+        assert_eq!(append(&mut logs, &trade(0, 2), "X", 8), [A, B]);
+        assert!(append(&mut logs, &trade(0, 2), "X", 8).is_empty(), "a repeat is not logged twice");
+        assert!(append(&mut logs, &Tick { kind: TickKind::Quote, ..trade(0, 3) }, "X", 8).is_empty());
+        append(&mut logs, &trade(0, 3), "X", 8);
         assert_eq!(ordinals(&logs, 0, 0), [2, 3]);
         assert_eq!(ordinals(&logs, 0, 3), [3]);
         assert_eq!(logs.logged, 2);
@@ -268,7 +273,7 @@ mod tests {
         let mut logs = TradeLogs::new(1);
         logs.add_subscriber(0, A);
         for i in 1..=100 {
-            logs.append(&trade(0, i), "SYM", 10);
+            append(&mut logs, &trade(0, i), "SYM", 10);
         }
         assert_eq!(ordinals(&logs, 0, 0), (91..=100).collect::<Vec<_>>());
         // Every stored object still decodes after the byte log compacted.
