@@ -790,13 +790,7 @@ impl Incoming<'_> {
 
     /// A JSON trade or gap object (decoded on a copy: trades are far rarer than updates).
     fn json_trade(&mut self, range: Range<usize>) {
-        let conn = self.session.conn;
-        match decode::parse_trade(&mut self.buf[range].to_vec(), self.cx.symbols) {
-            Ok(decode::TradeMsg::Trade { symbol, seq }) => self.cx.checker.trade(conn, symbol, seq),
-            Ok(decode::TradeMsg::Gap { symbol, missed }) => self.cx.checker.gap(conn, symbol, missed),
-            Err(DecodeError::UnknownSymbol(name)) => self.cx.checker.unknown_symbol(conn, &name),
-            Err(e) => self.cx.checker.malformed(conn, &e.to_string()),
-        }
+        check_json_trade(&mut self.cx, self.session.conn, &self.buf[range]);
     }
 
     /// The SSE transport's step: de-chunks what was read, then handles complete events one by
@@ -820,24 +814,15 @@ impl Incoming<'_> {
             self.frames += 1;
             let data = &mut dec.body[r];
             if decode::is_trade_or_gap(data) {
-                match decode::parse_trade(&mut data.to_vec(), self.cx.symbols) {
-                    Ok(decode::TradeMsg::Trade { symbol, seq }) => self.cx.checker.trade(conn, symbol, seq),
-                    Ok(decode::TradeMsg::Gap { symbol, missed }) => self.cx.checker.gap(conn, symbol, missed),
-                    Err(DecodeError::UnknownSymbol(n)) => self.cx.checker.unknown_symbol(conn, &n),
-                    Err(e) => self.cx.checker.malformed(conn, &e.to_string()),
-                }
+                check_json_trade(&mut self.cx, conn, data);
                 continue;
             }
             if data.starts_with(UPDATE_PREFIX) {
-                match self.json.decode_update(data, self.cx.symbols) {
-                    Ok(u) => {
-                        self.deliver(&u, on_update);
-                        if ONE {
-                            return Step::Update;
-                        }
+                if let Some(u) = decode_json_update(self.json, &mut self.cx, conn, data) {
+                    self.deliver(&u, on_update);
+                    if ONE {
+                        return Step::Update;
                     }
-                    Err(DecodeError::UnknownSymbol(n)) => self.cx.checker.unknown_symbol(conn, &n),
-                    Err(e) => self.cx.checker.malformed(conn, &e.to_string()),
                 }
                 continue;
             }
@@ -877,20 +862,12 @@ impl Incoming<'_> {
     /// Decodes the JSON update in `range` in place and delivers it; unknown symbols and
     /// malformed updates are counted. True if one was delivered.
     fn json_update<F: FnMut(&Update, Verdict)>(&mut self, range: Range<usize>, on_update: &mut F) -> bool {
-        let conn = self.session.conn;
-        match self.json.decode_update(&mut self.buf[range], self.cx.symbols) {
-            Ok(u) => {
+        match decode_json_update(self.json, &mut self.cx, self.session.conn, &mut self.buf[range]) {
+            Some(u) => {
                 self.deliver(&u, on_update);
                 true
             }
-            Err(DecodeError::UnknownSymbol(name)) => {
-                self.cx.checker.unknown_symbol(conn, &name);
-                false
-            }
-            Err(e) => {
-                self.cx.checker.malformed(conn, &e.to_string());
-                false
-            }
+            None => false,
         }
     }
 
@@ -949,6 +926,38 @@ impl Incoming<'_> {
         let mask = s.mask();
         frame::write_client_close(&mut s.transmit, echo, "", mask);
         Event::Closed { code, kind: CloseKind::Server }
+    }
+}
+
+/// Checks a JSON trade or gap object (decoded on a copy: trades are far rarer than updates)
+/// and counts it; malformed ones and unknown symbols count as violations.
+fn check_json_trade(cx: &mut Ctx<'_>, conn: ConnId, data: &[u8]) {
+    match decode::parse_trade(&mut data.to_vec(), cx.symbols) {
+        Ok(decode::TradeMsg::Trade { symbol, seq }) => cx.checker.trade(conn, symbol, seq),
+        Ok(decode::TradeMsg::Gap { symbol, missed }) => cx.checker.gap(conn, symbol, missed),
+        Err(DecodeError::UnknownSymbol(name)) => cx.checker.unknown_symbol(conn, &name),
+        Err(e) => cx.checker.malformed(conn, &e.to_string()),
+    }
+}
+
+/// Decodes the JSON update in `data` in place; unknown symbols and malformed updates are
+/// counted (then `None`).
+fn decode_json_update(
+    json: &mut JsonDecoder,
+    cx: &mut Ctx<'_>,
+    conn: ConnId,
+    data: &mut [u8],
+) -> Option<Update> {
+    match json.decode_update(data, cx.symbols) {
+        Ok(u) => Some(u),
+        Err(DecodeError::UnknownSymbol(name)) => {
+            cx.checker.unknown_symbol(conn, &name);
+            None
+        }
+        Err(e) => {
+            cx.checker.malformed(conn, &e.to_string());
+            None
+        }
     }
 }
 
