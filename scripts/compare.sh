@@ -86,7 +86,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 # Clients need descriptors; the servers inherit this limit.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true

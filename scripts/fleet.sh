@@ -31,20 +31,15 @@ TICKS=${TICKS:-$(( RATE * (RAMP_SECS + DURATION + 10) ))}
 OUT=target/fleet/$(date -u +%Y%m%dT%H%M%SZ)
 mkdir -p "$OUT"
 
-command -v nats-server >/dev/null || { echo "fleet.sh: nats-server is not installed (apt-get install nats-server)" >&2; exit 1; }
 cargo build --release -q -p tickgate -p tickgate-loadtest
 BIN=target/release
 
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
 trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
-NPORT=$(free_port)
-nats-server -js -a 127.0.0.1 -p "$NPORT" -sd "$OUT/nats" > "$OUT/nats.log" 2>&1 &
-PIDS+=($!)
-sleep 0.5
-URL=nats://127.0.0.1:$NPORT
+start_nats "$OUT"
+URL=$NATS_URL
 echo "fleet: $G gateways x $CLIENTS clients x $SPC symbols of $UNIVERSE, feed $RATE ticks/s for $TICKS ticks, interest $INTEREST; files in $OUT"
 
 $BIN/tickgate feed --publish "$URL" --feed sim --symbols "$UNIVERSE" --rate "$RATE" --ticks "$TICKS" --zipf-exponent "${ZIPF:-0}" \

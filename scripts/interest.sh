@@ -24,7 +24,6 @@ SLICE=${SLICE:-$((UNIVERSE / 10))}
 OUT=target/interest/$(date -u +%Y%m%dT%H%M%SZ)
 mkdir -p "$OUT"
 
-command -v nats-server >/dev/null || { echo "interest.sh: nats-server is not installed (apt-get install nats-server)" >&2; exit 1; }
 cargo build --release -q -p tickgate -p tickgate-loadtest
 BIN=target/release
 
@@ -32,13 +31,9 @@ PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
 trap cleanup EXIT
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
-NPORT=$(free_port)
-nats-server -js -a 127.0.0.1 -p "$NPORT" -sd "$OUT/nats" > "$OUT/nats.log" 2>&1 &
-PIDS+=($!)
-sleep 0.5
-URL=nats://127.0.0.1:$NPORT
+start_nats "$OUT"
+URL=$NATS_URL
 $BIN/tickgate feed --publish "$URL" --feed sim --symbols "$UNIVERSE" --rate "$RATE" --zipf-exponent 0 \
   --pin-cores off > "$OUT/publisher.log" 2>&1 &
 PIDS+=($!)
