@@ -194,6 +194,14 @@ impl Client {
         }
     }
 
+    /// The universe, in id order, from `{"op":"list"}` (nothing else may be pending).
+    pub async fn list(&mut self) -> Vec<String> {
+        self.send(r#"{"op":"list"}"#).await;
+        let v = self.json().await;
+        assert_eq!(v["type"], "symbols", "{v}");
+        v["symbols"].as_array().unwrap().iter().map(|s| s.as_str().unwrap().to_string()).collect()
+    }
+
     /// Subscribes and returns the `subscribed` reply's symbol → id map.
     pub async fn subscribe(&mut self, symbols: &[&str], extra: &str) -> HashMap<String, u32> {
         let list = symbols.iter().map(|s| format!("\"{s}\"")).collect::<Vec<_>>().join(",");

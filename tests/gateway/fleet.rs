@@ -357,13 +357,7 @@ async fn interest_mode_follows_only_the_symbols_clients_hold_through_an_outage()
     let held = interest_gateway(&nats.url());
     let addr = held.local_addr();
     let mut c = Client::connect(addr, "").await;
-    c.send(r#"{"op":"list"}"#).await;
-    let names: Vec<String> = c.json().await["symbols"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s.as_str().unwrap().to_string())
-        .collect();
+    let names = c.list().await;
     assert_eq!(names.len(), 50, "the universe is the whole one");
     tokio::time::sleep(Duration::from_millis(500)).await;
     let s = stats(addr).await;

@@ -230,16 +230,7 @@ async fn an_sse_client_that_stops_reading_is_conflated_and_bounded_then_converge
         ("feed.zipf_exponent", "0"),
         ("server.slow_client_timeout", "60s"),
     ]);
-    let list: Vec<String> = {
-        let mut ws = Client::connect(g.local_addr(), "").await;
-        ws.send(r#"{"op":"list"}"#).await;
-        ws.json().await["symbols"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|s| s.as_str().unwrap().to_string())
-            .collect()
-    };
+    let list = Client::connect(g.local_addr(), "").await.list().await;
     let mut c = Sse::open(g.local_addr(), &format!("symbols={}", list.join(",")), "", Some(4096)).await;
     assert_eq!(c.status, 200);
     // Stop reading while the feed runs (5 s of ticks): the gateway must hold a bounded amount.

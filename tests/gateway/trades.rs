@@ -80,12 +80,6 @@ async fn drain_until_quiet(g: &Gateway, c: &mut Client, mut each: impl FnMut(Msg
     }
 }
 
-/// The universe, from `{"op":"list"}`.
-async fn list(c: &mut Client) -> Vec<String> {
-    c.send(r#"{"op":"list"}"#).await;
-    c.json().await["symbols"].as_array().unwrap().iter().map(|s| s.as_str().unwrap().to_string()).collect()
-}
-
 enum Msg {
     Json(Value),
     Bin(binary::Message),
@@ -197,7 +191,7 @@ async fn a_stalled_client_gets_gaps_that_add_up_with_its_trades_to_the_feeds_tot
     ]);
     // A small receive buffer and no reading for a while: the client overflows its backlog.
     let mut c = Client::connect_with(g.local_addr(), "format=binary", None, Some(4096)).await.unwrap();
-    let all = list(&mut c).await;
+    let all = c.list().await;
     let names: Vec<&str> = all.iter().map(String::as_str).collect();
     assert_eq!(names.len(), 4);
     let ids = c.subscribe(&names, r#","trades":true"#).await;
@@ -285,7 +279,7 @@ async fn a_capped_client_stays_within_its_bandwidth_and_converges_when_the_feed_
     const CAP: u64 = 20_000;
     c.send(&format!(r#"{{"op":"set","max_bandwidth":{CAP}}}"#)).await;
     assert_eq!(c.json().await["max_bandwidth"].as_u64(), Some(CAP));
-    let all = list(&mut c).await;
+    let all = c.list().await;
     let mine: Vec<&str> = all.iter().take(50).map(String::as_str).collect();
     c.subscribe(&mine, "").await;
     // Bytes received per 1 s window (frame payload + header), after the snapshots.
