@@ -101,9 +101,12 @@ impl Gateway {
         let verifier = match config.auth.mode {
             crate::config::AuthMode::None => None,
             crate::config::AuthMode::Token => {
-                let secret = crate::auth::load_secret(config.auth.secret_file.as_deref())
-                    .map_err(|e| anyhow::anyhow!(e))?;
-                Some(Arc::new(crate::auth::Verifier::new(&secret).map_err(|e| anyhow::anyhow!("auth: {e}"))?))
+                let v = Arc::new(
+                    crate::auth::Verifier::from_config(&config.auth)
+                        .map_err(|e| anyhow::anyhow!("auth: {e}"))?,
+                );
+                v.start_refresher().context("starting the token key refresher")?;
+                Some(v)
             }
         };
         let cores = core_affinity::get_core_ids().map_or(1, |c| c.len()).max(1);
@@ -210,6 +213,18 @@ impl Gateway {
         match &self.app.tls {
             Some(t) => t.certs.reload().map(|()| true),
             None => Ok(false),
+        }
+    }
+
+    /// Re-reads the token key files and fetches the JWKS URLs again (SIGHUP); `false` without
+    /// token auth. Failures are logged; the last good keys stay in use.
+    pub fn reload_keys(&self) -> bool {
+        match &self.app.guards.verifier {
+            Some(v) => {
+                v.reload();
+                true
+            }
+            None => false,
         }
     }
 

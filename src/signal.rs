@@ -1,4 +1,4 @@
-//! Process signals: SIGINT/SIGTERM stop, SIGHUP reloads TLS, a second stop signal exits at
+//! Process signals: SIGINT/SIGTERM stop, SIGHUP reloads TLS and token keys, a second stop signal exits at
 //! once. [`serve_until_terminated`] is `tickgate serve`'s main loop; the feed-only commands
 //! (`record`, `feed`) use [`stop_flag_on_signal`].
 
@@ -52,11 +52,16 @@ pub fn serve_until_terminated(gateway: Gateway) -> anyhow::Result<()> {
                 loop {
                     tokio::select! {
                         _ = &mut stop => return,
-                        _ = hup.recv() => match gateway.reload_tls() {
-                            Ok(true) => tracing::info!("SIGHUP: TLS certificate and key reloaded"),
-                            Ok(false) => tracing::info!("SIGHUP: no TLS configured; nothing to reload"),
-                            Err(e) => tracing::error!(error = %e, "SIGHUP: TLS reload failed; keeping the current certificate"),
-                        },
+                        _ = hup.recv() => {
+                            match gateway.reload_tls() {
+                                Ok(true) => tracing::info!("SIGHUP: TLS certificate and key reloaded"),
+                                Ok(false) => tracing::info!("SIGHUP: no TLS configured; nothing to reload"),
+                                Err(e) => tracing::error!(error = %e, "SIGHUP: TLS reload failed; keeping the current certificate"),
+                            }
+                            if gateway.reload_keys() {
+                                tracing::info!("SIGHUP: token key files re-read, JWKS URLs fetched again");
+                            }
+                        }
                     }
                 }
             }

@@ -217,7 +217,8 @@ config_keys! {
             buffers are flushed, then the process exits 0 even if some never acknowledged.";
         max_connections_per_ip: u32 = "1000", Int { min: 0, max: 10_000_000 }, restart,
             "WebSocket connections one client IP may hold; more get HTTP 429. 0 = no limit. \
-            Behind a proxy every client has the proxy's IP: raise it or set 0 there.";
+            Behind a proxy, list it in server.trusted_proxies (or use server.proxy_protocol) so \
+            the limit applies to the real client address.";
         connection_rate_per_ip: u32 = "100", Int { min: 0, max: 10_000_000 }, restart,
             "New connections per second one client IP may open (token bucket, burst = the same); \
             more get HTTP 429 with Retry-After. 0 = no limit. Bounds reconnect storms and floods.";
@@ -237,6 +238,20 @@ config_keys! {
         diagnostic_echo: bool = "false", Bool, restart,
             "Serve GET /echo: a WebSocket that echoes every message, over the same connection code \
             as /ws (for the Autobahn conformance suite). Never enable in production.";
+        trusted_proxies: Vec<String> = "", Checked { kind: List, check: cidr_entries }, restart,
+            "Reverse proxies and load balancers (CIDR list, e.g. 10.0.0.0/8, 127.0.0.1) whose \
+            Forwarded / X-Forwarded-For headers name the real client: its address is the \
+            right-most one that is not itself a trusted proxy. Headers from other peers are \
+            ignored. The client address drives the per-IP guards, logs and /stats.";
+        client_ip_header: crate::server::client_ip::ForwardedHeader = "x-forwarded-for", Parsed(PhantomData), restart,
+            "Which header the proxies in server.trusted_proxies write the client address into: \
+            x-forwarded-for or forwarded (RFC 7239). The other is ignored: a proxy passes \
+            through whatever a client puts there.";
+        proxy_protocol: crate::server::proxy_protocol::Mode = "off", Parsed(PhantomData), restart,
+            "PROXY protocol header (HAProxy, cloud load balancers) expected before TLS and HTTP \
+            on the public listener: off, v1, v2 or any. When on, connections without a valid \
+            header within server.handshake_timeout are closed, and the header's source address \
+            is the client's (only from peers in server.trusted_proxies, if that is set).";
         tls_cert: Option<PathBuf> = "", OptPath, restart,
             "PEM certificate chain: with server.tls_key, the listener serves https:// and wss:// \
             (rustls). Reloaded with the key on SIGHUP; existing connections keep theirs.";
@@ -246,12 +261,56 @@ config_keys! {
     /// Client authentication (`[auth]`).
     auth: AuthConfig {
         mode: AuthMode = "none", Parsed(PhantomData), restart,
-            "Client authentication: none, or token (an HS256 JWT with sub, exp and a symbols \
-            claim, given as ?token=, Authorization: Bearer, or a Sec-WebSocket-Protocol entry \
-            tickgate.token.<JWT>). Without a valid token the handshake gets HTTP 401.";
+            "Client authentication: none, or token (a JWT with sub, exp and a symbols claim, \
+            given as ?token=, Authorization: Bearer, or a Sec-WebSocket-Protocol entry \
+            tickgate.token.<JWT>), verified with the keys of auth.secret_file, \
+            auth.public_key_file, auth.jwks_file, auth.jwks_url and auth.issuers. Without a \
+            valid token the handshake gets HTTP 401.";
         secret_file: Option<PathBuf> = "", OptPath, restart,
-            "File holding the HS256 token secret (at least 32 bytes), else the environment \
-            variable TICKGATE_AUTH_SECRET. Never put the secret on the command line.";
+            "File holding an HS256 token secret (at least 32 bytes), else the environment \
+            variable TICKGATE_AUTH_SECRET; needed only when no public key source is set. \
+            Re-read on change and on SIGHUP. Never put the secret on the command line.";
+        public_key_file: Option<PathBuf> = "", OptPath, restart,
+            "PEM file of public keys (RSA, EC P-256/P-384 or Ed25519 SubjectPublicKeyInfo). A \
+            `# kid=ID alg=ALG` line just before a key names it; otherwise RSA keys verify \
+            RS256, EC keys their curve's ES256/ES384, Ed25519 keys EdDSA. Re-read on change \
+            and on SIGHUP.";
+        jwks_file: Option<PathBuf> = "", OptPath, restart,
+            "JWKS document on disk (the keys an identity provider publishes). Re-read on change \
+            and on SIGHUP.";
+        jwks_url: String = "", OptUrl, restart,
+            "http:// or https:// URL of the identity provider's JWKS (e.g. Keycloak's \
+            .../protocol/openid-connect/certs, Auth0's /.well-known/jwks.json). Fetched at \
+            start and every auth.jwks_refresh, and when a token names an unknown kid; while it \
+            is down the last good keys stay in use.";
+        jwks_ca_file: Option<PathBuf> = "", OptPath, restart,
+            "PEM CA certificates trusted for https:// JWKS endpoints in addition to the \
+            system's (a private CA). Empty = the system's roots only.";
+        jwks_refresh: Duration = "5m", Dur { min: Duration::from_secs(1) }, restart,
+            "How often JWKS URLs are fetched again (so retired keys stop verifying within this \
+            time).";
+        jwks_min_refresh: Duration = "30s", Dur { min: Duration::from_secs(1) }, restart,
+            "Shortest time between two fetches of one JWKS URL triggered by tokens with unknown \
+            kids: bounds how hard a flood of made-up kids can make the gateway hit the identity \
+            provider (one fetch per URL per this time).";
+        issuer: String = "", Text { max: 1024 }, restart,
+            "Issuer (iss) the keys of secret_file, public_key_file, jwks_file and jwks_url \
+            belong to: tokens verified with them must carry it. Empty = those keys accept \
+            tokens of any issuer, or none.";
+        issuers: Vec<String> = "", Checked { kind: List, check: issuer_entries }, restart,
+            "More issuers, each with its own keys: a list of \"ISSUER SOURCE\" entries where \
+            SOURCE is a JWKS URL (http/https), a .pem file of public keys or a JWKS file. A \
+            token whose iss is listed is verified with that issuer's keys only (keys are \
+            looked up by issuer and kid, never kid alone).";
+        audience: Vec<String> = "", List, restart,
+            "Accepted audiences: tokens must carry one of them in aud. Empty = aud not checked.";
+        leeway: Duration = "5s", Dur { min: Duration::ZERO }, restart,
+            "Clock skew tolerated on exp and nbf.";
+        symbols_claim: String = "symbols", Text { max: 256 }, restart,
+            "Claim holding the client's symbol entitlements: an array of names or patterns \
+            (AAPL, BTC*, *) or one space-separated string. Identity providers put custom \
+            claims under namespaced names (https://example.com/symbols); a dotted path \
+            (resource_access.tickgate.roles) reaches a nested claim.";
     }
     /// The admin listener (`[admin]`).
     admin: AdminConfig {

@@ -357,3 +357,94 @@ pub fn power_of_two(v: &usize) -> Result<(), ValueError> {
     }
     Ok(())
 }
+
+/// A comma-separated list of non-empty strings (a TOML array is joined with commas first), each
+/// trimmed.
+pub struct List;
+
+impl Kind for List {
+    type Value = Vec<String>;
+    fn parse(&self, v: &str) -> Result<Vec<String>, ValueError> {
+        Ok(v.split(',').map(str::trim).filter(|e| !e.is_empty()).map(String::from).collect())
+    }
+    fn render(&self, v: &Vec<String>) -> String {
+        quote(&v.join(","))
+    }
+}
+
+/// Free text of at most `max` bytes, without control characters; trimmed.
+pub struct Text {
+    /// Longest accepted, bytes.
+    pub max: usize,
+}
+
+impl Kind for Text {
+    type Value = String;
+    fn parse(&self, v: &str) -> Result<String, ValueError> {
+        let v = v.trim();
+        if v.len() > self.max || v.chars().any(char::is_control) {
+            return Err(ValueError::Rule(format!("at most {} bytes, without control characters", self.max)));
+        }
+        Ok(v.to_string())
+    }
+    fn render(&self, v: &String) -> String {
+        quote(v)
+    }
+}
+
+/// An `http://` or `https://` URL with a host, or empty for none.
+pub struct OptUrl;
+
+impl Kind for OptUrl {
+    type Value = String;
+    fn parse(&self, v: &str) -> Result<String, ValueError> {
+        let v = v.trim();
+        if v.is_empty() {
+            return Ok(String::new());
+        }
+        check_url(v)?;
+        Ok(v.to_string())
+    }
+    fn render(&self, v: &String) -> String {
+        quote(v)
+    }
+}
+
+/// Whether `v` is an `http://` or `https://` URL with a host.
+///
+/// # Errors
+/// What is wrong with it.
+pub fn check_url(v: &str) -> Result<(), ValueError> {
+    let bad = || ValueError::Rule(format!("{v:?} is not an http:// or https:// URL with a host"));
+    let uri: hyper::Uri = v.parse().map_err(|_| bad())?;
+    match (uri.scheme_str(), uri.host()) {
+        (Some("http" | "https"), Some(h)) if !h.is_empty() => Ok(()),
+        _ => Err(bad()),
+    }
+}
+
+/// `auth.issuers`: each entry is `ISSUER SOURCE` (a JWKS URL, a `.pem` file or a JWKS file).
+#[allow(clippy::ptr_arg)] // the signature `Checked` wants: fn(&Kind::Value)
+pub fn issuer_entries(v: &Vec<String>) -> Result<(), ValueError> {
+    for e in v {
+        let Some((issuer, source)) = e.split_once(char::is_whitespace) else {
+            return Err(ValueError::Rule(format!(
+                "{e:?}: expected \"ISSUER SOURCE\" (SOURCE: a JWKS URL, a .pem file or a JWKS file)"
+            )));
+        };
+        let source = source.trim();
+        if issuer.is_empty() || source.is_empty() {
+            return Err(ValueError::Rule(format!("{e:?}: expected \"ISSUER SOURCE\"")));
+        }
+        if source.contains("://") {
+            check_url(source).map_err(|r| ValueError::Rule(format!("{e:?}: {r}")))?;
+        }
+    }
+    Ok(())
+}
+
+/// `server.trusted_proxies`: each entry an address or CIDR block.
+#[allow(clippy::ptr_arg)] // the signature `Checked` wants: fn(&Kind::Value)
+pub fn cidr_entries(v: &Vec<String>) -> Result<(), ValueError> {
+    crate::server::client_ip::TrustedProxies::parse(v).map(|_| ()).map_err(ValueError::Rule)
+}

@@ -239,6 +239,53 @@ impl Collector for GatewayCollector {
                 ConstCounter::new(v.load(r)).encode(fam.encode_family(&[("reason", reason)])?)?;
             }
         }
+        if let Some(v) = &app.guards.verifier {
+            let a = &v.stats;
+            gauge(
+                &mut e,
+                "tickgate_auth_keys",
+                "Token verification keys loaded, over all sources.",
+                a.keys.load(r) as f64,
+            )?;
+            counter(
+                &mut e,
+                "tickgate_auth_key_reloads",
+                "Token key files re-read after a change or SIGHUP.",
+                a.reloads.load(r),
+            )?;
+            counter(
+                &mut e,
+                "tickgate_auth_key_reload_errors",
+                "Token key files that could not be read or parsed (the last good keys stayed).",
+                a.reload_errors.load(r),
+            )?;
+            counter(&mut e, "tickgate_auth_jwks_fetches", "JWKS fetches.", a.jwks_fetches.load(r))?;
+            counter(
+                &mut e,
+                "tickgate_auth_jwks_fetch_errors",
+                "JWKS fetches that failed (the last good keys stayed in use).",
+                a.jwks_fetch_errors.load(r),
+            )?;
+            counter(
+                &mut e,
+                "tickgate_auth_kid_refetches",
+                "JWKS fetches asked for by tokens naming an unknown kid.",
+                a.kid_refetches.load(r),
+            )?;
+            counter(
+                &mut e,
+                "tickgate_auth_kid_refetches_throttled",
+                "Tokens naming an unknown kid within auth.jwks_min_refresh of the last such fetch.",
+                a.kid_refetches_throttled.load(r),
+            )?;
+        }
+        counter(
+            &mut e,
+            "tickgate_proxy_protocol_errors",
+            "Connections closed for a missing or malformed PROXY protocol header, or one from a \
+             peer outside server.trusted_proxies.",
+            app.guards.rejections.proxy_protocol.load(r),
+        )?;
         counter(
             &mut e,
             "tickgate_handshake_timeouts",

@@ -8,6 +8,10 @@
 //! - [`tls`]: rustls for https:// and wss://, with certificates reloaded on SIGHUP.
 //! - [`routes`]: `/ws`, `/healthz`, `/snapshot`, `/stats`, `/metrics`.
 //! - [`guard`]: per-client-IP connection caps and rate limits (HTTP 429).
+//! - [`proxy_protocol`]: the HAProxy PROXY protocol (v1/v2) header read before TLS and HTTP
+//!   when `server.proxy_protocol` is on: the client address a TCP balancer relays.
+//! - [`client_ip`]: `server.trusted_proxies` and the `Forwarded` / `X-Forwarded-For` walk that
+//!   finds the client behind HTTP reverse proxies.
 //! - [`admin`]: the admin listener: `/config` (read and change live settings), `/metrics`,
 //!   `/stats`, `/healthz`, behind an optional bearer token.
 //!
@@ -17,8 +21,10 @@
 
 pub mod admin;
 pub mod admit;
+pub mod client_ip;
 pub mod guard;
 pub mod metrics;
+pub mod proxy_protocol;
 pub mod routes;
 pub mod sse;
 pub mod tls;
@@ -60,6 +66,9 @@ pub struct Rejections {
     /// Connections dropped for not completing their request head (or TLS handshake) within
     /// `server.handshake_timeout`.
     pub handshake_timeouts: AtomicU64,
+    /// Connections closed for a missing or malformed PROXY protocol header, or one from a peer
+    /// outside `server.trusted_proxies`.
+    pub proxy_protocol: AtomicU64,
 }
 
 /// The public listener's guard settings (fixed at start).
@@ -77,6 +86,12 @@ pub struct Guards {
     pub max_header_bytes: usize,
     /// Token checks, under token auth.
     pub verifier: Option<Arc<crate::auth::Verifier>>,
+    /// Peers whose forwarding headers (and PROXY headers) name the real client.
+    pub trusted_proxies: client_ip::TrustedProxies,
+    /// The forwarding header those proxies write.
+    pub client_ip_header: client_ip::ForwardedHeader,
+    /// The PROXY protocol header expected before TLS and HTTP.
+    pub proxy_protocol: proxy_protocol::Mode,
     /// Refusal counters.
     pub rejections: Rejections,
 }
@@ -94,6 +109,10 @@ impl Guards {
             handshake_timeout: c.handshake_timeout,
             max_header_bytes: c.max_header_bytes,
             verifier,
+            // Checked when the configuration was built (`cidr_entries`).
+            trusted_proxies: client_ip::TrustedProxies::parse(&c.trusted_proxies).unwrap_or_default(),
+            client_ip_header: c.client_ip_header,
+            proxy_protocol: c.proxy_protocol,
             rejections: Rejections::default(),
         }
     }
@@ -175,26 +194,7 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, role: Role, mut shutdow
             Ok((stream, peer)) => {
                 error_logged = false;
                 let _ = stream.set_nodelay(true);
-                match (&app.tls, role) {
-                    (Some(t), Role::Public) => {
-                        let (acceptor, app) = (t.acceptor.clone(), app.clone());
-                        tokio::spawn(async move {
-                            // The TLS handshake counts against the handshake timeout too.
-                            let timeout = app.guards.handshake_timeout;
-                            match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
-                                Ok(Ok(tls)) => serve_connection(tls, peer, app, role).await,
-                                Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
-                                Err(_) => {
-                                    app.guards.rejections.handshake_timeouts.fetch_add(1, Ordering::Relaxed);
-                                    tracing::debug!(%peer, "TLS handshake timed out");
-                                }
-                            }
-                        });
-                    }
-                    _ => {
-                        tokio::spawn(serve_connection(stream, peer, app.clone(), role));
-                    }
-                }
+                tokio::spawn(connection(stream, peer, app.clone(), role));
             }
             Err(e) => {
                 if !error_logged {
@@ -207,16 +207,67 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, role: Role, mut shutdow
     }
 }
 
-async fn serve_connection<S>(stream: S, peer: SocketAddr, app: Arc<App>, role: Role)
+/// One accepted connection: its PROXY header (when expected), TLS (when configured), then HTTP.
+/// All of it within `server.handshake_timeout` up to a complete request head.
+async fn connection(mut stream: tokio::net::TcpStream, tcp_peer: SocketAddr, app: Arc<App>, role: Role) {
+    let guards = &app.guards;
+    let timeout = guards.handshake_timeout;
+    let mut client = Client { addr: tcp_peer, from_proxy_protocol: false };
+    if role == Role::Public && guards.proxy_protocol != proxy_protocol::Mode::Off {
+        let refuse = |why: &dyn std::fmt::Display| {
+            guards.rejections.proxy_protocol.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(peer = %tcp_peer, reason = %why, "connection closed: PROXY protocol");
+        };
+        if !guards.trusted_proxies.is_empty() && !guards.trusted_proxies.contains(tcp_peer.ip()) {
+            return refuse(&"a PROXY header is only taken from server.trusted_proxies");
+        }
+        match tokio::time::timeout(timeout, proxy_protocol::read_header(&mut stream, guards.proxy_protocol))
+            .await
+        {
+            Ok(Ok(h)) => client = Client { addr: h.source_or(tcp_peer), from_proxy_protocol: true },
+            Ok(Err(e)) => return refuse(&e),
+            Err(_) => {
+                guards.rejections.handshake_timeouts.fetch_add(1, Ordering::Relaxed);
+                return refuse(&"no PROXY header within server.handshake_timeout");
+            }
+        }
+    }
+    match (&app.tls, role) {
+        (Some(t), Role::Public) => {
+            // The TLS handshake counts against the handshake timeout too.
+            match tokio::time::timeout(timeout, t.acceptor.accept(stream)).await {
+                Ok(Ok(tls)) => serve_connection(tls, client, app, role).await,
+                Ok(Err(e)) => tracing::debug!(peer = %client.addr, error = %e, "TLS handshake failed"),
+                Err(_) => {
+                    app.guards.rejections.handshake_timeouts.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(peer = %client.addr, "TLS handshake timed out");
+                }
+            }
+        }
+        _ => serve_connection(stream, client, app, role).await,
+    }
+}
+
+/// Who is on the other end of a connection, as far as the listener knows.
+#[derive(Clone, Copy, Debug)]
+pub struct Client {
+    /// The TCP peer, or the source address of its PROXY header.
+    pub addr: SocketAddr,
+    /// `addr` came from a PROXY header (forwarding headers are then not consulted).
+    pub from_proxy_protocol: bool,
+}
+
+async fn serve_connection<S>(stream: S, client: Client, app: Arc<App>, role: Role)
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
+    let peer = client.addr;
     let app2 = app.clone();
     let service = service_fn(move |req| {
         let app = app.clone();
         async move {
             match role {
-                Role::Public => routes::handle(req, peer, app).await,
+                Role::Public => routes::handle(req, client, app).await,
                 Role::Admin => admin::handle(req, peer, app).await,
             }
         }

@@ -61,7 +61,12 @@ pub(crate) fn json_resp(status: StatusCode, body: Vec<u8>) -> Resp {
 }
 
 /// Routes one request.
-pub async fn handle(req: Request<Incoming>, peer: SocketAddr, app: Arc<App>) -> Result<Resp, Infallible> {
+pub async fn handle(
+    req: Request<Incoming>,
+    client: super::Client,
+    app: Arc<App>,
+) -> Result<Resp, Infallible> {
+    let peer = client_addr(&req, client, &app.guards);
     if req.method() != Method::GET {
         let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "only GET is supported\n");
         r.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET"));
@@ -69,6 +74,13 @@ pub async fn handle(req: Request<Incoming>, peer: SocketAddr, app: Arc<App>) -> 
     }
     if let Some(r) = super::web::asset(req.uri().path(), req.headers()) {
         return Ok(r);
+    }
+    if let (Some(v), "/ws" | "/sse") = (&app.guards.verifier, req.uri().path()) {
+        // A token signed with a key the gateway has not fetched yet (a rotation) waits for
+        // one JWKS refetch here, so the admission below sees the new key.
+        if let Some(t) = token_of(&req) {
+            v.prefetch(&t).await;
+        }
     }
     Ok(match req.uri().path() {
         "/ws" => websocket(req, peer, &app, false),
@@ -86,6 +98,32 @@ pub async fn handle(req: Request<Incoming>, peer: SocketAddr, app: Arc<App>) -> 
             "not found; try /, /ws, /sse?symbols=..., /healthz, /snapshot?symbols=..., /stats, /metrics\n",
         ),
     })
+}
+
+/// The client's address: the connection's (or its PROXY header's), or, when the connection
+/// comes from a trusted proxy, the one the configured forwarding header names. Addresses
+/// from a header carry port 0.
+fn client_addr(req: &Request<Incoming>, client: super::Client, guards: &super::Guards) -> SocketAddr {
+    use super::client_ip::{ForwardedHeader, client_ip};
+    let tcp = client.addr;
+    if client.from_proxy_protocol || !guards.trusted_proxies.contains(tcp.ip()) {
+        return tcp;
+    }
+    let values = |name: header::HeaderName| -> Vec<&str> {
+        req.headers().get_all(name).iter().filter_map(|v| v.to_str().ok()).collect()
+    };
+    let ip = match guards.client_ip_header {
+        ForwardedHeader::XForwardedFor => client_ip(
+            tcp.ip(),
+            &guards.trusted_proxies,
+            &[],
+            &values(header::HeaderName::from_static("x-forwarded-for")),
+        ),
+        ForwardedHeader::Forwarded => {
+            client_ip(tcp.ip(), &guards.trusted_proxies, &values(header::FORWARDED), &[])
+        }
+    };
+    if ip == tcp.ip() { tcp } else { SocketAddr::new(ip, 0) }
 }
 
 /// Splits a query string into decoded `(key, value)` pairs (`+` and `%XX` decoded).
@@ -228,7 +266,8 @@ pub(crate) fn admission(
     echo_route: bool,
 ) -> Result<Admitted, Denied> {
     let handshake = Handshake {
-        ip: peer.ip(),
+        // One client whether it arrives over IPv4 or as an IPv4-mapped IPv6 address.
+        ip: peer.ip().to_canonical(),
         origin: req.headers().get(header::ORIGIN).and_then(|v| v.to_str().ok()),
         host: req.headers().get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or(""),
         token: token_of(req),
@@ -382,12 +421,27 @@ struct RejectionsJson {
     ip_rate: u64,
     capacity: u64,
     handshake_timeouts: u64,
+    proxy_protocol: u64,
+}
+
+/// Token keys (under token auth).
+#[derive(Serialize)]
+struct AuthJson {
+    keys: u64,
+    reloads: u64,
+    reload_errors: u64,
+    jwks_fetches: u64,
+    jwks_fetch_errors: u64,
+    kid_refetches: u64,
+    kid_refetches_throttled: u64,
 }
 
 #[derive(Serialize)]
 struct StatsJson<'a> {
     /// Handshakes refused (403/401/429/503) and dropped (timeout), since start.
     rejections: RejectionsJson,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    auth: Option<AuthJson>,
     connections: usize,
     max_connections: usize,
     feed_ticks: u64,
@@ -519,7 +573,17 @@ pub(crate) fn stats(app: &App) -> Resp {
             ip_rate: rj.ip_rate.load(r),
             capacity: rj.capacity.load(r),
             handshake_timeouts: rj.handshake_timeouts.load(r),
+            proxy_protocol: rj.proxy_protocol.load(r),
         },
+        auth: app.guards.verifier.as_ref().map(|v| AuthJson {
+            keys: v.stats.keys.load(r),
+            reloads: v.stats.reloads.load(r),
+            reload_errors: v.stats.reload_errors.load(r),
+            jwks_fetches: v.stats.jwks_fetches.load(r),
+            jwks_fetch_errors: v.stats.jwks_fetch_errors.load(r),
+            kid_refetches: v.stats.kid_refetches.load(r),
+            kid_refetches_throttled: v.stats.kid_refetches_throttled.load(r),
+        }),
         connections: app.connections.load(r),
         max_connections: app.live.max_connections(),
         feed_rate_target: app.live.config().feed.rate,

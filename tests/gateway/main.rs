@@ -9,6 +9,8 @@
 //! - `fleet`: the NATS feed bus: a publisher, several gateways, an outage (needs nats-server).
 //! - `abuse`: malformed messages and frames, floods, slow handshakes, connection floods.
 //! - `security`: token auth and entitlements, the Origin allow-list, the diagnostic echo.
+//! - `idp`: identity-provider tokens (RS256/ES256/EdDSA from a JWKS over HTTP(S)), key
+//!   rotation, an outage, two issuers sharing a kid, PEM files, a table of bad tokens.
 //! - `tls`: wss:// and https://, and a certificate reload under live connections.
 //! - `sse`: Server-Sent Events: snapshots, updates, trades, heartbeats, reconnects, a stalled
 //!   reader, refusals.
@@ -26,6 +28,7 @@ mod feeds;
 mod fleet;
 mod flow;
 mod http;
+mod idp;
 mod ops;
 mod security;
 mod sse;
