@@ -40,16 +40,16 @@ fn openssl(args: &[&str]) -> Vec<u8> {
 
 /// A key pair made by openssl: its private PEM (to sign), public PEM and JWK.
 #[derive(Clone)]
-struct TestKey {
+pub(crate) struct TestKey {
     kid: String,
     alg: Algorithm,
     private_pem: Vec<u8>,
-    public_pem: String,
+    pub(crate) public_pem: String,
     jwk: Value,
 }
 
 impl TestKey {
-    fn new(dir: &Path, kind: &str, kid: &str) -> TestKey {
+    pub(crate) fn new(dir: &Path, kind: &str, kid: &str) -> TestKey {
         let private = dir.join(format!("{kid}-{kind}.key"));
         let p = private.to_str().unwrap();
         match kind {
@@ -105,14 +105,14 @@ impl TestKey {
     }
 
     /// A token with `claims`, signed by this key, naming its kid.
-    fn sign(&self, claims: &Value) -> String {
+    pub(crate) fn sign(&self, claims: &Value) -> String {
         let mut h = Header::new(self.alg);
         h.kid = Some(self.kid.clone());
         jsonwebtoken::encode(&h, claims, &self.encoding_key()).unwrap()
     }
 }
 
-fn claims(iss: &str, symbols: &[&str]) -> Value {
+pub(crate) fn claims(iss: &str, symbols: &[&str]) -> Value {
     json!({"iss": iss, "aud": "tickgate", "sub": "dashboard-7", "exp": now() + 600, CLAIM: symbols})
 }
 

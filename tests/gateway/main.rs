@@ -3,6 +3,8 @@
 //! - `flow`: subscribe → ack → snapshot → live updates → unsubscribe; formats; heartbeats.
 //! - `delivery`: conflation under a stalled client, convergence of a finite feed, ring
 //!   overrun healing, max_rate.
+//! - `edge`: behind real nginx (TLS, X-Forwarded-For) and HAProxy (PROXY protocol v2): the
+//!   per-IP guard counts the client addresses they report; spoofed headers are ignored.
 //! - `errors`: every error reply and close code of protocol v1.
 //! - `http`: the routes beside the WebSocket, limits, shutdown.
 //! - `feeds`: capture and tick-file replays through the gateway, replay pacing.
@@ -23,6 +25,7 @@
 mod abuse;
 mod common;
 mod delivery;
+mod edge;
 mod errors;
 mod feeds;
 mod fleet;
