@@ -123,10 +123,10 @@ async fn receives_updates(ws: &mut Wss) {
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
         let m = tokio::time::timeout_at(deadline, ws.next()).await.expect("no update through the proxy");
-        if let Some(Ok(Message::Text(t))) = m {
-            if t.contains(r#""type":"update""#) {
-                return;
-            }
+        if let Some(Ok(Message::Text(t))) = m
+            && t.contains(r#""type":"update""#)
+        {
+            return;
         }
     }
 }
