@@ -183,3 +183,78 @@ fn record_writes_a_replayable_file_and_refuses_endless_feeds_without_a_limit() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+fn openssl(args: &[&str]) {
+    let o = Command::new("openssl").args(args).output().expect("the openssl tool (apt-get install openssl)");
+    assert!(o.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+}
+
+#[test]
+fn token_signs_with_a_private_key_and_verify_says_which_key_accepts_it_or_why_not() {
+    let dir = std::env::temp_dir().join(format!("tickgate-cli-token-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let (key, public) = (dir.join("ec.key"), dir.join("ec.pub.pem"));
+    let (k, p) = (key.to_str().unwrap(), public.to_str().unwrap());
+    openssl(&["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", k]);
+    openssl(&["pkey", "-in", k, "-pubout", "-out", p]);
+    let pem = std::fs::read_to_string(&public).unwrap();
+    std::fs::write(&public, format!("# kid=ops-1\n{pem}")).unwrap();
+    let config = dir.join("tickgate.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[auth]\nmode = \"token\"\npublic_key_file = \"{p}\"\nissuer = \"https://idp.example/\"\n\
+             audience = [\"tickgate\"]\nsymbols_claim = \"https://tickgate.example/symbols\"\n"
+        ),
+    )
+    .unwrap();
+    let mint = |extra: &[&str]| {
+        let mut args =
+            vec!["token", "--sub", "ops", "--symbols", "AAPL,BTC*", "--key-file", k, "--kid", "ops-1"];
+        args.extend_from_slice(extra);
+        let o = tickgate(&args, &[]);
+        let (out, err) = text(&o);
+        assert!(o.status.success(), "{err}");
+        out.trim().to_string()
+    };
+    let good = mint(&[
+        "--iss",
+        "https://idp.example/",
+        "--aud",
+        "tickgate",
+        "--symbols-claim",
+        "https://tickgate.example/symbols",
+    ]);
+    let o = tickgate(&["token", "--verify", &good, "--config", config.to_str().unwrap()], &[]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}{err}");
+    assert!(out.starts_with("accepted"), "{out}");
+    assert!(
+        out.contains("https://idp.example/") && out.contains("kid ops-1") && out.contains("ES256"),
+        "{out}"
+    );
+    assert!(out.contains("\"BTC*\""), "{out}");
+
+    // The audience is missing: refused, exit 1, with the reason.
+    let no_aud =
+        mint(&["--iss", "https://idp.example/", "--symbols-claim", "https://tickgate.example/symbols"]);
+    let o = tickgate(&["token", "--verify", &no_aud, "--config", config.to_str().unwrap()], &[]);
+    let (out, _) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    assert!(out.contains("refused") && out.contains("missing claim aud"), "{out}");
+
+    // JSON for scripts.
+    let o = tickgate(&["token", "--verify", &good, "--config", config.to_str().unwrap(), "--json"], &[]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!((v["accepted"].as_bool(), v["key"]["alg"].as_str()), (Some(true), Some("ES256")), "{v}");
+
+    // An algorithm the key cannot sign, and a key file that is not a key: exit 2, clear message.
+    let o = tickgate(&["token", "--sub", "a", "--symbols", "*", "--key-file", k, "--alg", "RS256"], &[]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o).1.contains("cannot sign RS256"), "{}", text(&o).1);
+    let o = tickgate(&["token", "--sub", "a", "--symbols", "*", "--key-file", p], &[]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o).1.contains("not a private key"), "{}", text(&o).1);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -557,15 +557,19 @@ impl Verifier {
         v.leeway = self.rules.leeway;
         v.validate_exp = true;
         v.validate_nbf = true;
-        v.set_required_spec_claims(&["exp", "sub"]);
+        // Whatever is checked must be present: a token without aud (or iss) is not one for us.
+        let mut required = vec!["exp", "sub"];
         if let Some(i) = issuer {
             v.set_issuer(&[i]);
+            required.push("iss");
         }
         if self.rules.audience.is_empty() {
             v.validate_aud = false;
         } else {
             v.set_audience(&self.rules.audience);
+            required.push("aud");
         }
+        v.set_required_spec_claims(&required);
         v
     }
 

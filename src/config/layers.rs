@@ -105,6 +105,8 @@ impl Layers {
                         .iter()
                         .map(|v| match v {
                             toml::Value::Integer(i) => i.to_string(),
+                            // The string itself, not its TOML form with quotes.
+                            toml::Value::String(s) => s.clone(),
                             other => other.to_string(),
                         })
                         .collect::<Vec<_>>()

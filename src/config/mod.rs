@@ -98,6 +98,24 @@ mod tests {
     }
 
     #[test]
+    fn toml_lists_of_strings_are_their_strings() {
+        let mut l = Layers::new();
+        l.add_toml(
+            "[server]\nallowed_origins = [\"https://a.example\", \"https://b.example\"]\n\
+             trusted_proxies = [\"10.0.0.0/8\", \"127.0.0.1\"]\n[auth]\naudience = [\"tickgate\", \"api\"]\n",
+        )
+        .unwrap();
+        let (c, _) = l.build().unwrap();
+        assert_eq!(c.server.allowed_origins, ["https://a.example", "https://b.example"]);
+        assert_eq!(c.server.trusted_proxies, ["10.0.0.0/8", "127.0.0.1"]);
+        assert_eq!(c.auth.audience, ["tickgate", "api"]);
+        let mut l = Layers::new();
+        l.add_toml("[server]\ntrusted_proxies = [\"10.0.0.1/8\"]\n").unwrap();
+        let e = l.build().unwrap_err().to_string();
+        assert!(e.contains("server.trusted_proxies") && e.contains("host bits"), "{e}");
+    }
+
+    #[test]
     fn precedence_is_flag_over_env_over_file_over_default() {
         let mut l = Layers::new();
         l.set("feed.rate", "4".into(), Source::Flag).unwrap();

@@ -439,6 +439,11 @@ async fn bad_tokens_are_refused_with_the_reason_and_change_nothing() {
         ("wrong iss", with(&|c| c["iss"] = json!("https://evil.example/")), "not accepted"),
         ("wrong aud", with(&|c| c["aud"] = json!("someone-else")), "wrong audience"),
         (
+            "no aud",
+            with(&|c| c.as_object_mut().unwrap().remove("aud").map(|_| ()).unwrap_or(())),
+            "missing claim aud",
+        ),
+        (
             "no symbols claim",
             with(&|c| c.as_object_mut().unwrap().remove(CLAIM).map(|_| ()).unwrap_or(())),
             "grants no symbols",
