@@ -431,7 +431,9 @@ impl Verifier {
     }
 
     /// Asks for a JWKS refetch for `issuer`'s URLs, at most once per `auth.jwks_min_refresh`.
-    fn request_refetch(&self, issuer: Option<&str>) -> bool {
+    /// `count` says whether a refusal counts as throttled (once per token: the handshake's
+    /// [`Verifier::prefetch`] and [`Verifier::check`] both ask).
+    fn request_refetch(&self, issuer: Option<&str>, count: bool) -> bool {
         let now = Instant::now();
         let mut asked = false;
         let mut throttled = false;
@@ -447,7 +449,7 @@ impl Verifier {
         if asked {
             self.stats.kid_refetches.fetch_add(1, Ordering::Relaxed);
             self.wake.notify_one();
-        } else if throttled {
+        } else if throttled && count {
             self.stats.kid_refetches_throttled.fetch_add(1, Ordering::Relaxed);
         }
         asked
@@ -470,7 +472,7 @@ impl Verifier {
         };
         let mut changed = self.generation.subscribe();
         changed.mark_unchanged();
-        if self.request_refetch(issuer.as_deref()) {
+        if self.request_refetch(issuer.as_deref(), false) {
             let _ = tokio::time::timeout(REFETCH_WAIT, changed.changed()).await;
         }
     }
@@ -505,7 +507,7 @@ impl Verifier {
                 let with_kid: Vec<_> =
                     keys.iter().filter(|k| k.kid.as_deref() == Some(kid.as_str())).collect();
                 if with_kid.is_empty() {
-                    self.request_refetch(issuer);
+                    self.request_refetch(issuer, true);
                     return Err(AuthError::UnknownKey(format!(
                         "no key {kid:?} for issuer {}",
                         issuer.map_or("(any)".into(), |i| format!("{i:?}"))

@@ -126,6 +126,12 @@ pub fn run(m: &ArgMatches) -> Result<(), CliError> {
             if alg.is_some_and(|a| a != jsonwebtoken::Algorithm::HS256) {
                 return Err(CliError::Usage("--alg other than HS256 needs --key-file".into()));
             }
+            if arg("kid").is_some() {
+                return Err(CliError::Usage(
+                    "--kid needs --key-file: the HS256 secret has no key id, so the gateway would refuse the token"
+                        .into(),
+                ));
+            }
             let secret = crate::auth::load_secret(arg("secret-file").map(std::path::Path::new))
                 .map_err(CliError::Usage)?;
             SigningKey::secret(&secret).map_err(CliError::Usage)?
