@@ -167,7 +167,8 @@ impl State {
             Location::Secret(None) | Location::JwksUrl(_) => return Ok(false),
         };
         let stamp = std::fs::metadata(&path).ok().and_then(|m| Some((m.modified().ok()?, m.len())));
-        if !force && stamp.is_some() && stamp == self.stamp {
+        // Unchanged (a file that stays missing counts as unchanged: reported once).
+        if !force && stamp == self.stamp {
             return Ok(false);
         }
         let what = format!("{} {}", self.spec.key, path.display());
@@ -402,6 +403,30 @@ mod tests {
         s.requested = false;
         s.force();
         assert!(s.due(t0), "SIGHUP forces a fetch");
+    }
+
+    #[test]
+    fn a_file_that_breaks_or_disappears_is_reported_once_and_keeps_its_keys() {
+        let dir = std::env::temp_dir().join(format!("tickgate-sources-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("jwks.json");
+        let doc = r#"{"keys":[{"kty":"OKP","crv":"Ed25519","kid":"1","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}]}"#;
+        std::fs::write(&file, doc).unwrap();
+        let mut s = State::new(Spec {
+            issuer: None,
+            location: Location::JwksFile(file.clone()),
+            key: "auth.jwks_file",
+        });
+        assert_eq!(s.reload_file(true), Ok(true));
+        assert_eq!(s.reload_file(false), Ok(false), "unchanged: not read again");
+        std::fs::remove_file(&file).unwrap();
+        assert!(s.reload_file(false).unwrap_err().contains("auth.jwks_file"));
+        assert_eq!(s.reload_file(false), Ok(false), "still missing: reported once");
+        assert_eq!(s.keys.len(), 1, "the last good keys stay");
+        std::fs::write(&file, "{not json").unwrap();
+        assert!(s.reload_file(false).is_err());
+        assert_eq!(s.keys.len(), 1);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
