@@ -9,6 +9,8 @@
 //!   thread drives it with the clock passed in, so live and replayed sources share one path.
 //! - [`simulator`]: the embedded default source (GBM mid prices, Zipf-skewed activity).
 //! - [`binance`]: Binance capture lines (`<capture_ns> <json>`) normalized to L1 events.
+//! - [`book`]: Level-2 order books rebuilt from Binance depth snapshots and diffs, with
+//!   Binance's update-id continuity checks.
 //! - [`replay`]: replayed sources: captures ([`CaptureReplay`]) and recorded tick files
 //!   ([`TickReplay`]), paced by the recording's clock at any speed, optionally looped.
 //! - [`tickfile`]: the compact recorded tick file format (`tickgate record`).
@@ -18,6 +20,7 @@
 //! `feeds/fixtures/`.
 
 pub mod binance;
+pub mod book;
 pub mod codec;
 pub mod replay;
 pub mod simulator;
