@@ -382,6 +382,12 @@ fn split(s: &[u8], sep: u8) -> Split<'_> {
 
 /// The index of the first `sep` outside quoted strings.
 fn top_level(s: &[u8], sep: u8) -> Option<usize> {
+    top_level_from(s, sep, 0)
+}
+
+/// The index of the first `sep` outside quoted strings at or after `from` (the bytes before
+/// `from` are still scanned, for the quotes).
+fn top_level_from(s: &[u8], sep: u8, from: usize) -> Option<usize> {
     let (mut quoted, mut escaped) = (false, false);
     for (i, &b) in s.iter().enumerate() {
         if escaped {
@@ -394,7 +400,7 @@ fn top_level(s: &[u8], sep: u8) -> Option<usize> {
             }
         } else if b == b'"' {
             quoted = true;
-        } else if b == sep {
+        } else if b == sep && i >= from {
             return Some(i);
         }
     }
@@ -416,7 +422,7 @@ fn forwarded_hops(headers: &[&str], out: &mut Vec<Hop>) -> bool {
             // quotes (nothing else): the first element boundary after the cut is then a real
             // one, and the client's bytes cannot change how the proxies' elements read.
             let cut = bytes.len() - budget;
-            part = match boundary_after(bytes, cut) {
+            part = match top_level_from(bytes, b',', cut) {
                 Some(i) => &bytes[i + 1..],
                 None => &[],
             };
@@ -436,27 +442,6 @@ fn forwarded_hops(headers: &[&str], out: &mut Vec<Hop>) -> bool {
         }
     }
     any_for
-}
-
-/// The index of the first top-level `,` at or after `cut`.
-fn boundary_after(s: &[u8], cut: usize) -> Option<usize> {
-    let (mut quoted, mut escaped) = (false, false);
-    for (i, &b) in s.iter().enumerate() {
-        if escaped {
-            escaped = false;
-        } else if quoted {
-            match b {
-                b'\\' => escaped = true,
-                b'"' => quoted = false,
-                _ => {}
-            }
-        } else if b == b'"' {
-            quoted = true;
-        } else if b == b',' && i >= cut {
-            return Some(i);
-        }
-    }
-    None
 }
 
 /// A `Forwarded` element (`for=...;proto=...;by=...`): its hop and whether it has a `for`;
