@@ -223,9 +223,9 @@ config_keys! {
             "New connections per second one client IP may open (token bucket, burst = the same); \
             more get HTTP 429 with Retry-After. 0 = no limit. Bounds reconnect storms and floods.";
         handshake_timeout: Duration = "10s", Dur { min: MS_100 }, restart,
-            "Time a new connection has for each step of its handshake: the PROXY header (when \
-            server.proxy_protocol is on), the TLS handshake, and a complete HTTP request head; \
-            slower clients are dropped (slowloris guard).";
+            "Time from accepting a TCP connection to a complete HTTP request head, the PROXY \
+            header (when server.proxy_protocol is on) and the TLS handshake included; slower \
+            clients are dropped (slowloris guard).";
         max_header_bytes: usize = "16384", Int { min: 8192, max: 1 << 20 }, restart,
             "Largest HTTP request head, bytes (request line and headers); larger gets HTTP 431 \
             and the connection is closed. Bounds per-handshake memory.";

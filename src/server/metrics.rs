@@ -289,7 +289,7 @@ impl Collector for GatewayCollector {
         counter(
             &mut e,
             "tickgate_handshake_timeouts",
-            "Connections dropped for not sending a complete request head within server.handshake_timeout.",
+            "Connections dropped for not completing their handshake (PROXY header, TLS, request head) within server.handshake_timeout.",
             app.guards.rejections.handshake_timeouts.load(r),
         )?;
         per_shard_by_code(

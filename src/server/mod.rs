@@ -67,7 +67,8 @@ pub struct Rejections {
     /// `server.handshake_timeout`.
     pub handshake_timeouts: AtomicU64,
     /// Connections closed for a missing or malformed PROXY protocol header, or one from a peer
-    /// outside `server.trusted_proxies`.
+    /// outside `server.trusted_proxies` (a header that never came counts in
+    /// `handshake_timeouts` too).
     pub proxy_protocol: AtomicU64,
 }
 
@@ -208,10 +209,11 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, role: Role, mut shutdow
 }
 
 /// One accepted connection: its PROXY header (when expected), TLS (when configured), then HTTP.
-/// All of it within `server.handshake_timeout` up to a complete request head.
+/// All of it within one `server.handshake_timeout` from the accept up to a complete request
+/// head (a slow client cannot take a timeout per step).
 async fn connection(mut stream: tokio::net::TcpStream, tcp_peer: SocketAddr, app: Arc<App>, role: Role) {
     let guards = &app.guards;
-    let timeout = guards.handshake_timeout;
+    let deadline = tokio::time::Instant::now() + guards.handshake_timeout;
     let mut client = Client { addr: tcp_peer, from_proxy_protocol: false };
     if role == Role::Public && guards.proxy_protocol != proxy_protocol::Mode::Off {
         let refuse = |why: &dyn std::fmt::Display| {
@@ -221,8 +223,11 @@ async fn connection(mut stream: tokio::net::TcpStream, tcp_peer: SocketAddr, app
         if !guards.trusted_proxies.is_empty() && !guards.trusted_proxies.contains(tcp_peer.ip()) {
             return refuse(&"a PROXY header is only taken from server.trusted_proxies");
         }
-        match tokio::time::timeout(timeout, proxy_protocol::read_header(&mut stream, guards.proxy_protocol))
-            .await
+        match tokio::time::timeout_at(
+            deadline,
+            proxy_protocol::read_header(&mut stream, guards.proxy_protocol),
+        )
+        .await
         {
             Ok(Ok(h)) => client = Client { addr: h.source_or(tcp_peer), from_proxy_protocol: true },
             Ok(Err(e)) => return refuse(&e),
@@ -233,18 +238,15 @@ async fn connection(mut stream: tokio::net::TcpStream, tcp_peer: SocketAddr, app
         }
     }
     match (&app.tls, role) {
-        (Some(t), Role::Public) => {
-            // The TLS handshake counts against the handshake timeout too.
-            match tokio::time::timeout(timeout, t.acceptor.accept(stream)).await {
-                Ok(Ok(tls)) => serve_connection(tls, client, app, role).await,
-                Ok(Err(e)) => tracing::debug!(peer = %client.addr, error = %e, "TLS handshake failed"),
-                Err(_) => {
-                    app.guards.rejections.handshake_timeouts.fetch_add(1, Ordering::Relaxed);
-                    tracing::debug!(peer = %client.addr, "TLS handshake timed out");
-                }
+        (Some(t), Role::Public) => match tokio::time::timeout_at(deadline, t.acceptor.accept(stream)).await {
+            Ok(Ok(tls)) => serve_connection(tls, client, deadline, app, role).await,
+            Ok(Err(e)) => tracing::debug!(peer = %client.addr, error = %e, "TLS handshake failed"),
+            Err(_) => {
+                app.guards.rejections.handshake_timeouts.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(peer = %client.addr, "TLS handshake timed out");
             }
-        }
-        _ => serve_connection(stream, client, app, role).await,
+        },
+        _ => serve_connection(stream, client, deadline, app, role).await,
     }
 }
 
@@ -257,8 +259,15 @@ pub struct Client {
     pub from_proxy_protocol: bool,
 }
 
-async fn serve_connection<S>(stream: S, client: Client, app: Arc<App>, role: Role)
-where
+/// HTTP on a connection whose request head must be complete by `deadline` (later requests
+/// on a kept-alive connection get as long).
+async fn serve_connection<S>(
+    stream: S,
+    client: Client,
+    deadline: tokio::time::Instant,
+    app: Arc<App>,
+    role: Role,
+) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let peer = client.addr;
@@ -272,10 +281,12 @@ where
             }
         }
     });
-    let (timeout, max_head) = (app2.guards.handshake_timeout, app2.guards.max_header_bytes);
+    let head_timeout =
+        deadline.saturating_duration_since(tokio::time::Instant::now()).max(Duration::from_millis(1));
+    let max_head = app2.guards.max_header_bytes;
     let conn = http1::Builder::new()
         .timer(TokioTimer::new())
-        .header_read_timeout(timeout)
+        .header_read_timeout(head_timeout)
         .max_buf_size(max_head)
         .serve_connection(TokioIo::new(stream), service)
         .with_upgrades();
