@@ -5,6 +5,10 @@
 //! Targets: JSON <= 150 ns per update, binary <= 20 ns per record. `format_fixed_x7` shows
 //! how much of the JSON update is the printing of its seven fixed-point fields.
 //!
+//! Order books (`book_*`): one whole `book` message of 10 or 50 levels a side, BTCUSDT-like
+//! prices (cents apart) and sizes with up to 8 decimals. A shard encodes each book once per
+//! (symbol, depth, format) per change, so this is the cost per change, not per client.
+//!
 //! `cargo bench --bench encode -- --warm-up-time 1 --measurement-time 3`
 
 use std::hint::black_box;
@@ -103,6 +107,56 @@ fn encode(c: &mut Criterion) {
     });
 
     g.finish();
+
+    let mut g = c.benchmark_group("encode");
+    for depth in [10usize, 50] {
+        let book = btc_book(depth);
+        g.throughput(Throughput::Elements(1));
+        g.bench_function(format!("book_json_depth{depth}"), |b| {
+            b.iter(|| {
+                out.clear();
+                json::encode_book(&mut out, black_box("BTCUSDT"), depth, black_box(&book));
+                black_box(&out);
+            })
+        });
+        g.bench_function(format!("book_binary_depth{depth}"), |b| {
+            b.iter(|| {
+                out.clear();
+                binary::encode_book(&mut out, black_box(7), depth, black_box(&book));
+                black_box(&out);
+            })
+        });
+    }
+    g.finish();
+}
+
+/// A BTCUSDT-like book of `depth` levels a side: the touch at 61837.63 / 61837.64, levels a
+/// cent or a few apart, sizes with up to 8 decimals.
+fn btc_book(depth: usize) -> tickgate::books::Levels {
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let (mut bid, mut ask) = (6_183_763_000_000i64, 6_183_764_000_000i64);
+    let mut bids = Vec::new();
+    let mut asks = Vec::new();
+    for _ in 0..depth {
+        bids.push((bid, (next() % 500_000_000) as i64));
+        asks.push((ask, (next() % 500_000_000) as i64));
+        bid -= 1_000_000 * (1 + (next() % 3) as i64);
+        ask += 1_000_000 * (1 + (next() % 3) as i64);
+    }
+    tickgate::books::Levels {
+        seq: 123_456,
+        stale: false,
+        ts_event: 1_723_161_254_206_652_067,
+        ts_gateway: 1_723_161_254_206_700_000,
+        bids,
+        asks,
+    }
 }
 
 criterion_group!(benches, encode);

@@ -2,6 +2,10 @@
 //! time, and publishes it — last-value cache first, then the ring (see `ring` for why that
 //! order matters) — then rings the shards' doorbells once per batch.
 //!
+//! A source that keeps order books reports each change (`FeedPoll::Book`): the thread copies
+//! the book's top levels into the [`crate::books::BookStore`] and, if anything a client can
+//! see changed, puts a book notice on the ring.
+//!
 //! A source with a network upstream reports it going down and up (`FeedPoll::Status`); the
 //! thread records that in [`FeedStats::up`] and rings the doorbells so shards tell clients.
 //!
@@ -18,7 +22,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use tickgate_feeds::{
-    CaptureReplay, FeedPoll, FeedSource, ReplayOptions, Simulator, TickReplay, TradeCounter, Universe,
+    CaptureReplay, FeedPoll, FeedSource, ReplayOptions, Simulator, Tick, TickReplay, TradeCounter, Universe,
 };
 
 use crate::bus::BusStats;
@@ -116,6 +120,10 @@ pub struct FeedStats {
     pub up: AtomicBool,
     /// Times the upstream went away.
     pub outages: AtomicU64,
+    /// Order-book changes published (each one ring notice).
+    pub books: AtomicU64,
+    /// Times a book went stale (each is also a change).
+    pub books_stale: AtomicU64,
 }
 
 impl Default for FeedStats {
@@ -126,6 +134,8 @@ impl Default for FeedStats {
             ended: AtomicBool::new(false),
             up: AtomicBool::new(true),
             outages: AtomicU64::new(0),
+            books: AtomicU64::new(0),
+            books_stale: AtomicU64::new(0),
         }
     }
 }
@@ -172,6 +182,8 @@ pub struct FeedParts {
     pub live: Arc<crate::live::Live>,
     /// Where the thread reports its counters and the upstream's state.
     pub stats: Arc<FeedStats>,
+    /// The published order books (this thread is their only writer).
+    pub books: Arc<crate::books::BookStore>,
 }
 
 /// Starts the feed thread.
@@ -188,7 +200,10 @@ pub fn spawn(parts: FeedParts) -> std::io::Result<FeedHandle> {
 }
 
 fn run(parts: FeedParts, stop: &AtomicBool, stats: &FeedStats) {
-    let FeedParts { mut source, mut producer, lvc, doorbells, limit, pin, live, stats: _ } = parts;
+    let FeedParts { mut source, mut producer, lvc, doorbells, limit, pin, live, stats: _, books } = parts;
+    // Reused for every book change: no allocation per event.
+    let (mut bids, mut asks) = (Vec::with_capacity(books.depth()), Vec::with_capacity(books.depth()));
+    let mut book_changes = 0u64;
     let started = std::time::Instant::now();
     let mut live = live.watch();
     let mut rate = live.get().feed.rate;
@@ -235,6 +250,21 @@ fn run(parts: FeedParts, stop: &AtomicBool, stats: &FeedStats) {
                     lvc.store(&t);
                     producer.publish(&t);
                     published += 1;
+                }
+                FeedPoll::Book { symbol, ts_event } => {
+                    batch += 1;
+                    let Some(health) = source.book_levels(symbol, books.depth(), &mut bids, &mut asks) else {
+                        continue;
+                    };
+                    let now = now_ns();
+                    if let Some(c) = books.publish(symbol, health, &bids, &asks, ts_event, now) {
+                        producer.publish(&Tick::book_notice(symbol, c.seq, c.first_changed, ts_event, now));
+                        book_changes += 1;
+                        stats.books.store(book_changes, Ordering::Relaxed);
+                        if health == tickgate_feeds::BookHealth::Stale {
+                            stats.books_stale.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
                 }
                 FeedPoll::Pending { until_ns } => {
                     wait = Some(until_ns.unwrap_or(now + 100_000));

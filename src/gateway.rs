@@ -116,6 +116,7 @@ impl Gateway {
 
         let universe = Arc::new(source.universe().clone());
         let lvc = Arc::new(Lvc::new(universe.len()));
+        let books = Arc::new(crate::books::BookStore::new(universe.len(), config.server.max_depth));
         let (ring, producer) = Ring::with_capacity(config.server.ring_capacity);
 
         // Bind first, so a bad address fails before any thread starts.
@@ -140,6 +141,7 @@ impl Gateway {
             subscribe_timeout: config.server.subscribe_timeout,
             verifier: verifier.clone(),
             interest: interest.clone(),
+            books: books.clone(),
         };
         let (hist_tx, hist_rx) = crossbeam_channel::bounded(shards * 16);
         let mut handles = Vec::with_capacity(shards);
@@ -165,6 +167,7 @@ impl Gateway {
             pin: feed_core,
             live: live.clone(),
             stats: feed_stats,
+            books: books.clone(),
         })
         .context("starting the feed thread")?;
 
@@ -173,6 +176,7 @@ impl Gateway {
             admin_token,
             universe,
             lvc,
+            books,
             shards: handles,
             connections: Arc::new(AtomicUsize::new(0)),
             feed: feed.stats.clone(),

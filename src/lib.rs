@@ -26,6 +26,8 @@
 //! - [`config`]: the key table and the one validated [`config::Config`] built from defaults,
 //!   file, env and flags.
 //! - [`feed`]: builds the [`feed::Feed`] `feed.source` names and runs the feed thread.
+//! - [`books`]: the published top levels of every symbol's order book (Level 2), written by
+//!   the feed thread, encoded by the shards, announced on the ring.
 //! - [`ring`]: the broadcast ring and the last-value cache (seqlock slots of atomic words).
 //! - [`protocol`]: protocol v1 — control messages, JSON and binary frames, WebSocket framing.
 //! - [`shard`]: per-shard state and the writer loop.
@@ -42,6 +44,7 @@
 
 pub mod alloc;
 pub mod auth;
+pub mod books;
 pub mod bus;
 pub mod cli;
 pub mod clock;

@@ -55,7 +55,8 @@ pub fn record(
             FeedPoll::Tick(t) => w.write(&t).with_context(|| format!("writing {}", out.display()))?,
             FeedPoll::Pending { until_ns: Some(t) } if virtual_clock => now = now.max(t),
             FeedPoll::Pending { .. } => std::thread::sleep(Duration::from_micros(250)),
-            FeedPoll::Status { .. } => {}
+            // Tick files hold L1 events and trades; order books are not recorded yet.
+            FeedPoll::Status { .. } | FeedPoll::Book { .. } => {}
             FeedPoll::End => break,
         }
     }

@@ -31,6 +31,6 @@ pub mod universe;
 
 pub use replay::{CaptureReplay, ReplayOptions, Speed, TickReplay};
 pub use simulator::{InvalidSimConfig, SimConfig, SimField, Simulator};
-pub use source::{FeedPoll, FeedSource};
+pub use source::{BookHealth, FeedPoll, FeedSource};
 pub use tick::{FixedBuf, SCALE, Side, Tick, TickKind, TradeCounter, format_fixed};
 pub use universe::{SymbolInfo, Universe, UniverseError};

@@ -11,14 +11,21 @@
 //! line by line with bounded memory; `.gz` files are decompressed on the fly. The universe is
 //! the set of symbols the files trade or quote, found by a first pass over them at open (in
 //! name order, so ids do not depend on which file a symbol appears in first).
+//!
+//! A capture replay also rebuilds each symbol's Level-2 order book from the file's depth
+//! snapshot and `depthUpdate` diffs ([`crate::book`]: Binance's procedure and continuity
+//! rules, spot or futures by whether the diffs carry `pu`). Every change of a book (a diff
+//! applied, a rebuild from a snapshot, a continuity break that makes it stale) is a
+//! [`FeedPoll::Book`]; [`FeedSource::book_levels`] reads it. A break is counted and logged.
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader};
 use std::path::{Path, PathBuf};
 
 use crate::binance::{self, Event, L1Book, SkipKind};
+use crate::book::{self, BookBuilder, Continuity, DepthEvent, Outcome};
 use crate::tickfile::{TickFileError, TickReader};
-use crate::{FeedPoll, FeedSource, SymbolInfo, Tick, Universe};
+use crate::{BookHealth, FeedPoll, FeedSource, SymbolInfo, Tick, Universe};
 
 /// How fast a recording is replayed.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -97,9 +104,9 @@ trait Recording {
     /// The recording time (loop offsets applied) of the next event of this pass, or `None`
     /// at the end of the pass. Called until [`Recording::take`] consumes that event.
     fn next_ns(&mut self) -> Option<u64>;
-    /// Consumes the event `next_ns` announced: its tick, or `None` if it yields none (a
-    /// quote that does not change the book).
-    fn take(&mut self) -> Option<Tick>;
+    /// Consumes the event `next_ns` announced: its tick or book change, or `None` if it
+    /// yields none (a quote that does not change the L1 state, a diff that was buffered).
+    fn take(&mut self) -> Option<FeedPoll>;
     /// Starts the next pass, with time and seq continuing to rise.
     ///
     /// # Errors
@@ -160,9 +167,9 @@ impl Replayer {
             if due > now_ns {
                 return FeedPoll::Pending { until_ns: Some(due) };
             }
-            if let Some(t) = rec.take() {
+            if let Some(p) = rec.take() {
                 self.ticks_this_pass += 1;
-                return FeedPoll::Tick(t);
+                return p;
             }
         }
     }
@@ -177,10 +184,15 @@ pub struct ReplayCounts {
     pub trades: u64,
     /// Book-ticker quotes normalized into ticks.
     pub quotes: u64,
-    /// Order-book diffs skipped.
+    /// Order-book diffs read.
     pub depth: u64,
-    /// REST snapshot lines skipped.
+    /// REST depth snapshots read.
     pub snapshots: u64,
+    /// Order-book continuity breaks (each makes the symbol's book stale until the next
+    /// snapshot rebuilds it).
+    pub book_breaks: u64,
+    /// Diffs after which a book was crossed (the book is then not published until it is not).
+    pub book_crossed: u64,
     /// Other well-formed messages skipped.
     pub other: u64,
     /// Malformed lines skipped.
@@ -191,8 +203,17 @@ impl std::fmt::Display for ReplayCounts {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{} lines: {} trades, {} quotes; skipped {} depth, {} snapshot, {} other, {} malformed",
-            self.lines, self.trades, self.quotes, self.depth, self.snapshots, self.other, self.malformed
+            "{} lines: {} trades, {} quotes, {} depth diffs, {} depth snapshots ({} book breaks, {} crossed); \
+             skipped {} other, {} malformed",
+            self.lines,
+            self.trades,
+            self.quotes,
+            self.depth,
+            self.snapshots,
+            self.book_breaks,
+            self.book_crossed,
+            self.other,
+            self.malformed
         )
     }
 }
@@ -205,7 +226,16 @@ pub const MALFORMED_LOGGED_PER_FILE: u64 = 10;
 struct Head {
     capture_ns: u64,
     id: u32,
-    event: binance::Event<'static>,
+    event: HeadEvent,
+}
+
+/// What a capture line holds for the replay.
+#[derive(Clone, Debug)]
+enum HeadEvent {
+    /// A trade or a book-ticker quote.
+    L1(binance::Event<'static>),
+    /// A depth diff or snapshot of the symbol's order book.
+    Depth(DepthEvent),
 }
 
 /// Opens a capture file, decompressing `.gz`.
@@ -222,6 +252,8 @@ fn open_capture(path: &Path) -> io::Result<Box<dyn BufRead + Send>> {
 /// One capture file being read.
 struct CaptureFile {
     path: PathBuf,
+    /// The symbol the file name says it holds (REST snapshot lines name none).
+    symbol: Option<String>,
     input: Box<dyn BufRead + Send>,
     line_no: u64,
     buf: Vec<u8>,
@@ -233,6 +265,7 @@ impl CaptureFile {
     fn open(path: &Path) -> io::Result<Self> {
         Ok(CaptureFile {
             path: path.to_owned(),
+            symbol: book::capture_symbol(path),
             input: open_capture(path)?,
             line_no: 0,
             buf: Vec::with_capacity(4096),
@@ -267,21 +300,28 @@ impl CaptureFile {
                 counts.lines -= 1;
                 continue;
             }
-            let parsed = std::str::from_utf8(line)
-                .map_err(|_| "not UTF-8".to_string())
-                .and_then(|l| binance::parse_line(l).map_err(|e| e.to_string()))
-                .and_then(|e| match e {
+            let parsed = std::str::from_utf8(line).map_err(|_| "not UTF-8".to_string()).and_then(|l| {
+                match binance::parse_line(l).map_err(|e| e.to_string())? {
+                    Event::Skip(SkipKind::Depth | SkipKind::Snapshot) => self.depth_head(l, universe),
                     Event::Skip(k) => Ok(Err(k)),
-                    Event::Trade { ref symbol, .. } | Event::Quote { ref symbol, .. } => universe
-                        .id(symbol)
-                        .map(|id| Ok(resolve(id, &e)))
-                        .ok_or_else(|| format!("symbol {symbol:?} is not a valid symbol name")),
-                });
+                    e @ (Event::Trade { .. } | Event::Quote { .. }) => {
+                        let (Event::Trade { symbol, .. } | Event::Quote { symbol, .. }) = &e else {
+                            return Ok(Err(SkipKind::Other));
+                        };
+                        universe
+                            .id(symbol)
+                            .map(|id| Ok(resolve(id, &e)))
+                            .ok_or_else(|| format!("symbol {symbol:?} is not a valid symbol name"))
+                    }
+                }
+            });
             match parsed {
                 Ok(Ok(head)) => {
-                    match head.event {
-                        Event::Trade { .. } => counts.trades += 1,
-                        _ => counts.quotes += 1,
+                    match &head.event {
+                        HeadEvent::L1(Event::Trade { .. }) => counts.trades += 1,
+                        HeadEvent::L1(_) => counts.quotes += 1,
+                        HeadEvent::Depth(DepthEvent::Diff(_)) => counts.depth += 1,
+                        HeadEvent::Depth(DepthEvent::Snapshot(_)) => counts.snapshots += 1,
                     }
                     self.head = Some(head);
                     return;
@@ -306,6 +346,25 @@ impl CaptureFile {
     }
 }
 
+impl CaptureFile {
+    /// A depth line as the file's next event; skipped (`Ok(Err(kind))`, counted but not
+    /// replayed) when it is for a symbol outside the universe (depth only, or a snapshot in a
+    /// file whose name says no symbol), or a partial-depth view.
+    fn depth_head(&self, line: &str, universe: &Universe) -> Result<Result<Head, SkipKind>, String> {
+        let Some((symbol, event)) = book::parse_depth_line(line).map_err(|e| e.to_string())? else {
+            return Ok(Err(SkipKind::Other));
+        };
+        let skip = match event {
+            DepthEvent::Diff(_) => SkipKind::Depth,
+            DepthEvent::Snapshot(_) => SkipKind::Snapshot,
+        };
+        let symbol = if symbol.is_empty() { self.symbol.as_deref().unwrap_or("") } else { &symbol };
+        let Some(id) = universe.id(symbol) else { return Ok(Err(skip)) };
+        let capture_ns = line.split_once(' ').and_then(|(ts, _)| ts.parse().ok()).unwrap_or(0);
+        Ok(Ok(Head { capture_ns, id, event: HeadEvent::Depth(event) }))
+    }
+}
+
 /// Drops the borrowed symbol name once it is resolved to an id.
 fn resolve(id: u32, e: &Event<'_>) -> Head {
     let event = match *e {
@@ -317,7 +376,7 @@ fn resolve(id: u32, e: &Event<'_>) -> Head {
         }
         Event::Skip(k) => Event::Skip(k),
     };
-    Head { capture_ns: binance::capture_ns(e).unwrap_or(0), id, event }
+    Head { capture_ns: binance::capture_ns(e).unwrap_or(0), id, event: HeadEvent::L1(event) }
 }
 
 /// What a first pass over capture files found.
@@ -411,6 +470,8 @@ struct CaptureFiles {
     universe: Universe,
     files: Vec<CaptureFile>,
     book: L1Book,
+    /// Each symbol's Level-2 book, once the files have a depth event for it.
+    depth: Vec<Option<DepthBook>>,
     counts: ReplayCounts,
     span_ns: u64,
     loop_offset_ns: u64,
@@ -438,6 +499,7 @@ impl CaptureReplay {
         let (a, b) = scan.span.unwrap_or((0, 0));
         let mut files = CaptureFiles {
             book: L1Book::new(universe.len()),
+            depth: vec![None; universe.len()],
             files: Vec::new(),
             paths,
             universe,
@@ -488,19 +550,32 @@ impl Recording for CaptureFiles {
         Some(rec_ns)
     }
 
-    fn take(&mut self) -> Option<Tick> {
+    fn take(&mut self) -> Option<FeedPoll> {
         let (i, rec_ns) = self.next.take()?;
         let file = self.files.get_mut(i)?;
         let head = file.head.take()?;
         file.advance(&self.universe, &mut self.counts, self.passes == 0);
-        let mut t = self.book.apply(head.id, &head.event)?;
-        t.ts_event = rec_ns;
-        Some(t)
+        match head.event {
+            HeadEvent::L1(e) => {
+                let mut t = self.book.apply(head.id, &e)?;
+                t.ts_event = rec_ns;
+                Some(FeedPoll::Tick(t))
+            }
+            HeadEvent::Depth(e) => {
+                let slot = self.depth.get_mut(head.id as usize)?;
+                let book = slot.get_or_insert_with(DepthBook::default);
+                let name = self.universe.name(head.id);
+                book.on_event(e, name, &mut self.counts)
+                    .then_some(FeedPoll::Book { symbol: head.id, ts_event: rec_ns })
+            }
+        }
     }
 
     fn restart(&mut self) -> Result<(), String> {
         self.passes += 1;
         self.loop_offset_ns += self.span_ns;
+        // The files' update ids start over: each book is rebuilt from the next pass's snapshot.
+        self.depth.iter_mut().for_each(|d| *d = None);
         self.open_files().map_err(|e| e.to_string())
     }
 
@@ -509,9 +584,100 @@ impl Recording for CaptureFiles {
     }
 }
 
+/// One symbol's order book in a capture replay: its builder, created by the first diff
+/// (whose `pu` says spot or futures), and a snapshot that came before any diff.
+#[derive(Clone, Debug, Default)]
+struct DepthBook {
+    builder: Option<BookBuilder>,
+    early_snapshot: Option<book::Snapshot>,
+    /// The book was crossed after the last event (it is reported stale until it is not).
+    crossed: bool,
+}
+
+impl DepthBook {
+    /// Feeds one depth event; returns whether the book's published state changed (levels, or
+    /// live/stale). Breaks and crossed books are counted and logged.
+    fn on_event(&mut self, e: DepthEvent, symbol: &str, counts: &mut ReplayCounts) -> bool {
+        let (builder, outcome) = match e {
+            DepthEvent::Diff(d) => {
+                let builder = self.builder.get_or_insert_with(|| {
+                    BookBuilder::new(if d.prev.is_some() { Continuity::Futures } else { Continuity::Spot })
+                });
+                let mut out = builder.on_diff(&d);
+                if let Some(s) = self.early_snapshot.take() {
+                    // The diff that decided the rules arrived after the snapshot: load it now.
+                    out = builder.on_snapshot(&s);
+                }
+                (builder, out)
+            }
+            DepthEvent::Snapshot(s) => match self.builder.as_mut() {
+                Some(b) => {
+                    let out = b.on_snapshot(&s);
+                    (b, out)
+                }
+                None => {
+                    self.early_snapshot = Some(s);
+                    return false;
+                }
+            },
+        };
+        let was_crossed = self.crossed;
+        match outcome {
+            Outcome::Applied { crossed, .. } => {
+                self.crossed = crossed;
+                if crossed {
+                    counts.book_crossed += 1;
+                    if !was_crossed {
+                        tracing::warn!(
+                            symbol,
+                            "order book crossed after a diff; not published until it uncrosses"
+                        );
+                    }
+                }
+                true
+            }
+            Outcome::Rebuilt { crossed, .. } => {
+                self.crossed = crossed;
+                true
+            }
+            Outcome::Break { expected, got } => {
+                counts.book_breaks += 1;
+                tracing::warn!(
+                    symbol,
+                    expected,
+                    got,
+                    update_id = builder.last_update_id(),
+                    "order book continuity break: the book is stale until the next snapshot"
+                );
+                true
+            }
+            Outcome::Buffered | Outcome::Dropped | Outcome::Loaded { .. } => false,
+        }
+    }
+
+    fn health(&self) -> BookHealth {
+        match &self.builder {
+            Some(b) if b.is_live() && !self.crossed => BookHealth::Live,
+            _ => BookHealth::Stale,
+        }
+    }
+}
+
 impl FeedSource for CaptureReplay {
     fn universe(&self) -> &Universe {
         &self.files.universe
+    }
+
+    fn book_levels(
+        &self,
+        symbol: u32,
+        depth: usize,
+        bids: &mut Vec<(i64, i64)>,
+        asks: &mut Vec<(i64, i64)>,
+    ) -> Option<BookHealth> {
+        let d = self.files.depth.get(symbol as usize)?.as_ref()?;
+        d.builder.as_ref()?.book().top(depth, bids, asks);
+        Some(d.health())
     }
 
     fn poll(&mut self, now_ns: u64) -> FeedPoll {
@@ -608,10 +774,10 @@ impl Recording for TickFile {
         self.pending.as_ref().map(|t| t.ts_event)
     }
 
-    fn take(&mut self) -> Option<Tick> {
+    fn take(&mut self) -> Option<FeedPoll> {
         let t = self.pending.take()?;
         self.replayed += 1;
-        Some(t)
+        Some(FeedPoll::Tick(t))
     }
 
     fn restart(&mut self) -> Result<(), String> {
@@ -709,6 +875,7 @@ mod tests {
                 FeedPoll::Tick(t) => out.push(t),
                 FeedPoll::Pending { until_ns } => now = until_ns.unwrap_or(now + 1),
                 FeedPoll::End => return out,
+                FeedPoll::Book { .. } => {}
                 FeedPoll::Status { .. } => panic!("a replay has no upstream"),
             }
         }
@@ -747,6 +914,84 @@ mod tests {
         );
     }
 
+    /// A `depthUpdate` line (spot, or futures with `pu`) at capture time `ns`.
+    fn diff(ns: u64, first: u64, last: u64, pu: Option<u64>, bids: &str, asks: &str) -> String {
+        let pu = pu.map(|p| format!(r#","pu":{p}"#)).unwrap_or_default();
+        format!(
+            r#"{ns} {{"stream":"xusdt@depth","data":{{"e":"depthUpdate","E":1,"s":"XUSDT","U":{first},"u":{last}{pu},"b":[{bids}],"a":[{asks}]}}}}"#
+        )
+    }
+
+    /// Replays `lines` (as `xusdt_test.txt`) to the end; returns the replay, the number of
+    /// book changes and the top 5 levels and health after the last one.
+    #[allow(clippy::type_complexity)]
+    fn replay_depth(
+        lines: &[String],
+    ) -> (CaptureReplay, usize, Vec<(i64, i64)>, Vec<(i64, i64)>, Option<BookHealth>) {
+        let dir = tempdir();
+        let mut all = vec![quote(1, "XUSDT", "99", "101")];
+        all.extend_from_slice(lines);
+        let a = write_capture(&dir, "xusdt_test.txt", &all);
+        let mut r = CaptureReplay::open(vec![a], ReplayOptions { speed: Speed::Max, looped: false }).unwrap();
+        let (mut changes, mut bids, mut asks, mut health) = (0, Vec::new(), Vec::new(), None);
+        loop {
+            match r.poll(0) {
+                FeedPoll::Book { symbol, .. } => {
+                    changes += 1;
+                    health = r.book_levels(symbol, 5, &mut bids, &mut asks);
+                }
+                FeedPoll::End => break,
+                _ => {}
+            }
+        }
+        (r, changes, bids, asks, health)
+    }
+
+    const SNAP: &str =
+        r#"10 {"lastUpdateId":100,"bids":[["99","1"],["98","2"]],"asks":[["101","1"],["102","2"]]}"#;
+
+    #[test]
+    fn a_spot_capture_builds_its_book_and_a_missing_diff_is_one_break() {
+        let lines = vec![
+            diff(5, 90, 95, None, r#"["97","9"]"#, ""), // before the snapshot, contained in it
+            SNAP.to_string(),
+            diff(20, 96, 101, None, r#"["99","3"]"#, ""), // bridges 101
+            diff(30, 102, 104, None, "", r#"["101","0"],["103","4"]"#),
+        ];
+        let (r, changes, bids, asks, health) = replay_depth(&lines);
+        assert_eq!(health, Some(BookHealth::Live));
+        assert_eq!(changes, 2);
+        assert_eq!(bids, [(99 * P, 3 * P), (98 * P, 2 * P)]);
+        assert_eq!(asks, [(102 * P, 2 * P), (103 * P, 4 * P)]);
+        assert_eq!((r.counts().depth, r.counts().snapshots, r.counts().book_breaks), (3, 1, 0));
+        // The same with the middle diff removed: one break, the book stale with its last levels.
+        let broken = [lines[0].clone(), lines[1].clone(), lines[3].clone()];
+        let (r, changes, _, _, health) = replay_depth(&broken);
+        assert_eq!((r.counts().book_breaks, changes, health), (1, 1, Some(BookHealth::Stale)));
+    }
+
+    #[test]
+    fn a_futures_capture_chains_diffs_by_pu() {
+        let lines = vec![
+            SNAP.to_string(),
+            diff(20, 95, 100, Some(94), r#"["99","5"]"#, ""), // U <= 100 <= u: bridges
+            diff(30, 101, 107, Some(100), r#"["98","0"]"#, ""), // pu = previous u
+            // Spot rules would call this a gap (U != 108); futures chain by pu.
+            diff(40, 110, 112, Some(107), "", r#"["101","7"]"#),
+        ];
+        let (r, changes, bids, asks, health) = replay_depth(&lines);
+        assert_eq!((health, changes, r.counts().book_breaks), (Some(BookHealth::Live), 3, 0));
+        assert_eq!(bids, [(99 * P, 5 * P)]);
+        assert_eq!(asks[0], (101 * P, 7 * P));
+        // A wrong pu breaks the chain.
+        let mut bad = lines.clone();
+        bad[3] = diff(40, 110, 112, Some(108), "", r#"["101","7"]"#);
+        let (r, _, _, _, health) = replay_depth(&bad);
+        assert_eq!((r.counts().book_breaks, health), (1, Some(BookHealth::Stale)));
+    }
+
+    const P: i64 = crate::SCALE;
+
     #[test]
     fn a_looped_replay_keeps_time_and_seq_rising() {
         let dir = tempdir();
@@ -758,6 +1003,7 @@ mod tests {
             match r.poll(now) {
                 FeedPoll::Tick(t) => ticks.push(t),
                 FeedPoll::Pending { until_ns } => now = until_ns.unwrap_or(now + 1),
+                FeedPoll::Book { .. } => {}
                 FeedPoll::End | FeedPoll::Status { .. } => panic!("a looped replay ended"),
             }
         }

@@ -24,6 +24,13 @@
 //!   default universe file lists the most active names first, so SPY, QQQ and NVDA carry the
 //!   most traffic, as they do in a real market. Draws use an alias table: O(1), one random
 //!   number per pick.
+//! - **Order books.** With [`SimConfig::depth_levels`] > 0 every event is followed by a
+//!   [`FeedPoll::Book`] of its symbol: a ladder of that many levels a side whose touch is the
+//!   quote (best bid and ask, their sizes), then levels at most a few ticks apart (about one
+//!   price in five left empty), sizes growing with distance from the touch. A level's size
+//!   depends on its price and on an epoch that advances more slowly the deeper the level, so
+//!   the top of the book moves with every event and the depths change now and then, as on
+//!   a venue. Computed on demand ([`FeedSource::book_levels`]), so books cost nothing unless read.
 //! - **Pacing.** [`SimConfig::rate`] ticks per second on a schedule anchored at the start
 //!   time, optionally multiplied by [`SimConfig::burst_factor`] during periodic bursts. The
 //!   clock is passed in to [`FeedSource::poll`], so pacing is exact and testable.
@@ -92,7 +99,14 @@ pub struct SimConfig {
     /// symbols equally active; 1.1 puts about three quarters of all ticks on the top tenth
     /// of a 500–1000-symbol universe. 0..=10. Default 1.1.
     pub zipf_exponent: f64,
+    /// Order-book levels per side of the simulated depth ladders; 0 = no books (no
+    /// [`FeedPoll::Book`] at all). At most [`MAX_DEPTH_LEVELS`]. Default 0 (the gateway's
+    /// `feed.depth_levels` defaults to 20).
+    pub depth_levels: u16,
 }
+
+/// Highest accepted [`SimConfig::depth_levels`].
+pub const MAX_DEPTH_LEVELS: u16 = 1000;
 
 impl Default for SimConfig {
     fn default() -> Self {
@@ -105,6 +119,7 @@ impl Default for SimConfig {
             trade_percent: 20,
             volatility: 0.3,
             zipf_exponent: 1.1,
+            depth_levels: 0,
         }
     }
 }
@@ -159,6 +174,12 @@ impl SimConfig {
                 format!("must be a number in 0..={MAX_ZIPF_EXPONENT}, got {}", self.zipf_exponent),
             );
         }
+        if self.depth_levels > MAX_DEPTH_LEVELS {
+            return bad(
+                SimField::DepthLevels,
+                format!("must be 0..={MAX_DEPTH_LEVELS} (0 = no books), got {}", self.depth_levels),
+            );
+        }
         Ok(())
     }
 }
@@ -190,6 +211,8 @@ pub enum SimField {
     Volatility,
     /// `zipf_exponent`.
     ZipfExponent,
+    /// `depth_levels`.
+    DepthLevels,
 }
 
 impl SimField {
@@ -203,6 +226,7 @@ impl SimField {
             SimField::TradePercent => "trade_percent",
             SimField::Volatility => "volatility",
             SimField::ZipfExponent => "zipf_exponent",
+            SimField::DepthLevels => "depth_levels",
         }
     }
 }
@@ -423,6 +447,51 @@ impl SymbolState {
     }
 }
 
+/// splitmix64's finalizer: a well-mixed 64-bit hash of `x`.
+#[inline]
+fn mix(mut x: u64) -> u64 {
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+impl SymbolState {
+    /// The simulated depth ladder of symbol `id` (see the module docs), `depth` levels a side
+    /// at most, best first, fixed point. Level 0 is the quote; the rest never touch or cross it.
+    fn ladder(&self, id: u32, depth: usize, bids: &mut Vec<(i64, i64)>, asks: &mut Vec<(i64, i64)>) {
+        bids.clear();
+        asks.clear();
+        if depth == 0 {
+            return;
+        }
+        bids.push((self.bid * self.tick, self.bid_lots * LOT));
+        asks.push((self.ask * self.tick, self.ask_lots * LOT));
+        let salt = mix(u64::from(id) ^ 0x5eed_b00c);
+        for (side, out, start) in [(1u64, bids, self.bid), (2u64, asks, self.ask)] {
+            let dir = if side == 1 { -1 } else { 1 };
+            let mut p = start;
+            // Bounded: each step moves one tick; at most 4 empty prices between levels.
+            let mut steps = 0;
+            while out.len() < depth && steps < depth * 5 {
+                steps += 1;
+                p += dir;
+                if p < 1 {
+                    break;
+                }
+                let h = mix(salt ^ side.wrapping_mul(0x9e37_79b9) ^ (p as u64));
+                if h.is_multiple_of(5) {
+                    continue; // an empty price
+                }
+                let level = out.len() as u64;
+                // Deeper levels change less often: the epoch advances every 2^(level/2) events.
+                let epoch = self.seq >> (level / 2).min(12);
+                let lots = 1 + (mix(h ^ epoch) % (10 + 20 * level)) as i64;
+                out.push((p * self.tick, lots * LOT));
+            }
+        }
+    }
+}
+
 /// 1..=50 lots from 16 random bits, skewed towards small sizes (the square of a uniform).
 #[inline]
 fn quote_lots(bits: u64) -> i64 {
@@ -456,6 +525,8 @@ pub struct Simulator {
     /// When the next scheduled tick is due, ns since the epoch (paced mode only): lets a
     /// caller that polls early get its answer without any division.
     next_due_ns: u64,
+    /// The book change to report before the next tick (depth ladders on): symbol, event time.
+    book_due: Option<(u32, u64)>,
 }
 
 impl Simulator {
@@ -498,6 +569,7 @@ impl Simulator {
             emitted: 0,
             dropped: 0,
             next_due_ns: 0,
+            book_due: None,
         };
         sim.next_due_ns = sim.due_time(1);
         sim
@@ -534,6 +606,13 @@ impl Simulator {
     /// Ticks consumed since the schedule was anchored.
     fn consumed(&self) -> u64 {
         self.emitted + self.dropped - self.anchor
+    }
+
+    /// With depth ladders on, the event `t` changed its symbol's book: report it next.
+    fn note_book(&mut self, t: &Tick) {
+        if self.cfg.depth_levels > 0 {
+            self.book_due = Some((t.symbol, t.ts_event));
+        }
     }
 
     /// Generates the next event at `now_ns`. The universe must not be empty.
@@ -620,8 +699,13 @@ impl FeedSource for Simulator {
         if self.symbols.is_empty() {
             return FeedPoll::Pending { until_ns: None };
         }
+        if let Some((symbol, ts_event)) = self.book_due.take() {
+            return FeedPoll::Book { symbol, ts_event };
+        }
         if self.schedule.rate == 0 {
-            return FeedPoll::Tick(self.next_tick(now_ns));
+            let t = self.next_tick(now_ns);
+            self.note_book(&t);
+            return FeedPoll::Tick(t);
         }
         if now_ns < self.next_due_ns {
             return FeedPoll::Pending { until_ns: Some(self.next_due_ns) };
@@ -634,8 +718,24 @@ impl FeedSource for Simulator {
             self.dropped += owed - cap;
         }
         let tick = self.next_tick(now_ns);
+        self.note_book(&tick);
         self.next_due_ns = self.due_time(self.consumed() + 1);
         FeedPoll::Tick(tick)
+    }
+
+    fn book_levels(
+        &self,
+        symbol: u32,
+        depth: usize,
+        bids: &mut Vec<(i64, i64)>,
+        asks: &mut Vec<(i64, i64)>,
+    ) -> Option<crate::BookHealth> {
+        if self.cfg.depth_levels == 0 {
+            return None;
+        }
+        let s = self.symbols.get(symbol as usize)?;
+        s.ladder(symbol, depth.min(usize::from(self.cfg.depth_levels)), bids, asks);
+        Some(crate::BookHealth::Live)
     }
 
     /// Re-anchors the schedule at `now_ns` with the new rate (burst windows restart from
@@ -1039,6 +1139,44 @@ mod tests {
         for cfg in edges {
             assert_eq!(cfg.validate(), Ok(()), "{cfg:?}");
         }
+    }
+
+    #[test]
+    fn depth_ladders_follow_every_event_with_the_quote_as_their_touch() {
+        let cfg = SimConfig { depth_levels: 12, ..unpaced(3) };
+        let mut sim = Simulator::new(universe(), cfg, T0);
+        let (mut bids, mut asks) = (Vec::new(), Vec::new());
+        let mut changed_deep = 0;
+        let mut prev: Option<(u32, Vec<(i64, i64)>)> = None;
+        for i in 0..3_000u64 {
+            let FeedPoll::Tick(t) = sim.poll(T0 + i) else { panic!("a tick first") };
+            let FeedPoll::Book { symbol, ts_event } = sim.poll(T0 + i) else { panic!("then its book") };
+            assert_eq!((symbol, ts_event), (t.symbol, t.ts_event));
+            assert_eq!(sim.book_levels(symbol, 50, &mut bids, &mut asks), Some(crate::BookHealth::Live));
+            assert_eq!((bids.len(), asks.len()), (12, 12), "as many levels as configured, at most");
+            assert_eq!(
+                (bids[0], asks[0]),
+                ((t.bid, t.bid_size), (t.ask, t.ask_size)),
+                "the touch is the quote"
+            );
+            assert!(bids.windows(2).all(|w| w[0].0 > w[1].0) && asks.windows(2).all(|w| w[0].0 < w[1].0));
+            assert!(bids.iter().chain(&asks).all(|&(p, q)| p > 0 && q > 0 && q % LOT == 0));
+            let tick = universe().get(t.symbol).map_or(1, |s| s.tick_size);
+            assert!(bids.iter().chain(&asks).all(|&(p, _)| p % tick == 0), "prices on the grid");
+            if let Some((s, deep)) = &prev
+                && *s == symbol
+                && deep[..] != bids[6..]
+            {
+                changed_deep += 1;
+            }
+            prev = Some((symbol, bids[6..].to_vec()));
+        }
+        assert!(changed_deep > 0, "deep levels move too, now and then");
+        let mut top = (Vec::new(), Vec::new());
+        sim.book_levels(0, 3, &mut top.0, &mut top.1);
+        assert_eq!(top.0.len(), 3, "cut to the depth asked for");
+        let off = Simulator::new(universe(), unpaced(3), T0);
+        assert_eq!(off.book_levels(0, 5, &mut bids, &mut asks), None, "depth_levels 0: no books");
     }
 
     #[test]

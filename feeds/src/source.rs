@@ -29,6 +29,25 @@ pub enum FeedPoll {
         /// Whether the upstream is reachable now.
         up: bool,
     },
+    /// The order book of `symbol` changed: levels moved, it was rebuilt from a snapshot, or it
+    /// went stale. The feed thread reads its top levels with [`FeedSource::book_levels`] before
+    /// polling again. Only sources that keep books return this.
+    Book {
+        /// The symbol id.
+        symbol: u32,
+        /// Event time at the source, ns since the Unix epoch.
+        ts_event: u64,
+    },
+}
+
+/// Whether a source's order book of a symbol can be trusted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BookHealth {
+    /// Consistent with every event so far, and not crossed.
+    Live,
+    /// Out of date (a continuity break, or crossed) until it is rebuilt: the levels reported
+    /// with it are not to be published.
+    Stale,
 }
 
 /// A source of normalized ticks, driven by the gateway's feed thread.
@@ -41,6 +60,20 @@ pub trait FeedSource: Send {
     /// Per symbol, ticks must come out with `seq` rising by exactly 1, starting at 1, and each
     /// tick must carry the symbol's full L1 state after the event.
     fn poll(&mut self, now_ns: u64) -> FeedPoll;
+
+    /// The best `depth` levels of each side of `symbol`'s order book, best first, written to
+    /// `bids` and `asks` (both cleared first); `None` if the source keeps no book of `symbol`
+    /// (the default). Prices and sizes are fixed point 10^8.
+    fn book_levels(
+        &self,
+        symbol: u32,
+        depth: usize,
+        bids: &mut Vec<(i64, i64)>,
+        asks: &mut Vec<(i64, i64)>,
+    ) -> Option<BookHealth> {
+        let _ = (symbol, depth, bids, asks);
+        None
+    }
 
     /// A short human description for logs, e.g. `simulated(500 symbols, 20000 ticks/s)`.
     fn describe(&self) -> String;

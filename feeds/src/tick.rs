@@ -20,6 +20,11 @@ pub enum TickKind {
     Quote = 0,
     /// A trade printed: `last`, `last_size` and `volume` changed.
     Trade = 1,
+    /// Not an L1 event: a notice, inside the gateway (feed thread → ring → shards), that the
+    /// symbol's order book changed. Its levels live in the gateway's book store; `seq` is the
+    /// book's own sequence and [`Tick::book_first_changed`] the shallowest level that changed.
+    /// Made with [`Tick::book_notice`]; never in tick files or on the bus.
+    Book = 2,
 }
 
 impl TickKind {
@@ -28,6 +33,7 @@ impl TickKind {
         match v {
             0 => Some(Self::Quote),
             1 => Some(Self::Trade),
+            2 => Some(Self::Book),
             _ => None,
         }
     }
@@ -110,6 +116,27 @@ pub struct Tick {
 pub const TICK_WORDS: usize = 13;
 
 impl Tick {
+    /// A [`TickKind::Book`] notice: book `seq` of `symbol`, whose levels from
+    /// `first_changed` (0 = the touch) down changed.
+    pub fn book_notice(symbol: u32, seq: u64, first_changed: usize, ts_event: u64, ts_gateway: u64) -> Tick {
+        Tick {
+            symbol,
+            kind: TickKind::Book,
+            seq,
+            ts_event,
+            ts_gateway,
+            // A notice has no trades: the field carries the first changed level.
+            trades: first_changed as u64,
+            ..Tick::default()
+        }
+    }
+
+    /// For a [`TickKind::Book`] notice, the shallowest level (per side, 0 = the touch) that
+    /// changed: a client shown fewer levels than that saw no change.
+    pub fn book_first_changed(&self) -> usize {
+        usize::try_from(self.trades).unwrap_or(usize::MAX)
+    }
+
     /// Packs the tick into 64-bit words, for storage in atomic cells (the ring and the
     /// last-value cache). Inverse of [`Tick::from_words`].
     #[inline]

@@ -83,7 +83,7 @@ fn replaying_the_real_captures_matches_an_independent_scan() {
     let names: Vec<String> = replay.universe().symbols().iter().map(|s| s.name.clone()).collect();
     assert_eq!(names, ["BTCUSDT", "ETHUSDT"]);
     let mut last: HashMap<u32, Tick> = HashMap::new();
-    let (mut trades, mut quotes, mut prev_ts) = (0u64, 0u64, 0u64);
+    let (mut trades, mut quotes, mut prev_ts, mut books) = (0u64, 0u64, 0u64, 0u64);
     let started = std::time::Instant::now();
     loop {
         match replay.poll(0) {
@@ -91,12 +91,14 @@ fn replaying_the_real_captures_matches_an_independent_scan() {
                 match t.kind {
                     TickKind::Trade => trades += 1,
                     TickKind::Quote => quotes += 1,
+                    TickKind::Book => panic!("book notices are the gateway's, not a source's"),
                 }
                 assert!(t.ts_event >= prev_ts, "ticks must come out in capture order");
                 prev_ts = t.ts_event;
                 let before = last.insert(t.symbol, t);
                 assert_eq!(t.seq, before.map_or(0, |b| b.seq) + 1, "seq rises by one per symbol");
             }
+            FeedPoll::Book { .. } => books += 1,
             FeedPoll::Pending { .. } | FeedPoll::Status { .. } => panic!("speed max never waits"),
             FeedPoll::End => break,
         }
@@ -115,6 +117,9 @@ fn replaying_the_real_captures_matches_an_independent_scan() {
     assert_eq!((c.trades, c.quotes, c.malformed), (trades, quotes, 0));
     assert_eq!(c.depth, 3_451 + 3_044 + 3_434 + 3_036);
     assert_eq!(c.snapshots, 2, "one REST snapshot line in each _20240808 file");
+    eprintln!("book changes {books}, breaks {}, crossed {}", c.book_breaks, c.book_crossed);
+    assert_eq!(c.book_crossed, 0);
+    assert!(books > 12_000, "each applied diff changes its book: {books}");
     assert_eq!(c.lines, 41_249 + 58_325 + 33_618 + 46_126);
     for (id, name) in names.iter().enumerate() {
         let t = last[&(id as u32)];

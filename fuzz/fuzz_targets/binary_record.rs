@@ -8,17 +8,29 @@
 //! - `decode_record` refuses any length but 88 and any type byte but 1;
 //! - round trip: a decoded record re-encoded with `encode_record` gives back the same 88
 //!   bytes, except the reserved bits (flags bits 1-7 and the reserved u16, which the decoder
-//!   ignores and the encoder sends as 0); the decoded tick's kind is always Quote.
+//!   ignores and the encoder sends as 0); the decoded tick's kind is always Quote;
+//! - `decode_frame_messages` never panics, and an order-book record it decodes re-encodes
+//!   (`encode_book`) to a record that decodes to the same book.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use tickgate::feeds::TickKind;
 use tickgate::protocol::binary::{
-    DecodeError, FLAG_SNAPSHOT, Message, RECORD_GAP, RECORD_L1, RECORD_LEN, RECORD_TRADE, decode_frame,
-    decode_message, decode_record, encode_record,
+    DecodeError, FLAG_SNAPSHOT, Message, RECORD_BOOK, RECORD_GAP, RECORD_L1, RECORD_LEN, RECORD_TRADE,
+    decode_frame, decode_frame_messages, decode_message, decode_record, encode_book, encode_record,
 };
 
 fuzz_target!(|data: &[u8]| {
+    for m in decode_frame_messages(data).flatten() {
+        if let Message::Book(b) = m
+            && b.book.bids.len().max(b.book.asks.len()) <= usize::from(b.depth)
+        {
+            let mut enc = Vec::new();
+            encode_book(&mut enc, b.symbol, usize::from(b.depth), &b.book);
+            assert_eq!(enc.len() % RECORD_LEN, 0);
+            assert_eq!(decode_message(&enc), Ok(Message::Book(b)), "decode(encode(book)) != book");
+        }
+    }
     let results: Vec<_> = decode_frame(data).collect();
     let aligned = data.len().is_multiple_of(RECORD_LEN);
     if aligned {
@@ -39,6 +51,9 @@ fuzz_target!(|data: &[u8]| {
                 assert_eq!(symbol.to_le_bytes(), raw[4..8]);
                 assert_eq!(missed.to_le_bytes(), raw[8..16]);
             }
+            // One 88-byte unit: a book header with no levels, or a length error.
+            (RECORD_BOOK, Ok(Message::Book(b))) => assert!(b.book.bids.is_empty() && b.book.asks.is_empty()),
+            (RECORD_BOOK, m) => assert!(matches!(m, Err(DecodeError::BookLength { .. })), "{m:?}"),
             (t, m) => assert_eq!(m, Err(DecodeError::UnknownType { record_type: t })),
         }
         let r = decode_record(raw);

@@ -78,8 +78,9 @@ mod tests {
         let mut msgs = roundtrip(&out);
         assert_eq!(msgs.len(), 4);
         match control::parse(&mut msgs[0]).unwrap() {
-            ClientMsg::Subscribe { id, symbols, max_rate, trades } => {
+            ClientMsg::Subscribe { id, symbols, max_rate, trades, depth } => {
                 assert!(!trades);
+                assert_eq!(depth, 0);
                 assert_eq!(id, Some(1));
                 assert_eq!(symbols, vec!["AAPL", "BRK.B"]);
                 assert!(max_rate.is_some());

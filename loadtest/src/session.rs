@@ -783,7 +783,7 @@ impl Incoming<'_> {
         match binary::decode_message(&self.buf[at..at + RECORD_LEN]) {
             Ok(binary::Message::Trade(t)) => self.cx.checker.trade(conn, t.symbol, t.seq),
             Ok(binary::Message::Gap { symbol, missed }) => self.cx.checker.gap(conn, symbol, missed),
-            Ok(binary::Message::Update(_)) => {}
+            Ok(binary::Message::Update(_) | binary::Message::Book(_)) => {}
             Err(e) => self.cx.checker.malformed(conn, &e.to_string()),
         }
     }

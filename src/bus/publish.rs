@@ -151,7 +151,9 @@ pub fn run(
                         wait = Some(until_ns.unwrap_or(now + 100_000));
                         break;
                     }
-                    FeedPoll::Status { .. } => {}
+                    // Books are not carried on the bus yet: a gateway behind it serves quotes
+                    // and trades only (docs/FEEDS.md).
+                    FeedPoll::Status { .. } | FeedPoll::Book { .. } => {}
                     FeedPoll::End => {
                         ended = true;
                         break 'run;

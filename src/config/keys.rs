@@ -189,6 +189,10 @@ config_keys! {
             "Trades per symbol a client taking trades may fall behind before the oldest are \
             dropped for it (it is told exactly how many, in a gap message). Each shard keeps \
             at most this many per symbol whose trades a client takes (~260 bytes each).";
+        max_depth: usize = "50", Int { min: 1, max: 1000 }, restart,
+            "Order-book levels a side the gateway keeps per symbol and the largest depth a \
+            subscribe may ask for (more gets error bad_request). Bounds the book store (~1.6 KB \
+            a symbol at 50) and the size of one book message (~2 KB of JSON at 50).";
         default_max_bandwidth: u64 = "0", Int { min: 0, max: 10_000_000_000 }, live,
             "Bytes/s a client may receive unless it sets its own max_bandwidth; 0 = unlimited. \
             Under the cap quotes conflate and trades wait within max_trade_backlog.";
@@ -374,5 +378,9 @@ config_keys! {
         zipf_exponent: f64 = "1.1", Float { min: 0.0, max: sim::MAX_ZIPF_EXPONENT }, restart,
             "Skew of symbol activity (Zipf exponent; a few hot symbols carry most ticks); 0 = \
             uniform.";
+        depth_levels: u16 = "20", Int { min: 0, max: sim::MAX_DEPTH_LEVELS }, restart,
+            "Order-book levels a side the simulator keeps for every symbol (a depth ladder whose \
+            touch is the quote; each event also changes its book); 0 = no books. Clients see at \
+            most server.max_depth of them.";
     }
 }

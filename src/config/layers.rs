@@ -216,6 +216,7 @@ pub fn cross_check(c: &Config) -> Result<(), (&'static str, ValueError)> {
             SimField::TradePercent => "feed.trade_percent",
             SimField::Volatility => "feed.volatility",
             SimField::ZipfExponent => "feed.zipf_exponent",
+            SimField::DepthLevels => "feed.depth_levels",
         };
         (key, ValueError::Rule(e.reason))
     })

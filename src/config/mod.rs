@@ -56,6 +56,7 @@ impl Config {
             trade_percent: f.trade_percent,
             volatility: f.volatility,
             zipf_exponent: f.zipf_exponent,
+            depth_levels: f.depth_levels,
         }
     }
 

@@ -43,6 +43,30 @@
 //!     80    8 ts_gateway u64
 //! ```
 
+//!
+//! A subscription with `"depth": N` also gets order-book records: an 88-byte header followed by
+//! the levels, the whole padded with zeros to a multiple of 88 bytes and its length in 88-byte
+//! units in the header, so a walker steps over it in one go (`decode_frame_messages` does):
+//!
+//! ```text
+//! book (RECORD_BOOK)
+//! offset size field
+//!      0    1 type       u8  4
+//!      1    1 flags      u8  bit 1 = stale (FLAG_STALE): the levels are the last good ones
+//!      2    2 units      u16 the record's length in 88-byte units, this header included
+//!      4    4 symbol_id  u32
+//!      8    8 seq        u64 the book's own sequence
+//!     16    2 bids       u16 number of bid levels
+//!     18    2 asks       u16 number of ask levels
+//!     20    2 depth      u16 the depth subscribed to
+//!     22   50 reserved   sent as 0
+//!     72    8 ts_event   u64
+//!     80    8 ts_gateway u64
+//!     88      bids (best first) then asks (best first), 16 bytes each: price i64, size i64
+//!             (fixed point 10^8); zero padding to units × 88 bytes
+//! ```
+
+use crate::books::Levels;
 use crate::feeds::{Side, Tick, TickKind};
 
 /// Length of one record in bytes.
@@ -55,6 +79,80 @@ pub const RECORD_TRADE: u8 = 2;
 pub const RECORD_GAP: u8 = 3;
 /// Bit of the flags byte (byte 1) set when the record is a snapshot.
 pub const FLAG_SNAPSHOT: u8 = 1;
+/// Record type of an order book (byte 0): a header and its levels, several 88-byte units.
+pub const RECORD_BOOK: u8 = 4;
+/// Bit of a book record's flags byte set when the book is stale.
+pub const FLAG_STALE: u8 = 2;
+
+/// Appends one order-book record of `book`'s best `depth` levels a side (see the module docs)
+/// to `out`; `symbol` is the symbol id.
+pub fn encode_book(out: &mut Vec<u8>, symbol: u32, depth: usize, book: &Levels) {
+    let (bids, asks) = (&book.bids[..book.bids.len().min(depth)], &book.asks[..book.asks.len().min(depth)]);
+    let body = (bids.len() + asks.len()) * 16;
+    let units = 1 + body.div_ceil(RECORD_LEN);
+    let start = out.len();
+    let mut h = [0u8; RECORD_LEN];
+    h[0] = RECORD_BOOK;
+    h[1] = if book.stale { FLAG_STALE } else { 0 };
+    h[2..4].copy_from_slice(&(units.min(usize::from(u16::MAX)) as u16).to_le_bytes());
+    h[4..8].copy_from_slice(&symbol.to_le_bytes());
+    h[8..16].copy_from_slice(&book.seq.to_le_bytes());
+    h[16..18].copy_from_slice(&(bids.len() as u16).to_le_bytes());
+    h[18..20].copy_from_slice(&(asks.len() as u16).to_le_bytes());
+    h[20..22].copy_from_slice(&(depth.min(usize::from(u16::MAX)) as u16).to_le_bytes());
+    h[72..80].copy_from_slice(&book.ts_event.to_le_bytes());
+    h[80..88].copy_from_slice(&book.ts_gateway.to_le_bytes());
+    out.extend_from_slice(&h);
+    for &(p, q) in bids.iter().chain(asks) {
+        out.extend_from_slice(&p.to_le_bytes());
+        out.extend_from_slice(&q.to_le_bytes());
+    }
+    out.resize(start + units * RECORD_LEN, 0);
+}
+
+/// A decoded order-book record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BookRecord {
+    /// The symbol id.
+    pub symbol: u32,
+    /// The depth subscribed to.
+    pub depth: u16,
+    /// The levels, seq, stale flag and timestamps.
+    pub book: Levels,
+}
+
+/// Decodes one order-book record (`b` holds exactly its `units` × 88 bytes).
+fn decode_book(b: &[u8]) -> Result<BookRecord, DecodeError> {
+    let h: &[u8; RECORD_LEN] = b
+        .get(..RECORD_LEN)
+        .and_then(|h| h.try_into().ok())
+        .ok_or(DecodeError::RecordLength { len: b.len() })?;
+    let u16_at = |off: usize| usize::from(u16::from_le_bytes([h[off], h[off + 1]]));
+    let (units, bids, asks) = (u16_at(2), u16_at(16), u16_at(18));
+    if units == 0 || b.len() != units * RECORD_LEN || RECORD_LEN + (bids + asks) * 16 > b.len() {
+        return Err(DecodeError::BookLength { units, bids, asks, len: b.len() });
+    }
+    let level = |i: usize| {
+        let at = RECORD_LEN + i * 16;
+        let mut p = [0u8; 8];
+        let mut q = [0u8; 8];
+        p.copy_from_slice(&b[at..at + 8]);
+        q.copy_from_slice(&b[at + 8..at + 16]);
+        (i64::from_le_bytes(p), i64::from_le_bytes(q))
+    };
+    Ok(BookRecord {
+        symbol: u32::from_le_bytes([h[4], h[5], h[6], h[7]]),
+        depth: u16_at(20) as u16,
+        book: Levels {
+            seq: u64_at(h, 8),
+            stale: h[1] & FLAG_STALE != 0,
+            ts_event: u64_at(h, 72),
+            ts_gateway: u64_at(h, 80),
+            bids: (0..bids).map(level).collect(),
+            asks: (bids..bids + asks).map(level).collect(),
+        },
+    })
+}
 
 /// Appends one 88-byte trade record for the trade `tick` to `out`.
 #[inline]
@@ -93,7 +191,7 @@ pub fn gap_record(symbol: u32, missed: u64) -> [u8; RECORD_LEN] {
 }
 
 /// One decoded record of any type this version knows.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Message {
     /// An L1 update or snapshot.
     Update(Record),
@@ -107,6 +205,8 @@ pub enum Message {
         /// How many.
         missed: u64,
     },
+    /// An order book (the record's whole length).
+    Book(BookRecord),
 }
 
 /// Decodes one 88-byte record of any known type.
@@ -116,6 +216,9 @@ pub enum Message {
 /// As [`decode_record`]; [`DecodeError::UnknownType`] only for types other than L1, trade
 /// and gap.
 pub fn decode_message(b: &[u8]) -> Result<Message, DecodeError> {
+    if b.first() == Some(&RECORD_BOOK) {
+        return decode_book(b).map(Message::Book);
+    }
     let r: &[u8; RECORD_LEN] = b.try_into().map_err(|_| DecodeError::RecordLength { len: b.len() })?;
     let symbol = u32::from_le_bytes([r[4], r[5], r[6], r[7]]);
     match r[0] {
@@ -137,9 +240,30 @@ pub fn decode_message(b: &[u8]) -> Result<Message, DecodeError> {
     }
 }
 
-/// As [`decode_frame`], for records of any known type ([`decode_message`]).
-pub fn decode_frame_messages(payload: &[u8]) -> impl Iterator<Item = Result<Message, DecodeError>> {
-    frame_records(payload, decode_message)
+/// As [`decode_frame`], for records of any known type ([`decode_message`]): a book record is
+/// taken whole (its `units`). A payload that is not a whole number of records yields one
+/// [`DecodeError::FrameLength`] and nothing else; a book record whose length runs past the
+/// frame ends the iteration with a [`DecodeError::BookLength`].
+pub fn decode_frame_messages(payload: &[u8]) -> impl Iterator<Item = Result<Message, DecodeError>> + '_ {
+    let len = payload.len();
+    let mut rest = if len.is_multiple_of(RECORD_LEN) { payload } else { &payload[..0] };
+    let mut bad = (!len.is_multiple_of(RECORD_LEN)).then_some(DecodeError::FrameLength { len });
+    std::iter::from_fn(move || {
+        if let Some(e) = bad.take() {
+            return Some(Err(e));
+        }
+        let first = rest.first()?;
+        let units =
+            if *first == RECORD_BOOK { usize::from(u16::from_le_bytes([rest[2], rest[3]])) } else { 1 };
+        let n = units * RECORD_LEN;
+        if units == 0 || n > rest.len() {
+            rest = &rest[..0];
+            return Some(Err(DecodeError::BookLength { units, bids: 0, asks: 0, len: n }));
+        }
+        let (record, tail) = rest.split_at(n);
+        rest = tail;
+        Some(decode_message(record))
+    })
 }
 
 /// Splits a binary frame's payload into records decoded by `decode`: one
@@ -210,6 +334,18 @@ pub enum DecodeError {
     UnknownType {
         /// The type byte.
         record_type: u8,
+    },
+    /// A book record whose `units` is 0, runs past the frame, or is too short for its levels.
+    #[error("book record of {units} units ({len} bytes) cannot hold {bids} bids and {asks} asks")]
+    BookLength {
+        /// The record's `units` field.
+        units: usize,
+        /// Its bid count.
+        bids: usize,
+        /// Its ask count.
+        asks: usize,
+        /// The bytes it claims or has.
+        len: usize,
     },
 }
 

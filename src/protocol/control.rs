@@ -14,7 +14,9 @@
 //! `id` is an optional integer (`i64`) echoed in the reply. `max_rate` (subscribe only) is an
 //! optional cap in quote updates per second per symbol: a number in `(0, 1000]`, or `0` /
 //! `null` for no limit. `trades` (subscribe only, default false) asks for every trade of the
-//! symbols as well, never conflated. `max_bandwidth` (set) is the client's byte budget per
+//! symbols as well, never conflated. `depth` (subscribe only, default 0) asks for the symbols'
+//! order books too, the best `depth` levels a side (`{"type":"book",...}` messages; 0 = none;
+//! the shard refuses more than `server.max_depth`). `max_bandwidth` (set) is the client's byte budget per
 //! second: a positive integer, or `0` / `null` for the server's default. Fields this version does not know are ignored, so later versions can add some; a
 //! field this version knows may appear only once.
 //!
@@ -60,6 +62,9 @@ pub enum ClientMsg<'a> {
         max_rate: Option<MaxRate>,
         /// Also deliver every trade of these symbols (`"trades": true`).
         trades: bool,
+        /// Also deliver these symbols' order books, this many levels a side (`"depth": N`;
+        /// 0 when absent: no books).
+        depth: u16,
     },
     /// `{"op":"set","max_bandwidth":20000,"id":5}`: change connection settings.
     Set {
@@ -216,6 +221,7 @@ struct Fields<'v, 'a> {
     max_rate: Option<&'v Value<'a>>,
     token: Option<&'v Value<'a>>,
     trades: Option<&'v Value<'a>>,
+    depth: Option<&'v Value<'a>>,
     max_bandwidth: Option<&'v Value<'a>>,
     /// The first known field seen twice.
     duplicate: Option<&'static str>,
@@ -257,6 +263,7 @@ pub fn parse(buf: &mut [u8]) -> Result<ClientMsg<'_>, ControlError> {
             "max_rate" => (&mut f.max_rate, "max_rate"),
             "token" => (&mut f.token, "token"),
             "trades" => (&mut f.trades, "trades"),
+            "depth" => (&mut f.depth, "depth"),
             "max_bandwidth" => (&mut f.max_bandwidth, "max_bandwidth"),
             _ => continue,
         };
@@ -296,6 +303,18 @@ pub fn parse(buf: &mut [u8]) -> Result<ClientMsg<'_>, ControlError> {
                 Some(Value::Static(StaticNode::Bool(b))) => *b,
                 Some(_) => {
                     return Err(ControlError::bad_request(id, "field \"trades\" must be true or false"));
+                }
+            },
+            depth: match f.depth {
+                None => 0,
+                Some(Value::Static(n)) if n.as_u64().is_some_and(|d| d <= u64::from(u16::MAX)) => {
+                    n.as_u64().map_or(0, |d| d as u16)
+                }
+                Some(_) => {
+                    return Err(ControlError::bad_request(
+                        id,
+                        "field \"depth\" must be a non-negative integer (order-book levels a side; 0 = none)",
+                    ));
                 }
             },
         }),
@@ -592,6 +611,7 @@ mod tests {
     fn sub(id: Option<i64>, symbols: Vec<&'static str>, max_rate: Option<u64>) -> Want {
         Ok(ClientMsg::Subscribe {
             trades: false,
+            depth: 0,
             id,
             symbols,
             max_rate: max_rate.map(|interval_ns| MaxRate { interval_ns }),
@@ -643,9 +663,37 @@ mod tests {
                     symbols: vec!["A"],
                     max_rate: Some(MaxRate { interval_ns: 250_000_000 }),
                     trades: true,
+                    depth: 0,
                 }),
             ),
             (r#"{"op":"subscribe","symbols":["A"],"trades":false}"#, sub(None, vec!["A"], None)),
+            (
+                r#"{"op":"subscribe","symbols":["A"],"depth":10}"#,
+                Ok(ClientMsg::Subscribe {
+                    id: None,
+                    symbols: vec!["A"],
+                    max_rate: None,
+                    trades: false,
+                    depth: 10,
+                }),
+            ),
+            (r#"{"op":"subscribe","symbols":["A"],"depth":0}"#, sub(None, vec!["A"], None)),
+            (
+                r#"{"op":"subscribe","symbols":["A"],"depth":-1,"id":4}"#,
+                bad(Some(4), "\"depth\" must be a non-negative integer"),
+            ),
+            (
+                r#"{"op":"subscribe","symbols":["A"],"depth":2.5}"#,
+                bad(None, "\"depth\" must be a non-negative integer"),
+            ),
+            (
+                r#"{"op":"subscribe","symbols":["A"],"depth":"5"}"#,
+                bad(None, "\"depth\" must be a non-negative integer"),
+            ),
+            (
+                r#"{"op":"subscribe","symbols":["A"],"depth":65536}"#,
+                bad(None, "\"depth\" must be a non-negative integer"),
+            ),
             (
                 r#"{"op":"subscribe","symbols":["A"],"trades":1,"id":3}"#,
                 bad(Some(3), "\"trades\" must be true or false"),

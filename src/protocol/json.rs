@@ -102,6 +102,50 @@ pub fn encode_trade(out: &mut Vec<u8>, tick: &Tick, symbol: &str) {
     out.extend_from_slice(&w.buf[..w.len]);
 }
 
+/// Appends one JSON order-book object: `book`'s best `depth` levels a side of `symbol`, prices
+/// and sizes exact as in updates, bids best (highest) first, asks best (lowest) first:
+///
+/// ```text
+/// {"type":"book","symbol":"BTCUSDT","seq":17,"depth":10,"bids":[[61837.63,3.78826],...],
+///  "asks":[[61837.64,1.2],...],"stale":false,"ts_event":...,"ts_gateway":...}
+/// ```
+///
+/// `stale: true`: the gateway's book of the symbol is out of date (a continuity break in the
+/// feed), and these are its last good levels. Grows `out` at most once.
+pub fn encode_book(out: &mut Vec<u8>, symbol: &str, depth: usize, book: &crate::books::Levels) {
+    debug_assert!(symbol.bytes().all(is_plain_symbol_byte), "symbol {symbol:?} needs JSON escaping");
+    let (bids, asks) = (&book.bids[..book.bids.len().min(depth)], &book.asks[..book.asks.len().min(depth)]);
+    // 45 bytes of a level at most ("[" + 21 + "," + 21 + "],"), 200 of the rest.
+    out.reserve(200 + symbol.len() + (bids.len() + asks.len()) * 45);
+    let mut int = itoa::Buffer::new();
+    let mut fixed = FixedBuf::new();
+    out.extend_from_slice(b"{\"type\":\"book\",\"symbol\":\"");
+    out.extend_from_slice(symbol.as_bytes());
+    out.extend_from_slice(b"\",\"seq\":");
+    out.extend_from_slice(int.format(book.seq).as_bytes());
+    out.extend_from_slice(b",\"depth\":");
+    out.extend_from_slice(int.format(depth).as_bytes());
+    for (name, side) in [(&b",\"bids\":["[..], bids), (&b"],\"asks\":["[..], asks)] {
+        out.extend_from_slice(name);
+        for (i, &(p, q)) in side.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            out.push(b'[');
+            out.extend_from_slice(fixed.format(p));
+            out.push(b',');
+            out.extend_from_slice(fixed.format(q));
+            out.push(b']');
+        }
+    }
+    out.extend_from_slice(if book.stale { b"],\"stale\":true" } else { b"],\"stale\":false" });
+    out.extend_from_slice(b",\"ts_event\":");
+    out.extend_from_slice(int.format(book.ts_event).as_bytes());
+    out.extend_from_slice(b",\"ts_gateway\":");
+    out.extend_from_slice(int.format(book.ts_gateway).as_bytes());
+    out.push(b'}');
+}
+
 /// Appends a gap notice: `missed` trades of `symbol` were dropped for this client (its trade
 /// backlog overflowed, or they never reached the shard) and will not be sent.
 ///

@@ -220,6 +220,19 @@ impl Collector for GatewayCollector {
             "Ticks dropped by the feed thread because their seq was not newer.",
             app.feed.stale.load(r),
         )?;
+        counter(
+            &mut e,
+            "tickgate_feed_book_changes",
+            "Order-book changes published (a change within server.max_depth levels, or of the stale flag).",
+            app.feed.books.load(r),
+        )?;
+        counter(
+            &mut e,
+            "tickgate_feed_books_stale",
+            "Times a symbol's order book went stale (a continuity break or a crossed book in the \
+             source); clients see stale: true until it is rebuilt.",
+            app.feed.books_stale.load(r),
+        )?;
         {
             let rj = &app.guards.rejections;
             let mut fam = e.encode_descriptor(

@@ -129,6 +129,8 @@ pub struct App {
     pub universe: Arc<Universe>,
     /// The last-value cache.
     pub lvc: Arc<Lvc>,
+    /// The published order books.
+    pub books: Arc<crate::books::BookStore>,
     /// The shards.
     pub shards: Vec<ShardHandle>,
     /// WebSocket connections currently open (upgraded and not yet closed).

@@ -12,6 +12,8 @@
 //! - `GET /healthz` — 200 `ok`.
 //! - `GET /snapshot?symbols=AAPL,MSFT` — JSON array of the latest state of each symbol that
 //!   has one (same fields as updates, `"snapshot":true`); unknown symbols → 404 listing them.
+//!   `&depth=N` adds each symbol's order book (`{"type":"book",...}`, N levels a side) after
+//!   its update.
 //! - `GET /stats` — JSON counters, gauges, latency percentiles, top symbols.
 //! - `GET /metrics` — Prometheus text exposition.
 
@@ -342,9 +344,24 @@ async fn hand_off(upgrade: fastwebsockets::upgrade::UpgradeFut, app: Arc<App>, n
 
 fn snapshot(query: &str, app: &App) -> Resp {
     let mut names: Vec<String> = Vec::new();
+    let mut depth = 0usize;
+    let max_depth = app.books.depth();
     for (k, v) in query_pairs(query) {
         if k == "symbols" {
             names.extend(v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from));
+        }
+        if k == "depth" {
+            match v.parse::<usize>() {
+                Ok(d) if (1..=max_depth).contains(&d) => depth = d,
+                _ => {
+                    return text(
+                        StatusCode::BAD_REQUEST,
+                        format!(
+                            "depth must be an integer from 1 to {max_depth} (server.max_depth), got {v:?}\n"
+                        ),
+                    );
+                }
+            }
         }
     }
     if names.is_empty() {
@@ -370,12 +387,23 @@ fn snapshot(query: &str, app: &App) -> Resp {
     let mut first = true;
     for n in &names {
         let Some(id) = app.universe.id(n) else { continue };
-        let Some(t) = app.lvc.load(id) else { continue };
-        if !first {
-            body.push(b',');
+        if let Some(t) = app.lvc.load(id) {
+            if !first {
+                body.push(b',');
+            }
+            first = false;
+            json::encode_update(&mut body, &t, n, true);
         }
-        first = false;
-        json::encode_update(&mut body, &t, n, true);
+        // With ?depth=N, the symbol's order book follows its update (if it has one).
+        if depth > 0
+            && let Some(book) = app.books.read(id, depth)
+        {
+            if !first {
+                body.push(b',');
+            }
+            first = false;
+            json::encode_book(&mut body, n, depth, &book);
+        }
     }
     body.push(b']');
     json_resp(StatusCode::OK, body)
@@ -446,6 +474,10 @@ struct StatsJson<'a> {
     max_connections: usize,
     feed_ticks: u64,
     feed_stale: u64,
+    /// Order-book changes published.
+    feed_book_changes: u64,
+    /// Times a book went stale.
+    feed_books_stale: u64,
     feed_ended: bool,
     /// The feed's upstream is reachable (false while the NATS bus is away).
     feed_up: bool,
@@ -592,6 +624,8 @@ pub(crate) fn stats(app: &App) -> Resp {
         top_clients,
         feed_ticks: app.feed.ticks.load(r),
         feed_stale: app.feed.stale.load(r),
+        feed_book_changes: app.feed.books.load(r),
+        feed_books_stale: app.feed.books_stale.load(r),
         feed_ended: app.feed.ended.load(Ordering::Acquire),
         feed_up: app.feed.up.load(Ordering::Acquire),
         feed_outages: app.feed.outages.load(r),

@@ -1,4 +1,4 @@
-//! `GET /sse?symbols=A,B[&trades=1][&max_rate=R][&format=json][&token=T]`: the same stream as
+//! `GET /sse?symbols=A,B[&trades=1][&depth=N][&max_rate=R][&format=json][&token=T]`: the same stream as
 //! a WebSocket, as Server-Sent Events (`text/event-stream`), for networks whose proxies break
 //! WebSocket upgrades.
 //!
@@ -47,6 +47,8 @@ struct Wanted {
     symbols: Vec<String>,
     trades: bool,
     max_rate: Option<String>,
+    /// Order-book levels a side (0: none).
+    depth: u16,
 }
 
 /// A refusal before the stream starts: status, `error` code and message, as JSON.
@@ -65,7 +67,7 @@ fn refuse(status: StatusCode, code: &str, message: &str, symbols: &[&str]) -> Re
 
 /// Reads the query. Errors are the `bad_request` message.
 fn parse(query: &str) -> Result<Wanted, String> {
-    let mut r = Wanted { symbols: Vec::new(), trades: false, max_rate: None };
+    let mut r = Wanted { symbols: Vec::new(), trades: false, max_rate: None, depth: 0 };
     for (k, v) in query_pairs(query) {
         match k.as_str() {
             "symbols" => {
@@ -84,6 +86,10 @@ fn parse(query: &str) -> Result<Wanted, String> {
                     return Err(format!("max_rate must be a number in (0, 1000] or 0, got {v:?}"));
                 }
                 r.max_rate = Some(v);
+            }
+            "depth" => {
+                r.depth =
+                    v.parse().map_err(|_| format!("depth must be a non-negative integer, got {v:?}"))?;
             }
             "format" if v != "json" => {
                 return Err(format!("format {v:?} is not available over SSE (only json)"));
@@ -126,6 +132,10 @@ pub(crate) fn handle(req: &Request<Incoming>, peer: SocketAddr, app: &Arc<App>) 
             );
         }
     }
+    if usize::from(wanted.depth) > app.books.depth() {
+        let m = format!("depth {} is over this server's max_depth ({})", wanted.depth, app.books.depth());
+        return refuse(StatusCode::BAD_REQUEST, "bad_request", &m, &[]);
+    }
     let max = app.live.config().server.max_symbols_per_client;
     if names.len() > max {
         let m = format!("{} symbols; at most {max} (server.max_symbols_per_client)", names.len());
@@ -143,6 +153,9 @@ pub(crate) fn handle(req: &Request<Incoming>, peer: SocketAddr, app: &Arc<App>) 
     }
     if let Some(r) = &wanted.max_rate {
         subscribe.extend_from_slice(format!(r#","max_rate":{r}"#).as_bytes());
+    }
+    if wanted.depth > 0 {
+        subscribe.extend_from_slice(format!(r#","depth":{}"#, wanted.depth).as_bytes());
     }
     subscribe.push(b'}');
     let initial = String::from_utf8(subscribe).ok();
@@ -225,13 +238,14 @@ mod tests {
 
     #[test]
     fn queries_are_read_strictly() {
-        let ok = parse("symbols=AAPL,MSFT&trades=1&max_rate=2.5&format=json").unwrap();
+        let ok = parse("symbols=AAPL,MSFT&trades=1&max_rate=2.5&format=json&depth=10").unwrap();
         assert_eq!(
             ok,
             Wanted {
                 symbols: vec!["AAPL".into(), "MSFT".into()],
                 trades: true,
-                max_rate: Some("2.5".into())
+                max_rate: Some("2.5".into()),
+                depth: 10,
             }
         );
         assert_eq!(parse("symbols=A&symbols=B").unwrap().symbols, ["A", "B"]);
@@ -242,6 +256,8 @@ mod tests {
             ("symbols=A&max_rate=5000", "max_rate must be"),
             ("symbols=A&max_rate=fast", "max_rate must be"),
             ("symbols=A&format=binary", "not available over SSE"),
+            ("symbols=A&depth=-1", "depth must be"),
+            ("symbols=A&depth=ten", "depth must be"),
         ] {
             assert!(parse(q).unwrap_err().contains(want), "{q}");
         }

@@ -12,6 +12,10 @@
 //! newer than what was sent) are never sent, which is what keeps `seq` from going backwards
 //! on a connection.
 //!
+//! A slot with a `depth` (an order-book subscription) also remembers the newest book seq it
+//! was sent: its book is pending when the shard's book cache has a newer change within that
+//! depth, and goes out in the same drain as the quote, paced together by `max_rate`.
+//!
 //! Plain deterministic logic: time and the cache's seqs are passed in, nothing here does I/O.
 
 /// One subscribed symbol's state for one client.
@@ -35,6 +39,10 @@ pub struct Subscription {
     pub trades: bool,
     /// The next trade ordinal to deliver (trades below it were sent or reported missed).
     pub trade_next: u64,
+    /// Order-book levels a side delivered too (`"depth": N`); 0 = no book.
+    pub depth: u16,
+    /// Newest book seq delivered (0 = none yet).
+    pub book_sent: u64,
 }
 
 /// What one [`ClientSubs::drain_due`] did.
@@ -65,6 +73,14 @@ pub trait DrainSink {
     /// Called before the symbol's quote, for slots that take trades.
     fn trades(&mut self, _symbol: u32, _next: &mut u64) -> usize {
         0
+    }
+    /// The newest book seq at which the top `depth` levels of `symbol` changed (0: none).
+    fn book_latest(&self, _symbol: u32, _depth: u16) -> u64 {
+        0
+    }
+    /// Appends the symbol's latest book at `depth` if it is newer than `sent`; returns its seq.
+    fn emit_book(&mut self, _symbol: u32, _depth: u16, _sent: u64) -> Option<u64> {
+        None
     }
     /// Whether the byte budget of this fill is spent (no more messages may be appended).
     fn exhausted(&self) -> bool {
@@ -224,17 +240,30 @@ impl ClientSubs {
             if s.trades {
                 d.sent += sink.trades(s.symbol, &mut s.trade_next);
             }
-            let newest = sink.latest(s.symbol);
-            if newest > s.sent_seq {
+            let quote_new = sink.latest(s.symbol) > s.sent_seq;
+            let book_new = s.depth > 0 && sink.book_latest(s.symbol, s.depth) > s.book_sent;
+            if quote_new || book_new {
                 if now_ns < s.next_due_ns {
                     d.next_due_ns = Some(d.next_due_ns.map_or(s.next_due_ns, |n| n.min(s.next_due_ns)));
                     continue;
                 }
-                if let Some(seq) = sink.emit(s.symbol, s.sent_seq) {
+                let mut sent = false;
+                if quote_new && let Some(seq) = sink.emit(s.symbol, s.sent_seq) {
                     d.conflated += seq.saturating_sub(s.sent_seq + 1);
                     s.sent_seq = s.sent_seq.max(seq);
-                    s.next_due_ns = now_ns.saturating_add(s.interval_ns);
                     d.sent += 1;
+                    sent = true;
+                }
+                if book_new
+                    && !sink.exhausted()
+                    && let Some(seq) = sink.emit_book(s.symbol, s.depth, s.book_sent)
+                {
+                    s.book_sent = s.book_sent.max(seq);
+                    d.sent += 1;
+                    sent = true;
+                }
+                if sent {
+                    s.next_due_ns = now_ns.saturating_add(s.interval_ns);
                 }
             }
             if !s.armed && sink.arming() {
@@ -255,6 +284,24 @@ impl ClientSubs {
         }
         s.trades = on;
         true
+    }
+
+    /// Sets the order-book depth of `symbol`'s slot (0: no book). Returns the depth it had, or
+    /// `None` if the symbol is not held. A changed depth is sent afresh (as a snapshot).
+    pub fn set_depth(&mut self, symbol: u32, depth: u16) -> Option<u16> {
+        let i = self.find(symbol).ok()?;
+        let s = &mut self.slots[i];
+        let was = s.depth;
+        if was != depth {
+            s.depth = depth;
+            s.book_sent = 0;
+        }
+        Some(was)
+    }
+
+    /// Slots whose book has a newer change within their depth than was sent.
+    pub fn books_pending(&self, latest: impl Fn(u32, u16) -> u64) -> usize {
+        self.slots.iter().filter(|s| s.depth > 0 && latest(s.symbol, s.depth) > s.book_sent).count()
     }
 
     /// Symbols whose trades are delivered, with their next ordinal.

@@ -28,9 +28,11 @@ use tickgate_feeds::{Tick, Universe};
 
 use super::cache::SymbolCache;
 use super::conflate::{ClientSubs, DrainSink};
+use super::depth::{BookCache, BookFormat};
 use super::index::{ClientId, SubIndex};
 use super::trades::TradeLogs;
 use crate::auth::{Grant, Verifier};
+use crate::books::BookStore;
 use crate::protocol::control::{self, ClientMsg, ControlError, ErrorCode};
 use crate::protocol::{Format, binary, frame, json, sse};
 use crate::ring::Lvc;
@@ -106,6 +108,8 @@ pub struct CoreCounters {
     pub trades_missed: u64,
     /// Flushes cut short or put off by a client's `max_bandwidth`.
     pub bandwidth_holds: u64,
+    /// Order-book messages queued for clients (`"depth"` subscriptions).
+    pub books_sent: u64,
     /// Client messages handled.
     pub client_msgs: u64,
     /// Error replies, by code (see [`ERROR_CODES`]).
@@ -215,6 +219,9 @@ pub struct ShardCore {
     index: SubIndex,
     cache: SymbolCache,
     trades: TradeLogs,
+    /// The published order books, and this shard's view of the ones its clients watch.
+    books: Arc<BookStore>,
+    depth: BookCache,
     /// Clients with something to send, in the order they became ready (each at most once).
     ready: VecDeque<ClientId>,
     /// `max_rate` deadlines: (due ns, client).
@@ -232,8 +239,9 @@ pub struct ShardCore {
     spare_marks: VecDeque<(u64, u64)>,
     scratch: Vec<u8>,
     records: Vec<u8>,
-    /// `ts_gateway` of each record in `records` (reused; no per-flush allocation).
-    stamps: Vec<u64>,
+    /// Where each message in `records` ends and its `ts_gateway` (reused; no per-flush
+    /// allocation).
+    stamps: Vec<(usize, u64)>,
     /// Counters, read by the driver for stats.
     pub counters: CoreCounters,
     /// Ingest → write-complete latency of live updates, ns.
@@ -257,6 +265,8 @@ struct Pacing {
     default_pacing: bool,
     /// Deliver every trade too.
     trades: bool,
+    /// Order-book levels a side to deliver too (0: none).
+    depth: u16,
 }
 
 /// Ready-queue length from which a client that just sent something goes straight back to
@@ -270,22 +280,31 @@ pub const POLL_QUEUE_LEN: usize = 64;
 /// snapshot, is freed instead).
 const MAX_SPARE_BYTES: usize = 256 * 1024;
 
-/// What a fill writes into: the shard's cache (encode once per format), the client's output
-/// buffer (JSON frames) or the shard's record scratch (binary), and the symbols to arm.
+/// What a fill reads from and writes into: the shard's caches (encode once per format), the
+/// client's output ([`Out`]) and the symbols to arm.
 struct Sink<'a> {
     cache: &'a mut SymbolCache,
+    depth: &'a mut BookCache,
+    books: &'a BookStore,
     universe: &'a Universe,
     per_symbol: &'a mut Vec<u64>,
     to_arm: &'a mut Vec<u32>,
-    format: Format,
-    out: &'a mut Vec<u8>,
-    marks: &'a mut VecDeque<(u64, u64)>,
-    base: u64,
-    records: &'a mut Vec<u8>,
-    stamps: &'a mut Vec<u64>,
     arming: bool,
     trades: &'a TradeLogs,
     counters: &'a mut CoreCounters,
+    out: Out<'a>,
+}
+
+/// The output side of a fill: the client's buffer (JSON frames, SSE events) or the shard's
+/// record scratch (binary records, batched JSON objects), with the byte budget.
+struct Out<'a> {
+    format: Format,
+    buf: &'a mut Vec<u8>,
+    marks: &'a mut VecDeque<(u64, u64)>,
+    base: u64,
+    records: &'a mut Vec<u8>,
+    /// Per message in `records`: where it ends in `records` (binary) and its `ts_gateway`.
+    stamps: &'a mut Vec<(usize, u64)>,
     /// Bytes this fill may still add (`i64::MAX`: no cap); checked before each message.
     budget: i64,
     /// Bytes added so far (the JSON frame headers of batches and binary frames aside).
@@ -294,38 +313,54 @@ struct Sink<'a> {
     sse_id: &'a mut u64,
 }
 
-impl Sink<'_> {
+impl Out<'_> {
     /// Appends one message (a JSON object, or an 88-byte record) in the client's format;
     /// `ts_gateway` 0 marks a message that is not an update (a gap notice: no latency).
     fn push_message(&mut self, json: &[u8], record: &[u8], ts_gateway: u64) {
         match self.format {
-            Format::Sse => {
-                *self.sse_id += 1;
-                sse::write_event(self.out, *self.sse_id, json);
-                if ts_gateway != 0 {
-                    self.marks.push_back((self.base + self.out.len() as u64, ts_gateway));
-                }
-                self.spent += (json.len() + sse::EVENT_OVERHEAD) as i64;
+            Format::Sse | Format::JsonBatch | Format::Binary => {
+                self.push_encoded(if self.format == Format::Binary { record } else { json }, ts_gateway);
             }
             Format::Json => {
-                frame::write_frame(self.out, frame::OpCode::Text, json);
+                frame::write_frame(self.buf, frame::OpCode::Text, json);
                 if ts_gateway != 0 {
-                    self.marks.push_back((self.base + self.out.len() as u64, ts_gateway));
+                    self.marks.push_back((self.base + self.buf.len() as u64, ts_gateway));
                 }
                 self.spent += json.len() as i64 + 4;
             }
-            Format::JsonBatch => {
-                if json::batch_is_full(self.records, json) {
-                    finish_batch(self.out, self.marks, self.base, self.records, self.stamps);
+        }
+    }
+
+    /// Appends one message already encoded for the client's format: a complete text frame
+    /// (JSON), an object (batched JSON, SSE) or a record (binary).
+    fn push_encoded(&mut self, bytes: &[u8], ts_gateway: u64) {
+        self.spent += bytes.len() as i64;
+        match self.format {
+            Format::Sse => {
+                *self.sse_id += 1;
+                sse::write_event(self.buf, *self.sse_id, bytes);
+                self.spent += sse::EVENT_OVERHEAD as i64;
+                if ts_gateway != 0 {
+                    self.marks.push_back((self.base + self.buf.len() as u64, ts_gateway));
                 }
-                json::batch_append(self.records, json);
-                self.stamps.push(ts_gateway);
-                self.spent += json.len() as i64 + 1;
+            }
+            Format::Json => {
+                self.buf.extend_from_slice(bytes);
+                if ts_gateway != 0 {
+                    self.marks.push_back((self.base + self.buf.len() as u64, ts_gateway));
+                }
+            }
+            Format::JsonBatch => {
+                if json::batch_is_full(self.records, bytes) {
+                    finish_batch(self.buf, self.marks, self.base, self.records, self.stamps);
+                }
+                json::batch_append(self.records, bytes);
+                self.spent += 1;
+                self.stamps.push((0, ts_gateway));
             }
             Format::Binary => {
-                self.records.extend_from_slice(record);
-                self.stamps.push(ts_gateway);
-                self.spent += record.len() as i64;
+                self.records.extend_from_slice(bytes);
+                self.stamps.push((self.records.len(), ts_gateway));
             }
         }
     }
@@ -349,11 +384,11 @@ fn finish_batch(
     marks: &mut VecDeque<(u64, u64)>,
     base: u64,
     body: &mut Vec<u8>,
-    stamps: &mut Vec<u64>,
+    stamps: &mut Vec<(usize, u64)>,
 ) {
     json::batch_finish(out, body);
     let end = base + out.len() as u64;
-    marks.extend(stamps.drain(..).map(|t| (end, t)));
+    marks.extend(stamps.drain(..).map(|(_, t)| (end, t)));
 }
 
 impl DrainSink for Sink<'_> {
@@ -368,7 +403,7 @@ impl DrainSink for Sink<'_> {
     }
 
     fn emit(&mut self, symbol: u32, sent_seq: u64) -> Option<u64> {
-        let (bytes, tick) = match self.format {
+        let (bytes, tick) = match self.out.format {
             Format::Json => self.cache.json_frame(symbol, self.universe)?,
             Format::JsonBatch | Format::Sse => self.cache.json_object(symbol, self.universe)?,
             Format::Binary => self.cache.binary_record(symbol)?,
@@ -379,30 +414,29 @@ impl DrainSink for Sink<'_> {
         if let Some(n) = self.per_symbol.get_mut(symbol as usize) {
             *n += 1;
         }
-        self.spent += bytes.len() as i64;
-        match self.format {
-            Format::Sse => {
-                *self.sse_id += 1;
-                sse::write_event(self.out, *self.sse_id, bytes);
-                self.marks.push_back((self.base + self.out.len() as u64, tick.ts_gateway));
-            }
-            Format::Json => {
-                self.out.extend_from_slice(bytes);
-                self.marks.push_back((self.base + self.out.len() as u64, tick.ts_gateway));
-            }
-            Format::JsonBatch => {
-                if json::batch_is_full(self.records, bytes) {
-                    finish_batch(self.out, self.marks, self.base, self.records, self.stamps);
-                }
-                json::batch_append(self.records, bytes);
-                self.stamps.push(tick.ts_gateway);
-            }
-            Format::Binary => {
-                self.records.extend_from_slice(bytes);
-                self.stamps.push(tick.ts_gateway);
-            }
-        }
+        self.out.push_encoded(bytes, tick.ts_gateway);
         Some(tick.seq)
+    }
+
+    #[inline]
+    fn book_latest(&self, symbol: u32, depth: u16) -> u64 {
+        self.depth.latest(symbol, depth)
+    }
+
+    fn emit_book(&mut self, symbol: u32, depth: u16, sent: u64) -> Option<u64> {
+        let format = match self.out.format {
+            Format::Json => BookFormat::JsonFrame,
+            Format::JsonBatch | Format::Sse => BookFormat::JsonObject,
+            Format::Binary => BookFormat::Binary,
+        };
+        let (bytes, seq, ts_gateway) =
+            self.depth.message(symbol, depth, format, self.universe, self.books)?;
+        if seq <= sent {
+            return None;
+        }
+        self.out.push_encoded(bytes, ts_gateway);
+        self.counters.books_sent += 1;
+        Some(seq)
     }
 
     #[inline]
@@ -411,7 +445,7 @@ impl DrainSink for Sink<'_> {
     }
 
     fn exhausted(&self) -> bool {
-        Sink::exhausted(self)
+        self.out.exhausted()
     }
 
     fn trades(&mut self, symbol: u32, next: &mut u64) -> usize {
@@ -420,7 +454,7 @@ impl DrainSink for Sink<'_> {
         let mut sent = 0;
         let mut gap = [0u8; 96];
         for t in log.from(*next) {
-            if self.exhausted() {
+            if self.out.exhausted() {
                 break;
             }
             if t.ordinal > *next {
@@ -428,7 +462,7 @@ impl DrainSink for Sink<'_> {
                 let missed = t.ordinal - *next;
                 let name = self.universe.name(symbol);
                 let mut text = Vec::with_capacity(0);
-                let (json, record): (&[u8], &[u8]) = match self.format {
+                let (json, record): (&[u8], &[u8]) = match self.out.format {
                     Format::Binary => {
                         gap[..binary::RECORD_LEN].copy_from_slice(&binary::gap_record(symbol, missed));
                         (&[], &gap[..binary::RECORD_LEN])
@@ -439,12 +473,12 @@ impl DrainSink for Sink<'_> {
                         (&text, &[])
                     }
                 };
-                self.push_message(json, record, 0);
+                self.out.push_message(json, record, 0);
                 self.counters.trade_gaps += 1;
                 self.counters.trades_missed += missed;
                 sent += 1;
             }
-            self.push_message(t.json, t.record, t.ts_gateway);
+            self.out.push_message(t.json, t.record, t.ts_gateway);
             self.counters.trades_sent += 1;
             *next = t.ordinal + 1;
             sent += 1;
@@ -465,6 +499,8 @@ impl ShardCore {
             index: SubIndex::new(n),
             cache: SymbolCache::new(n),
             trades: TradeLogs::new(n),
+            books: Arc::new(BookStore::new(n, crate::books::DEFAULT_MAX_DEPTH)),
+            depth: BookCache::new(n, crate::books::DEFAULT_MAX_DEPTH),
             ready: VecDeque::new(),
             deadlines: BinaryHeap::new(),
             next_incarnation: 0,
@@ -488,6 +524,13 @@ impl ShardCore {
     /// Reports the symbols this shard's clients start and stop holding to `interest`.
     pub fn set_interest(&mut self, interest: Option<Arc<crate::interest::Interest>>) {
         self.interest = interest;
+    }
+
+    /// Reads order books from `books` (the gateway's store; a new core has an empty one of
+    /// the default depth). Call before any client subscribes.
+    pub fn set_books(&mut self, books: Arc<BookStore>) {
+        self.depth = BookCache::new(self.universe.len(), books.depth());
+        self.books = books;
     }
 
     /// Enables `{"op":"auth"}` token refreshes, checked by `verifier`.
@@ -595,8 +638,8 @@ impl ShardCore {
         c.closing = true;
         let id = c.id(key);
         let subs = std::mem::take(&mut c.subs);
-        for s in subs.symbols() {
-            self.drop_subscriber(s, id);
+        for s in subs.slots() {
+            self.drop_subscriber(s.symbol, s.depth, id);
         }
     }
 
@@ -615,13 +658,17 @@ impl ShardCore {
     pub fn remove_client(&mut self, key: usize) {
         let Some(c) = self.clients.try_remove(key) else { return };
         let id = c.id(key);
-        for s in c.subs.symbols() {
-            self.drop_subscriber(s, id);
+        for s in c.subs.slots() {
+            self.drop_subscriber(s.symbol, s.depth, id);
         }
     }
 
-    /// Client `id` left `symbol`; forget the symbol's cached value with the last subscriber.
-    fn drop_subscriber(&mut self, symbol: u32, id: ClientId) {
+    /// Client `id` left `symbol` (whose book it watched if `depth` > 0); forget the symbol's
+    /// cached value with the last subscriber.
+    fn drop_subscriber(&mut self, symbol: u32, depth: u16, id: ClientId) {
+        if depth > 0 {
+            self.depth.remove_subscriber(symbol, depth);
+        }
         self.trades.remove_subscriber(symbol, id);
         if self.index.remove(symbol) {
             self.cache.clear(symbol);
@@ -647,6 +694,15 @@ impl ShardCore {
     #[inline]
     pub fn on_tick(&mut self, tick: &Tick) -> usize {
         self.counters.ticks += 1;
+        if tick.kind == tickgate_feeds::TickKind::Book {
+            // Not a quote: the symbol's order book changed. Wakes the clients armed on the
+            // symbol only if someone here watches the book at a depth that saw the change.
+            return if self.depth.on_notice(tick.symbol, tick.seq, tick.book_first_changed()) {
+                self.wake(tick.symbol)
+            } else {
+                0
+            };
+        }
         let mut woken = 0;
         if tick.kind == tickgate_feeds::TickKind::Trade && self.trades.get(tick.symbol).is_some() {
             // Trades are DISTINCT: every client taking them is woken, paced or not.
@@ -718,6 +774,11 @@ impl ShardCore {
                 self.apply(&t);
             }
         }
+        let mut moved = Vec::new();
+        self.depth.refresh(&self.books, &mut moved);
+        for s in moved {
+            self.wake(s);
+        }
     }
 
     /// Clients in the ready queue (stale entries included).
@@ -766,18 +827,22 @@ impl ShardCore {
     /// Whether client `key` has bytes buffered or a newer value than it was sent for any
     /// symbol (O(its subscriptions)).
     fn has_pending(&self, key: usize) -> bool {
-        let (cache, trades) = (&self.cache, &self.trades);
+        let (cache, trades, depth) = (&self.cache, &self.trades, &self.depth);
         self.clients.get(key).is_some_and(|c| {
             !c.out.is_empty()
                 || c.subs.pending(|s| cache.seq(s)) > 0
                 || c.subs.trades_pending(|s| trades.last(s))
+                || c.subs.books_pending(|s, d| depth.latest(s, d)) > 0
         })
     }
 
-    /// Slots of client `key` whose symbol has a newer value than it was sent.
+    /// Slots of client `key` whose symbol has a newer value (or, watching its book, a newer
+    /// book) than it was sent.
     pub fn pending(&self, key: usize) -> usize {
-        let cache = &self.cache;
-        self.clients.get(key).map_or(0, |c| c.subs.pending(|s| cache.seq(s)))
+        let (cache, depth) = (&self.cache, &self.depth);
+        self.clients
+            .get(key)
+            .map_or(0, |c| c.subs.pending(|s| cache.seq(s)) + c.subs.books_pending(|s, d| depth.latest(s, d)))
     }
 
     /// Queues every client whose `max_rate` deadline is at or before `now_ns`. Returns the
@@ -875,21 +940,25 @@ impl ShardCore {
         let out_before = c.out.len();
         let mut sink = Sink {
             cache: &mut self.cache,
+            depth: &mut self.depth,
+            books: &self.books,
             universe: &self.universe,
             per_symbol: &mut self.symbol_updates,
             to_arm: &mut self.to_arm,
-            format: c.format,
-            out: &mut c.out,
-            marks: &mut c.marks,
-            base: c.out_base,
-            records: &mut self.records,
-            stamps: &mut self.stamps,
             arming: !polling,
             trades: &self.trades,
             counters: &mut self.counters,
-            budget,
-            spent: 0,
-            sse_id: &mut c.sse_id,
+            out: Out {
+                format: c.format,
+                buf: &mut c.out,
+                marks: &mut c.marks,
+                base: c.out_base,
+                records: &mut self.records,
+                stamps: &mut self.stamps,
+                budget,
+                spent: 0,
+                sse_id: &mut c.sse_id,
+            },
         };
         let mut d = c.subs.drain_due(now_ns, &mut sink);
         if polling && d.sent == 0 {
@@ -903,9 +972,8 @@ impl ShardCore {
             frame::write_header(&mut c.out, frame::OpCode::Binary, self.records.len());
             let start = c.out_base + c.out.len() as u64;
             c.out.extend_from_slice(&self.records);
-            for (i, t) in self.stamps.iter().enumerate() {
-                let end = start + ((i + 1) * binary::RECORD_LEN) as u64;
-                c.marks.push_back((end, *t));
+            for &(end, t) in &self.stamps {
+                c.marks.push_back((start + end as u64, t));
             }
         }
         self.counters.conflated += d.conflated;
@@ -1023,16 +1091,27 @@ impl ShardCore {
         }
         match parsed {
             Err(e) => self.reply_error(key, &e, None),
-            Ok(ClientMsg::Subscribe { id, symbols, max_rate, trades }) => {
+            Ok(ClientMsg::Subscribe { id, symbols, max_rate, trades, depth }) => {
                 let (interval, default_pacing) = match max_rate {
                     Some(m) => (m.interval_ns, false),
                     None => (self.limits.default_interval_ns, true),
                 };
+                if usize::from(depth) > self.depth.max_depth() {
+                    let e = ControlError {
+                        id,
+                        code: ErrorCode::BadRequest,
+                        message: format!(
+                            "depth {depth} is over this server's max_depth ({}); nothing was subscribed",
+                            self.depth.max_depth()
+                        ),
+                    };
+                    return self.reply_error(key, &e, None);
+                }
                 self.subscribe(
                     key,
                     id,
                     &symbols,
-                    Pacing { interval_ns: interval, default_pacing, trades },
+                    Pacing { interval_ns: interval, default_pacing, trades, depth },
                     now_ns,
                 );
             }
@@ -1071,7 +1150,7 @@ impl ShardCore {
     }
 
     fn subscribe(&mut self, key: usize, id: Option<i64>, names: &[&str], pacing: Pacing, now_ns: u64) {
-        let Pacing { interval_ns, default_pacing, trades } = pacing;
+        let Pacing { interval_ns, default_pacing, trades, depth } = pacing;
         // Each name is classified once; the sets keep large requests linear (a 64 KiB message
         // can carry ~10,000 names, and a quadratic dedup would stall the whole shard).
         let mut known: Vec<(&str, u32)> = Vec::with_capacity(names.len());
@@ -1124,7 +1203,28 @@ impl ShardCore {
         self.reply_unknown(key, id, &unknown, note);
         self.reply_not_entitled(key, id, &denied, "; the others were subscribed");
         self.send_snapshots(key, &fresh, now_ns);
+        // Books as asked for the listed symbols: a new or changed depth is sent at once (the
+        // next flush), as the book's snapshot; 0 stops the book.
+        let mut book_fresh = false;
+        if let Some(c) = self.clients.get_mut(key) {
+            for &(_, s) in &known {
+                let Some(was) = c.subs.set_depth(s, depth) else { continue };
+                if was == depth {
+                    continue;
+                }
+                if was > 0 {
+                    self.depth.remove_subscriber(s, was);
+                }
+                if depth > 0 {
+                    self.depth.add_subscriber(s, depth, &self.books);
+                    book_fresh = true;
+                }
+            }
+        }
         self.arm_fresh(key, &fresh);
+        if book_fresh {
+            self.requeue(key);
+        }
         // Trades as asked for the listed symbols: from the trade after the one the shard's
         // cache holds (a new symbol's cache holds its snapshot, so: after the trade the
         // snapshot shows as `last`). Every later trade still comes through this shard's ring
@@ -1236,11 +1336,13 @@ impl ShardCore {
         let Some(c) = self.clients.get_mut(key) else { return };
         let cid = c.id(key);
         let dropped: Vec<u32> = c.subs.symbols().filter(|&s| !grant.allows(self.universe.name(s))).collect();
-        for &s in &dropped {
-            c.subs.unsubscribe(s);
-        }
-        for &s in &dropped {
-            self.drop_subscriber(s, cid);
+        let slots: Vec<(u32, u16)> = dropped
+            .iter()
+            .filter_map(|&s| c.subs.unsubscribe(s))
+            .map(|slot| (slot.symbol, slot.depth))
+            .collect();
+        for (s, depth) in slots {
+            self.drop_subscriber(s, depth, cid);
         }
         self.scratch.clear();
         control::write_authenticated(&mut self.scratch, id, &grant.sub, grant.exp);
@@ -1316,10 +1418,10 @@ impl ShardCore {
             match self.universe.id(n) {
                 Some(s) => {
                     if let Some(c) = self.clients.get_mut(key)
-                        && c.subs.unsubscribe(s).is_some()
+                        && let Some(slot) = c.subs.unsubscribe(s)
                     {
                         let cid = c.id(key);
-                        self.drop_subscriber(s, cid);
+                        self.drop_subscriber(s, slot.depth, cid);
                     }
                     done.push(n);
                 }

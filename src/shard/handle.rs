@@ -41,6 +41,8 @@ pub struct ShardSettings {
     /// Where the shard reports the symbols its clients start and stop holding (an
     /// interest-based bus subscription).
     pub interest: Option<Arc<crate::interest::Interest>>,
+    /// The published order books (`"depth"` subscriptions are encoded from them).
+    pub books: Arc<crate::books::BookStore>,
 }
 
 /// A client's socket as the HTTP layer hands it over.
@@ -194,6 +196,7 @@ pub fn spawn_shard(
         let mut core = ShardCore::new(universe, lvc, settings.live.limits());
         core.set_verifier(settings.verifier.clone());
         core.set_interest(settings.interest.clone());
+        core.set_books(settings.books.clone());
         let shared = Rc::new(Shared {
             core: RefCell::new(core),
             conns: RefCell::new(ConnTable::default()),

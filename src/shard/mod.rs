@@ -27,6 +27,7 @@ pub mod cache;
 pub mod conflate;
 mod conn;
 pub mod core;
+pub mod depth;
 mod driver;
 mod handle;
 pub mod index;

@@ -25,6 +25,7 @@
 mod abuse;
 mod common;
 mod delivery;
+mod depth;
 mod edge;
 mod errors;
 mod feeds;

@@ -139,6 +139,7 @@ async fn a_trades_subscriber_gets_every_trade_of_a_real_capture_in_order_while_q
                 panic!("a gap of {missed} with an unbounded backlog")
             }
             Msg::Bin(binary::Message::Update(_)) => {}
+            Msg::Bin(binary::Message::Book(b)) => panic!("a book without a depth subscription: {b:?}"),
             Msg::Json(v) => panic!("JSON on a binary connection after subscribing: {v}"),
         })
         .await;
@@ -226,6 +227,7 @@ async fn a_stalled_client_gets_gaps_that_add_up_with_its_trades_to_the_feeds_tot
                     start.insert(by_id[&r.tick.symbol].clone(), r.tick.seq);
                 }
                 binary::Message::Update(_) => {}
+                binary::Message::Book(b) => panic!("a book without a depth subscription: {b:?}"),
                 binary::Message::Trade(t) => {
                     let sym = &by_id[&t.symbol];
                     let prev = last.insert(sym.clone(), t.seq).unwrap_or(0);

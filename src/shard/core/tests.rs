@@ -19,6 +19,7 @@ use simd_json::OwnedValue;
 use simd_json::prelude::*;
 
 use super::*;
+use crate::books::BookStore;
 use crate::feeds::{SCALE, TickKind};
 
 // ---------------------------------------------------------------------------------------------
@@ -86,6 +87,12 @@ enum Msg {
 
 /// An update as `(symbol, seq, snapshot)`; its values were checked when it was extracted.
 type Update = (u32, u64, bool);
+
+/// One side of a book: `(price, size)`, best first.
+type Ladder = Vec<(i64, i64)>;
+
+/// A book as `(symbol, seq, bids, asks, stale)`.
+type BookMsg = (u32, u64, Vec<(i64, i64)>, Vec<(i64, i64)>, bool);
 
 /// The first complete server frame of `b` as `(opcode, payload, frame length)`, or `None` if
 /// `b` holds only part of one. Checks what a client may rely on: FIN set, no RSV bits, no
@@ -196,6 +203,8 @@ struct Rig {
     core: ShardCore,
     lvc: Arc<Lvc>,
     universe: Arc<Universe>,
+    /// The order books, 10 levels a side.
+    books: Arc<BookStore>,
 }
 
 impl Rig {
@@ -206,7 +215,74 @@ impl Rig {
     fn with_limits(limits: Limits) -> Rig {
         let universe = Arc::new(Universe::parse_csv(CSV).unwrap());
         let lvc = Arc::new(Lvc::new(universe.len()));
-        Rig { core: ShardCore::new(universe.clone(), lvc.clone(), limits), lvc, universe }
+        let books = Arc::new(BookStore::new(universe.len(), 10));
+        let mut core = ShardCore::new(universe.clone(), lvc.clone(), limits);
+        core.set_books(books.clone());
+        Rig { core, lvc, universe, books }
+    }
+
+    /// The feed publishes a book of `symbol` (stale if `levels` is `None`) and the ring
+    /// delivers its notice at once, if it changed anything. Returns the book's seq.
+    fn book(&mut self, symbol: u32, levels: Option<(&Ladder, &Ladder)>) -> u64 {
+        let empty = Ladder::new();
+        let (health, bids, asks) = match levels {
+            Some((b, a)) => (tickgate_feeds::BookHealth::Live, b, a),
+            None => (tickgate_feeds::BookHealth::Stale, &empty, &empty),
+        };
+        if let Some(c) = self.books.publish(symbol, health, bids, asks, T0, T0 + 1) {
+            self.core.on_tick(&Tick::book_notice(symbol, c.seq, c.first_changed, T0, T0 + 1));
+        }
+        self.books.seq(symbol)
+    }
+
+    /// A flush's books.
+    fn flush_books(&mut self, key: usize, now: u64) -> Vec<BookMsg> {
+        let msgs = self.flush(key, now);
+        self.books_in(&msgs)
+    }
+
+    /// The books among `msgs`, in any format: (symbol, seq, bids, asks, stale).
+    fn books_in(&self, msgs: &[Msg]) -> Vec<BookMsg> {
+        let from_json = |v: &OwnedValue| -> Option<BookMsg> {
+            (type_of(v) == Some("book")).then(|| {
+                let side = |name: &str| -> Vec<(i64, i64)> {
+                    v[name]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|l| {
+                            let f = |i: usize| (l[i].cast_f64().unwrap() * SCALE as f64).round() as i64;
+                            (f(0), f(1))
+                        })
+                        .collect()
+                };
+                let symbol = self.universe.id(v["symbol"].as_str().unwrap()).unwrap();
+                (
+                    symbol,
+                    v["seq"].as_u64().unwrap(),
+                    side("bids"),
+                    side("asks"),
+                    v["stale"].as_bool().unwrap(),
+                )
+            })
+        };
+        let mut out = Vec::new();
+        for m in msgs {
+            match m {
+                Msg::Text(v) if v.as_array().is_some() => {
+                    out.extend(v.as_array().unwrap().iter().filter_map(from_json));
+                }
+                Msg::Text(v) => out.extend(from_json(v)),
+                Msg::Mixed(ms) => out.extend(ms.iter().filter_map(|m| match m {
+                    binary::Message::Book(b) => {
+                        Some((b.symbol, b.book.seq, b.book.bids.clone(), b.book.asks.clone(), b.book.stale))
+                    }
+                    _ => None,
+                })),
+                Msg::Binary(_) => {}
+            }
+        }
+        out
     }
 
     /// The feed publishes `t` and the ring delivers it at once. Returns `on_tick`'s result.
@@ -670,7 +746,8 @@ fn batched_json_splits_at_the_cap_and_carries_every_update_once() {
     let universe = Arc::new(Universe::parse_csv(&csv).unwrap());
     let lvc = Arc::new(Lvc::new(universe.len()));
     let limits = Limits { max_symbols: 1000, ..LIMITS };
-    let mut r = Rig { core: ShardCore::new(universe.clone(), lvc.clone(), limits), lvc, universe };
+    let books = Arc::new(BookStore::new(universe.len(), 10));
+    let mut r = Rig { core: ShardCore::new(universe.clone(), lvc.clone(), limits), lvc, universe, books };
     let c = r.client(Format::JsonBatch);
     let names: Vec<String> = (0..600).map(|i| format!("S{i}")).collect();
     let names: Vec<&str> = names.iter().map(String::as_str).collect();
@@ -1339,6 +1416,8 @@ enum Ev {
     Trade(u32, u64, u64, Option<String>),
     /// A gap notice (symbol, missed).
     Gap(u32, u64),
+    /// An order book (symbol, book seq).
+    Book(u32, u64),
 }
 
 impl Rig {
@@ -1357,6 +1436,7 @@ impl Rig {
                     v.get("side").and_then(|s| s.as_str()).map(str::to_string),
                 )),
                 Some("gap") => Some(Ev::Gap(symbol(), v["missed"].as_u64().unwrap())),
+                Some("book") => Some(Ev::Book(symbol(), v["seq"].as_u64().unwrap())),
                 _ => None,
             }
         };
@@ -1379,6 +1459,7 @@ impl Rig {
                         Some(Ev::Trade(t.symbol, t.seq, t.trade_id, t.side.as_str().map(str::to_string)))
                     }
                     binary::Message::Gap { symbol, missed } => Some(Ev::Gap(*symbol, *missed)),
+                    binary::Message::Book(b) => Some(Ev::Book(b.symbol, b.book.seq)),
                 })),
             }
         }
@@ -1573,4 +1654,146 @@ fn an_sse_client_gets_numbered_events_holding_the_json_messages() {
     let n = r.out(c).len();
     r.core.written(c, n, T0 + MS);
     assert_eq!(r.core.counters.delivered, 2, "the trade and the update");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Order books ("depth")
+// ---------------------------------------------------------------------------------------------
+
+/// `n` levels a side around 100/101, the size of each level `size`.
+fn ladder(n: i64, size: i64) -> (Ladder, Ladder) {
+    (
+        (0..n).map(|i| ((100 - i) * SCALE, size * SCALE)).collect(),
+        (0..n).map(|i| ((101 + i) * SCALE, size * SCALE)).collect(),
+    )
+}
+
+#[test]
+fn depth_gets_the_book_on_subscribe_then_each_change_within_its_depth_in_every_format() {
+    for format in FORMATS {
+        let mut rig = Rig::new();
+        let (b, a) = ladder(6, 1);
+        rig.book(AAPL, Some((&b, &a)));
+        let c = rig.client(format);
+        rig.send(c, r#"{"op":"subscribe","symbols":["AAPL"],"depth":3}"#, T0);
+        let books = rig.flush_books(c, T0);
+        assert_eq!(
+            books,
+            vec![(AAPL, 1, b[..3].to_vec(), a[..3].to_vec(), false)],
+            "{format:?}: the book on subscribe"
+        );
+        assert_eq!(rig.ready(), vec![c], "queued by the subscribe (the flush above served it)");
+        // A change at level 4 (0-based): not within 3 levels, nobody is woken.
+        let mut b2 = b.clone();
+        b2[4].1 = 9 * SCALE;
+        rig.book(AAPL, Some((&b2, &a)));
+        assert!(rig.ready().is_empty(), "{format:?}: a change below the client's depth wakes nobody");
+        assert!(rig.flush_books(c, T0).is_empty());
+        // A change of the touch: the client gets the latest book.
+        b2[0].1 = 5 * SCALE;
+        let seq = rig.book(AAPL, Some((&b2, &a)));
+        assert_eq!(rig.ready(), vec![c]);
+        let books = rig.flush_books(c, T0);
+        assert_eq!(books, vec![(AAPL, seq, b2[..3].to_vec(), a[..3].to_vec(), false)], "{format:?}");
+        // Stale: every depth is told, with the last good levels.
+        let seq = rig.book(AAPL, None);
+        let books = rig.flush_books(c, T0);
+        assert_eq!(books, vec![(AAPL, seq, b2[..3].to_vec(), a[..3].to_vec(), true)], "{format:?}");
+    }
+}
+
+#[test]
+fn a_stalled_depth_client_gets_the_latest_book_once_not_a_queue() {
+    let mut rig = Rig::new();
+    let c = rig.client(Format::Json);
+    rig.book(MSFT, Some((&ladder(10, 1).0, &ladder(10, 1).1)));
+    rig.send(c, r#"{"op":"subscribe","symbols":["MSFT"],"depth":10}"#, T0);
+    rig.flush(c, T0);
+    let mut last = 0;
+    for size in 2..500 {
+        let (b, a) = ladder(10, size);
+        last = rig.book(MSFT, Some((&b, &a)));
+    }
+    assert!(rig.core.pending(c) <= 2, "one slot, not hundreds of books");
+    let books = rig.flush_books(c, T0);
+    assert_eq!(books.len(), 1);
+    assert_eq!((books[0].1, books[0].2[0].1), (last, 499 * SCALE), "the newest book");
+}
+
+#[test]
+fn each_book_is_encoded_once_per_depth_and_format_per_change() {
+    let mut rig = Rig::new();
+    let (b, a) = ladder(8, 1);
+    rig.book(GOOG, Some((&b, &a)));
+    let mut clients = Vec::new();
+    for (format, depth) in [(Format::Json, 3), (Format::Binary, 3), (Format::Json, 5), (Format::JsonBatch, 3)]
+    {
+        for _ in 0..5 {
+            let c = rig.client(format);
+            rig.send(c, &format!(r#"{{"op":"subscribe","symbols":["GOOG"],"depth":{depth}}}"#), T0);
+            rig.flush(c, T0);
+            clients.push(c);
+        }
+    }
+    let before = rig.core.depth.encodes;
+    let (b2, a2) = ladder(8, 2);
+    rig.book(GOOG, Some((&b2, &a2)));
+    for &c in &clients {
+        assert_eq!(rig.flush_books(c, T0).len(), 1);
+    }
+    // JSON frame at 3 and 5, JSON object (batch) at 3, binary at 3.
+    assert_eq!(rig.core.depth.encodes - before, 4);
+}
+
+#[test]
+fn depth_over_the_maximum_is_refused_zero_stops_books_and_leaving_frees_them() {
+    let mut rig = Rig::new();
+    let (b, a) = ladder(4, 1);
+    rig.book(TSLA, Some((&b, &a)));
+    let c = rig.client(Format::Json);
+    let msgs = rig.request(c, r#"{"op":"subscribe","symbols":["TSLA"],"depth":11,"id":5}"#, T0);
+    let v = without_message(msgs.into_iter().next().unwrap());
+    assert_eq!(v, json(r#"{"type":"error","id":5,"code":"bad_request"}"#));
+    assert!(rig.core.client(c).unwrap().subs().is_empty(), "nothing was subscribed");
+    rig.send(c, r#"{"op":"subscribe","symbols":["TSLA"],"depth":2}"#, T0);
+    assert_eq!(rig.flush_books(c, T0).len(), 1);
+    assert_eq!(rig.core.depth.subscribers(TSLA), 1);
+    // A new depth is sent afresh; depth 0 stops the book but keeps the quotes.
+    rig.send(c, r#"{"op":"subscribe","symbols":["TSLA"],"depth":4}"#, T0);
+    let books = rig.flush_books(c, T0);
+    assert_eq!(books.iter().map(|b| b.2.len()).collect::<Vec<_>>(), vec![4]);
+    rig.send(c, r#"{"op":"subscribe","symbols":["TSLA"]}"#, T0);
+    assert_eq!(rig.core.depth.subscribers(TSLA), 0);
+    let (b2, a2) = ladder(4, 3);
+    rig.book(TSLA, Some((&b2, &a2)));
+    assert!(rig.flush_books(c, T0).is_empty());
+    // Unsubscribing and closing give the book state back.
+    let d = rig.client(Format::Binary);
+    rig.send(d, r#"{"op":"subscribe","symbols":["TSLA","AAPL"],"depth":2}"#, T0);
+    rig.send(c, r#"{"op":"subscribe","symbols":["TSLA"],"depth":1}"#, T0);
+    assert_eq!(rig.core.depth.subscribers(TSLA), 2);
+    rig.send(c, r#"{"op":"unsubscribe","symbols":["TSLA"]}"#, T0);
+    rig.core.begin_close(d);
+    rig.core.remove_client(d);
+    assert_eq!((rig.core.depth.subscribers(TSLA), rig.core.depth.subscribers(AAPL)), (0, 0));
+    assert_eq!(rig.core.depth.heap_bytes(), 0);
+}
+
+#[test]
+fn an_overrun_catches_depth_clients_up_from_the_store() {
+    let mut rig = Rig::new();
+    let (b, a) = ladder(3, 1);
+    rig.book(AAPL, Some((&b, &a)));
+    let c = rig.client(Format::Json);
+    rig.send(c, r#"{"op":"subscribe","symbols":["AAPL"],"depth":3}"#, T0);
+    rig.flush(c, T0);
+    rig.ready();
+    // The feed publishes, but the shard misses the notice (lapped by the ring).
+    let (b2, a2) = ladder(3, 7);
+    rig.books.publish(AAPL, tickgate_feeds::BookHealth::Live, &b2, &a2, T0, T0);
+    assert!(rig.ready().is_empty());
+    rig.core.heal_from_lvc();
+    assert_eq!(rig.ready(), vec![c]);
+    let books = rig.flush_books(c, T0);
+    assert_eq!(books, vec![(AAPL, 2, b2, a2, false)]);
 }
