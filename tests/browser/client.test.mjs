@@ -3,8 +3,10 @@
 // at each symbol's max rate, seq tracking reset on reconnect, binary symbol ids, batched JSON
 // frames, format switch, ping timeout, the gateway clock behind u.age, adaptive throttling
 // (cut, resync, retry, switched off), trades and gaps in every format (kept across
-// reconnects and rate changes, never dropped by throttling) and setMaxBandwidth. The real
-// gateway is exercised by e2e.test.mjs.
+// reconnects and rate changes, never dropped by throttling), setMaxBandwidth, and order books
+// (subscribe with a depth, books in every format, each replacing the last, seq checks, turned
+// off, kept across reconnects and rate changes). The real gateway is exercised by
+// e2e.test.mjs.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -40,7 +42,7 @@ function client(options = {}) {
   const c = connect('ws://gateway.test/ws', {
     WebSocket: FakeSocket, pingInterval: 0, backoff: { random: () => 0 }, ...options,
   });
-  const seen = { update: [], state: [], error: [], status: [], trade: [], gap: [] };
+  const seen = { update: [], state: [], error: [], status: [], trade: [], gap: [], book: [] };
   for (const type of Object.keys(seen)) c.on(type, (v) => seen[type].push(v));
   return { c, seen, ws: FakeSocket.last() };
 }
@@ -56,9 +58,14 @@ function record({ id, seq, price = 100_00000000n, snapshot = false, type = 1 }) 
   v.setBigUint64(80, 1_800_000_000_000_000_000n, true);
   return new Uint8Array(v.buffer);
 }
+/** A binary frame of `records` back to back (88 bytes each, a book record a multiple of that). */
 const frame = (...records) => {
-  const out = new Uint8Array(records.length * RECORD_SIZE);
-  records.forEach((r, i) => out.set(r, i * RECORD_SIZE));
+  const out = new Uint8Array(records.reduce((n, r) => n + r.length, 0));
+  let at = 0;
+  for (const r of records) {
+    out.set(r, at);
+    at += r.length;
+  }
   return out.buffer;
 };
 /** A JSON update; `ts` is ts_gateway in ns (default: a fixed time, far from the test's clock). */
@@ -748,5 +755,211 @@ test('adaptive throttling never drops trades: far behind with trades held, it cu
     { op: 'subscribe', symbols: ['MSFT'], max_rate: e.rate },
   ], 'the cut re-subscribes, keeping the trades');
   assert.equal(seen.trade.length, 50, 'every trade delivered');
+  c.close();
+});
+
+/** A JSON book as the gateway prints it; levels are [price, size] decimal texts. */
+const jsonBook = (symbol, seq, { bids = [['61837.63', '3.78826'], ['61837.62', '0.617']], asks = [['61837.64', '1.2']],
+  stale = false, depth = 10, ts = 1800000000000000002n } = {}) => {
+  const list = (levels) => `[${levels.map(([p, q]) => `[${p},${q}]`).join(',')}]`;
+  return `{"type":"book","symbol":"${symbol}","seq":${seq},"depth":${depth},"bids":${list(bids)},"asks":${list(asks)},` +
+    `"stale":${stale},"ts_event":1800000000000000001,"ts_gateway":${ts}}`;
+};
+/** A binary book record (PROTOCOL.md): levels [[price, size]] as BigInts × 1e8, padded to whole units. */
+function bookRecord({ id, seq, depth = 10, bids = [[6_183_763_000_000n, 378_826_000n]], asks = [[6_183_764_000_000n, 120_000_000n]], stale = false }) {
+  const units = 1 + Math.ceil(((bids.length + asks.length) * 16) / RECORD_SIZE);
+  const v = new DataView(new ArrayBuffer(units * RECORD_SIZE));
+  v.setUint8(0, 4);
+  v.setUint8(1, stale ? 2 : 0);
+  v.setUint16(2, units, true);
+  v.setUint32(4, id, true);
+  v.setBigUint64(8, BigInt(seq), true);
+  v.setUint16(16, bids.length, true);
+  v.setUint16(18, asks.length, true);
+  v.setUint16(20, depth, true);
+  v.setBigUint64(72, 1_800_000_000_000_000_001n, true);
+  v.setBigUint64(80, 1_800_000_000_000_000_002n, true);
+  [...bids, ...asks].forEach(([price, size], i) => {
+    v.setBigInt64(RECORD_SIZE + i * 16, price, true);
+    v.setBigInt64(RECORD_SIZE + i * 16 + 8, size, true);
+  });
+  return new Uint8Array(v.buffer);
+}
+/** A delivered book without its `age` (which depends on the clock). */
+const bookOf = ({ age, ...b }) => b;
+
+test('books: subscribe with a depth asks for them; each book replaces the last, the newest is kept; seq backwards is dropped', () => {
+  const { c, ws, seen } = client({ format: 'json' });
+  ws.open();
+  quiet(c.subscribe(['BTCUSDT'], { depth: 10 }));
+  quiet(c.subscribe(['ETHUSDT'], { maxRate: 4, trades: true, depth: 20 }));
+  quiet(c.subscribe(['SPY']));
+  assert.deepEqual(bodies(ws), [
+    { op: 'subscribe', symbols: ['BTCUSDT'], depth: 10 },
+    { op: 'subscribe', symbols: ['ETHUSDT'], max_rate: 4, trades: true, depth: 20 },
+    { op: 'subscribe', symbols: ['SPY'] }, // no depth: no books, and nothing to turn off
+  ]);
+  assert.deepEqual(c.bookDepths, new Map([['BTCUSDT', 10], ['ETHUSDT', 20]]));
+
+  ws.receive(jsonBook('BTCUSDT', 17));
+  assert.deepEqual(seen.book.map(bookOf), [{
+    symbol: 'BTCUSDT', seq: 17n, depth: 10,
+    bids: [{ price: '61837.63', size: '3.78826' }, { price: '61837.62', size: '0.617' }], asks: [{ price: '61837.64', size: '1.2' }],
+    stale: false, tsEvent: 1800000000000000001n, tsGateway: 1800000000000000002n,
+  }]);
+  assert.ok(Number.isFinite(seen.book[0].age));
+  assert.equal(c.book('BTCUSDT'), seen.book[0], 'the newest book of the symbol');
+  // A full replacement, never a delta: fewer levels, an empty side, stale; seqs may jump.
+  ws.receive(jsonBook('BTCUSDT', 25, { bids: [['61837.5', '1']], asks: [], stale: true }));
+  assert.deepEqual(bookOf(c.book('BTCUSDT')), {
+    symbol: 'BTCUSDT', seq: 25n, depth: 10, bids: [{ price: '61837.5', size: '1' }], asks: [],
+    stale: true, tsEvent: 1800000000000000001n, tsGateway: 1800000000000000002n,
+  });
+  // The same seq again is taken (the same book, say no longer stale); a lower one is dropped,
+  // counted and reported once.
+  ws.receive(jsonBook('BTCUSDT', 25, { bids: [['61837.5', '1']], asks: [] }));
+  assert.equal(c.book('BTCUSDT').stale, false);
+  ws.receive(jsonBook('BTCUSDT', 24));
+  ws.receive(jsonBook('BTCUSDT', 3));
+  assert.equal(c.book('BTCUSDT').seq, 25n);
+  assert.equal(c.stats.booksDropped, 2);
+  assert.deepEqual(seen.error.map((e) => [e.kind, e.code]), [['protocol', 'seq_backwards']], 'reported once');
+  assert.match(seen.error[0].message, /BTCUSDT: book seq 24 after 25/);
+  // Books of a symbol held without depth are not delivered; quotes keep their own seqs.
+  ws.receive(jsonBook('SPY', 1));
+  ws.receive(jsonUpdate('BTCUSDT', 2, true));
+  ws.receive(jsonBook('ETHUSDT', 9, { depth: 20 }));
+  assert.deepEqual(seen.book.map((b) => [b.symbol, b.seq]), [['BTCUSDT', 17n], ['BTCUSDT', 25n], ['BTCUSDT', 25n], ['ETHUSDT', 9n]]);
+  assert.equal(c.book('SPY'), undefined);
+  assert.deepEqual(seen.update.map((u) => [u.symbol, u.seq, u.gap]), [['BTCUSDT', 2n, 0]]);
+  assert.equal(c.stats.books, 4);
+  assert.equal(c.stats.updates, 1);
+  // Another layout (fields reordered, blanks): exact all the same.
+  ws.receive(jsonBook('BTCUSDT', 26, { bids: [['1.00000001', '92233720368.54775807']] }).replace('{"type":"book",', '{ ').replace(/}$/, ', "type" : "book"}'));
+  assert.deepEqual(c.book('BTCUSDT').bids, [{ price: '1.00000001', size: '92233720368.54775807' }]);
+  assert.equal(c.book('BTCUSDT').tsGateway, 1800000000000000002n);
+  // A malformed book is reported and replaces nothing.
+  for (const bad of [jsonBook('BTCUSDT', 27).replace('[61837.62,0.617]', '[61837.62]'),
+    jsonBook('BTCUSDT', 27).replace('{"type":"book",', '{').replace(/}$/, ',"type":"book"}').replace('"seq":27,', '')]) {
+    ws.receive(bad);
+    assert.equal(seen.error.at(-1).code, 'bad_json');
+  }
+  assert.equal(c.book('BTCUSDT').seq, 26n);
+  c.close();
+});
+
+test('books in batched JSON and binary, in order with the other events; kept across connections', () => {
+  const { c, ws, seen } = client();
+  ws.open();
+  quiet(c.subscribe(['BTCUSDT'], { trades: true, depth: 5 }));
+  const order = [];
+  c.on('update', (u) => order.push(`u${u.seq}`));
+  c.on('trade', (t) => order.push(`t${t.seq}`));
+  c.on('book', (b) => order.push(`b${b.seq}${b.stale ? ' stale' : ''}`));
+  ws.receive(batch(jsonUpdate('BTCUSDT', 2, true), jsonBook('BTCUSDT', 3, { depth: 5 }), jsonTrade('BTCUSDT', 4),
+    jsonBook('BTCUSDT', 5, { depth: 5, stale: true, bids: [] })));
+  assert.deepEqual(order, ['u2', 'b3', 't4', 'b5 stale']);
+  assert.deepEqual(c.book('BTCUSDT').bids, []);
+  assert.deepEqual(c.book('BTCUSDT').asks, [{ price: '61837.64', size: '1.2' }]);
+
+  // Binary: book records among 88-byte ones, named through the subscribed reply.
+  c.setFormat('binary');
+  const ws2 = FakeSocket.last();
+  ws2.open();
+  assert.deepEqual(bodies(ws2), [{ op: 'subscribe', symbols: ['BTCUSDT'], trades: true, depth: 5 }], 're-subscribed with its depth');
+  assert.equal(c.book('BTCUSDT').seq, 5n, 'the last book is kept across connections until replaced');
+  ws2.reply({ type: 'subscribed', id: ws2.sent[0].id, symbols: { BTCUSDT: 9 } });
+  const bids = [[6_183_763_000_000n, 378_826_000n], [6_183_762_000_000n, 61_700_000n], [6_183_761_000_000n, 100_000_000n]];
+  ws2.receive(frame(record({ id: 9, seq: 1, snapshot: true }), bookRecord({ id: 9, seq: 2, depth: 5, bids }),
+    tradeRecord({ id: 9, seq: 3 }), bookRecord({ id: 9, seq: 4, depth: 5, bids: [], asks: [], stale: true }),
+    bookRecord({ id: 99, seq: 1 }), record({ id: 9, seq: 5 })));
+  assert.deepEqual(order.slice(4), ['u1', 'b2', 't3', 'b4 stale', 'u5'], 'a new connection: book seqs start afresh');
+  assert.deepEqual(bookOf(seen.book.at(-2)), {
+    symbol: 'BTCUSDT', seq: 2n, depth: 5,
+    bids: [{ price: '61837.63', size: '3.78826' }, { price: '61837.62', size: '0.617' }, { price: '61837.61', size: '1' }],
+    asks: [{ price: '61837.64', size: '1.2' }],
+    stale: false, tsEvent: 1800000000000000001n, tsGateway: 1800000000000000002n, symbolId: 9,
+  });
+  assert.deepEqual(bookOf(c.book('BTCUSDT')), {
+    symbol: 'BTCUSDT', seq: 4n, depth: 5, bids: [], asks: [], stale: true,
+    tsEvent: 1800000000000000001n, tsGateway: 1800000000000000002n, symbolId: 9,
+  });
+  // A book record whose length is wrong: the frame is reported and delivers nothing.
+  const broken = bookRecord({ id: 9, seq: 6 });
+  broken[2] = 0;
+  const delivered = order.length;
+  ws2.receive(frame(record({ id: 9, seq: 6 }), broken));
+  assert.equal(order.length, delivered);
+  assert.deepEqual([seen.error.at(-1).kind, seen.error.at(-1).code], ['protocol', 'bad_frame']);
+  assert.equal(c.stats.books, 4);
+  c.close();
+});
+
+test('books: turned off with depth 0 (said once), kept through rate changes and reconnects, gone when unsubscribed', async () => {
+  const { c, ws, seen } = client();
+  ws.open();
+  quiet(c.subscribe(['BTCUSDT', 'ETHUSDT'], { maxRate: 4, depth: 10 }));
+  quiet(c.subscribe(['SPY'], { maxRate: 4, trades: true }));
+  ws.receive(jsonBook('BTCUSDT', 1));
+  // A rate change keeps each symbol's depth and trades: one request per distinct pair.
+  const before = ws.sent.length;
+  quiet(c.setMaxRate(['SPY', 'BTCUSDT', 'NOPE'], 2));
+  assert.deepEqual(bodies(ws, before), [
+    { op: 'subscribe', symbols: ['BTCUSDT'], max_rate: 2, depth: 10 },
+    { op: 'subscribe', symbols: ['SPY'], max_rate: 2, trades: true },
+  ]);
+  // A subscribe without depth turns the books off, saying so (depth 0); the book still in
+  // flight is not delivered, and the newest is forgotten.
+  const off = c.subscribe(['BTCUSDT'], { maxRate: 4 });
+  assert.deepEqual(bodies(ws).at(-1), { op: 'subscribe', symbols: ['BTCUSDT'], max_rate: 4, depth: 0 });
+  assert.equal(c.book('BTCUSDT'), undefined);
+  assert.deepEqual(c.bookDepths, new Map([['ETHUSDT', 10]]));
+  ws.receive(jsonBook('BTCUSDT', 2));
+  assert.deepEqual(seen.book.map((b) => b.seq), [1n]);
+  // Once the gateway confirmed it, no need to say it again.
+  ws.reply({ type: 'subscribed', id: ws.sent.at(-1).id, symbols: { BTCUSDT: 0 } });
+  await off;
+  quiet(c.subscribe(['BTCUSDT'], { maxRate: 3 }));
+  assert.deepEqual(bodies(ws).at(-1), { op: 'subscribe', symbols: ['BTCUSDT'], max_rate: 3 });
+
+  // A reconnect re-subscribes each symbol with its depth; book seqs start afresh.
+  ws.receive(jsonBook('ETHUSDT', 50));
+  ws.serverClose(1006);
+  await tick();
+  const ws2 = FakeSocket.last();
+  ws2.open();
+  assert.deepEqual(bodies(ws2), [
+    { op: 'subscribe', symbols: ['BTCUSDT'], max_rate: 3 },
+    { op: 'subscribe', symbols: ['ETHUSDT'], max_rate: 4, depth: 10 },
+    { op: 'subscribe', symbols: ['SPY'], max_rate: 2, trades: true },
+  ]);
+  ws2.receive(jsonBook('ETHUSDT', 7));
+  assert.equal(c.book('ETHUSDT').seq, 7n);
+  // Depth changes: the deeper or shallower book replaces the one before.
+  quiet(c.subscribe(['ETHUSDT'], { maxRate: 4, depth: 3 }));
+  assert.deepEqual(bodies(ws2).at(-1), { op: 'subscribe', symbols: ['ETHUSDT'], max_rate: 4, depth: 3 });
+  ws2.receive(jsonBook('ETHUSDT', 7, { depth: 3 }));
+  assert.equal(c.book('ETHUSDT').depth, 3);
+  // Unsubscribed: nothing more of it, and a new subscription starts without books.
+  quiet(c.unsubscribe(['ETHUSDT']));
+  ws2.receive(jsonBook('ETHUSDT', 8));
+  assert.equal(c.book('ETHUSDT'), undefined);
+  assert.equal(seen.book.at(-1).seq, 7n);
+  quiet(c.subscribe(['ETHUSDT']));
+  assert.deepEqual(bodies(ws2).at(-1), { op: 'subscribe', symbols: ['ETHUSDT'] });
+  // A depth that is not a non-negative integer is refused before anything is sent or held.
+  const sent = ws2.sent.length;
+  for (const bad of [-1, 2.5, '10', NaN, true]) {
+    await assert.rejects(c.subscribe(['IBM'], { depth: bad }), RangeError, String(bad));
+  }
+  assert.equal(ws2.sent.length, sent);
+  assert.ok(!c.subscriptions.has('IBM'));
+  quiet(c.subscribe(['IBM'], { depth: null })); // null: none, as 0
+  assert.deepEqual(bodies(ws2).at(-1), { op: 'subscribe', symbols: ['IBM'] });
+  // A subscribe refused as a whole forgets the depth of the symbols it added.
+  const refused = c.subscribe(['QQQ'], { depth: 5 });
+  ws2.reply({ type: 'error', id: ws2.sent.at(-1).id, code: 'bad_request', message: 'depth over server.max_depth' });
+  await assert.rejects(refused, { code: 'bad_request' });
+  assert.ok(!c.bookDepths.has('QQQ'));
   c.close();
 });

@@ -18,6 +18,10 @@
 // - the dashboard's time-and-sales tape: the selected symbol's trades (only its), newest
 //   first, at most 50, rendered per frame, gap and reconnect lines, trades following the
 //   selection;
+// - the dashboard's depth ladder: the selected symbol's order book (only its, depth 10; the
+//   one selected before turned off with depth 0), at least 5 levels a side, bids strictly
+//   descending and asks strictly ascending, best bid < best ask, the exact spread, size bars,
+//   live, rendered per frame into rows that are reused, in JSON and binary;
 // - the dashboard where WebSockets do not get through: over Server-Sent Events (tickgate.js
 //   falls back by itself), quotes, pacing and the tape all the same.
 // (sse.test.mjs tests GET /sse and tickgate.js's SSE transport in detail.)
@@ -600,6 +604,161 @@ test('dashboard: the tape says how many trades the gateway dropped for the page'
   assert.deepEqual(problems, [], 'the page reported problems');
 });
 
+/** The fixed-point value (× 1e8, BigInt) of an exact decimal the page shows (grouping removed). */
+function fixedOf(text, what) {
+  assert.match(text, /^\d+(\.\d{1,8})?$/, `${what}: an exact decimal, got "${text}"`);
+  const [int, frac = ''] = text.split('.');
+  return BigInt(int) * 100_000_000n + BigInt(frac.padEnd(8, '0'));
+}
+
+/**
+ * The depth ladder as the page shows it, read in one evaluation (the page renders between
+ * tasks, so this is one frame's ladder): asks and bids best first, {price, size, bar} with the
+ * grouping commas removed; its symbol, seq, spread line and stale state.
+ */
+const readLadder = (page) => page.evaluate(() => {
+  const side = (id) => [...document.querySelectorAll(`#${id} tr:not(.l-empty)`)].map((tr) => ({
+    price: tr.cells[0].textContent.replaceAll(',', ''),
+    size: tr.cells[1].textContent.replaceAll(',', ''),
+    bar: tr.querySelector('.l-bar span').style.transform,
+  }));
+  return {
+    symbol: document.getElementById('book-symbol').textContent,
+    seq: document.getElementById('book').dataset.seq,
+    asks: side('book-asks').reverse(), // shown worst first, the best nearest the spread
+    bids: side('book-bids'),
+    rows: document.querySelectorAll('#book-asks tr, #book-bids tr').length,
+    spread: document.getElementById('book-spread').textContent,
+    stale: document.getElementById('book-panel').dataset.stale,
+    badge: !document.getElementById('book-stale').hidden,
+  };
+});
+
+/**
+ * Checks a ladder: at least 5 levels a side, bids strictly descending, asks strictly ascending,
+ * best bid < best ask, the spread line exactly their difference, positive sizes, bars scaled to
+ * the largest size shown, not stale (the simulator's books never break).
+ */
+function checkLadder(l, symbol, what) {
+  const show = JSON.stringify(l);
+  assert.equal(l.symbol, symbol, `${what}: the ladder follows the selection`);
+  assert.equal(l.rows, 20, `${what}: 10 rows a side (BOOK_DEPTH), built once`);
+  assert.ok(l.bids.length >= 5 && l.asks.length >= 5, `${what}: at least 5 levels a side: ${show}`);
+  const bids = l.bids.map((b) => fixedOf(b.price, `${what} bid`));
+  const asks = l.asks.map((a) => fixedOf(a.price, `${what} ask`));
+  assert.ok(bids.every((p, i) => i === 0 || p < bids[i - 1]), `${what}: bids strictly descending: ${show}`);
+  assert.ok(asks.every((p, i) => i === 0 || p > asks[i - 1]), `${what}: asks strictly ascending: ${show}`);
+  assert.ok(bids[0] < asks[0], `${what}: best bid < best ask: ${show}`);
+  const spread = /^Spread ([\d,.]+) · [\d.]+ bps$/.exec(l.spread);
+  assert.ok(spread, `${what}: the spread line: "${l.spread}"`);
+  assert.equal(fixedOf(spread[1].replaceAll(',', ''), `${what} spread`), asks[0] - bids[0], `${what}: the spread, exactly: ${show}`);
+  const levels = [...l.bids, ...l.asks];
+  assert.ok(levels.every((x) => fixedOf(x.size, `${what} size`) > 0n), `${what}: sizes: ${show}`);
+  const scales = levels.map((x) => Number(/^scaleX\(([\d.]+)\)$/.exec(x.bar)?.[1]));
+  assert.ok(scales.every((s) => s > 0 && s <= 1), `${what}: a bar per level, scaled in (0, 1]: ${show}`);
+  assert.ok(scales.includes(1), `${what}: the largest size has the full bar: ${show}`);
+  assert.equal(l.stale, 'false', `${what}: not stale`);
+  assert.equal(l.badge, false, `${what}: no stale badge`);
+}
+
+test('dashboard: a live depth ladder of the selected symbol, in JSON and binary', { timeout: 60_000 }, async (t) => {
+  mkdirSync(OUTPUT, { recursive: true });
+  // No extra flags: the simulator keeps order books by default (sim.depth_levels, 20 a side).
+  const env = await setUp(t);
+  const page = await (await env.browser.newContext({ viewport: { width: 1280, height: 1100 }, colorScheme: 'light' })).newPage();
+  const problems = watchProblems(page);
+  const { waitConn, until } = dashboard(page, env);
+  const subscribes = []; // with `socket`: which of the page's WebSockets sent it (1, 2, ...)
+  const binaryFrames = {}; // socket -> binary frames received
+  let sockets = 0;
+  page.on('websocket', (ws) => {
+    const socket = ++sockets;
+    ws.on('framesent', (f) => {
+      const m = JSON.parse(f.payload);
+      if (m.op === 'subscribe') subscribes.push({ ...m, socket });
+    });
+    ws.on('framereceived', (f) => {
+      if (typeof f.payload !== 'string') binaryFrames[socket] = (binaryFrames[socket] ?? 0) + 1;
+    });
+  });
+  /** Waits until the ladder shows `symbol` with at least 5 levels a side (and a seq other than `notSeq`). */
+  const filled = (symbol, what, notSeq = null) => until(`${what}: a depth ladder of ${symbol} with 5 levels a side`,
+    ({ symbol, notSeq }) => document.getElementById('book-symbol').textContent === symbol &&
+      document.getElementById('book').dataset.seq !== notSeq && document.getElementById('book').dataset.seq !== undefined &&
+      document.querySelectorAll('#book-asks tr:not(.l-empty)').length >= 5 &&
+      document.querySelectorAll('#book-bids tr:not(.l-empty)').length >= 5,
+    { symbol, notSeq }, 8_000);
+
+  await page.goto(`${env.origin}/`);
+  await waitConn('open', 'json-batch');
+  // The first row (SPY) is selected: its book comes with it.
+  await filled('SPY', 'first visit');
+  checkLadder(await readLadder(page), 'SPY', 'SPY');
+  assert.equal(await page.textContent('#book-hint'), 'top 10 levels a side');
+
+  // Select another row: the ladder follows, fed by a subscription with depth 10; the previous
+  // symbol is re-subscribed with depth 0, and no other symbol ever asks for a book.
+  const sent = subscribes.length;
+  await page.click('#rows tr[data-symbol="QQQ"] th');
+  assert.equal(await page.textContent('#book-symbol'), 'QQQ');
+  await filled('QQQ', 'after selecting QQQ');
+  const first = await readLadder(page);
+  checkLadder(first, 'QQQ', 'QQQ');
+  const changes = subscribes.slice(sent);
+  const last = (symbol) => changes.findLast((m) => m.symbols.includes(symbol));
+  assert.equal(last('QQQ')?.depth, 10, `QQQ subscribed with depth 10: ${JSON.stringify(changes)}`);
+  assert.equal(last('QQQ')?.trades, true, 'and its trades');
+  // (Adaptive throttling may re-subscribe SPY meanwhile: without a depth, which is none too.)
+  const spy = changes.filter((m) => m.symbols.includes('SPY'));
+  assert.ok(spy.some((m) => m.depth === 0) && !(spy.at(-1).depth > 0), `SPY's book turned off (depth 0): ${JSON.stringify(changes)}`);
+  const booked = new Set(subscribes.filter((m) => m.depth > 0).flatMap((m) => m.symbols));
+  assert.deepEqual([...booked].sort(), ['QQQ', 'SPY'], `only the selected symbols asked for books: ${JSON.stringify(subscribes)}`);
+
+  // Live, and rendered at most once per animation frame into the same rows: over 2 s, no row
+  // is added or removed, and the mutations come in at most one batch per frame.
+  const { batches, rowChanges, frames } = await page.evaluate(() => new Promise((resolve) => {
+    let batches = 0;
+    let rowChanges = 0;
+    let frames = 0;
+    const sides = [document.getElementById('book-asks'), document.getElementById('book-bids')];
+    const obs = new MutationObserver((records) => {
+      batches++;
+      rowChanges += records.filter((r) => r.type === 'childList' && sides.includes(r.target)).length;
+    });
+    obs.observe(document.getElementById('book'), { subtree: true, childList: true, characterData: true, attributes: true });
+    const count = () => { frames++; raf = requestAnimationFrame(count); };
+    let raf = requestAnimationFrame(count);
+    setTimeout(() => {
+      obs.disconnect();
+      cancelAnimationFrame(raf);
+      resolve({ batches, rowChanges, frames });
+    }, 2_000);
+  }));
+  t.diagnostic(`the ladder changed in ${batches} batches over ${frames} frames`);
+  assert.ok(batches > 0, 'the ladder updates live');
+  assert.ok(batches <= frames + 1, `rendered at most once per frame: ${batches} batches in ${frames} frames`);
+  assert.equal(rowChanges, 0, 'rows are reused, never added or removed');
+  const later = await readLadder(page);
+  checkLadder(later, 'QQQ', 'QQQ 2 s later');
+  assert.ok(BigInt(later.seq) > BigInt(first.seq), `newer books replace older ones: seq ${first.seq} then ${later.seq}`);
+
+  // Binary: book records (several 88-byte units each) among the others; the ladder goes on.
+  await page.check('input[name=format][value=binary]');
+  await waitConn('open', 'binary');
+  await filled('QQQ', 'binary', later.seq);
+  checkLadder(await readLadder(page), 'QQQ', 'QQQ in binary');
+  const binarySocket = sockets;
+  assert.ok(binaryFrames[binarySocket] > 0, `binary frames received: ${JSON.stringify(binaryFrames)}`);
+  assert.equal(subscribes.filter((m) => m.socket === binarySocket && m.symbols.includes('QQQ')).at(-1)?.depth, 10,
+    're-subscribed with its depth on the new connection');
+  const seq = (await readLadder(page)).seq;
+  await until('books keep coming in binary', (s) => document.getElementById('book').dataset.seq !== s, seq, 5_000);
+  checkLadder(await readLadder(page), 'QQQ', 'QQQ in binary, later');
+
+  await page.screenshot({ path: path.join(OUTPUT, 'dashboard-depth.png') });
+  assert.deepEqual(problems, [], 'the page reported problems');
+});
+
 test('dashboard: where WebSockets do not get through, it streams over Server-Sent Events', { timeout: 45_000 }, async (t) => {
   const env = await setUp(t, ['--trade-percent', '50']);
   const page = await (await env.browser.newContext({ viewport: { width: 1280, height: 800 } })).newPage();
@@ -622,9 +781,9 @@ test('dashboard: where WebSockets do not get through, it streams over Server-Sen
     DEFAULTS.length, 8_000);
   assert.deepEqual(await page.$$eval('#rows tr', (trs) => trs.map((tr) => tr.dataset.symbol)), DEFAULTS);
   await quotesChange(['SPY', 'QQQ', 'AAPL'], 'over SSE');
-  // The selected SPY at 60/s with its trades, the rows at 20/s: a stream each.
+  // The selected SPY at 60/s with its trades and book, the rows at 20/s: a stream each.
   assert.deepEqual(streams.slice(0, 2), [
-    { symbols: 'SPY', trades: '1', max_rate: '60' }, { symbols: DEFAULTS.slice(1).join(','), max_rate: '20' },
+    { symbols: 'SPY', trades: '1', max_rate: '60', depth: '10' }, { symbols: DEFAULTS.slice(1).join(','), max_rate: '20' },
   ]);
   await rateWithin('QQQ', 5, 22, 'a row paced to 20/s over SSE');
   await until('a tape of SPY trades', () => document.querySelectorAll('#tape-rows tr[data-seq]').length >= 10, null, 8_000);

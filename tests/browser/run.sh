@@ -1,16 +1,16 @@
 #!/usr/bin/env bash
 # run.sh: the browser-side tests of tickgate (tests/browser/), with node's test runner:
-#   tickgate.test.mjs  tickgate.js's pure parts: binary decoder (golden bytes; trade and gap
-#                      records), JSON update/trade/gap and batch parsing, formatting, backoff,
-#                      the adaptive throttling controller
+#   tickgate.test.mjs  tickgate.js's pure parts: binary decoder (golden bytes; trade, gap and
+#                      book records), JSON update/trade/gap/book and batch parsing, formatting,
+#                      backoff, the adaptive throttling controller
 #   client.test.mjs    the client against a scripted fake WebSocket (batches, clock, throttling,
-#                      trades and gaps, setMaxBandwidth)
+#                      trades and gaps, setMaxBandwidth, order books)
 #   transport.test.mjs the client over Server-Sent Events against a fake EventSource, WebSocket
-#                      and fetch: streams per rate and trades, refusals, the 'auto' fallback and
-#                      the probes back to a WebSocket
-#   e2e.test.mjs       the dashboard (its time-and-sales tape, and over SSE), a deliberately slow
-#                      bare page and trades in every format (bare-page.js) in headless Chromium
-#                      against a real gateway (harness.mjs), about 60 s
+#                      and fetch: streams per rate, trades and depth, refusals, the 'auto'
+#                      fallback and the probes back to a WebSocket
+#   e2e.test.mjs       the dashboard (its time-and-sales tape, its depth ladder, and over SSE), a
+#                      deliberately slow bare page and trades in every format (bare-page.js) in
+#                      headless Chromium against a real gateway (harness.mjs), about 75 s
 #   sse.test.mjs       GET /sse in Chromium's own EventSource (a reconnect with Last-Event-ID
 #                      too), tickgate.js over SSE and its fallback from a blocked WebSocket, ~20 s
 # (bench.mjs, the browser benchmark, is run by scripts/browser-bench.sh, not here.)

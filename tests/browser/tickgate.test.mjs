@@ -1,6 +1,8 @@
 // tickgate.test.mjs: unit tests of the pure parts of src/server/web/tickgate.js (node --test):
 // the binary decoder against golden bytes from the gateway's own encoder (tests/golden.rs),
-// trade and gap records, JSON update, trade, gap and batch parsing, decimal formatting, the
+// trade and gap records, order-book records (hand-built golden bytes: variable length, padding,
+// mixed with other records, malformed lengths), JSON update, trade, gap, book and batch
+// parsing, decimal formatting and parsing, the
 // backoff schedule, the latency helpers, and the decisions of adaptive throttling
 // (AdaptiveRate, effectiveRate).
 
@@ -12,6 +14,7 @@ import {
   RECORD_SIZE, decodeFrame, formatFixed, formatDecimal, parseJsonUpdate, parseJsonBatch, backoffDelay,
   percentile, SlidingWindow, closeMeaning, CLOSE_CODES, TickgateError, AdaptiveRate, effectiveRate, MAX_RATE,
   RECORD_L1, RECORD_TRADE, RECORD_GAP, decodeFrameEvents, parseJsonTrade, parseJsonGap, parseJsonBatchEvents,
+  RECORD_BOOK, parseJsonBook, parseFixed,
 } from '../../src/server/web/tickgate.js';
 
 const golden = (name) => new URL(`./golden/${name}`, import.meta.url);
@@ -291,6 +294,253 @@ test('decodeFrameEvents reads trade and gap records exactly and skips unknown ty
   // decodeFrame gives the L1 records only, and both check the length.
   assert.deepEqual(decodeFrame(bytes).map(asGolden), [goldenValues[0]]);
   assert.throws(() => decodeFrameEvents(bytes.subarray(0, 100)), TickgateError);
+});
+
+// Order books (subscriptions with a depth): a book record is `units` × 88 bytes (PROTOCOL.md,
+// src/protocol/binary.rs encode_book); JSON books are {"type":"book",...} (json.rs encode_book).
+
+/** Bytes from hex strings. */
+const hex = (...parts) => Uint8Array.from(parts.join('').match(/../g), (b) => parseInt(b, 16));
+
+// One book record, hand-built from the layout (not by the code under test): 2 bids and 1 ask
+// (48 bytes of levels after the 88-byte header) padded to 2 units, 176 bytes.
+const GOLDEN_BOOK = hex(
+  '04', '00', '0200', '07000000', '1100000000000000', // type 4, flags 0, 2 units, symbol id 7, seq 17
+  '0200', '0100', '0a00', '00'.repeat(50), // 2 bids, 1 ask, depth 10, reserved
+  'a33eb4ef07e6e917', 'e0f9b4ef07e6e917', // ts_event 1723161254206652067, ts_gateway 1723161254206700000
+  'c03affc49f050000', '106d941600000000', // bid 61837.63 × 3.78826
+  '80f8efc49f050000', 'a077ad0300000000', // bid 61837.62 × 0.617
+  '007d0ec59f050000', '000e270700000000', // ask 61837.64 × 1.2
+  '00'.repeat(40), // zero padding to 2 × 88 bytes
+);
+const GOLDEN_BOOK_VALUE = {
+  symbol: undefined, seq: 17n, depth: 10,
+  bids: [{ price: '61837.63', size: '3.78826' }, { price: '61837.62', size: '0.617' }],
+  asks: [{ price: '61837.64', size: '1.2' }],
+  stale: false, tsEvent: 1723161254206652067n, tsGateway: 1723161254206700000n, symbolId: 7,
+};
+
+/** A book record built with DataView: levels [[price, size]] as BigInts × 1e8; `units` defaults to the minimum. */
+function bookRecord({ id, seq, depth = 10, bids = [], asks = [], flags = 0, units, tsEvent = 0n, tsGateway = 0n }) {
+  const need = 1 + Math.ceil(((bids.length + asks.length) * 16) / RECORD_SIZE);
+  const v = new DataView(new ArrayBuffer(Math.max(units ?? need, need) * RECORD_SIZE));
+  v.setUint8(0, RECORD_BOOK);
+  v.setUint8(1, flags);
+  v.setUint16(2, units ?? need, true);
+  v.setUint32(4, id, true);
+  v.setBigUint64(8, seq, true);
+  v.setUint16(16, bids.length, true);
+  v.setUint16(18, asks.length, true);
+  v.setUint16(20, depth, true);
+  v.setBigUint64(72, tsEvent, true);
+  v.setBigUint64(80, tsGateway, true);
+  [...bids, ...asks].forEach(([price, size], i) => {
+    v.setBigInt64(RECORD_SIZE + i * 16, price, true);
+    v.setBigInt64(RECORD_SIZE + i * 16 + 8, size, true);
+  });
+  return new Uint8Array(v.buffer);
+}
+
+/** Frames of records back to back. */
+const concat = (...parts) => {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+};
+
+test('decodeFrameEvents reads a book record exactly from golden bytes, padding included', () => {
+  assert.equal(GOLDEN_BOOK.length, 2 * RECORD_SIZE);
+  assert.equal(RECORD_BOOK, 4);
+  assert.deepEqual(decodeFrameEvents(GOLDEN_BOOK), [{ type: 'book', value: GOLDEN_BOOK_VALUE }]);
+  // The builder the other tests use agrees with the golden bytes.
+  assert.deepEqual(bookRecord({
+    id: 7, seq: 17n, bids: [[6183763000000n, 378826000n], [6183762000000n, 61700000n]], asks: [[6183764000000n, 120000000n]],
+    tsEvent: 1723161254206652067n, tsGateway: 1723161254206700000n,
+  }), GOLDEN_BOOK);
+  // The stale flag is bit 1; the other bits are reserved (bit 0, a snapshot in L1 records, too).
+  const stale = Uint8Array.from(GOLDEN_BOOK);
+  stale[1] = 2;
+  assert.equal(decodeFrameEvents(stale)[0].value.stale, true);
+  stale[1] = 0xfd; // every bit but the stale one
+  assert.equal(decodeFrameEvents(stale)[0].value.stale, false);
+  // An ArrayBuffer, and a view at an offset into a larger buffer.
+  const padded = new Uint8Array(GOLDEN_BOOK.length + 3);
+  padded.set(GOLDEN_BOOK, 3);
+  assert.deepEqual(decodeFrameEvents(padded.subarray(3)), decodeFrameEvents(GOLDEN_BOOK));
+  assert.deepEqual(decodeFrameEvents(GOLDEN_BOOK.slice().buffer), decodeFrameEvents(GOLDEN_BOOK));
+});
+
+test('a frame of an L1 record, book records and a trade record: every event in order; decodeFrame walks past books', () => {
+  const golden = goldenBytes();
+  const trade = tradeRecord({ id: 7, seq: 18n, price: 6183764000000n, size: 1n, side: 2, tradeId: 5n, tsEvent: 1n, tsGateway: 2n });
+  // 5 bids and 6 asks fill exactly 3 units (88 + 11 × 16 = 264): no padding. Extreme values, exactly.
+  const full = bookRecord({
+    id: 9, seq: 18446744073709551615n, depth: 50, flags: 2,
+    bids: [[9_223_372_036_854_775_807n, 1n], [5n, 2n], [4n, 3n], [3n, 4n], [-9_223_372_036_854_775_808n, 5n]],
+    asks: [[6n, 9_223_372_036_854_775_807n], [7n, 1n], [8n, 1n], [9n, 1n], [10n, 1n], [11n, 100_000_000n]],
+    tsEvent: 18446744073709551615n, tsGateway: 9007199254740993n,
+  });
+  assert.equal(full.length, 3 * RECORD_SIZE);
+  const empty = bookRecord({ id: 3, seq: 1n, depth: 1 }); // both sides empty: the header alone
+  assert.equal(empty.length, RECORD_SIZE);
+  const frame = concat(golden.subarray(0, RECORD_SIZE), GOLDEN_BOOK, trade, full, empty, golden.subarray(RECORD_SIZE));
+  const events = decodeFrameEvents(frame);
+  assert.deepEqual(events.map((e) => e.type), ['update', 'book', 'trade', 'book', 'book', 'update', 'update']);
+  assert.deepEqual(asGolden(events[0].value), goldenValues[0]);
+  assert.deepEqual(events[1].value, GOLDEN_BOOK_VALUE);
+  assert.equal(events[2].value.seq, 18n);
+  assert.equal(events[2].value.price, '61837.64');
+  assert.equal(events[2].value.side, 'sell');
+  assert.deepEqual(events[3].value, {
+    symbol: undefined, seq: 18446744073709551615n, depth: 50,
+    bids: [
+      { price: '92233720368.54775807', size: '0.00000001' }, { price: '0.00000005', size: '0.00000002' },
+      { price: '0.00000004', size: '0.00000003' }, { price: '0.00000003', size: '0.00000004' },
+      { price: '-92233720368.54775808', size: '0.00000005' },
+    ],
+    asks: [
+      { price: '0.00000006', size: '92233720368.54775807' }, { price: '0.00000007', size: '0.00000001' },
+      { price: '0.00000008', size: '0.00000001' }, { price: '0.00000009', size: '0.00000001' },
+      { price: '0.0000001', size: '0.00000001' }, { price: '0.00000011', size: '1' },
+    ],
+    stale: true, tsEvent: 18446744073709551615n, tsGateway: 9007199254740993n, symbolId: 9,
+  });
+  assert.deepEqual(events[4].value, {
+    symbol: undefined, seq: 1n, depth: 1, bids: [], asks: [], stale: false, tsEvent: 0n, tsGateway: 0n, symbolId: 3,
+  });
+  assert.deepEqual(events.slice(5).map((e) => asGolden(e.value)), goldenValues.slice(1));
+  // decodeFrame: the L1 records only, found past the books' variable lengths.
+  assert.deepEqual(decodeFrame(frame).map(asGolden), goldenValues);
+  // A record longer than it needs to be (more units than its levels take) is walked past whole.
+  const roomy = bookRecord({ id: 7, seq: 2n, bids: [[1n, 1n]], units: 4 });
+  assert.equal(roomy.length, 4 * RECORD_SIZE);
+  assert.deepEqual(decodeFrameEvents(concat(roomy, trade)).map((e) => e.type), ['book', 'trade']);
+});
+
+test('a book record whose length is 0 units, runs past the frame or cannot hold its levels is a bad frame', () => {
+  const golden = goldenBytes().subarray(0, RECORD_SIZE);
+  const check = (bytes, pattern, what) => {
+    for (const decode of [decodeFrameEvents, decodeFrame]) {
+      assert.throws(() => decode(bytes), (e) => {
+        assert.ok(e instanceof TickgateError, what);
+        assert.equal(e.kind, 'protocol');
+        assert.equal(e.code, 'bad_frame');
+        assert.match(e.message, pattern, what);
+        return true;
+      }, `${what} (${decode.name})`);
+    }
+  };
+  const zero = bookRecord({ id: 1, seq: 1n });
+  zero[2] = 0;
+  check(concat(golden, zero), /book record at byte 88 has a length of 0 units/, 'units 0');
+  const long = Uint8Array.from(GOLDEN_BOOK);
+  long[2] = 3; // 3 units in a frame that has 2 after it
+  check(long, /book record at byte 0 of 3 units \(264 bytes\) runs past the frame's end \(176 bytes\)/, 'past the end');
+  check(concat(golden, long.subarray(0, RECORD_SIZE)), /runs past the frame's end/, 'the header alone');
+  const crowded = Uint8Array.from(GOLDEN_BOOK);
+  crowded[16] = 10; // 10 bids and 1 ask: 88 + 176 bytes, in 2 units
+  check(crowded, /10 bids and 1 asks do not fit in 2 units \(176 bytes\)/, 'levels beyond the record');
+  // A frame whose length is not a multiple of 88 is still refused first.
+  check(GOLDEN_BOOK.subarray(0, 100), /100 bytes is not a multiple of 88/, 'frame length');
+});
+
+const JSON_BOOK =
+  '{"type":"book","symbol":"BTCUSDT","seq":17,"depth":10,"bids":[[61837.63,3.78826],[61837.62,0.617]],' +
+  '"asks":[[61837.64,1.2]],"stale":false,"ts_event":1723161254206652067,"ts_gateway":1723161254206700000}';
+const JSON_BOOK_VALUE = {
+  symbol: 'BTCUSDT', seq: 17n, depth: 10,
+  bids: [{ price: '61837.63', size: '3.78826' }, { price: '61837.62', size: '0.617' }],
+  asks: [{ price: '61837.64', size: '1.2' }],
+  stale: false, tsEvent: 1723161254206652067n, tsGateway: 1723161254206700000n,
+};
+
+test('parseJsonBook keeps every number exactly, as the binary record does', () => {
+  assert.deepEqual(parseJsonBook(JSON_BOOK), JSON_BOOK_VALUE);
+  const { symbolId, ...binary } = GOLDEN_BOOK_VALUE;
+  assert.deepEqual({ ...parseJsonBook(JSON_BOOK), symbol: undefined }, binary, 'the same book in binary and JSON');
+  // Beyond 2^53 and beyond a double's 15-17 digits; integral values without a decimal point;
+  // empty sides; stale.
+  const extreme = '{"type":"book","symbol":"X","seq":18446744073709551615,"depth":50,' +
+    '"bids":[[92233720368.54775807,0.00000001],[189,100]],"asks":[],"stale":true,' +
+    '"ts_event":18446744073709551615,"ts_gateway":9007199254740993}';
+  assert.deepEqual(parseJsonBook(extreme), {
+    symbol: 'X', seq: 18446744073709551615n, depth: 50,
+    bids: [{ price: '92233720368.54775807', size: '0.00000001' }, { price: '189', size: '100' }], asks: [],
+    stale: true, tsEvent: 18446744073709551615n, tsGateway: 9007199254740993n,
+  });
+  assert.notEqual(String(JSON.parse(extreme).bids[0][0]), '92233720368.54775807', 'what JSON.parse alone would give');
+  const none = parseJsonBook(JSON_BOOK.replace(/"bids":\[.*\],"stale"/, '"bids":[],"asks":[],"stale"'));
+  assert.deepEqual([none.bids, none.asks], [[], []]);
+  assert.equal(parseJsonBook(JSON_UPDATE), null);
+  assert.equal(parseJsonBook(JSON_TRADE), null);
+  assert.throws(() => parseJsonBook('{"type":"book",'), SyntaxError);
+});
+
+test('parseJsonBook reads other layouts exactly and refuses a malformed book', () => {
+  // Reordered, blanks, a later version's fields (one holding a "bids" of its own), an escaped symbol.
+  const odd = '{ "stale" : true, "symbol":"A\\"],[B", "extra":{"bids":[[1,2]],"x":"]"},"type":"book",\n' +
+    '"asks" : [ [ 2 , 1.5 ] , [2.5,0.00000001] ], "bids":[[1.25,3]], "seq":9007199254740993,"depth":5,' +
+    '"ts_gateway":1723161254206700001,"ts_event":1723161254206652067,"venue":[1,{"y":2}]}';
+  assert.deepEqual(parseJsonBook(odd), {
+    symbol: 'A"],[B', seq: 9007199254740993n, depth: 5,
+    bids: [{ price: '1.25', size: '3' }], asks: [{ price: '2', size: '1.5' }, { price: '2.5', size: '0.00000001' }],
+    stale: true, tsEvent: 1723161254206652067n, tsGateway: 1723161254206700001n,
+  });
+  // A wrong book would replace a good one: anything malformed throws instead of reading as 0.
+  const bad = {
+    'no bids': JSON_BOOK.replace('"bids":[[61837.63,3.78826],[61837.62,0.617]],', ''),
+    'bids not pairs': JSON_BOOK.replace('[61837.62,0.617]', '[61837.62]'),
+    'a price as a string': JSON_BOOK.replace('[61837.64,1.2]', '["61837.64",1.2]'),
+    'an exponent': JSON_BOOK.replace('1.2]', '1.2e0]'),
+    'asks not a list': JSON_BOOK.replace('"asks":[[61837.64,1.2]]', '"asks":{}'),
+    'no seq': JSON_BOOK.replace('"seq":17,', ''),
+    'a negative seq': JSON_BOOK.replace('"seq":17', '"seq":-17'),
+    'no symbol': JSON_BOOK.replace('"symbol":"BTCUSDT",', ''),
+    'no ts_gateway': JSON_BOOK.replace(',"ts_gateway":1723161254206700000', ''),
+  };
+  for (const [what, text] of Object.entries(bad)) assert.throws(() => parseJsonBook(text), SyntaxError, what);
+});
+
+test('parseJsonBatchEvents: books beside updates, trades and gaps, in order; parseJsonBatch skips them', () => {
+  const gap = '{"type":"gap","symbol":"AAPL","missed":2}';
+  const stale = JSON_BOOK.replace('"seq":17', '"seq":18').replace('"stale":false', '"stale":true');
+  const items = [update('BTCUSDT', 1, { snapshot: true }), JSON_BOOK, JSON_TRADE, stale, gap, update('BTCUSDT', 2)];
+  const want = [
+    { type: 'update', value: parseJsonUpdate(items[0]) },
+    { type: 'book', value: JSON_BOOK_VALUE },
+    { type: 'trade', value: parseJsonTrade(JSON_TRADE) },
+    { type: 'book', value: { ...JSON_BOOK_VALUE, seq: 18n, stale: true } },
+    { type: 'gap', value: { symbol: 'AAPL', missed: 2 } },
+    { type: 'update', value: parseJsonUpdate(items[5]) },
+  ];
+  assert.deepEqual(parseJsonBatchEvents(`[${items.join(',')}]`), want);
+  assert.deepEqual(parseJsonBatch(`[${items.join(',')}]`), [want[0].value, want[5].value]);
+  // The general path (a blank between elements) gives the same events.
+  assert.deepEqual(parseJsonBatchEvents(`[ ${items.join(' , ')} ]`), want);
+  assert.deepEqual(parseJsonBatchEvents(`[${JSON_BOOK}]`), [want[1]], 'a batch of one book');
+  // A malformed book makes the whole batch malformed, as any malformed element does.
+  assert.throws(() => parseJsonBatchEvents(`[${items[0]},${JSON_BOOK.replace('[61837.62,0.617]', '[1]')}]`), SyntaxError);
+});
+
+test('parseFixed is the exact inverse of formatFixed', () => {
+  const cases = [
+    ['0', 0n], ['0.00000001', 1n], ['-0.00000001', -1n], ['1', 100_000_000n], ['189.12', 18_912_000_000n],
+    ['61837.64', 6_183_764_000_000n], ['92233720368.54775807', 9_223_372_036_854_775_807n],
+    ['-92233720368.54775808', -9_223_372_036_854_775_808n], ['123456789012345678901', 12345678901234567890100000000n],
+  ];
+  for (const [text, scaled] of cases) {
+    assert.equal(parseFixed(text), scaled, text);
+    assert.equal(formatFixed(scaled), text, String(scaled));
+  }
+  assert.equal(parseFixed('1.50'), 150_000_000n, 'trailing zeros');
+  assert.equal(formatFixed(parseFixed('61837.64') - parseFixed('61837.63')), '0.01', 'a spread, exactly');
+  for (const bad of ['', '-', '1.', '.5', '1.123456789', '1e5', ' 1', '1,000', 'NaN', '+1']) {
+    assert.throws(() => parseFixed(bad), RangeError, JSON.stringify(bad));
+  }
 });
 
 test('effectiveRate: the app\'s rate under the adaptive cap', () => {

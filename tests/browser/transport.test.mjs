@@ -1,7 +1,7 @@
 // transport.test.mjs: TickgateClient (src/server/web/tickgate.js) over Server-Sent Events,
 // against a scripted fake EventSource, WebSocket and fetch (node --test): the streams it opens
-// (one per distinct max rate and trades, their URLs, at most `sseStreams`), the same events as
-// over a WebSocket (updates, trades, gaps, status, seq tracking), subscription changes
+// (one per distinct max rate, trades and depth, their URLs, at most `sseStreams`), the same
+// events as over a WebSocket (updates, trades, gaps, books, status, seq tracking), subscription changes
 // re-opening only the streams they touch, refusals read with fetch (unknown symbols dropped,
 // 503 retried with backoff, a refused token), what cannot be done without sending (list,
 // setMaxBandwidth), adaptive throttling, and 'auto': the fallback after WebSocket failures
@@ -95,7 +95,7 @@ function client(options = {}) {
     WebSocket: FakeSocket, EventSource: FakeEventSource, fetch: http.fetch,
     pingInterval: 0, backoff: { random: () => 0 }, sseDebounce: 0, ...options,
   });
-  const seen = { update: [], state: [], error: [], status: [], trade: [], gap: [] };
+  const seen = { update: [], state: [], error: [], status: [], trade: [], gap: [], book: [] };
   for (const type of Object.keys(seen)) c.on(type, (v) => seen[type].push(v));
   return { c, seen, http };
 }
@@ -304,6 +304,78 @@ test('over SSE, at most sseStreams streams: the closest rates merge at the lower
     { symbols: 'D', trades: '1', max_rate: '60' }, // trades never merge with quotes only
   ]);
   c.close();
+});
+
+const jsonBook = (symbol, seq, { depth = 10, levels = 1, stale = false } = {}) => {
+  const side = (from, step) => `[${Array.from({ length: levels }, (_, i) => `[${from + step * i},1.5]`).join(',')}]`;
+  return `{"type":"book","symbol":"${symbol}","seq":${seq},"depth":${depth},"bids":${side(100, -1)},"asks":${side(101, 1)},` +
+    `"stale":${stale},"ts_event":1800000000000000001,"ts_gateway":1800000000000000002}`;
+};
+
+test('over SSE, books: a stream per depth (in its URL), the same book events; merged streams take the greater depth', async () => {
+  const { c, seen } = client({ transport: 'sse' });
+  await tick();
+  quiet(c.subscribe(['BTCUSDT'], { maxRate: 60, trades: true, depth: 10 }));
+  quiet(c.subscribe(['ETHUSDT', 'SOLUSDT'], { maxRate: 20 }));
+  quiet(c.subscribe(['XRPUSDT'], { maxRate: 20, depth: 5 }));
+  await tick();
+  assert.deepEqual(FakeEventSource.all.map((e) => e.query), [
+    { symbols: 'BTCUSDT', trades: '1', max_rate: '60', depth: '10' },
+    { symbols: 'ETHUSDT,SOLUSDT', max_rate: '20' }, // no depth: no books
+    { symbols: 'XRPUSDT', max_rate: '20', depth: '5' }, // a depth of its own: a stream of its own
+  ]);
+  const [btc, plain, xrp] = FakeEventSource.all;
+  for (const es of FakeEventSource.all) es.accept();
+  btc.send(jsonBook('BTCUSDT', 3, { levels: 2 }));
+  btc.send(jsonBook('BTCUSDT', 2)); // backwards: dropped, counted, reported
+  xrp.send(jsonBook('XRPUSDT', 1, { depth: 5, stale: true }));
+  plain.send(jsonBook('ETHUSDT', 1)); // not asked for: not delivered
+  assert.deepEqual(seen.book.map((b) => [b.symbol, b.seq, b.bids.length, b.stale]), [['BTCUSDT', 3n, 2, false], ['XRPUSDT', 1n, 1, true]]);
+  assert.deepEqual(c.book('BTCUSDT').bids, [{ price: '100', size: '1.5' }, { price: '99', size: '1.5' }]);
+  assert.equal(c.stats.booksDropped, 1);
+  assert.deepEqual(seen.error.map((e) => e.code), ['seq_backwards']);
+  // A depth change re-opens the symbol's stream (with a fresh book).
+  quiet(c.subscribe(['XRPUSDT'], { maxRate: 20, depth: 20 }));
+  await tick();
+  assert.ok(xrp.closed);
+  assert.deepEqual(FakeEventSource.live().at(-1).query, { symbols: 'XRPUSDT', max_rate: '20', depth: '20' });
+  c.close();
+
+  // At most sseStreams: streams of the same depth merge first, whatever their rates...
+  const two = client({ transport: 'sse', sseStreams: 3 });
+  await tick();
+  quiet(two.c.subscribe(['BTCUSDT'], { maxRate: 60, trades: true, depth: 10 }));
+  quiet(two.c.subscribe(['ETHUSDT'], { maxRate: 20, depth: 10 }));
+  quiet(two.c.subscribe(['XRPUSDT'], { maxRate: 21, depth: 5 }));
+  quiet(two.c.subscribe(['SOLUSDT'], { maxRate: 500, depth: 10 }));
+  await tick();
+  assert.deepEqual(FakeEventSource.all.map((e) => e.query), [
+    { symbols: 'BTCUSDT', trades: '1', max_rate: '60', depth: '10' },
+    { symbols: 'ETHUSDT,SOLUSDT', max_rate: '20', depth: '10' }, // not ETHUSDT and XRPUSDT, whose rates are closer
+    { symbols: 'XRPUSDT', max_rate: '21', depth: '5' },
+  ]);
+  two.c.close();
+  // ...and only then streams of different depths, at the greater: deeper books are trimmed to
+  // the depth asked, and symbols without books get none.
+  const three = client({ transport: 'sse', sseStreams: 2 });
+  await tick();
+  quiet(three.c.subscribe(['BTCUSDT'], { maxRate: 60, trades: true, depth: 10 }));
+  quiet(three.c.subscribe(['ETHUSDT'], { maxRate: 20, depth: 10 }));
+  quiet(three.c.subscribe(['XRPUSDT'], { maxRate: 20, depth: 5 }));
+  quiet(three.c.subscribe(['SOLUSDT'], { maxRate: 20 }));
+  await tick();
+  assert.deepEqual(FakeEventSource.all.map((e) => e.query), [
+    { symbols: 'BTCUSDT', trades: '1', max_rate: '60', depth: '10' },
+    { symbols: 'ETHUSDT,XRPUSDT,SOLUSDT', max_rate: '20', depth: '10' },
+  ]);
+  const merged = FakeEventSource.all[1];
+  merged.accept();
+  merged.send(jsonBook('ETHUSDT', 1, { levels: 10 }));
+  merged.send(jsonBook('XRPUSDT', 1, { levels: 10 }));
+  merged.send(jsonBook('SOLUSDT', 1, { levels: 10 }));
+  assert.deepEqual(three.seen.book.map((b) => [b.symbol, b.depth, b.bids.length, b.asks.length]), [['ETHUSDT', 10, 10, 10], ['XRPUSDT', 5, 5, 5]]);
+  assert.deepEqual(three.c.book('XRPUSDT').asks.at(-1), { price: '105', size: '1.5' }, 'the best five kept');
+  three.c.close();
 });
 
 test('over SSE, adaptive throttling re-opens the streams of symbols without trades at the cap', async () => {

@@ -1,16 +1,20 @@
 // app.js: the tickgate dashboard's script (GET /app.js, loaded by index.html). A watchlist of
-// live quotes, a canvas chart and a time-and-sales tape of the selected symbol,
-// connection/feed state and latency.
+// live quotes, a canvas chart, a depth ladder and a time-and-sales tape of the selected
+// symbol, connection/feed state and latency.
 //
 // Smooth at any rate: an update only stores the newest value of its symbol and marks the row
-// dirty; a trade is only queued for the tape; rows, flashes, the tape and the chart are
-// rendered at most once per animation frame. Per-second figures (updates/s, trades/s, latency
-// percentiles) are refreshed on timers, never per message.
+// dirty; a book only replaces the ladder's pending book; a trade is only queued for the tape;
+// rows, flashes, the ladder, the tape and the chart are rendered at most once per animation
+// frame. Per-second figures (updates/s, trades/s, books/s, latency percentiles) are refreshed
+// on timers, never per message.
 //
-// Trades: only the selected symbol is subscribed with trades: true (every trade, never
-// conflated), to keep the traffic low; a symbol that is no longer selected is re-subscribed
-// without them. The tape shows its last TAPE_ROWS trades, newest first, and a line wherever
-// the gateway had to drop trades for this page (a gap) or the connection was replaced.
+// Trades and books: only the selected symbol is subscribed with trades: true (every trade,
+// never conflated) and depth: BOOK_DEPTH (its order book), to keep the traffic low; a symbol
+// that is no longer selected is re-subscribed without them. The tape shows its last
+// TAPE_ROWS trades, newest first, and a line wherever the gateway had to drop trades for this
+// page (a gap) or the connection was replaced. The ladder shows the newest book: asks above,
+// bids below, the spread between them, greyed out with a badge while the gateway says the
+// book is stale.
 //
 // Where WebSockets do not get through to the gateway (a proxy), tickgate.js falls back to
 // Server-Sent Events by itself: the same events, shown as "Connected · Server-Sent Events";
@@ -22,7 +26,7 @@
 // still delivers every symbol's latest value. On top of that tickgate.js throttles itself
 // when the page falls behind (adaptive throttling), which the "Behind"/"Paced" badge shows.
 
-import { connect, effectiveRate, formatDecimal, FORMATS, SlidingWindow } from '/tickgate.js';
+import { connect, effectiveRate, formatDecimal, formatFixed, FORMATS, parseFixed, SlidingWindow } from '/tickgate.js';
 
 /** The first visit's watchlist, kept to the symbols the gateway has (see initialWatchlist). */
 const DEFAULT_WATCHLIST = ['SPY', 'QQQ', 'AAPL', 'MSFT', 'NVDA', 'AMZN', 'GOOGL', 'META', 'TSLA'];
@@ -46,6 +50,12 @@ const CHART_BUCKET_MS = 250; // one chart point per symbol per 250 ms (1,200 per
 const CHART_EVERY_MS = 100; // redraw the chart at most 10 times a second: it moves slowly
 const FLASH_MS = 350; // how long a changed cell stays highlighted
 const TAPE_ROWS = 50; // trades (and gap lines) the tape keeps
+/**
+ * Order-book levels a side the selected symbol asks for (`depth`) and the ladder shows: the
+ * ladder's height, fixed so it does not jump; 10 a side fits beside the chart and the tape.
+ */
+const BOOK_DEPTH = 10;
+const MIN_BAR = 0.004; // the shortest bar of a level, as a fraction of the longest (~1 px)
 
 const $ = (id) => document.getElementById(id);
 const el = {
@@ -56,6 +66,9 @@ const el = {
   chart: $('chart'), chartSymbol: $('chart-symbol'), chartQuote: $('chart-quote'), maxRate: $('max-rate'),
   tape: $('tape'), tapeRows: $('tape-rows'), tapeSymbol: $('tape-symbol'), tapeRate: $('tape-rate'),
   tapeEmpty: $('tape-empty'),
+  bookPanel: $('book-panel'), book: $('book'), bookAsks: $('book-asks'), bookBids: $('book-bids'),
+  bookSpread: $('book-spread'), bookSymbol: $('book-symbol'), bookHint: $('book-hint'), bookStale: $('book-stale'),
+  bookRate: $('book-rate'),
 };
 
 // --- preferences (localStorage; every access may throw in locked-down browsers)
@@ -244,10 +257,11 @@ async function addSymbol(text) {
   savePrefs();
   const maxRate = askedRate(symbol);
   const trades = symbol === selected; // it is, unless another was selected since
-  asked.set(symbol, askedKey(maxRate, trades));
+  const depth = trades ? BOOK_DEPTH : 0;
+  asked.set(symbol, askedKey(maxRate, trades, depth));
   row.showCap();
   try {
-    await client.subscribe([symbol], { maxRate, trades });
+    await client.subscribe([symbol], { maxRate, trades, depth });
   } catch (e) {
     if (e.kind === 'reply') removeRow(symbol, { refused: true }); // unknown, too many, rate limited
   }
@@ -273,16 +287,16 @@ function formatRate(rate) {
   return `${Number(rate.toPrecision(3))}/s`;
 }
 
-const asked = new Map(); // symbol -> askedKey(rate, trades) last asked of the client
+const asked = new Map(); // symbol -> askedKey(rate, trades, depth) last asked of the client
 let ratesTimer = null;
 
-/** What a symbol asks the client for: its rate, and trades (only the selected symbol's). */
-const askedKey = (rate, trades) => `${rate}${trades ? '+trades' : ''}`;
+/** What a symbol asks the client for: its rate, trades and depth (only the selected symbol's). */
+const askedKey = (rate, trades, depth) => `${rate}${trades ? '+trades' : ''}${depth > 0 ? `+depth${depth}` : ''}`;
 
 /**
- * Asks the client for every row's rate and trades where they changed: one subscribe per
- * distinct rate and trades. The selected symbol takes trades; the one selected before is
- * re-subscribed without them.
+ * Asks the client for every row's rate, trades and depth where they changed: one subscribe
+ * per distinct combination. The selected symbol takes trades and its order book; the one
+ * selected before is re-subscribed without them (depth 0).
  */
 function syncRates() {
   clearTimeout(ratesTimer);
@@ -291,15 +305,18 @@ function syncRates() {
   for (const symbol of rows.keys()) {
     const maxRate = askedRate(symbol);
     const trades = symbol === selected;
-    const key = askedKey(maxRate, trades);
+    const depth = trades ? BOOK_DEPTH : 0;
+    const key = askedKey(maxRate, trades, depth);
     if (asked.get(symbol) === key) continue;
     asked.set(symbol, key);
-    if (!byKey.has(key)) byKey.set(key, { maxRate, trades, symbols: [] });
+    if (!byKey.has(key)) byKey.set(key, { maxRate, trades, depth, symbols: [] });
     byKey.get(key).symbols.push(symbol);
   }
-  // A held symbol only changes its rate and trades (no new snapshot); refusals reach the
-  // 'error' listener.
-  for (const { maxRate, trades, symbols } of byKey.values()) client.subscribe(symbols, { maxRate, trades }).catch(() => {});
+  // A held symbol only changes its rate, trades and depth (no new quote snapshot; a new
+  // depth brings a fresh book); refusals reach the 'error' listener.
+  for (const { maxRate, trades, depth, symbols } of byKey.values()) {
+    client.subscribe(symbols, { maxRate, trades, depth }).catch(() => {});
+  }
   for (const row of rows.values()) row.showCap();
 }
 
@@ -324,8 +341,9 @@ function select(symbol) {
   chartDirty = chartForced = true;
   describeChart();
   if (tapeSymbol !== symbol) resetTape(symbol);
+  if (ladder.symbol !== symbol) resetLadder(symbol);
   queueFrame();
-  queueRates(); // the chart's rate and the trades move with the selection
+  queueRates(); // the chart's rate, the trades and the book move with the selection
   savePrefs();
 }
 
@@ -342,6 +360,7 @@ function frame(now) {
   frameQueued = false;
   for (const row of dirty) renderRow(row, now);
   dirty.clear();
+  if (ladder.latest !== null) renderLadder();
   if (tapeQueue.length > 0) renderTape();
   for (const [cell, until] of flashing) {
     if (until <= now) {
@@ -393,6 +412,149 @@ function flash(cell, up, now) {
   cell.classList.remove(up ? 'down' : 'up');
   cell.classList.add(up ? 'up' : 'down');
   flashing.set(cell, now + FLASH_MS);
+}
+
+// --- the depth ladder
+
+// The selected symbol's order book, BOOK_DEPTH levels a side: asks above (the best, lowest,
+// at the bottom, nearest the middle), the spread, bids below (the best, highest, on top).
+// Each book replaces the previous one whole; only the newest of a frame is rendered, into
+// rows built once: a frame writes only the cells whose text changed and the bars' scales.
+
+/** One ladder row: price, size, and a bar as long as the size relative to the largest shown. */
+class LadderRow {
+  constructor() {
+    this.tr = document.createElement('tr');
+    this.tr.className = 'l-empty';
+    this.price = this.tr.insertCell();
+    this.price.className = 'num l-price';
+    this.size = this.tr.insertCell();
+    this.size.className = 'num l-size';
+    const cell = this.tr.insertCell();
+    cell.className = 'l-bar';
+    this.bar = document.createElement('span');
+    cell.append(this.bar);
+    this.shown = { empty: true, price: '', size: '', scale: 0 }; // what is on screen
+  }
+
+  /**
+   * Shows `level` ({price, size}; undefined: none) padded to `decimals` ({price, size}), its
+   * bar scaled to its size over `largest`.
+   */
+  show(level, decimals, largest) {
+    const empty = level === undefined;
+    const price = empty ? '' : formatDecimal(level.price, { minFraction: decimals.price });
+    const size = empty ? '' : formatDecimal(level.size, { minFraction: decimals.size });
+    // Three digits are more than a bar has pixels; they spare a style write when nothing moved.
+    // A level, however small next to the largest, keeps a sliver of a bar.
+    const ratio = empty || !(largest > 0) ? 0 : Number(level.size) / largest;
+    const scale = ratio > 0 ? Math.max(MIN_BAR, Math.round(ratio * 1000) / 1000) : 0;
+    const s = this.shown;
+    if (s.empty !== empty) this.tr.classList.toggle('l-empty', (s.empty = empty));
+    if (s.price !== price) this.price.textContent = s.price = price;
+    if (s.size !== size) this.size.textContent = s.size = size;
+    if (s.scale !== scale) this.bar.style.transform = `scaleX(${(s.scale = scale)})`;
+  }
+}
+
+const ladder = {
+  symbol: null, // the symbol the ladder shows
+  latest: null, // its newest book, not rendered yet
+  count: 0, // its books since the last rate sample
+  decimals: { price: 2, size: 0 }, // the most fraction digits seen: aligned columns that do not jitter
+  asks: [], // the row of the i-th best ask (shown bottom up, the best nearest the middle)
+  bids: [], // the row of the i-th best bid (shown top down)
+};
+
+/** Builds the ladder's rows, once. */
+function buildLadder() {
+  for (let i = 0; i < BOOK_DEPTH; i++) {
+    ladder.asks.push(new LadderRow());
+    ladder.bids.push(new LadderRow());
+  }
+  el.bookAsks.append(...ladder.asks.map((r) => r.tr).reverse());
+  el.bookBids.append(...ladder.bids.map((r) => r.tr));
+  el.bookHint.textContent = `top ${BOOK_DEPTH} levels a side`;
+}
+
+/** Empties the ladder for `symbol` (null: none selected). */
+function resetLadder(symbol) {
+  ladder.symbol = symbol;
+  ladder.count = 0;
+  ladder.decimals = { price: 2, size: 0 };
+  for (const row of [...ladder.asks, ...ladder.bids]) row.show(undefined, ladder.decimals, 0);
+  el.bookSymbol.textContent = symbol ?? '–';
+  el.bookRate.textContent = '–';
+  setSpread(symbol ? 'Waiting for the order book…' : 'Select a symbol to see its order book.', 'note');
+  showBookStale(false);
+  delete el.book.dataset.seq;
+  // Selected again before its books were turned off: the client still has its newest.
+  ladder.latest = (symbol && client.book(symbol)) || null;
+}
+
+/** The line between asks and bids, and its class: '' (a spread), 'note' or 'crossed'. */
+function setSpread(text, kind) {
+  if (el.bookSpread.textContent !== text) el.bookSpread.textContent = text;
+  if (el.bookSpread.className !== kind) el.bookSpread.className = kind;
+}
+
+function showBookStale(stale) {
+  const value = String(stale);
+  if (el.bookPanel.dataset.stale === value) return;
+  el.bookPanel.dataset.stale = value;
+  el.bookStale.hidden = !stale;
+}
+
+/** The fraction digits of a decimal string: '0.617' -> 3, '100' -> 0. */
+const fractionDigits = (text) => {
+  const dot = text.indexOf('.');
+  return dot < 0 ? 0 : text.length - dot - 1;
+};
+
+/** Renders the newest book into the ladder's rows. */
+function renderLadder() {
+  const b = ladder.latest;
+  ladder.latest = null;
+  const d = ladder.decimals;
+  let largest = 0;
+  for (const side of [b.bids, b.asks]) {
+    for (let i = 0; i < side.length && i < BOOK_DEPTH; i++) {
+      const { price, size } = side[i];
+      d.price = Math.max(d.price, fractionDigits(price));
+      d.size = Math.max(d.size, fractionDigits(size));
+      largest = Math.max(largest, Number(size));
+    }
+  }
+  for (let i = 0; i < BOOK_DEPTH; i++) {
+    ladder.bids[i].show(b.bids[i], d, largest);
+    ladder.asks[i].show(b.asks[i], d, largest);
+  }
+  setSpread(...spreadOf(b, d.price));
+  showBookStale(b.stale);
+  el.book.dataset.seq = String(b.seq);
+}
+
+/**
+ * The line between asks and bids, [text, class]: the spread (exact) and in basis points of
+ * the mid; a crossed, locked or one-sided book says so.
+ */
+function spreadOf(b, decimals) {
+  const [bid, ask] = [b.bids[0], b.asks[0]];
+  if (!bid || !ask) return [bid ? 'No asks' : ask ? 'No bids' : 'Empty book', 'note'];
+  let spread;
+  try {
+    spread = parseFixed(ask.price) - parseFixed(bid.price);
+  } catch {
+    return ['–', 'note']; // more than 8 decimals: not a price the gateway sends
+  }
+  const text = (v) => formatDecimal(formatFixed(v), { minFraction: decimals });
+  if (spread < 0n) return [`Crossed by ${text(-spread)}`, 'crossed'];
+  if (spread === 0n) return ['Locked: bid = ask', 'crossed'];
+  const mid = (Number(bid.price) + Number(ask.price)) / 2;
+  const bps = (Number(formatFixed(spread)) / mid) * 1e4;
+  // Basis points of the mid, to two significant digits at least (a cent on 61,837: 0.0016).
+  const shown = bps.toFixed(bps >= 10 ? 1 : Math.min(20, Math.max(2, 1 - Math.floor(Math.log10(bps)))));
+  return [`Spread ${text(spread)}${mid > 0 ? ` · ${shown} bps` : ''}`, ''];
 }
 
 // --- the time-and-sales tape
@@ -644,6 +806,7 @@ function markStale() {
   const stale = client.state !== 'open' || feedState === 'down';
   el.table.classList.toggle('stale', stale);
   el.tape.classList.toggle('stale', stale);
+  el.book.classList.toggle('stale', stale);
 }
 
 function showConnection(ev) {
@@ -734,6 +897,15 @@ client.on('gap', (g) => {
   if (g.symbol === tapeSymbol) queueTape({ missed: g.missed });
 });
 
+// Books of the selected symbol (the only one subscribed with a depth) replace the ladder's
+// pending book; the next animation frame renders the newest.
+client.on('book', (b) => {
+  if (b.symbol !== ladder.symbol) return; // selected before, its books not turned off yet
+  ladder.latest = b;
+  ladder.count++;
+  queueFrame();
+});
+
 client.on('error', (e) => {
   if (e.kind === 'reply' && (e.code === 'unknown_symbol' || e.code === 'not_entitled')) {
     // Refused symbols are not held: drop their rows.
@@ -818,6 +990,11 @@ setInterval(() => {
     el.tapeRate.textContent = `${tps.toFixed(tps < 10 ? 1 : 0)} trades/s`;
   }
   tapeCount = 0;
+  if (ladder.symbol !== null) {
+    const bps = ladder.count / secs;
+    el.bookRate.textContent = `${bps.toFixed(bps < 10 ? 1 : 0)} books/s`;
+  }
+  ladder.count = 0;
   const [p50, p99] = latency.percentiles(now, [50, 99]);
   el.p50.textContent = formatMs(p50);
   el.p99.textContent = formatMs(p99);
@@ -898,5 +1075,7 @@ new ResizeObserver(() => {
   queueFrame();
 }).observe(el.chart);
 
+buildLadder();
 resetTape(null);
+resetLadder(null);
 readChartColors();

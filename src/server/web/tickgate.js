@@ -7,13 +7,17 @@
 // decodes the three update formats (batched JSON by default, JSON, binary) into one normalized
 // update object and tracks seq per symbol. Subscriptions may take trades too (never
 // conflated): each trade, and each gap notice (trades the gateway dropped for this client),
-// is an event of its own. It measures how far behind the page is and, when the page cannot
-// keep up, lowers the max_rate of its subscriptions until it can (adaptive throttling, which
-// paces quotes only and never drops a trade; docs/CLIENT.md). Where a WebSocket cannot be
-// opened (a proxy that breaks the upgrade) but the gateway answers HTTP, it falls back to
-// Server-Sent Events (GET /sse, one stream per distinct max rate and trades setting) with the
-// same events, and tries the WebSocket again now and then. Browsers and Node >= 22 (global
-// WebSocket); elsewhere pass a WebSocket class (and an EventSource class) in the options.
+// is an event of its own. They may take order books too (`depth`: the top N price levels a
+// side): each book replaces the symbol's previous one (conflated, never a delta), is an event
+// of its own, and the newest is kept per symbol; a stale book (the gateway's copy broke
+// continuity with its feed) says so. It measures how far behind the page is and, when the
+// page cannot keep up, lowers the max_rate of its subscriptions until it can (adaptive
+// throttling, which paces quotes only and never drops a trade; docs/CLIENT.md). Where a
+// WebSocket cannot be opened (a proxy that breaks the upgrade) but the gateway answers HTTP,
+// it falls back to Server-Sent Events (GET /sse, one stream per distinct max rate, trades and
+// depth) with the same events, and tries the WebSocket again now and then. Browsers and
+// Node >= 22 (global WebSocket); elsewhere pass a WebSocket class (and an EventSource class)
+// in the options.
 
 /** The update formats, the default first: batched JSON, one JSON object per frame, binary. */
 export const FORMATS = Object.freeze(['json-batch', 'json', 'binary']);
@@ -32,6 +36,16 @@ export const RECORD_L1 = 1;
 export const RECORD_TRADE = 2;
 /** Record type of a gap notice: trades of a symbol the gateway dropped for this client. */
 export const RECORD_GAP = 3;
+/**
+ * Record type of an order book (subscriptions with a `depth`): the only record longer than 88
+ * bytes. Its u16 at offset 2 is its length in 88-byte units, header included; its levels
+ * follow the header, 16 bytes each.
+ */
+export const RECORD_BOOK = 4;
+/** Bytes per price level of a book record: price, then size, i64 fixed point each. */
+const LEVEL_SIZE = 16;
+/** A book record's flag bit: the gateway's book of the symbol is out of date. */
+const BOOK_STALE = 2;
 /** Prices, sizes and volume are fixed point with 8 decimals on the wire. */
 const SCALE = 100_000_000n;
 /** A trade record's side byte: 0 unknown (no `side`), 1 buy, 2 sell (the aggressor). */
@@ -97,9 +111,10 @@ export class TickgateError extends Error {
 const UPDATE = 0;
 const TRADE = 1;
 const GAP = 2;
-const KIND_NAMES = ['update', 'trade', 'gap'];
+const BOOK = 3;
+const KIND_NAMES = ['update', 'trade', 'gap', 'book'];
 
-/** The exported form of decoded events: [{type: 'update'|'trade'|'gap', value}], in order. */
+/** Decoded events as exported, in order: [{type: 'update'|'trade'|'gap'|'book', value}]. */
 const named = ({ items, kinds }) => items.map((value, i) => ({ type: KIND_NAMES[kinds[i]], value }));
 
 /** The exact decimal text of a fixed-point value (a BigInt scaled by 1e8): 18912000000n -> "189.12". */
@@ -110,6 +125,20 @@ export function formatFixed(scaled) {
   const frac = abs % SCALE;
   if (frac !== 0n) text += '.' + frac.toString().padStart(8, '0').replace(/0+$/, '');
   return neg ? '-' + text : text;
+}
+
+const FIXED_TEXT = /^(-?)(\d+)(?:\.(\d{1,8}))?$/;
+
+/**
+ * The fixed-point value (a BigInt scaled by 1e8) of an exact decimal string, the inverse of
+ * formatFixed: parseFixed('189.12') -> 18912000000n. For exact arithmetic on prices (a
+ * spread). Throws a RangeError for anything but a plain decimal with at most 8 decimals.
+ */
+export function parseFixed(text) {
+  const m = FIXED_TEXT.exec(text);
+  if (!m) throw new RangeError(`not a decimal with at most 8 decimals: ${text}`);
+  const scaled = BigInt(m[2]) * SCALE + BigInt((m[3] ?? '').padEnd(8, '0'));
+  return m[1] ? -scaled : scaled;
 }
 
 /**
@@ -126,26 +155,83 @@ function makeTrade(symbol, seq, price, size, side, tradeId, tsEvent, tsGateway) 
   return t;
 }
 
+/**
+ * An order book as every decoder gives it: `bids` best (highest) first and `asks` best
+ * (lowest) first, each level `{price, size}` (exact decimal strings), either side possibly
+ * shorter than `depth` (the depth asked for) or empty; `stale`: the gateway's book of the
+ * symbol is out of date (these are its last good levels); `seq` (the book's own, rising) and
+ * the timestamps BigInt.
+ */
+function makeBook(symbol, seq, depth, bids, asks, stale, tsEvent, tsGateway) {
+  return { symbol, seq, depth, bids, asks, stale, tsEvent, tsGateway };
+}
+
+const badFrame = (message) => new TickgateError('protocol', 'bad_frame', message);
+
 /** The DataView of a binary frame; throws a TickgateError if its length is not a multiple of 88. */
 function frameView(frame) {
   const view = ArrayBuffer.isView(frame)
     ? new DataView(frame.buffer, frame.byteOffset, frame.byteLength)
     : new DataView(frame);
   if (view.byteLength % RECORD_SIZE !== 0) {
-    throw new TickgateError('protocol', 'bad_frame',
-      `binary frame of ${view.byteLength} bytes is not a multiple of ${RECORD_SIZE}`);
+    throw badFrame(`binary frame of ${view.byteLength} bytes is not a multiple of ${RECORD_SIZE}`);
   }
   return view;
 }
 
-/** Every record of a frame this client knows (L1, trade, gap), in order: {items, kinds}. */
+/**
+ * The length in bytes of the book record at `o`, checked: at least one unit, within the
+ * frame, and long enough for its levels. Throws a TickgateError (bad_frame) otherwise.
+ */
+function bookRecordSize(view, o) {
+  const units = view.getUint16(o + 2, true);
+  const size = units * RECORD_SIZE;
+  if (units === 0) throw badFrame(`book record at byte ${o} has a length of 0 units`);
+  if (o + size > view.byteLength) {
+    throw badFrame(`book record at byte ${o} of ${units} units (${size} bytes) runs past the frame's end (${view.byteLength} bytes)`);
+  }
+  const bids = view.getUint16(o + 16, true);
+  const asks = view.getUint16(o + 18, true);
+  if (RECORD_SIZE + (bids + asks) * LEVEL_SIZE > size) {
+    throw badFrame(`book record at byte ${o}: ${bids} bids and ${asks} asks do not fit in ${units} units (${size} bytes)`);
+  }
+  return size;
+}
+
+/** `n` levels of a book record from byte `at`: [{price, size}]. */
+function readLevels(view, at, n) {
+  const levels = new Array(n);
+  for (let k = 0; k < n; k++, at += LEVEL_SIZE) {
+    levels[k] = { price: formatFixed(view.getBigInt64(at, true)), size: formatFixed(view.getBigInt64(at + 8, true)) };
+  }
+  return levels;
+}
+
+/** The book of the record at `o` (its size checked by bookRecordSize), with `symbolId`. */
+function readBook(view, o) {
+  const bids = view.getUint16(o + 16, true);
+  const asks = view.getUint16(o + 18, true);
+  const b = makeBook(undefined, view.getBigUint64(o + 8, true), view.getUint16(o + 20, true),
+    readLevels(view, o + RECORD_SIZE, bids), readLevels(view, o + RECORD_SIZE + bids * LEVEL_SIZE, asks),
+    (view.getUint8(o + 1) & BOOK_STALE) !== 0, // other flag bits are reserved
+    view.getBigUint64(o + 72, true), view.getBigUint64(o + 80, true));
+  b.symbolId = view.getUint32(o + 4, true);
+  return b;
+}
+
+/**
+ * Every record of a frame this client knows (L1, trade, gap, book), in order: {items, kinds}.
+ * Records are 88 bytes, except a book record: `units` × 88 (walked past even when only L1
+ * records are wanted, and checked: a bad length throws).
+ */
 function decodeRecords(frame, l1Only = false) {
   const view = frameView(frame);
   const items = [];
   const kinds = [];
-  for (let o = 0; o < view.byteLength; o += RECORD_SIZE) {
+  for (let o = 0; o < view.byteLength;) {
     const type = view.getUint8(o);
     const fixed = (at) => formatFixed(view.getBigInt64(o + at, true));
+    let size = RECORD_SIZE;
     if (type === RECORD_L1) {
       items.push({
         symbol_id: view.getUint32(o + 4, true),
@@ -157,8 +243,14 @@ function decodeRecords(frame, l1Only = false) {
         ts_gateway: view.getBigUint64(o + 80, true),
       });
       kinds.push(UPDATE);
+    } else if (type === RECORD_BOOK) {
+      size = bookRecordSize(view, o);
+      if (!l1Only) {
+        items.push(readBook(view, o));
+        kinds.push(BOOK);
+      }
     } else if (l1Only) {
-      continue;
+      // trades, gaps, a later version's records: 88 bytes, skipped
     } else if (type === RECORD_TRADE) {
       const t = makeTrade(undefined, view.getBigUint64(o + 8, true), fixed(16), fixed(24),
         SIDES[view.getUint8(o + 1)], view.getBigUint64(o + 32, true),
@@ -170,6 +262,7 @@ function decodeRecords(frame, l1Only = false) {
       items.push({ symbol: undefined, symbolId: view.getUint32(o + 4, true), missed: Number(view.getBigUint64(o + 8, true)) });
       kinds.push(GAP);
     } // else a later version's record: skip it
+    o += size;
   }
   return { items, kinds };
 }
@@ -178,8 +271,10 @@ function decodeRecords(frame, l1Only = false) {
  * Decodes one binary frame (an ArrayBuffer or a byte view) into its L1 records:
  * `{symbol_id, snapshot, seq, bid, bid_size, ask, ask_size, last, last_size, volume, ts_event,
  * ts_gateway}` with `seq` and the timestamps as BigInt and the rest as exact decimal strings.
- * Records of other types (trades, gaps, a later version's) are skipped: decodeFrameEvents
- * gives them too. Throws a TickgateError if the length is not a multiple of 88.
+ * Records of other types (trades, gaps, books, a later version's) are skipped:
+ * decodeFrameEvents gives them too. Throws a TickgateError if the length is not a multiple of
+ * 88, or a book record's length (`units`) is 0, runs past the frame's end or is too short
+ * for its levels.
  */
 export function decodeFrame(frame) {
   return decodeRecords(frame, true).items;
@@ -188,8 +283,10 @@ export function decodeFrame(frame) {
 /**
  * Decodes one binary frame into all of its events, in order: `[{type, value}]` with `type`
  * 'update' (an L1 record as decodeFrame gives it), 'trade' (`{symbol: undefined, seq, price,
- * size, side?, tradeId?, tsEvent, tsGateway, symbolId}`) or 'gap' (`{symbol: undefined,
- * symbolId, missed}`). Records of unknown type are skipped. Throws like decodeFrame.
+ * size, side?, tradeId?, tsEvent, tsGateway, symbolId}`), 'gap' (`{symbol: undefined,
+ * symbolId, missed}`) or 'book' (`{symbol: undefined, seq, depth, bids: [{price, size}],
+ * asks, stale, tsEvent, tsGateway, symbolId}`). Records of unknown type are skipped. Throws
+ * like decodeFrame.
  */
 export function decodeFrameEvents(frame) {
   return named(decodeRecords(frame));
@@ -200,7 +297,8 @@ export function decodeFrameEvents(frame) {
 // prints as plain decimals (never exponents). The fast path is one regex over the layout the
 // gateway prints (PROTOCOL.md: "Fields always appear, in this order"); anything else (an escape
 // in the symbol, a later version's extra field) takes the general path: JSON.parse for the
-// structure, then the exact text of each numeric field. Trades and gaps are read the same way.
+// structure, then the exact text of each numeric field. Trades, gaps and books are read the
+// same way.
 const DECIMAL_FIELDS = ['bid', 'bid_size', 'ask', 'ask_size', 'last', 'last_size', 'volume'];
 const DEC = '(-?\\d+(?:\\.\\d+)?)';
 const UPDATE_SOURCE =
@@ -223,6 +321,22 @@ const TRADE_EXACT_FIELD = new RegExp(`"(seq|price|size|trade_id|ts_event|ts_gate
 const GAP_SOURCE = '\\{"type":"gap","symbol":"([^"\\\\]*)","missed":(\\d+)\\}';
 const GAP_LAYOUT = new RegExp(`^${GAP_SOURCE}$`);
 const GAP_ITEM = new RegExp(GAP_SOURCE, 'y');
+// {"type":"book","symbol":"BTCUSDT","seq":17,"depth":10,"bids":[[61837.63,3.78826],...],
+//  "asks":[[61837.64,1.2]],"stale":false,"ts_event":...,"ts_gateway":...}: levels are
+// [price,size] pairs, either list possibly empty.
+const NUM = '-?\\d+(?:\\.\\d+)?'; // DEC without its capture
+const LEVELS = `((?:\\[${NUM},${NUM}\\](?:,\\[${NUM},${NUM}\\])*)?)`;
+const BOOK_SOURCE =
+  `\\{"type":"book","symbol":"([^"\\\\]*)","seq":(\\d+),"depth":(\\d+),"bids":\\[${LEVELS}\\],"asks":\\[${LEVELS}\\],` +
+  '"stale":(true|false),"ts_event":(\\d+),"ts_gateway":(\\d+)\\}';
+const BOOK_LAYOUT = new RegExp(`^${BOOK_SOURCE}$`);
+const BOOK_ITEM = new RegExp(BOOK_SOURCE, 'y');
+// One level of a list BOOK_SOURCE matched (no blanks); a level and a whole list of any
+// layout (blanks allowed), for the general path.
+const LEVEL_PAIR = new RegExp(`\\[(${NUM}),(${NUM})\\]`, 'g');
+const LEVEL_ANY = new RegExp(`\\[\\s*(${NUM})\\s*,\\s*(${NUM})\\s*\\]`, 'g');
+const LEVEL_BARE = `\\[\\s*${NUM}\\s*,\\s*${NUM}\\s*\\]`;
+const LEVEL_LIST = new RegExp(`^\\[\\s*(?:${LEVEL_BARE}(?:\\s*,\\s*${LEVEL_BARE})*)?\\s*\\]$`);
 
 /** The update of a match of UPDATE_SOURCE. */
 function fromMatch(m) {
@@ -236,6 +350,19 @@ function fromMatch(m) {
 /** The trade of a match of TRADE_SOURCE. */
 function tradeFromMatch(m) {
   return makeTrade(m[1], BigInt(m[2]), m[3], m[4], m[5], m[6] === undefined ? 0n : BigInt(m[6]), BigInt(m[7]), BigInt(m[8]));
+}
+
+/** The levels of a list BOOK_SOURCE matched: [{price, size}]. */
+function levelsOf(text) {
+  const levels = [];
+  if (text === '') return levels;
+  for (const [, price, size] of text.matchAll(LEVEL_PAIR)) levels.push({ price, size });
+  return levels;
+}
+
+/** The book of a match of BOOK_SOURCE. */
+function bookFromMatch(m) {
+  return makeBook(m[1], BigInt(m[2]), Number(m[3]), levelsOf(m[4]), levelsOf(m[5]), m[6] === 'true', BigInt(m[7]), BigInt(m[8]));
 }
 
 /** The gap of a match of GAP_SOURCE. */
@@ -269,19 +396,77 @@ function gapFrom(parsed) {
 }
 
 /**
+ * The text of each top-level field of a JSON object, by name, exactly as it is written (text
+ * that JSON.parse accepted: only the nesting and the strings need tracking).
+ */
+function rawFields(text) {
+  const fields = new Map();
+  let depth = 0;
+  let key = null; // the field being read, once its name has been read
+  let from = -1; // where its name, then its value, starts
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 0x22) { // a string: skip it, reading it if it is a field's name
+      const start = i;
+      for (i++; text.charCodeAt(i) !== 0x22; i++) if (text.charCodeAt(i) === 0x5c) i++;
+      if (depth === 1 && key === null) key = JSON.parse(text.slice(start, i + 1));
+    } else if (c === 0x3a && depth === 1) { // ':' after a name: its value starts
+      from = i + 1;
+    } else if (c === 0x7b || c === 0x5b) {
+      depth++;
+    } else if ((c === 0x7d || c === 0x5d) ? --depth === 0 : c === 0x2c && depth === 1) {
+      // the end of a field: ',' between fields, or the object's '}'
+      if (key !== null) fields.set(key, text.slice(from, i).trim());
+      key = null;
+    }
+  }
+  return fields;
+}
+
+/**
+ * The levels of a `bids` or `asks` list's text, exactly; throws a SyntaxError if it is not a
+ * list of [price,size] pairs of plain decimals.
+ */
+function levelsFrom(text, name) {
+  if (text === undefined || !LEVEL_LIST.test(text)) throw new SyntaxError(`book: ${name} is not a list of [price,size]: ${text}`);
+  const levels = [];
+  for (const [, price, size] of text.matchAll(LEVEL_ANY)) levels.push({ price, size });
+  return levels;
+}
+
+/**
+ * A book from its parsed JSON (for the structure) and its text (for exact numbers). Stricter
+ * than the other general paths: a field missing or of the wrong kind is a SyntaxError, not a
+ * zero, since a wrong book would replace a good one.
+ */
+function bookFrom(parsed, text) {
+  const raw = rawFields(text);
+  const int = (name) => {
+    const t = raw.get(name);
+    if (t === undefined || !/^\d+$/.test(t)) throw new SyntaxError(`book: ${name} is not an unsigned integer: ${t}`);
+    return BigInt(t);
+  };
+  if (typeof parsed.symbol !== 'string') throw new SyntaxError('book: no symbol');
+  return makeBook(parsed.symbol, int('seq'), Number(int('depth')), levelsFrom(raw.get('bids'), 'bids'),
+    levelsFrom(raw.get('asks'), 'asks'), parsed.stale === true, int('ts_event'), int('ts_gateway'));
+}
+
+/**
  * The event of one JSON object's text: [kind, value], or null for a message that is none of
- * update, trade, gap. Throws a SyntaxError on invalid JSON.
+ * update, trade, gap, book. Throws a SyntaxError on invalid JSON (or a malformed book).
  */
 function parseJsonEvent(text) {
   let m = UPDATE_LAYOUT.exec(text);
   if (m) return [UPDATE, fromMatch(m)];
   if ((m = TRADE_LAYOUT.exec(text))) return [TRADE, tradeFromMatch(m)];
+  if ((m = BOOK_LAYOUT.exec(text))) return [BOOK, bookFromMatch(m)];
   if ((m = GAP_LAYOUT.exec(text))) return [GAP, gapFromMatch(m)];
   const parsed = JSON.parse(text);
   switch (parsed?.type) {
     case 'update': return [UPDATE, updateFrom(parsed, text)];
     case 'trade': return [TRADE, tradeFrom(parsed, text)];
     case 'gap': return [GAP, gapFrom(parsed)];
+    case 'book': return [BOOK, bookFrom(parsed, text)];
     default: return null;
   }
 }
@@ -321,6 +506,19 @@ export function parseJsonGap(text) {
   return parsed?.type === 'gap' ? gapFrom(parsed) : null;
 }
 
+/**
+ * Parses the text of a JSON order book into `{symbol, seq, depth, bids: [{price, size}],
+ * asks, stale, tsEvent, tsGateway}` (BigInt integers, exact decimal strings; `bids` best
+ * first, `asks` best first). Returns null for a message that is not a book; throws a
+ * SyntaxError on invalid JSON or a book with a field missing or malformed.
+ */
+export function parseJsonBook(text) {
+  const m = BOOK_LAYOUT.exec(text);
+  if (m) return bookFromMatch(m);
+  const parsed = JSON.parse(text);
+  return parsed?.type === 'book' ? bookFrom(parsed, text) : null;
+}
+
 const isSpace = (c) => c === 0x20 || c === 0x09 || c === 0x0a || c === 0x0d;
 
 /** Index of the first character of `text` at or after `i` that is not JSON whitespace. */
@@ -329,11 +527,19 @@ function skipSpace(text, i) {
   return i;
 }
 
+// The element layouts a batch's fast path tries, in this order: updates first (most elements
+// are), then trades, books, gaps. A sticky regex that does not apply fails within the first
+// few characters after "type".
+const BATCH_ITEMS = [
+  [UPDATE_ITEM, UPDATE, fromMatch], [TRADE_ITEM, TRADE, tradeFromMatch],
+  [BOOK_ITEM, BOOK, bookFromMatch], [GAP_ITEM, GAP, gapFromMatch],
+];
+
 /**
  * The events of a batched JSON frame, in order: {items, kinds}. The fast path matches the
  * gateway's layouts element after element, in place, without slicing the frame; any other
  * layout takes the general path (arrayItems, then parseJsonEvent per element), for the whole
- * frame. Elements that are none of update, trade, gap are skipped.
+ * frame. Elements that are none of update, trade, gap, book are skipped.
  */
 function scanBatch(text) {
   const items = [];
@@ -342,30 +548,18 @@ function scanBatch(text) {
   if (text.charCodeAt(at) !== 0x5b) throw new SyntaxError('a batch is a JSON array');
   at++;
   for (;;) {
-    // Updates first (most elements are), then trades, then gaps: a sticky regex that does not
-    // apply fails within the first few characters after "type".
-    let m;
-    let kind;
-    UPDATE_ITEM.lastIndex = at;
-    if ((m = UPDATE_ITEM.exec(text))) {
-      items.push(fromMatch(m));
-      kind = UPDATE;
-      at = UPDATE_ITEM.lastIndex;
-    } else {
-      TRADE_ITEM.lastIndex = at;
-      if ((m = TRADE_ITEM.exec(text))) {
-        items.push(tradeFromMatch(m));
-        kind = TRADE;
-        at = TRADE_ITEM.lastIndex;
-      } else {
-        GAP_ITEM.lastIndex = at;
-        if (!(m = GAP_ITEM.exec(text))) break;
-        items.push(gapFromMatch(m));
-        kind = GAP;
-        at = GAP_ITEM.lastIndex;
+    let m = null;
+    for (let k = 0; k < BATCH_ITEMS.length; k++) {
+      const [re, kind, from] = BATCH_ITEMS[k];
+      re.lastIndex = at;
+      if ((m = re.exec(text))) {
+        items.push(from(m));
+        kinds.push(kind);
+        at = re.lastIndex;
+        break;
       }
     }
-    kinds.push(kind);
+    if (m === null) break;
     const c = text.charCodeAt(at);
     if (c === 0x2c) { // ',': the next element
       at++;
@@ -386,10 +580,11 @@ function scanBatch(text) {
 }
 
 /**
- * Parses a batched JSON frame (format json-batch: a JSON array of update, trade and gap
+ * Parses a batched JSON frame (format json-batch: a JSON array of update, trade, gap and book
  * objects, PROTOCOL.md) into its updates, in order, each exactly as parseJsonUpdate would give
- * it. Other elements (trades, gaps, a later version's) are skipped: parseJsonBatchEvents gives
- * them too. Throws a SyntaxError if the text is not a well-formed array.
+ * it. Other elements (trades, gaps, books, a later version's) are skipped:
+ * parseJsonBatchEvents gives them too. Throws a SyntaxError if the text is not a well-formed
+ * array.
  *
  * The fast path matches the gateway's layout element after element, in place, without
  * slicing the frame; any other layout takes the general path (arrayItems, then
@@ -402,9 +597,9 @@ export function parseJsonBatch(text) {
 
 /**
  * Parses a batched JSON frame into all of its events, in order: `[{type, value}]` with `type`
- * 'update' (as parseJsonUpdate), 'trade' (as parseJsonTrade) or 'gap' (as parseJsonGap).
- * Elements of other types are skipped. Throws a SyntaxError if the text is not a well-formed
- * array.
+ * 'update' (as parseJsonUpdate), 'trade' (as parseJsonTrade), 'gap' (as parseJsonGap) or
+ * 'book' (as parseJsonBook). Elements of other types are skipped. Throws a SyntaxError if the
+ * text is not a well-formed array (or holds a malformed book).
  */
 export function parseJsonBatchEvents(text) {
   return named(scanBatch(text));
@@ -686,9 +881,11 @@ const rateRank = (rate) => (rate === undefined || rate === null || rate === 0 ? 
 const rateDistance = (lo, hi) => (lo === hi ? 1 : Math.min(hi, 2 * MAX_RATE) / lo);
 
 /**
- * Merges SSE stream groups ({rate, trades, symbols}) until there are at most `max` (>= 2):
- * each time the two closest rates of the same trades setting, at the lower of them (a symbol
- * never gets more than it asked for; conflation still brings it the newest value).
+ * Merges SSE stream groups ({rate, trades, depth, symbols}) until there are at most `max`
+ * (>= 2): each time the two closest rates of the same trades setting and depth, at the lower
+ * rate (a symbol never gets more than it asked for; conflation still brings it the newest
+ * value). Only when no two groups share both: two of the same trades setting, at the greater
+ * depth (the client trims the deeper books, and drops those of symbols without depth).
  */
 function mergeGroups(groups, max) {
   const out = groups.map((g) => ({ ...g, symbols: [...g.symbols] }));
@@ -700,11 +897,13 @@ function mergeGroups(groups, max) {
         const [ra, rb] = [rateRank(a.rate), rateRank(b.rate)];
         // a is the lower (the server's default before unlimited when both are unbounded)
         if (ra > rb || (ra === rb && a.rate !== undefined && b.rate === undefined)) continue;
-        const distance = rateDistance(ra, rb);
+        // Any rates of the same depth are closer than any of different depths.
+        const distance = rateDistance(ra, rb) + (a.depth === b.depth ? 0 : 1e9);
         if (best === null || distance < best.distance) best = { a, b, distance };
       }
     }
     best.a.symbols.push(...best.b.symbols);
+    best.a.depth = Math.max(best.a.depth, best.b.depth);
     out.splice(out.indexOf(best.b), 1);
   }
   return out;
@@ -732,8 +931,8 @@ export function connect(url, options) {
  * Transports (`transport`, docs/CLIENT.md): a WebSocket; with 'auto' (the default), after
  * `fallbackAfter` WebSocket attempts in a row that failed before the gateway said anything,
  * while the gateway answers HTTP (GET /healthz), Server-Sent Events instead: one GET /sse
- * stream per distinct (max rate, trades) of the subscriptions, re-opened when they change,
- * with the same events; a WebSocket is tried again every `wsRetry` ms. Over SSE the client
+ * stream per distinct (max rate, trades, depth) of the subscriptions, re-opened when they
+ * change, with the same events; a WebSocket is tried again every `wsRetry` ms. Over SSE the client
  * cannot send: list() and setMaxBandwidth() reject (kind 'unsupported'), ping() is an HTTP
  * round trip to /healthz.
  *
@@ -744,6 +943,11 @@ export function connect(url, options) {
  *              symbolId in binary); never conflated, throttled or dropped by this client;
  * - 'gap':    {symbol, missed}: `missed` trades of the symbol were dropped for this client by
  *              the gateway (its backlog overflowed) and will never come; before the next trade;
+ * - 'book':   the order book of a symbol subscribed with a `depth`, replacing its previous one:
+ *              {symbol, seq, depth, bids: [{price, size}], asks, stale, tsEvent, tsGateway,
+ *              age} (plus symbolId in binary); bids best (highest) first, asks best (lowest)
+ *              first, at most `depth` levels a side; `stale`: the gateway's book is out of
+ *              date (its last good levels). book(symbol) is the newest;
  * - 'state':  {state: 'connecting'|'open'|'reconnecting'|'idle'|'closed', format, transport,
  *              attempt, delay, code, reason, meaning}. 'idle': closed for holding no
  *              subscription; the next request reconnects. 'connecting' has a reason ('format
@@ -770,11 +974,17 @@ export class TickgateClient {
   #nextId = 1;
   #wanted = new Map(); // symbol -> the max rate the app asked for (undefined: server default, 0: unlimited)
   #tradesWanted = new Set(); // symbols held with trades: true
-  #sent = new Map(); // symbol -> what this connection was last asked: sentKey(max_rate after the adaptive cap, trades)
+  #depthWanted = new Map(); // symbol -> the book depth the app asked for (> 0; absent: no books)
+  #sent = new Map(); // symbol -> what this connection was last asked: sentKey(max_rate after the adaptive cap, trades, depth)
+  // symbol -> the depth (> 0) this connection may have been asked for, until a reply confirms
+  // a depth of 0: a request that turns books off says `depth: 0` only to these.
+  #depthSent = new Map();
   #bandwidth = 0; // the max_bandwidth the app set (0: the server's default), re-sent on every connection
   #names = new Map(); // binary symbol id -> symbol, from this connection's `subscribed` replies
   #seqs = new Map(); // symbol -> last seq seen on this connection
   #tradeSeqs = new Map(); // symbol -> seq of the last trade delivered on this connection
+  #bookSeqs = new Map(); // symbol -> seq of the last book delivered on this connection
+  #books = new Map(); // symbol -> the newest book delivered (kept across connections)
   #attempt = 0;
   #openedAt = 0;
   #timer = null; // the reconnect timer
@@ -844,9 +1054,10 @@ export class TickgateClient {
   /**
    * Running counters: messages, updates, conflated (events skipped by conflation), connects,
    * resyncs (reconnects of adaptive throttling to drop a backlog), trades (delivered),
-   * tradesMissed (the sum of the gap notices' `missed`).
+   * tradesMissed (the sum of the gap notices' `missed`), books (delivered), booksDropped
+   * (books whose seq went backwards, which the protocol forbids: not delivered).
    */
-  stats = { messages: 0, updates: 0, conflated: 0, connects: 0, resyncs: 0, trades: 0, tradesMissed: 0 };
+  stats = { messages: 0, updates: 0, conflated: 0, connects: 0, resyncs: 0, trades: 0, tradesMissed: 0, books: 0, booksDropped: 0 };
 
   /**
    * @param {string|URL} url  ws(s):// or http(s):// URL of /ws; relative URLs resolve against
@@ -918,6 +1129,14 @@ export class TickgateClient {
   get subscriptions() { return new Map(this.#wanted); }
   /** The symbols held with `trades: true` (a copy). */
   get tradeSymbols() { return new Set(this.#tradesWanted); }
+  /** The symbols held with order books: symbol -> the depth asked for (a copy). */
+  get bookDepths() { return new Map(this.#depthWanted); }
+  /**
+   * The newest order book delivered of `symbol` (as the 'book' event gave it), or undefined.
+   * Kept across reconnects until the next one replaces it; forgotten when the symbol's books
+   * are turned off or it is unsubscribed. Check `stale`, and the connection's state.
+   */
+  book(symbol) { return this.#books.get(symbol); }
   /**
    * The adaptive cap on every subscription's max_rate, updates/s per symbol; Infinity while
    * not throttling (and always with adaptive: false). effectiveRate(asked, client.rate) is the
@@ -935,13 +1154,20 @@ export class TickgateClient {
    * Subscribes to `symbols`; resolves with the `subscribed` reply's map {symbol: id}. Symbols
    * missing from it were unknown (an 'error' event with code unknown_symbol lists them).
    * `maxRate`: quote updates/s per symbol; 0 = unlimited; omitted = the server's default.
-   * `trades`: true to get every trade of these symbols as well ('trade' and 'gap' events);
-   * like `maxRate` it holds for the symbols of this call, so a call without it turns their
-   * trades off. A held symbol keeps its subscription and only changes its rate and trades.
-   * While adaptive throttling caps the rate, the gateway is asked for
-   * effectiveRate(maxRate, client.rate); trades are never paced.
+   * `trades`: true to get every trade of these symbols as well ('trade' and 'gap' events).
+   * `depth`: N > 0 to get their order books as well, the top N levels a side ('book'
+   * events; the gateway refuses more than its maximum, 50 by default, as bad_request); 0 or
+   * omitted: none. Like `maxRate`, `trades` and `depth` hold for the symbols of this call, so
+   * a call without them turns their trades and books off. A held symbol keeps its
+   * subscription and only changes its rate, trades and depth. While adaptive throttling caps
+   * the rate, the gateway is asked for effectiveRate(maxRate, client.rate); trades are never
+   * paced. A depth that is not a non-negative integer rejects with a RangeError.
    */
-  async subscribe(symbols, { maxRate, trades = false } = {}) {
+  async subscribe(symbols, { maxRate, trades = false, depth = 0 } = {}) {
+    depth ??= 0;
+    if (!Number.isSafeInteger(depth) || depth < 0) {
+      throw new RangeError(`depth must be a non-negative integer (levels a side), 0 or null: ${depth}`);
+    }
     const list = [...new Set(symbols)];
     if (list.length === 0) return {};
     trades = trades === true;
@@ -950,10 +1176,12 @@ export class TickgateClient {
     for (const s of list) {
       this.#wanted.set(s, maxRate);
       this.#setTrades(s, trades);
-      this.#sent.set(s, sentKey(rate, trades));
+      this.#setDepth(s, depth);
+      this.#sent.set(s, sentKey(rate, trades, depth));
     }
     try {
-      const reply = await this.#request(subscribeBody(list, rate, trades));
+      const reply = await this.#request(this.#subscribeBody(list, rate, trades, depth));
+      if (depth === 0) this.#booksOff(list);
       return reply.symbols;
     } catch (e) {
       // Not executed (too_many_symbols, rate_limited, ...): forget what this call added. After
@@ -962,6 +1190,7 @@ export class TickgateClient {
         for (const s of added) {
           this.#wanted.delete(s);
           this.#tradesWanted.delete(s);
+          this.#setDepth(s, 0);
         }
       }
       // Rate limited: the held ones are asked again at the next judgement (#syncRates).
@@ -971,24 +1200,31 @@ export class TickgateClient {
   }
 
   /**
-   * Changes the max rate of symbols already held (0 = unlimited); each keeps its trades (one
-   * request for those with trades, one for the others).
+   * Changes the max rate of symbols already held (0 = unlimited); each keeps its trades and
+   * depth (one request per distinct trades and depth: those without trades first).
    */
   async setMaxRate(symbols, maxRate) {
-    const held = symbols.filter((s) => this.#wanted.has(s));
-    const groups = [
-      [held.filter((s) => !this.#tradesWanted.has(s)), false],
-      [held.filter((s) => this.#tradesWanted.has(s)), true],
-    ].filter(([list]) => list.length > 0);
-    const replies = await Promise.all(groups.map(([list, trades]) => this.subscribe(list, { maxRate, trades })));
+    const groups = new Map(); // `${trades}/${depth}` -> {trades, depth, list}
+    for (const s of symbols) {
+      if (!this.#wanted.has(s)) continue;
+      const trades = this.#tradesWanted.has(s);
+      const depth = this.#depthWanted.get(s) ?? 0;
+      const key = `${trades}/${depth}`;
+      if (!groups.has(key)) groups.set(key, { trades, depth, list: [] });
+      groups.get(key).list.push(s);
+    }
+    const ordered = [...groups.values()].sort((a, b) => a.trades - b.trades || a.depth - b.depth);
+    const replies = await Promise.all(ordered.map(({ list, trades, depth }) => this.subscribe(list, { maxRate, trades, depth })));
     return Object.assign({}, ...replies);
   }
 
-  /** Unsubscribes; no update, trade or gap of these symbols is delivered after this call. */
+  /** Unsubscribes; no update, trade, gap or book of these symbols is delivered after this call. */
   async unsubscribe(symbols) {
     for (const s of symbols) {
       this.#wanted.delete(s);
       this.#tradesWanted.delete(s);
+      this.#setDepth(s, 0);
+      this.#depthSent.delete(s); // a new subscription starts without books
       this.#sent.delete(s);
       this.#seqs.delete(s);
       this.#tradeSeqs.delete(s);
@@ -1139,6 +1375,8 @@ export class TickgateClient {
     this.#names.clear();
     this.#seqs.clear();
     this.#tradeSeqs.clear(); // trades sent while away are not recoverable: docs/CLIENT.md
+    this.#bookSeqs.clear();
+    this.#depthSent.clear(); // a new connection has no books until asked
     this.#clock = [];
     this.#ages.clear();
     this.#newestTs = -Infinity;
@@ -1156,7 +1394,7 @@ export class TickgateClient {
       this.#request({ op: 'set', max_bandwidth: this.#bandwidth })
         .then((r) => { this.maxBandwidth = r.max_bandwidth; }, () => {}); // errors reach 'error' listeners
     }
-    this.#syncRates(); // re-subscribe: one request per distinct max rate (and trades)
+    this.#syncRates(); // re-subscribe: one request per distinct max rate (and trades, depth)
     for (const send of queued) if (send.op !== 'set') send();
     this.#startPinger();
     this.#startMonitor();
@@ -1356,7 +1594,7 @@ export class TickgateClient {
     ws.onerror = () => {};
   }
 
-  // --- Server-Sent Events: one GET /sse stream per distinct (max rate, trades)
+  // --- Server-Sent Events: one GET /sse stream per distinct (max rate, trades, depth)
 
   /** Opens the SSE streams of the subscriptions; holding none, checks that the gateway answers. */
   #openSse(reason) {
@@ -1367,6 +1605,7 @@ export class TickgateClient {
     this.#names.clear();
     this.#seqs.clear();
     this.#tradeSeqs.clear();
+    this.#bookSeqs.clear();
     this.#clock = [];
     this.#ages.clear();
     this.#newestTs = -Infinity;
@@ -1455,9 +1694,9 @@ export class TickgateClient {
 
   /**
    * Makes the streams match the subscriptions: one per distinct (max rate after the adaptive
-   * cap, trades), at most `sseStreams`. A stream whose URL does not change stays; the others
-   * close, then their replacements open (fresh snapshots of their symbols; their trades in
-   * flight are not delivered, as across a reconnect).
+   * cap, trades, depth), at most `sseStreams`. A stream whose URL does not change stays; the
+   * others close, then their replacements open (fresh snapshots of their symbols; their trades
+   * in flight are not delivered, as across a reconnect).
    */
   #syncStreams() {
     clearTimeout(this.#syncTimer);
@@ -1475,29 +1714,31 @@ export class TickgateClient {
     this.#checkOpen();
   }
 
-  /** The streams the subscriptions need: [{rate, trades, symbols}]. */
+  /** The streams the subscriptions need: [{rate, trades, depth, symbols}]. */
   #groups() {
     const cap = this.rate;
     const byKey = new Map();
     for (const [s, asked] of this.#wanted) {
       const trades = this.#tradesWanted.has(s);
+      const depth = this.#depthWanted.get(s) ?? 0;
       // A new rate is a new stream, which would lose the trades in flight: adaptive
       // throttling leaves the rates of symbols with trades alone over SSE.
       const app = asked === null ? 0 : asked; // (null: unlimited, as in subscribeBody)
       const rate = trades ? app : effectiveRate(app, cap);
-      const key = `${rate}/${trades}`;
-      if (!byKey.has(key)) byKey.set(key, { rate, trades, symbols: [] });
+      const key = `${rate}/${trades}/${depth}`;
+      if (!byKey.has(key)) byKey.set(key, { rate, trades, depth, symbols: [] });
       byKey.get(key).symbols.push(s);
     }
     return mergeGroups([...byKey.values()], Math.max(2, this.#opts.sseStreams));
   }
 
-  /** GET /sse?symbols=..[&trades=1][&max_rate=R][&token=JWT] for a group. */
-  #streamUrl({ rate, trades, symbols }) {
+  /** GET /sse?symbols=..[&trades=1][&max_rate=R][&depth=N][&token=JWT] for a group. */
+  #streamUrl({ rate, trades, depth, symbols }) {
     const url = new URL(this.#sseBase);
     url.searchParams.set('symbols', symbols.join(','));
     if (trades) url.searchParams.set('trades', '1');
     if (rate !== undefined) url.searchParams.set('max_rate', String(rate));
+    if (depth > 0) url.searchParams.set('depth', String(depth));
     if (this.#opts.token) url.searchParams.set('token', this.#opts.token);
     return url.href;
   }
@@ -1539,7 +1780,8 @@ export class TickgateClient {
   /** One event of a stream: the same JSON objects as on a format=json WebSocket. */
   #onSseMessage(st, data) {
     if (st.dead) return;
-    if (!data.startsWith('{"type":"update"') && !data.startsWith('{"type":"trade"') && !data.startsWith('{"type":"gap"')) {
+    if (!data.startsWith('{"type":"update"') && !data.startsWith('{"type":"trade"') && !data.startsWith('{"type":"book"') &&
+      !data.startsWith('{"type":"gap"')) {
       let msg = null;
       try { msg = JSON.parse(data); } catch { /* #onMessage reports it */ }
       if (msg?.type === 'subscribed') {
@@ -1550,6 +1792,7 @@ export class TickgateClient {
         for (const s of st.symbols) {
           this.#seqs.delete(s);
           this.#tradeSeqs.delete(s);
+          this.#bookSeqs.delete(s);
         }
         this.#checkWaiters();
         return this.#checkOpen();
@@ -1651,6 +1894,7 @@ export class TickgateClient {
     for (const s of symbols) {
       this.#wanted.delete(s);
       this.#tradesWanted.delete(s);
+      this.#setDepth(s, 0);
       this.#sent.delete(s);
       this.#seqs.delete(s);
       this.#tradeSeqs.delete(s);
@@ -1709,31 +1953,61 @@ export class TickgateClient {
   }
 
   /**
-   * Asks the gateway for each held symbol's effective rate and trades where they differ from
-   * what this connection was last asked: one subscribe per distinct rate and trades, in the
-   * order of the symbols. Called on open, when the adaptive cap changes and at every
-   * judgement (so a request the gateway refused as rate_limited is made again a second later).
+   * Asks the gateway for each held symbol's effective rate, trades and depth where they
+   * differ from what this connection was last asked: one subscribe per distinct rate, trades
+   * and depth, in the order of the symbols. Called on open, when the adaptive cap changes and
+   * at every judgement (so a request the gateway refused as rate_limited is made again a
+   * second later).
    */
   #syncRates() {
     if (this.state !== 'open') return; // #onOpen asks for every symbol
     if (this.transport === 'sse') return this.#scheduleSync(); // new rates: new streams
     const cap = this.rate;
-    const byKey = new Map(); // sentKey -> {rate, trades, symbols}
+    const byKey = new Map(); // sentKey -> {rate, trades, depth, symbols}
     for (const [s, asked] of this.#wanted) {
       const rate = effectiveRate(asked, cap);
       const trades = this.#tradesWanted.has(s);
-      const key = sentKey(rate, trades);
+      const depth = this.#depthWanted.get(s) ?? 0;
+      const key = sentKey(rate, trades, depth);
       if (this.#sent.has(s) && this.#sent.get(s) === key) continue; // (undefined: the server's default rate)
-      if (!byKey.has(key)) byKey.set(key, { rate, trades, symbols: [] });
+      if (!byKey.has(key)) byKey.set(key, { rate, trades, depth, symbols: [] });
       byKey.get(key).symbols.push(s);
       this.#sent.set(s, key);
     }
-    for (const [key, { rate, trades, symbols }] of byKey) {
-      this.#request(subscribeBody(symbols, rate, trades)).catch((e) => { // errors reach 'error' listeners
+    for (const [key, { rate, trades, depth, symbols }] of byKey) {
+      this.#request(this.#subscribeBody(symbols, rate, trades, depth)).then(() => {
+        if (depth === 0) this.#booksOff(symbols);
+      }, (e) => { // errors reach 'error' listeners
         if (e.code !== 'rate_limited') return;
         for (const s of symbols) if (this.#sent.get(s) === key) this.#sent.delete(s);
       });
     }
+  }
+
+  /**
+   * A subscribe request's body. `depth` goes in when it is > 0 (every time: a request for a
+   * held symbol says what it should have), or as 0 when books of one of the symbols may be on.
+   */
+  #subscribeBody(symbols, rate, trades, depth) {
+    const off = depth === 0 && symbols.some((s) => this.#depthSent.has(s));
+    if (depth > 0) for (const s of symbols) this.#depthSent.set(s, depth);
+    return subscribeBody(symbols, rate, trades, depth > 0 || off ? depth : undefined);
+  }
+
+  /** A reply confirmed depth 0 for `symbols`: those still without books need no `depth: 0`. */
+  #booksOff(symbols) {
+    for (const s of symbols) if (!this.#depthWanted.has(s)) this.#depthSent.delete(s);
+  }
+
+  /** Records the depth `symbol` takes (0: no books); turning books off forgets its book. */
+  #setDepth(symbol, depth) {
+    if (depth > 0) {
+      this.#depthWanted.set(symbol, depth);
+      return;
+    }
+    this.#depthWanted.delete(symbol);
+    this.#bookSeqs.delete(symbol);
+    this.#books.delete(symbol);
   }
 
   /** Records whether `symbol` takes trades; turning them on starts its trade seqs afresh. */
@@ -1757,7 +2031,12 @@ export class TickgateClient {
       else if (data.startsWith('{"type":"update"')) { kind = UPDATE; value = parseJsonUpdate(data); }
       else if (data.startsWith('{"type":"trade"')) { kind = TRADE; value = parseJsonTrade(data); }
       else if (data.startsWith('{"type":"gap"')) { kind = GAP; value = parseJsonGap(data); }
-      else msg = JSON.parse(data);
+      else if (data.startsWith('{"type":"book"')) { kind = BOOK; value = parseJsonBook(data); }
+      else {
+        msg = JSON.parse(data);
+        // A book whose fields are in another order: exact (and checked) all the same.
+        if (msg?.type === 'book') { kind = BOOK; value = bookFrom(msg, data); }
+      }
     } catch {
       return this.#error(new TickgateError('protocol', 'bad_json', `unreadable text frame: ${data.slice(0, 80)}`));
     }
@@ -1792,6 +2071,7 @@ export class TickgateClient {
         if (msg.code === 'unknown_symbol' || msg.code === 'not_entitled') {
           for (const s of msg.symbols ?? []) {
             this.#wanted.delete(s);
+            this.#setDepth(s, 0);
             this.#sent.delete(s);
           }
         }
@@ -1828,6 +2108,7 @@ export class TickgateClient {
   #dispatch(kind, value) {
     if (kind === UPDATE) this.#deliver(value);
     else if (kind === TRADE) this.#deliverTrade(value);
+    else if (kind === BOOK) this.#deliverBook(value);
     else this.#deliverGap(value);
   }
 
@@ -1848,6 +2129,36 @@ export class TickgateClient {
     t.age = performance.now() + this.#offset - Number(t.tsGateway) / 1e6;
     this.stats.trades++;
     this.#emit('trade', t);
+  }
+
+  /**
+   * The 'book' event: the symbol's order book, replacing the one before (books are conflated
+   * full replacements, so seqs may jump). One whose seq goes backwards (which the protocol
+   * forbids) is counted (stats.booksDropped), reported once and dropped, as for updates; an
+   * equal seq is taken (a book may say again that it is stale, or come at a new depth). A
+   * book deeper than asked (an SSE stream shared with a deeper subscription) is trimmed to
+   * the depth asked. Not part of the lag measurement, as trades.
+   */
+  #deliverBook(b) {
+    const depth = this.#depthWanted.get(b.symbol);
+    if (depth === undefined) return; // unsubscribed, or books turned off, while in flight
+    const prev = this.#bookSeqs.get(b.symbol);
+    if (prev !== undefined && b.seq < prev) {
+      this.stats.booksDropped++;
+      if (!this.#warnedOrder) this.#error(new TickgateError('protocol', 'seq_backwards', `${b.symbol}: book seq ${b.seq} after ${prev}`));
+      this.#warnedOrder = true;
+      return;
+    }
+    this.#bookSeqs.set(b.symbol, b.seq);
+    if (b.bids.length > depth || b.asks.length > depth) {
+      b.bids.length = Math.min(b.bids.length, depth);
+      b.asks.length = Math.min(b.asks.length, depth);
+      b.depth = depth;
+    }
+    b.age = performance.now() + this.#offset - Number(b.tsGateway) / 1e6;
+    this.#books.set(b.symbol, b);
+    this.stats.books++;
+    this.#emit('book', b);
   }
 
   /** The 'gap' event: `missed` trades of the symbol will never come. */
@@ -1992,12 +2303,14 @@ export class TickgateClient {
   }
 }
 
-function subscribeBody(symbols, maxRate, trades = false) {
+function subscribeBody(symbols, maxRate, trades = false, depth = undefined) {
   const body = { op: 'subscribe', symbols };
   if (maxRate !== undefined) body.max_rate = maxRate ?? 0;
   if (trades) body.trades = true; // omitted: false, the protocol's default
+  if (depth !== undefined) body.depth = depth; // omitted: no books
   return body;
 }
 
-/** What a connection was asked for a symbol: its max_rate (after the cap) and trades. */
-const sentKey = (rate, trades) => (trades ? `${rate}+trades` : rate);
+/** What a connection was asked for a symbol: its max_rate (after the cap), trades and depth. */
+const sentKey = (rate, trades, depth = 0) =>
+  (trades || depth > 0 ? `${rate}${trades ? '+trades' : ''}${depth > 0 ? `+depth${depth}` : ''}` : rate);
