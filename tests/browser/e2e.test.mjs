@@ -663,7 +663,7 @@ function checkLadder(l, symbol, what) {
 
 test('dashboard: a live depth ladder of the selected symbol, in JSON and binary', { timeout: 60_000 }, async (t) => {
   mkdirSync(OUTPUT, { recursive: true });
-  // No extra flags: the simulator keeps order books by default (sim.depth_levels, 20 a side).
+  // No extra flags: the simulator keeps order books by default (feed.depth_levels, 20 a side).
   const env = await setUp(t);
   const page = await (await env.browser.newContext({ viewport: { width: 1280, height: 1100 }, colorScheme: 'light' })).newPage();
   const problems = watchProblems(page);
