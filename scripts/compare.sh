@@ -116,10 +116,11 @@ else
 fi
 PERF_EVENTS=syscalls:sys_enter_write,syscalls:sys_enter_writev,syscalls:sys_enter_sendto,syscalls:sys_enter_sendmsg
 
-# The server command line, with {port} for the port.
+# The server command line, with {port} for the port. The peers simulate quotes only, so
+# tickgate's simulated order books are off (--depth-levels 0): the same feed for everyone.
 server_cmd() {
   case $1 in
-    tickgate) echo "$BIN/tickgate serve --listen 127.0.0.1:{port} --admin-listen off --symbols $SYMBOLS --rate $RATE --zipf-exponent 0 --max-connections-per-ip 0 --connection-rate-per-ip 0" ;;
+    tickgate) echo "$BIN/tickgate serve --listen 127.0.0.1:{port} --admin-listen off --symbols $SYMBOLS --rate $RATE --zipf-exponent 0 --depth-levels 0 --max-connections-per-ip 0 --connection-rate-per-ip 0" ;;
     uws) echo "node $ROOT/benches/peers/uws-server.js --port {port} --symbols $SYMBOLS --rate $RATE" ;;
     ws) echo "node $ROOT/benches/peers/ws-server.js --port {port} --symbols $SYMBOLS --rate $RATE" ;;
     *) echo "compare.sh: unknown server $1 (tickgate, uws, ws)" >&2; return 1 ;;
