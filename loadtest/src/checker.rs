@@ -11,15 +11,25 @@
 //!   the symbol's first update), or one whose `unsubscribed` reply has arrived. Between
 //!   sending `unsubscribe` and its reply, updates of the symbol are still legal;
 //! - after a **re-subscribe** the symbol starts again from nothing (its first update is
-//!   usually a snapshot), so the seq history is reset when the `subscribed` reply arrives.
+//!   usually a snapshot), so the seq history is reset when the `subscribed` reply arrives;
+//! - with `--depth N`, **order books** (docs/PROTOCOL.md, "Order books"): per connection and
+//!   symbol a book's own `seq` must strictly rise (`book_order`; jumps are conflation, and a
+//!   re-subscribe starts the history again), and every book must be well formed
+//!   (`book_invalid`): bids strictly descending by price, asks strictly ascending, best bid
+//!   below best ask when both sides have levels, at most N levels a side and its `depth`
+//!   field equal to the N asked for. A book for a symbol not held counts as `unsubscribed`,
+//!   exactly as an update would.
 //!
 //! The connection tasks add `malformed` frames, `unexpected_closes` and `error_replies`;
-//! `--verify-final` adds `final_mismatches` and `final_missing` (see [`crate::verify`]).
+//! `--verify-final` adds `final_mismatches`, `final_missing` and, with `--depth`,
+//! `final_book_mismatches` (see [`crate::verify`]).
 //! The checker also measures conflation: a live update whose seq jumps by more than 1 over
 //! the previous update of that symbol on that connection.
 
 use serde::{Deserialize, Serialize};
+use tickgate::books::Levels;
 use tickgate::feeds::Tick;
+use tickgate::protocol::binary::BookRecord;
 
 use crate::decode::Update;
 
@@ -51,6 +61,20 @@ pub struct Violations {
     /// that connection (trades come in feed order, each once).
     #[serde(default)]
     pub trade_order: u64,
+    /// `--depth`: a book whose seq was not above the previous book's of that symbol on that
+    /// connection (a book's seq rises with every change; jumps are conflation).
+    #[serde(default)]
+    pub book_order: u64,
+    /// `--depth`: a book that is not well formed: bids not strictly descending, asks not
+    /// strictly ascending, best bid not below best ask, more levels a side than the depth
+    /// asked for, or a `depth` field other than the one asked for.
+    #[serde(default)]
+    pub book_invalid: u64,
+    /// `--verify-final` with `--depth`: a client's last book of a symbol (its levels or its
+    /// stale flag) differed from `GET /snapshot?depth=N`, or one of the two had a book and
+    /// the other none.
+    #[serde(default)]
+    pub final_book_mismatches: u64,
 }
 
 impl Violations {
@@ -65,6 +89,9 @@ impl Violations {
             + self.final_mismatches
             + self.final_missing
             + self.trade_order
+            + self.book_order
+            + self.book_invalid
+            + self.final_book_mismatches
     }
 
     /// Adds `o` to `self`.
@@ -78,10 +105,13 @@ impl Violations {
         self.final_mismatches += o.final_mismatches;
         self.final_missing += o.final_missing;
         self.trade_order += o.trade_order;
+        self.book_order += o.book_order;
+        self.book_invalid += o.book_invalid;
+        self.final_book_mismatches += o.final_book_mismatches;
     }
 
     /// `(name, count)` pairs, for printing.
-    pub fn named(&self) -> [(&'static str, u64); 9] {
+    pub fn named(&self) -> [(&'static str, u64); 12] {
         [
             ("seq_backwards", self.seq_backwards),
             ("seq_repeated", self.seq_repeated),
@@ -92,6 +122,9 @@ impl Violations {
             ("final_mismatches", self.final_mismatches),
             ("final_missing", self.final_missing),
             ("trade_order", self.trade_order),
+            ("book_order", self.book_order),
+            ("book_invalid", self.book_invalid),
+            ("final_book_mismatches", self.final_book_mismatches),
         ]
     }
 }
@@ -131,6 +164,25 @@ struct Slot {
     last: Option<Tick>,
     /// Seq of the last trade received (0: none).
     last_trade: u64,
+    /// Seq of the last order book accepted in order (`None`: none since subscribing).
+    last_book: Option<u64>,
+    /// That book's levels, kept only when the checker keeps books (`--verify-final`):
+    /// boxed, so a slot without one stays small.
+    book: Option<Box<Levels>>,
+}
+
+impl Slot {
+    fn new(symbol: u32, state: SymState) -> Slot {
+        Slot { symbol, state, last: None, last_trade: 0, last_book: None, book: None }
+    }
+
+    /// Forgets what was received (a fresh subscription starts from nothing).
+    fn reset(&mut self) {
+        self.last = None;
+        self.last_trade = 0;
+        self.last_book = None;
+        self.book = None;
+    }
 }
 
 /// Trades received and gaps reported (`--trades`): not violations, the accounting.
@@ -151,6 +203,48 @@ impl TradeCounts {
         self.gaps += o.gaps;
         self.missed += o.missed;
     }
+}
+
+/// Order books received (`--depth`): not violations, the accounting.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BookCounts {
+    /// Books received (every book decoded, whether it passed the checks or not).
+    pub books: u64,
+    /// Of those, books marked stale (the gateway's last good levels of a broken book).
+    pub stale: u64,
+}
+
+impl BookCounts {
+    /// Adds `o` to `self`.
+    pub fn add(&mut self, o: &BookCounts) {
+        self.books += o.books;
+        self.stale += o.stale;
+    }
+}
+
+/// What is wrong with `b` as a book of a subscription at `depth` levels a side, if anything
+/// (the `book_invalid` rules; see the [module docs](self)).
+pub fn book_problem(b: &BookRecord, depth: u16) -> Option<String> {
+    let l = &b.book;
+    let n = usize::from(depth);
+    if b.depth != depth {
+        return Some(format!("depth field {} but {depth} was asked for", b.depth));
+    }
+    if l.bids.len() > n || l.asks.len() > n {
+        return Some(format!("{} bids and {} asks, more than depth {depth}", l.bids.len(), l.asks.len()));
+    }
+    if let Some(w) = l.bids.windows(2).find(|w| w[0].0 <= w[1].0) {
+        return Some(format!("bids not strictly descending: {} then {}", w[0].0, w[1].0));
+    }
+    if let Some(w) = l.asks.windows(2).find(|w| w[0].0 >= w[1].0) {
+        return Some(format!("asks not strictly ascending: {} then {}", w[0].0, w[1].0));
+    }
+    if let (Some(bid), Some(ask)) = (l.bids.first(), l.asks.first())
+        && bid.0 >= ask.0
+    {
+        return Some(format!("crossed: best bid {} >= best ask {}", bid.0, ask.0));
+    }
+    None
 }
 
 /// One connection's symbols, sorted by symbol id.
@@ -178,12 +272,22 @@ pub struct Checker {
     pub samples: Vec<String>,
     /// Trades and gaps received.
     pub trades: TradeCounts,
+    /// Order books received.
+    pub books: BookCounts,
+    /// Keep each symbol's last book for [`Checker::final_books`] (`--verify-final`); off by
+    /// default, as at depth 50 a book is about 1.6 KB per held symbol.
+    keep_books: bool,
 }
 
 impl Checker {
     /// An empty checker.
     pub fn new() -> Checker {
         Checker::default()
+    }
+
+    /// Keep (or not) each symbol's last book, for [`Checker::final_books`].
+    pub fn keep_books(&mut self, keep: bool) {
+        self.keep_books = keep;
     }
 
     /// Adds a connection; returns its id (0, 1, 2, ...).
@@ -211,8 +315,7 @@ impl Checker {
         let conn = self.conn(c);
         for &s in symbols {
             if let Err(at) = conn.find(s) {
-                conn.slots
-                    .insert(at, Slot { symbol: s, state: SymState::Subscribing, last: None, last_trade: 0 });
+                conn.slots.insert(at, Slot::new(s, SymState::Subscribing));
             }
         }
     }
@@ -226,14 +329,11 @@ impl Checker {
                 Ok(i) => {
                     let slot = &mut conn.slots[i];
                     if slot.state == SymState::Subscribing {
-                        slot.last = None;
-                        slot.last_trade = 0;
+                        slot.reset();
                     }
                     slot.state = SymState::Subscribed;
                 }
-                Err(at) => conn
-                    .slots
-                    .insert(at, Slot { symbol: s, state: SymState::Subscribed, last: None, last_trade: 0 }),
+                Err(at) => conn.slots.insert(at, Slot::new(s, SymState::Subscribed)),
             }
         }
     }
@@ -343,6 +443,46 @@ impl Checker {
         }
     }
 
+    /// Checks an order book received on `c` by a subscription at `depth` levels a side: of a
+    /// held symbol, its seq above the previous book's, well formed ([`book_problem`]). A book
+    /// in order becomes the symbol's last book (kept whole if the checker keeps books), even
+    /// if it is malformed: it is what the client shows.
+    pub fn book(&mut self, c: ConnId, depth: u16, b: BookRecord) {
+        self.books.books += 1;
+        self.books.stale += u64::from(b.book.stale);
+        let (symbol, seq) = (b.symbol, b.book.seq);
+        let problem = book_problem(&b, depth);
+        let keep = self.keep_books;
+        let conn = self.conn(c);
+        let slot = match conn.find(symbol) {
+            Ok(i) if conn.slots[i].state != SymState::Subscribing => &mut conn.slots[i],
+            found => {
+                let state = found.ok().map(|i| conn.slots[i].state);
+                self.violations.unsubscribed += 1;
+                self.sample(|| format!("conn {c}: book of symbol {symbol} (seq {seq}) while {state:?}"));
+                return;
+            }
+        };
+        let prev = slot.last_book;
+        if prev.is_none_or(|p| seq > p) {
+            slot.last_book = Some(seq);
+            if keep {
+                // The book is ours: moved in, the previous one's box reused.
+                match &mut slot.book {
+                    Some(kept) => **kept = b.book,
+                    None => slot.book = Some(Box::new(b.book)),
+                }
+            }
+        } else {
+            self.violations.book_order += 1;
+            self.sample(|| format!("conn {c}: symbol {symbol} book seq {seq} after {}", prev.unwrap_or(0)));
+        }
+        if let Some(why) = problem {
+            self.violations.book_invalid += 1;
+            self.sample(|| format!("conn {c}: symbol {symbol} book seq {seq} invalid: {why}"));
+        }
+    }
+
     /// Counts a gap notice received on `c` (`missed` trades of `symbol` dropped).
     pub fn gap(&mut self, c: ConnId, symbol: u32, missed: u64) {
         self.trades.gaps += 1;
@@ -396,6 +536,18 @@ impl Checker {
                 .iter()
                 .filter(|s| s.state == SymState::Subscribed)
                 .map(|s| (s.symbol, s.last))
+                .collect()
+        })
+    }
+
+    /// The last book received of every symbol `c` holds (`Subscribed`), `None` for a held
+    /// symbol that never received one (or when the checker does not keep books).
+    pub fn final_books(&self, c: ConnId) -> Vec<(u32, Option<Levels>)> {
+        self.conns.get(c).map_or_else(Vec::new, |conn| {
+            conn.slots
+                .iter()
+                .filter(|s| s.state == SymState::Subscribed)
+                .map(|s| (s.symbol, s.book.as_deref().cloned()))
                 .collect()
         })
     }

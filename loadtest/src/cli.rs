@@ -62,6 +62,16 @@ pub struct Args {
     #[arg(long)]
     pub trades: bool,
 
+    /// Subscribe with "depth": N (1 ≤ N ≤ the gateway's server.max_depth, 50 by default):
+    /// each symbol's order book arrives too, N levels a side, counted as books (not
+    /// updates). The checker fails the run on a book whose seq does not rise (book_order) or
+    /// that is not well formed: bids not strictly descending, asks not strictly ascending,
+    /// crossed, more than N levels a side, or a depth field other than N (book_invalid).
+    /// With --verify-final, every client's last books are compared with
+    /// GET /snapshot?depth=N (final_book_mismatches). 0 = no books.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub depth: u16,
+
     /// Pick symbols only among positions START..END of the gateway's symbol list (e.g.
     /// 0..1000): clients of different runs can hold disjoint slices of the universe.
     #[arg(long, value_name = "START..END")]
@@ -258,6 +268,7 @@ impl Args {
         o.format = self.format;
         o.max_rate = self.max_rate;
         o.trades = self.trades;
+        o.depth = self.depth;
         if let Some(r) = &self.symbol_range {
             let parsed =
                 r.split_once("..").and_then(|(a, b)| Some((a.trim().parse().ok()?, b.trim().parse().ok()?)));
@@ -311,6 +322,8 @@ mod tests {
         assert_eq!((o.clients, o.symbols_per_client, o.duration.as_secs()), (1_000, 10, 30));
         assert_eq!(o.urls[0].path_and_query, "/ws");
         assert_eq!(o.ramp_per_sec, 2000.0);
+        assert_eq!(o.depth, 0, "no books unless asked");
+        assert_eq!(parse(&["--depth", "10"]).unwrap().depth, 10);
     }
 
     #[test]
@@ -361,6 +374,8 @@ mod tests {
             (&["--url", "http://x"], "ws://"),
             (&["--threads", "0"], "--threads"),
             (&["--format", "xml"], "xml"),
+            (&["--depth=-1"], "--depth"),
+            (&["--depth", "65536"], "--depth"),
         ];
         for (args, needle) in cases {
             let e = parse(args).unwrap_err();

@@ -7,8 +7,15 @@
 //!   [`parse_fixed`]: the tape's key strings point into the buffer, so the number after each
 //!   key is found without a second scan. The `f64` simd-json produced is kept as a
 //!   cross-check (a value that disagrees with its own text is malformed).
+//! - **JSON order books** (`--depth`) take the same path: simd-json checks the shape (each
+//!   side an array of `[price, size]` pairs) and keeps where the text of `bids` and `asks`
+//!   starts; the levels are then read from that raw text with [`parse_fixed`], each
+//!   cross-checked against simd-json's `f64`. A book is decoded into its own two vectors
+//!   (the checker keeps it as the symbol's last book, so it is not copied again).
 //! - **Binary updates** are 88-byte records read straight from the frame payload with
 //!   [`tickgate::protocol::binary::decode_record`] (zero-copy: no buffer, no allocation).
+//!   A **book record** (type 4) spans `units` × 88 bytes ([`record_len`] says how far to
+//!   step) and is decoded with the gateway's [`binary::decode_message`].
 //! - **Control replies** (`subscribed`, `unsubscribed`, `symbols`, `pong`, `error`) are
 //!   rare and parsed into an owned [`Control`].
 //!
@@ -16,16 +23,21 @@
 //! are the list order, which is also the gateway's binary symbol id).
 
 use std::collections::HashMap;
+use std::ops::Range;
 
 use simd_json::prelude::*;
 use simd_json::{Buffers, Node, StaticNode, Tape};
+use tickgate::books::Levels;
 use tickgate::feeds::universe::parse_fixed;
 use tickgate::feeds::{Tick, TickKind};
-use tickgate::protocol::binary::{self, RECORD_LEN};
+use tickgate::protocol::binary::{self, BookRecord, RECORD_LEN};
 
 /// The prefix of every JSON update the gateway writes (its field order is fixed): a cheap
 /// way to tell updates from control replies before parsing.
 pub const UPDATE_PREFIX: &[u8] = br#"{"type":"update""#;
+
+/// The prefix of every JSON order book the gateway writes (`"depth": N` subscriptions).
+pub const BOOK_PREFIX: &[u8] = br#"{"type":"book""#;
 
 /// Symbol names ↔ dense ids (the order of the gateway's `list` reply).
 #[derive(Clone, Debug, Default)]
@@ -84,6 +96,16 @@ pub struct Update {
     pub snapshot: bool,
 }
 
+/// One object of a `GET /snapshot` body: a symbol's latest update or, with `&depth=N`, its
+/// order book.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Decoded {
+    /// An update (a snapshot, in `/snapshot`).
+    Update(Update),
+    /// An order book.
+    Book(BookRecord),
+}
+
 /// Why an update or reply could not be decoded.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {
@@ -115,6 +137,20 @@ const F_SNAPSHOT: u16 = 1 << 5;
 const F_FIXED0: u16 = 1 << 6; // .. 1 << 12 for the seven fixed fields
 const F_ALL: u16 = (1 << 13) - 1;
 
+/// The two sides of a book, in wire order (`bids` then `asks`).
+const BOOK_SIDES: [&str; 2] = ["bids", "asks"];
+
+/// Field presence bits of a book object.
+const B_TYPE: u16 = 1 << 0;
+const B_SYMBOL: u16 = 1 << 1;
+const B_SEQ: u16 = 1 << 2;
+const B_DEPTH: u16 = 1 << 3;
+const B_STALE: u16 = 1 << 4;
+const B_TS_EVENT: u16 = 1 << 5;
+const B_TS_GATEWAY: u16 = 1 << 6;
+const B_SIDE0: u16 = 1 << 7; // and 1 << 8 for asks
+const B_ALL: u16 = (1 << 9) - 1;
+
 /// What the tape walk of one update object found: everything but the fixed-point values,
 /// for which it keeps where their text starts and simd-json's `f64` reading.
 struct Walked {
@@ -124,12 +160,45 @@ struct Walked {
     approx: [f64; 7],
 }
 
-/// Decodes JSON updates with simd-json, reusing its buffers and tape between calls (no
-/// allocation per update once warmed up).
+/// What the tape walk of one book object found: everything but the levels, for which it
+/// keeps where the text of each side starts and simd-json's `f64` readings of its numbers.
+struct WalkedBook {
+    symbol: u32,
+    seq: u64,
+    depth: u16,
+    stale: bool,
+    ts_event: u64,
+    ts_gateway: u64,
+    /// Where the text after the `bids` and `asks` keys starts.
+    side_at: [usize; 2],
+    /// Each side's numbers as simd-json read them (price, size, price, ...): ranges of the
+    /// decoder's `approx`.
+    approx: [Range<usize>; 2],
+}
+
+/// One walked object.
+enum WalkedMsg {
+    Update(Walked),
+    Book(WalkedBook),
+}
+
+/// Which objects a decode accepts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Accept {
+    Update,
+    Book,
+    /// Either, told apart by their `type` (the body of `GET /snapshot?depth=N`).
+    Any,
+}
+
+/// Decodes JSON updates and books with simd-json, reusing its buffers and tape between
+/// calls (no allocation per update once warmed up).
 #[derive(Default)]
 pub struct JsonDecoder {
     buffers: Option<Buffers>,
     tape: Vec<Node<'static>>,
+    /// simd-json's readings of the current books' level numbers (reused).
+    approx: Vec<f64>,
 }
 
 /// Empties a tape and hands its allocation back with another lifetime (the in-place
@@ -158,10 +227,35 @@ impl JsonDecoder {
         symbols: &SymbolTable,
     ) -> Result<Update, DecodeError> {
         let mut out = None;
-        self.decode_objects(payload, symbols, false, &mut |u| {
-            out = Some(u);
+        self.decode_objects(payload, symbols, false, Accept::Update, &mut |d| {
+            if let Decoded::Update(u) = d {
+                out = Some(u);
+            }
         })?;
         out.ok_or_else(|| malformed("no update object"))
+    }
+
+    /// Decodes one JSON order-book object in `payload`, **in place** (as
+    /// [`JsonDecoder::decode_update`]). Every price and size is read exactly from its text.
+    ///
+    /// # Errors
+    ///
+    /// [`DecodeError::Malformed`] for anything that is not a complete book object (each side
+    /// an array of `[price, size]` pairs of exact decimals, `depth` a u16),
+    /// [`DecodeError::UnknownSymbol`] for a symbol not in `symbols`. The book's *content*
+    /// (order, crossing, depth) is the checker's business, not the decoder's.
+    pub fn decode_book(
+        &mut self,
+        payload: &mut [u8],
+        symbols: &SymbolTable,
+    ) -> Result<BookRecord, DecodeError> {
+        let mut out = None;
+        self.decode_objects(payload, symbols, false, Accept::Book, &mut |d| {
+            if let Decoded::Book(b) = d {
+                out = Some(b);
+            }
+        })?;
+        out.ok_or_else(|| malformed("no book object"))
     }
 
     /// Decodes a JSON array of update objects (the body of `GET /snapshot`), calling `each`
@@ -176,7 +270,27 @@ impl JsonDecoder {
         symbols: &SymbolTable,
         each: &mut dyn FnMut(Update),
     ) -> Result<(), DecodeError> {
-        self.decode_objects(body, symbols, true, each)
+        self.decode_objects(body, symbols, true, Accept::Update, &mut |d| {
+            if let Decoded::Update(u) = d {
+                each(u);
+            }
+        })
+    }
+
+    /// Decodes the body of `GET /snapshot` (with `&depth=N`: each symbol's update followed by
+    /// its book), calling `each` for every object, in order.
+    ///
+    /// # Errors
+    ///
+    /// As [`JsonDecoder::decode_update`] and [`JsonDecoder::decode_book`], for the first bad
+    /// element.
+    pub fn decode_snapshot(
+        &mut self,
+        body: &mut [u8],
+        symbols: &SymbolTable,
+        each: &mut dyn FnMut(Decoded),
+    ) -> Result<(), DecodeError> {
+        self.decode_objects(body, symbols, true, Accept::Any, each)
     }
 
     fn decode_objects(
@@ -184,46 +298,98 @@ impl JsonDecoder {
         buf: &mut [u8],
         symbols: &SymbolTable,
         array: bool,
-        each: &mut dyn FnMut(Update),
+        accept: Accept,
+        each: &mut dyn FnMut(Decoded),
     ) -> Result<(), DecodeError> {
         let base = buf.as_ptr() as usize;
         let len = buf.len();
         let buffers = self.buffers.get_or_insert_with(|| Buffers::new(512));
+        let approx = &mut self.approx;
+        approx.clear();
         let mut tape = Tape(recycle(std::mem::take(&mut self.tape)));
         let parsed = simd_json::fill_tape(buf, buffers, &mut tape)
             .map_err(|e| malformed(format!("not JSON: {e}")))
-            .and_then(|()| walk_top(&tape.0, base, len, symbols, array));
+            .and_then(|()| walk_top(&tape.0, Place { base, len, symbols, accept }, array, approx));
         self.tape = recycle(tape.0);
         // The tape is gone: the buffer can be read again, for the numbers' raw text.
         for w in parsed? {
-            let mut fixed = [0i64; 7];
-            for (i, f) in fixed.iter_mut().enumerate() {
-                *f = raw_fixed(buf, w.fixed_at[i], w.approx[i], FIXED_FIELDS[i])?;
+            match w {
+                WalkedMsg::Update(w) => {
+                    let mut fixed = [0i64; 7];
+                    for (i, f) in fixed.iter_mut().enumerate() {
+                        *f = raw_fixed(buf, w.fixed_at[i], w.approx[i], FIXED_FIELDS[i])?;
+                    }
+                    let mut tick = w.tick;
+                    [
+                        tick.bid,
+                        tick.bid_size,
+                        tick.ask,
+                        tick.ask_size,
+                        tick.last,
+                        tick.last_size,
+                        tick.volume,
+                    ] = fixed;
+                    each(Decoded::Update(Update { tick, snapshot: w.snapshot }));
+                }
+                WalkedMsg::Book(w) => {
+                    let mut sides: [Vec<(i64, i64)>; 2] = Default::default();
+                    for (side, out) in sides.iter_mut().enumerate() {
+                        let approx = self.approx.get(w.approx[side].clone()).unwrap_or(&[]);
+                        *out = Vec::with_capacity(approx.len() / 2);
+                        raw_levels(buf, w.side_at[side], approx, BOOK_SIDES[side], out)?;
+                    }
+                    let [bids, asks] = sides;
+                    let book = Levels {
+                        seq: w.seq,
+                        stale: w.stale,
+                        ts_event: w.ts_event,
+                        ts_gateway: w.ts_gateway,
+                        bids,
+                        asks,
+                    };
+                    each(Decoded::Book(BookRecord { symbol: w.symbol, depth: w.depth, book }));
+                }
             }
-            let mut tick = w.tick;
-            [tick.bid, tick.bid_size, tick.ask, tick.ask_size, tick.last, tick.last_size, tick.volume] =
-                fixed;
-            each(Update { tick, snapshot: w.snapshot });
         }
         Ok(())
     }
 }
 
+/// Where the objects of a tape come from and which are wanted: the buffer's address and
+/// length (to turn the keys' pointers into offsets), the symbols, the kinds accepted.
+#[derive(Clone, Copy)]
+struct Place<'s> {
+    base: usize,
+    len: usize,
+    symbols: &'s SymbolTable,
+    accept: Accept,
+}
+
+/// The offset just after `key` (its closing quote) in the buffer at `base` of `len` bytes,
+/// where the text of its value follows.
+fn key_end(key: &str, base: usize, len: usize, what: &str) -> Result<usize, DecodeError> {
+    // Keys point into the buffer (simd-json parses strings in place).
+    let at = (key.as_ptr() as usize).wrapping_sub(base).wrapping_add(key.len());
+    if at >= len {
+        return Err(malformed(format!("cannot locate the text of {what}")));
+    }
+    Ok(at)
+}
+
 /// Walks the top of a tape: one object, or (with `array`) an array of objects.
 fn walk_top(
     nodes: &[Node<'_>],
-    base: usize,
-    len: usize,
-    symbols: &SymbolTable,
+    place: Place<'_>,
     array: bool,
-) -> Result<Vec<Walked>, DecodeError> {
+    approx: &mut Vec<f64>,
+) -> Result<Vec<WalkedMsg>, DecodeError> {
     match nodes.first() {
-        Some(Node::Object { .. }) if !array => Ok(vec![walk_update(nodes, base, len, symbols)?.0]),
+        Some(Node::Object { .. }) if !array => Ok(vec![walk_object(nodes, place, approx)?.0]),
         Some(Node::Array { len: n, .. }) if array => {
             let mut out = Vec::with_capacity(*n);
             let mut i = 1;
             for _ in 0..*n {
-                let (w, used) = walk_update(nodes.get(i..).unwrap_or(&[]), base, len, symbols)?;
+                let (w, used) = walk_object(nodes.get(i..).unwrap_or(&[]), place, approx)?;
                 out.push(w);
                 i += used;
             }
@@ -231,6 +397,156 @@ fn walk_top(
         }
         _ => Err(malformed(if array { "expected an array of updates" } else { "expected an object" })),
     }
+}
+
+/// Walks one object of the kind `place.accept` allows; returns it and the nodes it spans.
+fn walk_object(
+    nodes: &[Node<'_>],
+    place: Place<'_>,
+    approx: &mut Vec<f64>,
+) -> Result<(WalkedMsg, usize), DecodeError> {
+    let book = match place.accept {
+        Accept::Update => false,
+        Accept::Book => true,
+        Accept::Any => object_type(nodes) == Some("book"),
+    };
+    if book {
+        walk_book(nodes, place, approx).map(|(w, n)| (WalkedMsg::Book(w), n))
+    } else {
+        walk_update(nodes, place.base, place.len, place.symbols).map(|(w, n)| (WalkedMsg::Update(w), n))
+    }
+}
+
+/// The `type` of the object at the start of `nodes`, if it has a string one.
+fn object_type<'a>(nodes: &[Node<'a>]) -> Option<&'a str> {
+    let Some(&Node::Object { len: fields, count }) = nodes.first() else { return None };
+    let body = nodes.get(1..=count)?;
+    let mut i = 0;
+    for _ in 0..fields {
+        let (Some(Node::String(key)), Some(value)) = (body.get(i), body.get(i + 1)) else { return None };
+        if *key == "type" {
+            return if let Node::String(t) = value { Some(t) } else { None };
+        }
+        i += 2;
+        if let Node::Object { count, .. } | Node::Array { count, .. } = value {
+            i += count;
+        }
+    }
+    None
+}
+
+/// Walks one book object at the start of `nodes`; returns it and the number of nodes it
+/// spans. Each side must be an array of `[number, number]`; their simd-json readings are
+/// appended to `approx`.
+fn walk_book(
+    nodes: &[Node<'_>],
+    place: Place<'_>,
+    approx: &mut Vec<f64>,
+) -> Result<(WalkedBook, usize), DecodeError> {
+    let Some(&Node::Object { len: fields, count }) = nodes.first() else {
+        return Err(malformed("book is not an object"));
+    };
+    let body = nodes.get(1..=count).ok_or_else(|| malformed("truncated tape"))?;
+    let mut w = WalkedBook {
+        symbol: 0,
+        seq: 0,
+        depth: 0,
+        stale: false,
+        ts_event: 0,
+        ts_gateway: 0,
+        side_at: [0; 2],
+        approx: [0..0, 0..0],
+    };
+    let mut seen = 0u16;
+    let mut i = 0;
+    let u64_of = |s: Option<StaticNode>, what: &str| {
+        s.and_then(|s| s.as_u64()).ok_or_else(|| malformed(format!("book {what} is not a u64")))
+    };
+    for _ in 0..fields {
+        let (Some(Node::String(key)), Some(value)) = (body.get(i), body.get(i + 1)) else {
+            return Err(malformed("truncated object"));
+        };
+        // The nodes inside `value`, if it is an array or an object, start here.
+        let inner = i + 2;
+        i += 2;
+        let scalar = match value {
+            Node::Static(s) => Some(*s),
+            Node::String(_) => None,
+            Node::Object { count, .. } | Node::Array { count, .. } => {
+                i += count;
+                None
+            }
+        };
+        let bit = match *key {
+            "type" => {
+                if !matches!(value, Node::String("book")) {
+                    return Err(malformed("type is not \"book\""));
+                }
+                B_TYPE
+            }
+            "symbol" => {
+                let Node::String(name) = value else { return Err(malformed("book symbol is not a string")) };
+                w.symbol =
+                    place.symbols.id(name).ok_or_else(|| DecodeError::UnknownSymbol(name.to_string()))?;
+                B_SYMBOL
+            }
+            "seq" => {
+                w.seq = u64_of(scalar, "seq")?;
+                B_SEQ
+            }
+            "depth" => {
+                w.depth = scalar
+                    .and_then(|s| s.as_u64())
+                    .and_then(|d| u16::try_from(d).ok())
+                    .ok_or_else(|| malformed("book depth is not a u16"))?;
+                B_DEPTH
+            }
+            "stale" => {
+                w.stale = scalar.and_then(|s| s.as_bool()).ok_or_else(|| malformed("stale is not a bool"))?;
+                B_STALE
+            }
+            "ts_event" => {
+                w.ts_event = u64_of(scalar, "ts_event")?;
+                B_TS_EVENT
+            }
+            "ts_gateway" => {
+                w.ts_gateway = u64_of(scalar, "ts_gateway")?;
+                B_TS_GATEWAY
+            }
+            k @ ("bids" | "asks") => {
+                let side = usize::from(k == "asks");
+                let not_pairs = || malformed(format!("{k} is not an array of [price, size] pairs"));
+                let &Node::Array { len: n, count } = value else { return Err(not_pairs()) };
+                let levels = body.get(inner..inner + count).ok_or_else(|| malformed("truncated tape"))?;
+                if count != n.saturating_mul(3) {
+                    return Err(not_pairs());
+                }
+                let start = approx.len();
+                for level in levels.chunks_exact(3) {
+                    let [Node::Array { len: 2, count: 2 }, Node::Static(p), Node::Static(q)] = level else {
+                        return Err(not_pairs());
+                    };
+                    for v in [p, q] {
+                        approx.push(
+                            Some(*v)
+                                .filter(|s| s.is_number())
+                                .and_then(|s| s.cast_f64())
+                                .ok_or_else(not_pairs)?,
+                        );
+                    }
+                }
+                w.approx[side] = start..approx.len();
+                w.side_at[side] = key_end(key, place.base, place.len, k)?;
+                B_SIDE0 << side
+            }
+            _ => 0, // unknown fields are ignored (forward compatibility)
+        };
+        seen |= bit;
+    }
+    if seen != B_ALL {
+        return Err(malformed(format!("book lacks fields (have {seen:#011b})")));
+    }
+    Ok((w, count + 1))
 }
 
 /// Walks one update object at the start of `nodes`; returns it and the number of nodes it
@@ -302,11 +618,7 @@ fn walk_update(
                         .ok_or_else(|| malformed(format!("{k} is not a number")))?;
                     // The key points into the buffer (simd-json parses strings in place);
                     // its value follows the closing quote and the colon.
-                    let at = (key.as_ptr() as usize).wrapping_sub(base).wrapping_add(key.len());
-                    if at >= len {
-                        return Err(malformed(format!("cannot locate the text of {k}")));
-                    }
-                    w.fixed_at[fi] = at;
+                    w.fixed_at[fi] = key_end(key, base, len, k)?;
                     F_FIXED0 << fi
                 }
                 None => 0, // unknown fields are ignored (forward compatibility)
@@ -324,15 +636,73 @@ fn walk_update(
 /// quote, then optional spaces, a colon, optional spaces). `approx` is simd-json's reading
 /// of the same number, used as a cross-check.
 fn raw_fixed(buf: &[u8], at: usize, approx: f64, field: &str) -> Result<i64, DecodeError> {
+    let rest = after_colon(buf, at, field)?;
+    let start = rest.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(rest.len());
+    exact_number(&rest[start..], approx, field).map(|(v, _)| v)
+}
+
+/// The text after the colon that follows the key ending at `at` (its closing quote, then
+/// optional spaces, the colon).
+fn after_colon<'b>(buf: &'b [u8], at: usize, field: &str) -> Result<&'b [u8], DecodeError> {
     let rest = buf.get(at..).unwrap_or(&[]);
     let colon = rest
         .iter()
         .take(16)
         .position(|&b| b == b':')
         .ok_or_else(|| malformed(format!("no ':' after key {field}")))?;
-    let rest = &rest[colon + 1..];
-    let start = rest.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(rest.len());
-    let rest = &rest[start..];
+    Ok(&rest[colon + 1..])
+}
+
+/// Reads the levels of one book side from the raw text after its key (ending at `at`): an
+/// array of `[price, size]` pairs, as many as `approx` (simd-json's readings, two a level)
+/// says, each number exact ([`exact_number`]) and cross-checked. Appends them to `out`.
+fn raw_levels(
+    buf: &[u8],
+    at: usize,
+    approx: &[f64],
+    field: &str,
+    out: &mut Vec<(i64, i64)>,
+) -> Result<(), DecodeError> {
+    let text = after_colon(buf, at, field)?;
+    let mut i = 0;
+    let skip_ws = |i: &mut usize| {
+        while text.get(*i).is_some_and(|b| b.is_ascii_whitespace()) {
+            *i += 1;
+        }
+    };
+    let expect = |i: &mut usize, want: u8| {
+        skip_ws(i);
+        if text.get(*i) == Some(&want) {
+            *i += 1;
+            Ok(())
+        } else {
+            Err(malformed(format!("{field}: expected '{}' in the levels' text", want as char)))
+        }
+    };
+    let number = |i: &mut usize, approx: f64| {
+        skip_ws(i);
+        let (v, used) = exact_number(text.get(*i..).unwrap_or(&[]), approx, field)?;
+        *i += used;
+        Ok::<i64, DecodeError>(v)
+    };
+    expect(&mut i, b'[')?;
+    for (k, pair) in approx.chunks_exact(2).enumerate() {
+        if k > 0 {
+            expect(&mut i, b',')?;
+        }
+        expect(&mut i, b'[')?;
+        let price = number(&mut i, pair[0])?;
+        expect(&mut i, b',')?;
+        let size = number(&mut i, pair[1])?;
+        expect(&mut i, b']')?;
+        out.push((price, size));
+    }
+    expect(&mut i, b']')
+}
+
+/// The exact fixed-point value of the number whose text starts `rest`, and its length.
+/// `approx` is simd-json's reading of the same number, used as a cross-check.
+fn exact_number(rest: &[u8], approx: f64, field: &str) -> Result<(i64, usize), DecodeError> {
     let end =
         rest.iter().position(|&b| !(b.is_ascii_digit() || b == b'-' || b == b'.')).unwrap_or(rest.len());
     if !matches!(rest.get(end), None | Some(b',' | b'}' | b']' | b' ' | b'\t' | b'\r' | b'\n')) {
@@ -348,7 +718,7 @@ fn raw_fixed(buf: &[u8], at: usize, approx: f64, field: &str) -> Result<i64, Dec
     if (back - approx).abs() > 1e-9 * approx.abs().max(1.0) {
         return Err(malformed(format!("{field}: text {text:?} disagrees with its parsed value {approx}")));
     }
-    Ok(v)
+    Ok((v, end))
 }
 
 /// Iterates over the records of a binary frame payload in place.
@@ -372,9 +742,51 @@ pub fn binary_update(record: &[u8]) -> Result<Update, binary::DecodeError> {
     binary::decode_record(record).map(|r| Update { tick: r.tick, snapshot: r.snapshot })
 }
 
-/// Records in a binary payload (for byte accounting).
+/// 88-byte units in a binary payload (for byte accounting; a book record is several).
 pub fn record_count(payload: &[u8]) -> usize {
     payload.len() / RECORD_LEN
+}
+
+/// How far to step over the record at the start of `rest` (the records of a binary frame
+/// not walked yet, a whole number of 88-byte units): 88 bytes, or for a book record
+/// (type [`binary::RECORD_BOOK`]) its `units` × 88 (bytes 2..4, u16 little-endian).
+///
+/// # Errors
+///
+/// [`binary::DecodeError::RecordLength`] if `rest` is shorter than one record;
+/// [`binary::DecodeError::BookPastFrame`] for a book record whose `units` is 0 or runs past
+/// `rest`: the rest of the frame cannot be walked.
+#[inline]
+pub fn record_len(rest: &[u8]) -> Result<usize, binary::DecodeError> {
+    let (Some(&kind), Some(units)) = (rest.first(), rest.get(2..4)) else {
+        return Err(binary::DecodeError::RecordLength { len: rest.len() });
+    };
+    if rest.len() < RECORD_LEN {
+        return Err(binary::DecodeError::RecordLength { len: rest.len() });
+    }
+    if kind != binary::RECORD_BOOK {
+        return Ok(RECORD_LEN);
+    }
+    let units = usize::from(u16::from_le_bytes([units[0], units[1]]));
+    let len = units * RECORD_LEN;
+    if units == 0 || len > rest.len() {
+        return Err(binary::DecodeError::BookPastFrame { units, left: rest.len() });
+    }
+    Ok(len)
+}
+
+/// Decodes one whole book record (`record` is exactly its `units` × 88 bytes, as
+/// [`record_len`] measured it) with the gateway's decoder.
+///
+/// # Errors
+///
+/// As [`binary::decode_message`] (lengths that do not add up); a record of another type is
+/// [`binary::DecodeError::UnknownType`].
+pub fn binary_book(record: &[u8]) -> Result<BookRecord, binary::DecodeError> {
+    match binary::decode_message(record)? {
+        binary::Message::Book(b) => Ok(b),
+        _ => Err(binary::DecodeError::UnknownType { record_type: record.first().copied().unwrap_or(0) }),
+    }
 }
 
 /// A trade or a gap notice (for `--trades`).
@@ -606,6 +1018,155 @@ mod tests {
         assert_eq!(got[1].tick.symbol, 0);
         let mut empty = b"[]".to_vec();
         JsonDecoder::new().decode_update_array(&mut empty, &syms, &mut |_| panic!()).unwrap();
+    }
+
+    fn book(seq: u64) -> Levels {
+        Levels {
+            seq,
+            stale: false,
+            ts_event: 1_723_161_254_206_652_067,
+            ts_gateway: 1_723_161_254_206_700_000,
+            bids: vec![(6_183_763_000_000, 378_826_000), (6_183_762_000_000, 61_700_000)],
+            asks: vec![(6_183_764_000_000, 120_000_000)],
+        }
+    }
+
+    #[test]
+    fn decodes_the_gateways_json_books_exactly() {
+        let syms = table();
+        let mut d = JsonDecoder::new();
+        // (levels, depth): the documented example, extremes, one side empty, both empty, and
+        // values whose f64 is not exact (0.1, 1e-8, 92233720368.54775807).
+        let cases: Vec<(Levels, usize)> = vec![
+            (book(17), 10),
+            (
+                Levels {
+                    bids: vec![(i64::MAX, 1), (10_000_000, 1), (1, i64::MAX)],
+                    asks: vec![(-1, 3), (0, 0), (i64::MIN, i64::MIN)],
+                    stale: true,
+                    ..book(u64::MAX)
+                },
+                3,
+            ),
+            (Levels { asks: vec![], ..book(1) }, 50),
+            (Levels { bids: vec![], asks: vec![], ..book(2) }, 1),
+        ];
+        for (levels, depth) in cases {
+            let mut buf = Vec::new();
+            tickgate::protocol::json::encode_book(&mut buf, "BRK.B", depth, &levels);
+            assert!(buf.starts_with(BOOK_PREFIX), "{}", String::from_utf8_lossy(&buf));
+            let text = String::from_utf8_lossy(&buf).into_owned();
+            let b = d.decode_book(&mut buf, &syms).unwrap_or_else(|e| panic!("{e}: {text}"));
+            assert_eq!(b, BookRecord { symbol: 1, depth: depth as u16, book: levels }, "{text}");
+        }
+        // The documented example, spaced out and reordered, with an unknown field.
+        let mut spaced =
+            br#"{ "depth" : 10, "type":"book", "bids" : [ [ 61837.63 , 3.78826 ] ,[61837.62,0.617] ],
+            "asks":[[61837.64,1.2]], "extra":{"a":[1,2]}, "symbol":"BRK.B","seq":17,"stale":false,
+            "ts_event":1723161254206652067,"ts_gateway":1723161254206700000}"#
+                .to_vec();
+        let b = d.decode_book(&mut spaced, &syms).unwrap();
+        assert_eq!(b, BookRecord { symbol: 1, depth: 10, book: book(17) });
+        // A book is not an update, nor the other way round.
+        let mut buf = Vec::new();
+        tickgate::protocol::json::encode_book(&mut buf, "X", 5, &book(3));
+        assert!(matches!(d.decode_update(&mut buf.clone(), &syms), Err(DecodeError::Malformed(_))));
+        let mut u = Vec::new();
+        encode_update(&mut u, &tick(), "X", false);
+        assert!(matches!(d.decode_book(&mut u, &syms), Err(DecodeError::Malformed(_))));
+        let syms2 = SymbolTable::new(vec!["ZZZ".into()]).unwrap();
+        assert_eq!(d.decode_book(&mut buf, &syms2), Err(DecodeError::UnknownSymbol("X".into())));
+    }
+
+    #[test]
+    fn malformed_books_are_errors() {
+        let syms = table();
+        let mut d = JsonDecoder::new();
+        let good = r#"{"type":"book","symbol":"X","seq":17,"depth":10,"bids":[[61837.63,3.78826]],"asks":[[61837.64,1.2]],"stale":false,"ts_event":1,"ts_gateway":2}"#;
+        assert!(d.decode_book(&mut good.as_bytes().to_vec(), &syms).is_ok());
+        // (what to replace in the good book, with what)
+        let cases: &[(&str, &str)] = &[
+            ("61837.63", "6.183763e4"),                 // an exponent
+            ("61837.63", "61837.630000001"),            // more than 8 places
+            ("61837.63", "\"61837.63\""),               // a string
+            ("61837.63", "null"),                       // not a number
+            ("[61837.63,3.78826]", "[61837.63]"),       // a level without a size
+            ("[61837.63,3.78826]", "[1,2,3]"),          // three numbers
+            ("[61837.63,3.78826]", "61837.63"),         // not a pair
+            ("[[61837.64,1.2]]", "{}"),                 // a side that is not an array
+            ("[[61837.64,1.2]]", "[[61837.64,[1.2]]]"), // a nested size
+            ("\"seq\":17", "\"seq\":-17"),
+            ("\"seq\":17", "\"seq\":1.5"),
+            ("\"depth\":10", "\"depth\":65536"),
+            ("\"depth\":10", "\"depth\":-1"),
+            ("\"stale\":false", "\"stale\":0"),
+            ("\"stale\":false,", ""), // a field missing
+            ("\"type\":\"book\"", "\"type\":\"books\""),
+            ("\"symbol\":\"X\"", "\"symbol\":7"),
+            ("\"ts_gateway\":2}", "\"ts_gateway\":2"), // truncated
+        ];
+        for (from, to) in cases {
+            let bad = good.replacen(from, to, 1);
+            assert_ne!(bad, good, "{from} not found");
+            assert!(
+                matches!(d.decode_book(&mut bad.as_bytes().to_vec(), &syms), Err(DecodeError::Malformed(_))),
+                "{bad}"
+            );
+        }
+        for bad in ["[]", "", "nope", "{}"] {
+            assert!(d.decode_book(&mut bad.as_bytes().to_vec(), &syms).is_err(), "{bad}");
+        }
+        // The decoder is not left in a bad state.
+        assert!(d.decode_book(&mut good.as_bytes().to_vec(), &syms).is_ok());
+    }
+
+    #[test]
+    fn decodes_snapshots_with_books() {
+        let syms = table();
+        let mut body = b"[".to_vec();
+        encode_update(&mut body, &tick(), "BRK.B", true);
+        body.push(b',');
+        tickgate::protocol::json::encode_book(&mut body, "BRK.B", 2, &book(5));
+        body.push(b',');
+        encode_update(&mut body, &Tick { symbol: 0, ..tick() }, "AAPL", true);
+        body.push(b']');
+        let mut got = Vec::new();
+        JsonDecoder::new().decode_snapshot(&mut body.clone(), &syms, &mut |x| got.push(x)).unwrap();
+        assert_eq!(
+            got,
+            [
+                Decoded::Update(Update { tick: tick(), snapshot: true }),
+                Decoded::Book(BookRecord { symbol: 1, depth: 2, book: book(5) }),
+                Decoded::Update(Update { tick: Tick { symbol: 0, ..tick() }, snapshot: true }),
+            ]
+        );
+        // An array of updates only has no room for a book.
+        assert!(JsonDecoder::new().decode_update_array(&mut body, &syms, &mut |_| {}).is_err());
+    }
+
+    #[test]
+    fn binary_records_are_stepped_over_by_their_length() {
+        let mut frame = Vec::new();
+        tickgate::protocol::binary::encode_record(&mut frame, &tick(), false);
+        let at = frame.len();
+        tickgate::protocol::binary::encode_book(&mut frame, 2, 10, &book(9));
+        let len = frame.len() - at;
+        assert_eq!(len, 2 * RECORD_LEN, "a header and 3 levels of 16 bytes");
+        assert_eq!(record_len(&frame), Ok(RECORD_LEN));
+        assert_eq!(record_len(&frame[at..]), Ok(len));
+        assert_eq!(binary_book(&frame[at..]), Ok(BookRecord { symbol: 2, depth: 10, book: book(9) }));
+        assert!(binary_book(&frame[..at]).is_err(), "not a book");
+        // units 0, or more than the frame holds: the frame cannot be walked further.
+        for units in [0u16, 3, u16::MAX] {
+            let mut bad = frame[at..].to_vec();
+            bad[2..4].copy_from_slice(&units.to_le_bytes());
+            assert!(
+                matches!(record_len(&bad), Err(binary::DecodeError::BookPastFrame { .. })),
+                "units {units}"
+            );
+        }
+        assert!(record_len(&frame[..RECORD_LEN - 1]).is_err());
+        assert!(record_len(&[]).is_err());
     }
 
     #[test]

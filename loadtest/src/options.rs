@@ -109,6 +109,9 @@ pub struct Options {
     pub max_rate: Option<f64>,
     /// Subscribe with `"trades": true` (`--trades`).
     pub trades: bool,
+    /// Subscribe with `"depth": N` (`--depth`): each symbol's order book too, N levels a
+    /// side, checked and counted as books. 0 (the default): no books.
+    pub depth: u16,
     /// Pick symbols only among the gateway's list positions `start..end` (`--symbol-range`).
     pub symbol_range: Option<(usize, usize)>,
     /// WebSocket or Server-Sent Events.
@@ -160,6 +163,7 @@ impl Options {
             format: FormatMode::Json,
             max_rate: None,
             trades: false,
+            depth: 0,
             symbol_range: None,
             transport: Transport::Ws,
             churn_per_sec: 0.0,

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::checker::{TradeCounts, Violations};
+use crate::checker::{BookCounts, TradeCounts, Violations};
 use crate::options::FormatMode;
 use crate::picker::Pick;
 use crate::stats::{Hist, Percentiles, RATE_SCALE, fmt_ns, merge as merge_hist, thousands};
@@ -42,6 +42,9 @@ pub struct RunConfig {
     pub format: FormatMode,
     /// max_rate sent, if any.
     pub max_rate: Option<f64>,
+    /// `--depth`: order-book levels a side subscribed to (0: no books).
+    #[serde(default)]
+    pub depth: u16,
     /// Churn (clients per second).
     pub churn_per_sec: f64,
     /// Requested measurement time, seconds.
@@ -144,6 +147,12 @@ pub struct VerifySummary {
     pub mismatches: u64,
     /// Pairs the gateway has a value for but the client never received.
     pub missing: u64,
+    /// `--depth`: (client, symbol) books compared.
+    #[serde(default)]
+    pub books_compared: u64,
+    /// `--depth`: books that differed (levels or stale flag), or that only one side had.
+    #[serde(default)]
+    pub book_mismatches: u64,
     /// Descriptions of the first differences.
     pub samples: Vec<String>,
     /// Why the comparison could not be made (the feed never ended, the snapshot request
@@ -250,6 +259,12 @@ pub struct Report {
     /// `--trades`: trades received and gaps reported over the whole run.
     #[serde(default)]
     pub trades: TradeCounts,
+    /// `--depth`: order books received (and stale ones) over the whole run.
+    #[serde(default)]
+    pub books: BookCounts,
+    /// `--depth`: order books received per second during measurement.
+    #[serde(default)]
+    pub books_per_sec: f64,
     /// Close codes of unexpected closes (1006: dropped without a close frame).
     pub close_codes: BTreeMap<String, u64>,
     /// Connections whose close handshake at the end timed out.
@@ -381,6 +396,19 @@ impl Report {
                 ),
             );
         }
+        if self.books != BookCounts::default() || self.config.depth > 0 {
+            row(
+                &mut s,
+                "books",
+                format!(
+                    "{} received over the run ({}/s measured, depth {}), {} stale",
+                    thousands(self.books.books),
+                    thousands(self.books_per_sec.round() as u64),
+                    self.config.depth,
+                    thousands(self.books.stale)
+                ),
+            );
+        }
         row(
             &mut s,
             "throughput",
@@ -490,6 +518,14 @@ impl Report {
         if let Some(v) = &self.verify {
             let text = match &v.error {
                 Some(e) => format!("NOT DONE: {e}"),
+                None if v.books_compared > 0 => format!(
+                    "{} values compared, {} mismatches, {} missing; {} books compared, {} mismatches",
+                    thousands(v.compared),
+                    v.mismatches,
+                    v.missing,
+                    thousands(v.books_compared),
+                    v.book_mismatches
+                ),
                 None => format!(
                     "{} values compared, {} mismatches, {} missing",
                     thousands(v.compared),
@@ -650,6 +686,8 @@ pub fn merge(reports: &[Report]) -> Result<Report, String> {
         m.cpu.saturated |= r.cpu.saturated;
         m.violations.add(&r.violations);
         m.trades.add(&r.trades);
+        m.books.add(&r.books);
+        m.books_per_sec += r.books_per_sec;
         m.close_timeouts += r.close_timeouts;
         for (k, v) in &r.close_codes {
             *m.close_codes.entry(k.clone()).or_default() += v;
@@ -662,6 +700,8 @@ pub fn merge(reports: &[Report]) -> Result<Report, String> {
             mv.compared += v.compared;
             mv.mismatches += v.mismatches;
             mv.missing += v.missing;
+            mv.books_compared += v.books_compared;
+            mv.book_mismatches += v.book_mismatches;
             mv.samples.extend(v.samples.iter().cloned());
             if mv.error.is_none() {
                 mv.error.clone_from(&v.error);
@@ -736,5 +776,50 @@ mod tests {
         r.violations.seq_backwards = 2;
         assert!(r.markdown_row().contains("2 (2 seq_backwards"), "{}", r.markdown_row());
         assert!(r.table().contains("FAIL"));
+    }
+
+    #[test]
+    fn books_are_reported_and_book_violations_fail_the_run() {
+        let mut r = Report::default();
+        r.clients.target = 1;
+        r.clients.subscribed = 1;
+        assert!(!r.table().contains("books "), "no books line without --depth");
+        r.config.depth = 10;
+        r.books = BookCounts { books: 12_345, stale: 3 };
+        r.books_per_sec = 411.5;
+        let table = r.table();
+        assert!(
+            table.contains(
+                "books            12,345 received over the run (412/s measured, depth 10), 3 stale"
+            ),
+            "{table}"
+        );
+        assert!(r.passed());
+        for set in [
+            |v: &mut Violations| v.book_order = 1,
+            |v: &mut Violations| v.book_invalid = 1,
+            |v: &mut Violations| v.final_book_mismatches = 1,
+        ] {
+            let mut bad = r.clone();
+            set(&mut bad.violations);
+            assert_eq!(bad.violations.total(), 1);
+            assert!(!bad.passed(), "{:?}", bad.violations);
+        }
+        // A report written before books existed still loads.
+        let mut v = serde_json::to_value(&r).unwrap();
+        let o = v.as_object_mut().unwrap();
+        o.remove("books");
+        o.remove("books_per_sec");
+        o["violations"].as_object_mut().unwrap().remove("book_order");
+        o["config"].as_object_mut().unwrap().remove("depth");
+        let back: Report = serde_json::from_value(v).unwrap();
+        assert_eq!(
+            (back.books, back.config.depth, back.violations.book_order),
+            (BookCounts::default(), 0, 0)
+        );
+        // Merged reports add books up.
+        let m = merge(&[r.clone(), r]).unwrap();
+        assert_eq!(m.books, BookCounts { books: 24_690, stale: 6 });
+        assert_eq!(m.books_per_sec, 823.0);
     }
 }

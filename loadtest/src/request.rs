@@ -3,13 +3,14 @@
 
 use crate::ws::frame::{opcode, write_client_frame};
 
-/// Appends `{"op":"subscribe","symbols":[...],"id":ID[,"max_rate":R][,"trades":true]}` as a
-/// masked frame.
+/// Appends `{"op":"subscribe","symbols":[...],"id":ID[,"max_rate":R][,"trades":true]
+/// [,"depth":N]}` as a masked frame (`depth` only when N > 0: 0 is the protocol's default,
+/// no books).
 pub fn subscribe<'a>(
     out: &mut Vec<u8>,
     id: u32,
     symbols: impl IntoIterator<Item = &'a str>,
-    (max_rate, trades): (Option<f64>, bool),
+    (max_rate, trades, depth): (Option<f64>, bool, u16),
     mask: [u8; 4],
 ) {
     let mut j = br#"{"op":"subscribe","symbols":"#.to_vec();
@@ -20,6 +21,9 @@ pub fn subscribe<'a>(
     }
     if trades {
         j.extend_from_slice(br#","trades":true"#);
+    }
+    if depth > 0 {
+        j.extend_from_slice(format!(r#","depth":{depth}"#).as_bytes());
     }
     j.push(b'}');
     write_client_frame(out, opcode::TEXT, &j, mask);
@@ -71,12 +75,16 @@ mod tests {
     #[test]
     fn the_gateway_parses_our_requests() {
         let mut out = Vec::new();
-        subscribe(&mut out, 1, ["AAPL", "BRK.B"], (Some(2.5), false), [1, 2, 3, 4]);
+        subscribe(&mut out, 1, ["AAPL", "BRK.B"], (Some(2.5), false, 0), [1, 2, 3, 4]);
         unsubscribe(&mut out, 2, ["AAPL"], [5, 6, 7, 8]);
         list(&mut out, 3, [0, 0, 0, 1]);
-        subscribe(&mut out, 4, ["X"], (None, true), [9, 9, 9, 9]);
+        subscribe(&mut out, 4, ["X"], (None, true, 0), [9, 9, 9, 9]);
+        subscribe(&mut out, 5, ["X", "AAPL"], (Some(4.0), true, 10), [3, 1, 4, 1]);
+        subscribe(&mut out, 6, ["X"], (None, false, u16::MAX), [2, 7, 1, 8]);
         let mut msgs = roundtrip(&out);
-        assert_eq!(msgs.len(), 4);
+        assert_eq!(msgs.len(), 6);
+        // depth 0 is left out (the protocol's default), N > 0 is sent as is.
+        assert!(!String::from_utf8_lossy(&msgs[0]).contains("depth"));
         match control::parse(&mut msgs[0]).unwrap() {
             ClientMsg::Subscribe { id, symbols, max_rate, trades, depth } => {
                 assert!(!trades);
@@ -91,7 +99,19 @@ mod tests {
         assert!(matches!(control::parse(&mut msgs[2]).unwrap(), ClientMsg::List { id: Some(3) }));
         assert!(matches!(
             control::parse(&mut msgs[3]).unwrap(),
-            ClientMsg::Subscribe { id: Some(4), max_rate: None, trades: true, .. }
+            ClientMsg::Subscribe { id: Some(4), max_rate: None, trades: true, depth: 0, .. }
+        ));
+        match control::parse(&mut msgs[4]).unwrap() {
+            ClientMsg::Subscribe { id, symbols, max_rate, trades, depth } => {
+                assert_eq!((id, trades, depth), (Some(5), true, 10));
+                assert_eq!(symbols, vec!["X", "AAPL"]);
+                assert!(max_rate.is_some());
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            control::parse(&mut msgs[5]).unwrap(),
+            ClientMsg::Subscribe { id: Some(6), trades: false, depth: u16::MAX, .. }
         ));
     }
 }

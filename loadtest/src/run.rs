@@ -17,7 +17,7 @@
 //!    handshake), collect the threads' summaries, and build the [`Report`]
 //!    (`build_report`).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufWriter, Write as _};
 use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
@@ -33,7 +33,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::checker::{Checker, TradeCounts, Violations};
+use crate::checker::{BookCounts, Checker, TradeCounts, Violations};
 use crate::decode::SymbolTable;
 use crate::dial;
 use crate::options::Options;
@@ -450,13 +450,18 @@ impl<'o> Coordinator<'o> {
             }
         }
         let finals = &self.agg.finals;
-        let mut snapshots: Vec<HashMap<u32, tickgate::feeds::Tick>> = Vec::with_capacity(opts.urls.len());
+        let mut snapshots: Vec<verify::Snapshot> = Vec::with_capacity(opts.urls.len());
         for (i, url) in opts.urls.iter().enumerate() {
             let mut wanted: Vec<u32> =
                 finals.iter().filter(|f| f.url == i).flat_map(|f| f.values.iter().map(|(s, _)| *s)).collect();
             wanted.sort_unstable();
             wanted.dedup();
-            snapshots.push(rt.block_on(verify::fetch_snapshots(url, &wanted, &self.shared.symbols))?);
+            snapshots.push(rt.block_on(verify::fetch_snapshots(
+                url,
+                &wanted,
+                &self.shared.symbols,
+                opts.depth,
+            ))?);
         }
         Ok(verify::compare(finals, &snapshots, &self.shared.symbols))
     }
@@ -771,6 +776,7 @@ fn build_report(
     let secs = measured.as_secs_f64().max(1e-9);
     let mut violations = Violations::default();
     let mut trades = TradeCounts::default();
+    let mut books = BookCounts::default();
     let mut samples = Vec::new();
     let mut errors = std::mem::take(&mut agg.errors);
     let mut close_codes = BTreeMap::new();
@@ -781,6 +787,7 @@ fn build_report(
     for d in &agg.done {
         violations.add(&d.checker.violations);
         trades.add(&d.checker.trades);
+        books.add(&d.checker.books);
         samples.extend(d.checker.samples.iter().cloned());
         errors.extend(d.errors.iter().cloned());
         for (k, v) in &d.close_codes {
@@ -807,6 +814,7 @@ fn build_report(
     if let Some(v) = &verify {
         violations.final_mismatches += v.mismatches;
         violations.final_missing += v.missing;
+        violations.final_book_mismatches += v.book_mismatches;
     }
     let pct = |d: Duration| d.as_secs_f64() / secs * 100.0;
     let usable = opts.threads.min(machine.cores).max(1) as f64;
@@ -828,6 +836,14 @@ fn build_report(
             cpu.workers_pct, cpu.max_thread_pct, opts.threads, machine.cores
         ));
     }
+    if opts.depth > 0 && books.books == 0 {
+        // Not a violation: a feed without books (tick files, the NATS bus) sends quotes only.
+        warnings.push(format!(
+            "--depth {} but no order book arrived: does the gateway's feed keep books (a capture \
+             replay, or the simulator with feed.depth_levels > 0)?",
+            opts.depth
+        ));
+    }
     let connected = shared.connected.load(Ordering::Acquire);
     let subscribed = shared.subscribed.load(Ordering::Acquire);
     let failed = shared.failed.load(Ordering::Acquire).max(opts.clients.saturating_sub(subscribed));
@@ -847,6 +863,7 @@ fn build_report(
             pick: opts.pick,
             format: opts.format,
             max_rate: opts.max_rate,
+            depth: opts.depth,
             churn_per_sec: opts.churn_per_sec,
             duration_secs: opts.duration.as_secs_f64(),
             ramp_per_sec: opts.ramp_per_sec,
@@ -886,6 +903,8 @@ fn build_report(
         own_rss_bytes: own_rss,
         violations,
         trades,
+        books,
+        books_per_sec: c.books as f64 / secs,
         close_codes,
         close_timeouts,
         verify,

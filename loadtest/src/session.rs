@@ -26,9 +26,12 @@
 //!   which returns an [`Incoming`] cursor. Each [`Incoming::poll_event`] parses the next
 //!   frame **in place** in the read buffer (simd-json for JSON updates, 88-byte records for
 //!   binary, [`crate::decode`]), hands the update to the [`Checker`] and returns it with its
-//!   [`Verdict`]. Events are produced as they are polled, so there is no event queue per
-//!   connection (which would hold thousands of updates after a 256 KiB read, times 18,000
-//!   connections) and no allocation per update. The worker polls with
+//!   [`Verdict`]. Order books (`--depth`: JSON `book` objects, binary records of type 4
+//!   that span `units` × 88 bytes) go straight to the checker and are counted
+//!   ([`Incoming::books`]); they are not updates and yield no event. Events are produced as
+//!   they are polled, so there is no event queue per connection (which would hold
+//!   thousands of updates after a 256 KiB read, times 18,000 connections) and no
+//!   allocation per update. The worker polls with
 //!   [`Incoming::poll_event_with`] instead, which gives each update to a closure by
 //!   reference (same events, same order, no copy of the update). When the cursor is
 //!   dropped, the bytes of an incomplete frame are carried to the next read.
@@ -54,7 +57,9 @@ use tickgate::protocol::Format;
 use tickgate::protocol::binary::{self, RECORD_LEN};
 
 use crate::checker::{Checker, ConnId, Verdict};
-use crate::decode::{self, Control, DecodeError, JsonDecoder, SymbolTable, UPDATE_PREFIX, Update};
+use crate::decode::{
+    self, BOOK_PREFIX, Control, DecodeError, JsonDecoder, SymbolTable, UPDATE_PREFIX, Update,
+};
 use crate::request;
 use crate::ws::frame::{self, opcode};
 use crate::ws::handshake::{self, HandshakeError, MAX_RESPONSE_HEADER};
@@ -221,6 +226,8 @@ pub struct Session {
     rng: fastrand::Rng,
     /// Subscribe with `"trades": true` (`--trades`).
     pub trades: bool,
+    /// Subscribe with `"depth": N` when N > 0 (`--depth`); books are checked against it.
+    pub depth: u16,
     /// The Server-Sent Events transport (`--transport sse`): the body decoder (taken out
     /// while an `Incoming` works on it).
     sse: Option<Box<crate::sse::SseDecoder>>,
@@ -246,6 +253,7 @@ impl Session {
             next_id: 1,
             rng,
             trades: false,
+            depth: 0,
             sse: None,
             is_sse: false,
         }
@@ -399,6 +407,7 @@ impl Session {
             records: 0..0,
             batch: 0..0,
             frames: 0,
+            books: 0,
             conn,
         }
     }
@@ -468,7 +477,7 @@ impl Session {
         cx.checker.subscribe_sent(self.conn, symbols);
         let mask = self.mask();
         let names = symbols.iter().map(|&s| cx.symbols.name(s));
-        request::subscribe(&mut self.transmit, id, names, (max_rate, self.trades), mask);
+        request::subscribe(&mut self.transmit, id, names, (max_rate, self.trades, self.depth), mask);
         Some(id)
     }
 
@@ -619,6 +628,8 @@ pub struct Incoming<'a> {
     batch: Range<usize>,
     /// Data (text and binary) frames processed.
     frames: u64,
+    /// Order books decoded (each handed to the checker).
+    books: u64,
     /// The session's connection id (read on every update).
     conn: ConnId,
 }
@@ -637,6 +648,11 @@ impl Incoming<'_> {
     /// Data frames (text and binary) processed so far in this read.
     pub fn frames(&self) -> u64 {
         self.frames
+    }
+
+    /// Order books decoded so far in this read (checked, not returned as events).
+    pub fn books(&self) -> u64 {
+        self.books
     }
 
     /// The next event of this read: updates (checked), replies, pings, the end of the
@@ -687,11 +703,11 @@ impl Incoming<'_> {
         loop {
             if !self.records.is_empty() {
                 let at = self.records.start;
-                self.records.start += RECORD_LEN;
                 if self.buf[at] != binary::RECORD_L1 {
-                    self.binary_trade(at);
+                    self.binary_other();
                     continue;
                 }
+                self.records.start += RECORD_LEN;
                 match decode::binary_update(&self.buf[at..at + RECORD_LEN]) {
                     // An unknown id is simply not held: the checker counts it.
                     Ok(u) => {
@@ -777,6 +793,33 @@ impl Incoming<'_> {
         }
     }
 
+    /// The record at the start of `records` when it is not an L1 update: a book (`units` ×
+    /// 88 bytes), a trade or a gap (88). A book whose length cannot be right leaves the rest
+    /// of the frame unwalkable: counted as malformed, the frame's other records dropped.
+    fn binary_other(&mut self) {
+        let at = self.records.start;
+        let len = match decode::record_len(&self.buf[self.records.clone()]) {
+            Ok(len) => len,
+            Err(e) => {
+                self.cx.checker.malformed(self.session.conn, &e.to_string());
+                self.records = 0..0;
+                return;
+            }
+        };
+        self.records.start += len;
+        if self.buf[at] != binary::RECORD_BOOK {
+            self.binary_trade(at);
+            return;
+        }
+        match decode::binary_book(&self.buf[at..at + len]) {
+            Ok(b) => {
+                self.books += 1;
+                self.cx.checker.book(self.session.conn, self.session.depth, b);
+            }
+            Err(e) => self.cx.checker.malformed(self.session.conn, &e.to_string()),
+        }
+    }
+
     /// A trade or gap record (or an unknown type, counted as malformed).
     fn binary_trade(&mut self, at: usize) {
         let conn = self.session.conn;
@@ -791,6 +834,12 @@ impl Incoming<'_> {
     /// A JSON trade or gap object (decoded on a copy: trades are far rarer than updates).
     fn json_trade(&mut self, range: Range<usize>) {
         check_json_trade(&mut self.cx, self.session.conn, &self.buf[range]);
+    }
+
+    /// A JSON book object, decoded in place and handed to the checker.
+    fn json_book(&mut self, range: Range<usize>) {
+        let who = (self.session.conn, self.session.depth);
+        self.books += u64::from(check_json_book(self.json, &mut self.cx, who, &mut self.buf[range]));
     }
 
     /// The SSE transport's step: de-chunks what was read, then handles complete events one by
@@ -817,6 +866,11 @@ impl Incoming<'_> {
                 check_json_trade(&mut self.cx, conn, data);
                 continue;
             }
+            if data.starts_with(BOOK_PREFIX) {
+                self.books +=
+                    u64::from(check_json_book(self.json, &mut self.cx, (conn, self.session.depth), data));
+                continue;
+            }
             if data.starts_with(UPDATE_PREFIX) {
                 if let Some(u) = decode_json_update(self.json, &mut self.cx, conn, data) {
                     self.deliver(&u, on_update);
@@ -827,6 +881,10 @@ impl Incoming<'_> {
                 continue;
             }
             match decode::parse_control(&mut data.to_vec()) {
+                Ok(Control::Other(t)) if t == "book" => {
+                    let who = (conn, self.session.depth);
+                    self.books += u64::from(check_json_book(self.json, &mut self.cx, who, data));
+                }
                 Ok(c) => {
                     if let Some(e) = self.session.on_control(&mut self.cx, c) {
                         return Step::Event(e);
@@ -844,11 +902,15 @@ impl Incoming<'_> {
         Step::Done
     }
 
-    /// One object of a batched JSON frame: an update, a trade or a gap. True if an update was
-    /// delivered.
+    /// One object of a batched JSON frame: an update, a book, a trade or a gap. True if an
+    /// update was delivered.
     fn batch_update<F: FnMut(&Update, Verdict)>(&mut self, range: Range<usize>, on_update: &mut F) -> bool {
         if decode::is_trade_or_gap(&self.buf[range.clone()]) {
             self.json_trade(range);
+            return false;
+        }
+        if self.buf[range.clone()].starts_with(BOOK_PREFIX) {
+            self.json_book(range);
             return false;
         }
         if !self.buf[range.clone()].starts_with(UPDATE_PREFIX) {
@@ -871,8 +933,8 @@ impl Incoming<'_> {
         }
     }
 
-    /// A text frame: an update, a batch of updates (queued for `step`), or a reply (`None`:
-    /// nothing to report yet, e.g. malformed or a batch).
+    /// A text frame: an update, a book, a batch of updates (queued for `step`), or a reply
+    /// (`None`: nothing to report yet, e.g. malformed, a book or a batch).
     fn text<F: FnMut(&Update, Verdict)>(&mut self, range: Range<usize>, on_update: &mut F) -> Option<Step> {
         let conn = self.session.conn;
         if self.buf.get(range.start) == Some(&b'[') {
@@ -890,6 +952,10 @@ impl Incoming<'_> {
             self.json_trade(range);
             return None;
         }
+        if self.buf[range.clone()].starts_with(BOOK_PREFIX) {
+            self.json_book(range);
+            return None;
+        }
         let payload = &mut self.buf[range.clone()];
         // The gateway writes updates with a fixed field order, so the prefix tells them from
         // replies without parsing. Anything else is parsed as a reply (on a copy: rare) and,
@@ -897,6 +963,10 @@ impl Incoming<'_> {
         if !payload.starts_with(UPDATE_PREFIX) {
             match decode::parse_control(&mut payload.to_vec()) {
                 Ok(Control::Other(t)) if t == "update" => {}
+                Ok(Control::Other(t)) if t == "book" => {
+                    self.json_book(range);
+                    return None;
+                }
                 Ok(c) => return self.session.on_control(&mut self.cx, c).map(Step::Event),
                 Err(e) => {
                     self.cx.checker.malformed(conn, &e.to_string());
@@ -937,6 +1007,27 @@ fn check_json_trade(cx: &mut Ctx<'_>, conn: ConnId, data: &[u8]) {
         Ok(decode::TradeMsg::Gap { symbol, missed }) => cx.checker.gap(conn, symbol, missed),
         Err(DecodeError::UnknownSymbol(name)) => cx.checker.unknown_symbol(conn, &name),
         Err(e) => cx.checker.malformed(conn, &e.to_string()),
+    }
+}
+
+/// Decodes the JSON book in `data` in place and hands it to the checker as received on
+/// connection `who.0` subscribed at depth `who.1`; unknown symbols and malformed books are
+/// counted. True if a book was decoded.
+fn check_json_book(json: &mut JsonDecoder, cx: &mut Ctx<'_>, who: (ConnId, u16), data: &mut [u8]) -> bool {
+    let (conn, depth) = who;
+    match json.decode_book(data, cx.symbols) {
+        Ok(b) => {
+            cx.checker.book(conn, depth, b);
+            true
+        }
+        Err(DecodeError::UnknownSymbol(name)) => {
+            cx.checker.unknown_symbol(conn, &name);
+            false
+        }
+        Err(e) => {
+            cx.checker.malformed(conn, &e.to_string());
+            false
+        }
     }
 }
 

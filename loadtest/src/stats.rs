@@ -180,6 +180,9 @@ pub struct Counters {
     pub pings: u64,
     /// Churn operations (unsubscribe one symbol + subscribe another) sent.
     pub churn_ops: u64,
+    /// Order books received during measurement (`--depth`; not counted as updates).
+    #[serde(default)]
+    pub books: u64,
 }
 
 impl Counters {
@@ -192,6 +195,7 @@ impl Counters {
         self.frames += o.frames;
         self.pings += o.pings;
         self.churn_ops += o.churn_ops;
+        self.books += o.books;
     }
 }
 

@@ -139,6 +139,8 @@ pub struct FinalValues {
     pub url: usize,
     /// `(symbol, last value)` of every held symbol.
     pub values: Vec<(u32, Option<tickgate::feeds::Tick>)>,
+    /// With `--depth`: `(symbol, last book)` of every held symbol (empty without).
+    pub books: Vec<(u32, Option<tickgate::books::Levels>)>,
 }
 
 /// What a thread reports when it is done.
@@ -287,6 +289,8 @@ pub fn run_thread(
         })
         .collect();
     let mut checker = Checker::new();
+    // The last book of every held symbol is only needed to compare it at the end.
+    checker.keep_books(shared.opts.verify_final && shared.opts.depth > 0);
     for _ in &clients {
         checker.add_conn();
     }
@@ -371,7 +375,12 @@ fn send_finals(th: &Thread) {
         .iter()
         .enumerate()
         .filter(|(_, c)| c.streaming)
-        .map(|(i, c)| FinalValues { client: c.global, url: c.url, values: st.checker.final_values(i) })
+        .map(|(i, c)| FinalValues {
+            client: c.global,
+            url: c.url,
+            values: st.checker.final_values(i),
+            books: if th.shared.opts.depth > 0 { st.checker.final_books(i) } else { Vec::new() },
+        })
         .collect();
     let _ = th.tx.send(ToCoord::Finals(th.index, finals));
 }
@@ -517,6 +526,9 @@ async fn connect_with_retries(th: &Rc<Thread>, local: usize) -> Option<Conn> {
         if let Some(r) = opts.max_rate {
             q.push_str(&format!("&max_rate={r}"));
         }
+        if opts.depth > 0 {
+            q.push_str(&format!("&depth={}", opts.depth));
+        }
         q
     });
     let (stream, mut session, took) = loop {
@@ -527,6 +539,7 @@ async fn connect_with_retries(th: &Rc<Thread>, local: usize) -> Option<Conn> {
             None => Session::new(local, url, format, rng),
         };
         session.trades = opts.trades;
+        session.depth = opts.depth;
         let t0 = Instant::now();
         let err =
             match tokio::time::timeout(opts.connect_timeout, crate::dial::connect(url, source, &mut session))
@@ -703,11 +716,14 @@ fn receive(th: &Thread, conn: &mut Conn, read: bool) {
         let Some(ev) = ev else { break };
         sink.on_event(ev);
     }
+    let books = rx.books();
     if measuring {
         sink.rec.counters.frames += rx.frames();
+        sink.rec.counters.books += books;
     }
     drop(rx);
-    if sink.any_update {
+    // A book is traffic too: `--verify-final` settles only once books have stopped as well.
+    if sink.any_update || books > 0 {
         th.shared.last_update_ns.store(now, Ordering::Relaxed);
     }
     sink.client.idle = conn.session.is_idle();

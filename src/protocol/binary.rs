@@ -129,7 +129,8 @@ fn decode_book(b: &[u8]) -> Result<BookRecord, DecodeError> {
         .ok_or(DecodeError::RecordLength { len: b.len() })?;
     let u16_at = |off: usize| usize::from(u16::from_le_bytes([h[off], h[off + 1]]));
     let (units, bids, asks) = (u16_at(2), u16_at(16), u16_at(18));
-    if units == 0 || b.len() != units * RECORD_LEN || RECORD_LEN + (bids + asks) * 16 > b.len() {
+    // Exactly the units its levels need: a larger count would swallow the records after it.
+    if units != 1 + ((bids + asks) * 16).div_ceil(RECORD_LEN) || b.len() != units * RECORD_LEN {
         return Err(DecodeError::BookLength { units, bids, asks, len: b.len() });
     }
     let level = |i: usize| {
@@ -257,8 +258,9 @@ pub fn decode_frame_messages(payload: &[u8]) -> impl Iterator<Item = Result<Mess
             if *first == RECORD_BOOK { usize::from(u16::from_le_bytes([rest[2], rest[3]])) } else { 1 };
         let n = units * RECORD_LEN;
         if units == 0 || n > rest.len() {
+            let left = rest.len();
             rest = &rest[..0];
-            return Some(Err(DecodeError::BookLength { units, bids: 0, asks: 0, len: n }));
+            return Some(Err(DecodeError::BookPastFrame { units, left }));
         }
         let (record, tail) = rest.split_at(n);
         rest = tail;
@@ -335,8 +337,8 @@ pub enum DecodeError {
         /// The type byte.
         record_type: u8,
     },
-    /// A book record whose `units` is 0, runs past the frame, or is too short for its levels.
-    #[error("book record of {units} units ({len} bytes) cannot hold {bids} bids and {asks} asks")]
+    /// A book record whose `units` is not what its levels take.
+    #[error("book record of {units} units ({len} bytes) for {bids} bids and {asks} asks: the wrong length")]
     BookLength {
         /// The record's `units` field.
         units: usize,
@@ -344,8 +346,16 @@ pub enum DecodeError {
         bids: usize,
         /// Its ask count.
         asks: usize,
-        /// The bytes it claims or has.
+        /// The bytes it has.
         len: usize,
+    },
+    /// A book record whose `units` is 0 or runs past the end of its frame.
+    #[error("book record of {units} units with {left} bytes left in the frame")]
+    BookPastFrame {
+        /// The record's `units` field.
+        units: usize,
+        /// Bytes from the record's start to the frame's end.
+        left: usize,
     },
 }
 
@@ -409,6 +419,44 @@ mod tests {
     /// The specification's example tick, on symbol 7 (any id works in a record).
     fn example_tick() -> Tick {
         Tick { symbol: 7, ..crate::protocol::example_tick() }
+    }
+
+    #[test]
+    fn book_records_round_trip_walk_whole_and_refuse_a_wrong_length() {
+        let book = Levels {
+            seq: 9,
+            stale: true,
+            ts_event: 1,
+            ts_gateway: 2,
+            bids: vec![(100, 1), (99, 2), (98, 3)],
+            asks: vec![(101, 4), (102, 5), (103, 6), (104, 7)],
+        };
+        let mut frame = Vec::new();
+        encode_record(&mut frame, &example_tick(), false);
+        encode_book(&mut frame, 7, 3, &book);
+        encode_trade(&mut frame, &Tick { kind: TickKind::Trade, ..example_tick() });
+        // 3 + 3 levels (cut to the depth): 96 bytes, so a header and two units.
+        assert_eq!(frame.len(), RECORD_LEN * (1 + 3 + 1));
+        assert_eq!(u16::from_le_bytes([frame[RECORD_LEN + 2], frame[RECORD_LEN + 3]]), 3);
+        let msgs: Vec<_> = decode_frame_messages(&frame).collect();
+        let cut = Levels { asks: book.asks[..3].to_vec(), ..book.clone() };
+        assert_eq!(msgs.len(), 3);
+        assert!(matches!(msgs[0], Ok(Message::Update(_))));
+        assert_eq!(msgs[1], Ok(Message::Book(BookRecord { symbol: 7, depth: 3, book: cut })));
+        assert!(matches!(msgs[2], Ok(Message::Trade(_))));
+        // A units field one too large: that record is refused (it would swallow the trade).
+        let mut bad = frame.clone();
+        bad[RECORD_LEN + 2] = 4;
+        let msgs: Vec<_> = decode_frame_messages(&bad).collect();
+        assert!(
+            matches!(msgs[1], Err(DecodeError::BookLength { units: 4, bids: 3, asks: 3, .. })),
+            "{msgs:?}"
+        );
+        // Past the frame's end: the walk stops there.
+        bad[RECORD_LEN + 2] = 9;
+        let msgs: Vec<_> = decode_frame_messages(&bad).collect();
+        assert_eq!(msgs.len(), 2);
+        assert_eq!(msgs[1], Err(DecodeError::BookPastFrame { units: 9, left: 4 * RECORD_LEN }));
     }
 
     #[test]

@@ -352,12 +352,12 @@ fn snapshot(query: &str, app: &App) -> Resp {
         }
         if k == "depth" {
             match v.parse::<usize>() {
-                Ok(d) if (1..=max_depth).contains(&d) => depth = d,
+                Ok(d) if d <= max_depth => depth = d,
                 _ => {
                     return text(
                         StatusCode::BAD_REQUEST,
                         format!(
-                            "depth must be an integer from 1 to {max_depth} (server.max_depth), got {v:?}\n"
+                            "depth must be an integer from 0 (no books) to {max_depth} (server.max_depth), got {v:?}\n"
                         ),
                     );
                 }

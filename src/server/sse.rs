@@ -89,7 +89,7 @@ fn parse(query: &str) -> Result<Wanted, String> {
             }
             "depth" => {
                 r.depth =
-                    v.parse().map_err(|_| format!("depth must be a non-negative integer, got {v:?}"))?;
+                    v.parse().map_err(|_| format!("depth must be an integer from 0 to 65535, got {v:?}"))?;
             }
             "format" if v != "json" => {
                 return Err(format!("format {v:?} is not available over SSE (only json)"));

@@ -1,7 +1,9 @@
 //! The integrity checker fed crafted streams: every rule can fail, and churn semantics.
 
+use tickgate::books::Levels;
 use tickgate::feeds::Tick;
-use tickgate_loadtest::checker::{Checker, Verdict};
+use tickgate::protocol::binary::BookRecord;
+use tickgate_loadtest::checker::{Checker, Verdict, book_problem};
 use tickgate_loadtest::decode::Update;
 
 fn up(symbol: u32, seq: u64) -> Update {
@@ -114,4 +116,106 @@ fn trades_must_rise_per_symbol_and_gaps_are_accounted() {
     c.trade(0, 9, 1);
     c.gap(0, 9, 1);
     assert_eq!(c.violations.unsubscribed, 2);
+}
+
+/// A book of `symbol` at `seq`, `depth` asked, with these levels.
+fn book(symbol: u32, seq: u64, depth: u16, bids: &[(i64, i64)], asks: &[(i64, i64)]) -> BookRecord {
+    BookRecord {
+        symbol,
+        depth,
+        book: Levels { seq, bids: bids.to_vec(), asks: asks.to_vec(), ..Levels::default() },
+    }
+}
+
+/// A sane two-level book at `seq` (depth 2).
+fn sane(symbol: u32, seq: u64) -> BookRecord {
+    book(symbol, seq, 2, &[(100, 1), (99, 4)], &[(101, 2), (103, 1)])
+}
+
+#[test]
+fn book_seq_must_strictly_rise_per_connection_and_symbol() {
+    let mut c = holding(&[1, 2]);
+    for (symbol, seq) in [(1, 1), (1, 2), (1, 9), (2, 1), (2, 5)] {
+        c.book(0, 2, sane(symbol, seq));
+    }
+    assert_eq!(c.violations.total(), 0, "{:?}", c.samples);
+    assert_eq!(c.books.books, 5);
+    c.book(0, 2, sane(1, 9)); // repeated
+    c.book(0, 2, sane(1, 3)); // backwards
+    assert_eq!(c.violations.book_order, 2);
+    assert!(c.samples[0].contains("book seq 9 after 9"), "{:?}", c.samples);
+    // An out-of-order book does not move the history: 10 is still in order after 9.
+    c.book(0, 2, sane(1, 10));
+    assert_eq!(c.violations.book_order, 2);
+    // Connections are independent.
+    let other = c.add_conn();
+    c.subscribed(other, &[1]);
+    c.book(other, 2, sane(1, 1));
+    assert_eq!(c.violations.total(), 2);
+}
+
+#[test]
+fn malformed_books_are_invalid() {
+    // (bids, asks, depth asked, depth field, invalid)
+    type Case = (&'static [(i64, i64)], &'static [(i64, i64)], u16, u16, bool);
+    let cases: &[Case] = &[
+        (&[(100, 1), (99, 1)], &[(101, 1), (102, 1)], 2, 2, false),
+        (&[], &[], 2, 2, false),                          // an empty book
+        (&[(100, 1)], &[], 2, 2, false),                  // one side only
+        (&[], &[(5, 1)], 1, 1, false),                    // at exactly the depth
+        (&[(99, 1), (100, 1)], &[(101, 1)], 2, 2, true),  // bids ascending
+        (&[(100, 1), (100, 2)], &[(101, 1)], 2, 2, true), // bids repeated
+        (&[(100, 1)], &[(102, 1), (101, 1)], 2, 2, true), // asks descending
+        (&[(100, 1)], &[(101, 1), (101, 1)], 2, 2, true), // asks repeated
+        (&[(101, 1)], &[(101, 1)], 2, 2, true),           // locked
+        (&[(102, 1)], &[(101, 1)], 2, 2, true),           // crossed
+        (&[(100, 1), (99, 1), (98, 1)], &[], 2, 2, true), // more bids than the depth
+        (&[], &[(1, 1), (2, 1)], 1, 1, true),             // more asks than the depth
+        (&[(100, 1)], &[(101, 1)], 2, 3, true),           // depth field differs
+        (&[(100, 1)], &[(101, 1)], 0, 0, true),           // no books were asked for
+    ];
+    for (i, &(bids, asks, asked, field, invalid)) in cases.iter().enumerate() {
+        let b = book(1, 1, field, bids, asks);
+        assert_eq!(book_problem(&b, asked).is_some(), invalid, "case {i}: {:?}", book_problem(&b, asked));
+        let mut c = holding(&[1]);
+        c.book(0, asked, b);
+        assert_eq!(c.violations.book_invalid, u64::from(invalid), "case {i}");
+        assert_eq!(c.violations.total(), u64::from(invalid), "case {i}");
+    }
+    let mut c = holding(&[1]);
+    c.book(0, 2, book(1, 1, 2, &[(102, 1)], &[(101, 1)]));
+    assert!(c.samples[0].contains("crossed"), "{:?}", c.samples);
+}
+
+#[test]
+fn books_follow_the_subscription_and_are_kept_for_verify_final() {
+    let mut c = holding(&[1]);
+    c.keep_books(true);
+    c.book(0, 2, sane(7, 1)); // never subscribed
+    c.subscribe_sent(0, &[8]);
+    c.book(0, 2, sane(8, 1)); // not acknowledged yet
+    assert_eq!(c.violations.unsubscribed, 2);
+    c.subscribed(0, &[8]);
+    let stale = BookRecord { book: Levels { stale: true, ..sane(8, 4).book }, ..sane(8, 4) };
+    c.book(0, 2, sane(8, 3));
+    c.book(0, 2, stale.clone());
+    c.book(0, 2, sane(8, 2)); // out of order: not kept
+    assert_eq!((c.books.books, c.books.stale), (5, 1));
+    assert_eq!(c.final_books(0), [(1, None), (8, Some(stale.book.clone()))]);
+    // Between unsubscribe and its reply books are legal, after it they are not; a
+    // re-subscribed symbol starts its book history again.
+    c.unsubscribe_sent(0, &[8]);
+    c.book(0, 2, sane(8, 5));
+    c.unsubscribed(0, &[8]);
+    c.book(0, 2, sane(8, 6));
+    assert_eq!(c.violations.unsubscribed, 3);
+    c.subscribe_sent(0, &[8]);
+    c.subscribed(0, &[8]);
+    assert_eq!(c.final_books(0), [(1, None), (8, None)]);
+    c.book(0, 2, sane(8, 5));
+    assert_eq!(c.violations.book_order, 1);
+    // Without keep_books only the seq is followed.
+    let mut c = holding(&[1]);
+    c.book(0, 2, sane(1, 1));
+    assert_eq!(c.final_books(0), [(1, None)]);
 }

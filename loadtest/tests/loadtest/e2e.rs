@@ -160,3 +160,38 @@ fn sse_clients_pass_integrity_with_trades_and_converge() {
     assert_eq!((v.mismatches, v.missing), (0, 0), "{:?}", v.samples);
     gw.shutdown();
 }
+
+#[test]
+fn books_pass_integrity_in_every_format_and_converge() {
+    // The simulator keeps a book per symbol (feed.depth_levels, 20 levels a side by default)
+    // and changes it with every event; clients watch the top 10.
+    use tickgate_loadtest::Transport;
+    for (format, transport) in [
+        (FormatMode::Mixed, Transport::Ws),
+        (FormatMode::JsonBatch, Transport::Ws),
+        (FormatMode::Json, Transport::Sse),
+    ] {
+        // A slower feed than the other tests': a book is several times an update's JSON, and
+        // the debug build's decoding must keep up. Long enough to outlast the measurement.
+        let gw = gateway(&[("feed.rate", "1000"), ("feed.symbols", "200"), ("feed.ticks", "4000")]);
+        let mut o = smoke(&gw, 1.0);
+        // Fewer clients than the profile's 50: the other e2e tests run alongside.
+        o.clients = 20;
+        o.format = format;
+        o.transport = transport;
+        o.depth = 10;
+        o.verify_final = true;
+        o.verify_timeout = Duration::from_secs(20);
+        let r = run(o).unwrap();
+        let what = format!("{format:?} over {transport:?}");
+        assert_sane(&r);
+        assert!(r.books.books > 0 && r.books_per_sec > 0.0, "{what}: {:?}\n{}", r.books, r.table());
+        assert_eq!(r.config.depth, 10);
+        assert!(r.table().contains("books "), "{}", r.table());
+        let v = r.verify.clone().unwrap();
+        assert_eq!(v.error, None, "{what}: {}", r.table());
+        assert_eq!((v.compared, v.books_compared), (20 * 10, 20 * 10), "{what}");
+        assert_eq!((v.mismatches, v.missing, v.book_mismatches), (0, 0, 0), "{what}: {:?}", v.samples);
+        gw.shutdown();
+    }
+}

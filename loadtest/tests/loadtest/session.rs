@@ -5,6 +5,7 @@
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
+use tickgate::books::Levels;
 use tickgate::feeds::{Tick, TickKind};
 use tickgate::protocol::Format;
 use tickgate::protocol::binary::encode_record;
@@ -774,4 +775,179 @@ fn a_frame_larger_than_the_read_buffer_grows_it() {
     // large enough for the rest of the frame.
     assert_eq!(c.feed(&bytes), [Event::Symbols(names)]);
     assert_eq!(c.session.buffered(), 0);
+}
+
+/// A book of `symbol` at `seq`: two bids, one ask.
+fn levels(seq: u64) -> Levels {
+    Levels {
+        seq,
+        stale: false,
+        ts_event: 1_723_161_254_206_652_067,
+        ts_gateway: 1_723_161_254_206_700_000 + seq,
+        bids: vec![(6_183_763_000_000, 378_826_000), (6_183_762_000_000, 61_700_000)],
+        asks: vec![(6_183_764_000_000, 120_000_000)],
+    }
+}
+
+/// A JSON book object of `symbol` as the gateway writes it, at depth 2.
+fn book_object(symbol: u32, book: &Levels) -> Vec<u8> {
+    let mut j = Vec::new();
+    tickgate::protocol::json::encode_book(&mut j, SYMBOLS[symbol as usize], 2, book);
+    j
+}
+
+/// One record of a crafted binary frame.
+enum Rec {
+    /// An L1 update (or snapshot).
+    L1(Tick, bool),
+    /// A book of a symbol, at depth 2.
+    Book(u32, Levels),
+}
+
+/// A binary frame holding `records`, in order.
+fn binary_mixed(records: &[Rec]) -> Vec<u8> {
+    let mut p = Vec::new();
+    for r in records {
+        match r {
+            Rec::L1(t, snap) => encode_record(&mut p, t, *snap),
+            Rec::Book(symbol, book) => tickgate::protocol::binary::encode_book(&mut p, *symbol, 2, book),
+        }
+    }
+    assert_eq!(p.len() % 88, 0, "book records are padded to whole units");
+    frame(OpCode::Binary, &p)
+}
+
+/// Feeds `bytes` and returns the events and the books counted by the read cursors.
+fn feed_books(c: &mut Client, mut bytes: &[u8]) -> (Vec<Event>, u64) {
+    let (mut events, mut books) = (Vec::new(), 0);
+    loop {
+        let spare = c.session.read_buf(&mut c.rb);
+        let n = bytes.len().min(spare.len());
+        spare[..n].copy_from_slice(&bytes[..n]);
+        bytes = &bytes[n..];
+        let cx = Ctx { checker: &mut c.checker, symbols: &c.symbols };
+        let mut rx = c.session.on_bytes(&mut c.rb, n, cx);
+        while let Some(e) = rx.poll_event() {
+            events.push(e);
+        }
+        books += rx.books();
+        drop(rx);
+        if bytes.is_empty() {
+            return (events, books);
+        }
+    }
+}
+
+#[test]
+fn subscribe_carries_the_depth() {
+    let mut c = Client::open(Format::Json);
+    c.session.depth = 10;
+    c.subscribe(&[0]);
+    match &c.sent()[..] {
+        [Message::Text(t)] => {
+            let mut t = t.clone();
+            assert!(matches!(control::parse(&mut t).unwrap(), ClientMsg::Subscribe { depth: 10, .. }));
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn the_binary_walker_steps_over_book_records() {
+    let mut c = Client::holding(Format::Binary, &[0, 1]);
+    c.session.depth = 2;
+    c.checker.keep_books(true);
+    let stale = Levels { stale: true, ..levels(8) };
+    let bytes = binary_mixed(&[
+        Rec::L1(tick(0, 1), true),
+        Rec::Book(1, levels(7)),
+        Rec::L1(tick(0, 2), false),
+        Rec::Book(1, stale.clone()),
+        Rec::Book(0, Levels { bids: vec![], asks: vec![], ..levels(3) }),
+        Rec::L1(tick(1, 4), false),
+    ]);
+    let (events, books) = feed_books(&mut c, &bytes);
+    assert_eq!(
+        events,
+        [update(tick(0, 1), true, OK), update(tick(0, 2), false, OK), update(tick(1, 4), false, OK)]
+    );
+    assert_eq!(books, 3);
+    assert_eq!(c.checker.violations.total(), 0, "{:?}", c.checker.samples);
+    assert_eq!((c.checker.books.books, c.checker.books.stale), (3, 1));
+    assert_eq!(c.checker.final_books(0)[1], (1, Some(stale)));
+    // Split at every byte boundary: the same.
+    for cut in 1..bytes.len() {
+        let mut c = Client::holding(Format::Binary, &[0, 1]);
+        c.session.depth = 2;
+        let (mut events, mut books) = feed_books(&mut c, &bytes[..cut]);
+        let (more, more_books) = feed_books(&mut c, &bytes[cut..]);
+        events.extend(more);
+        books += more_books;
+        assert_eq!((events.len(), books), (3, 3), "cut at {cut}");
+        assert_eq!(c.checker.violations.total(), 0, "cut at {cut}");
+    }
+}
+
+#[test]
+fn a_book_record_of_impossible_length_ends_its_frame() {
+    let good = binary_mixed(&[Rec::Book(1, levels(7)), Rec::L1(tick(0, 1), false)]);
+    let header = good.len() - 2 * 88 - 88; // the frame header's length
+    // (Three units would be legal: the whole payload, the L1 record read as the book's
+    // padding. Four run past the frame.)
+    for units in [0u16, 4, u16::MAX] {
+        let mut c = Client::holding(Format::Binary, &[0, 1]);
+        c.session.depth = 2;
+        let mut bytes = good.clone();
+        bytes[header + 2..header + 4].copy_from_slice(&units.to_le_bytes());
+        // The next frame is read as usual.
+        bytes.extend(binary_updates(&[(tick(0, 2), false)]));
+        let (events, books) = feed_books(&mut c, &bytes);
+        assert_eq!(
+            events,
+            [update(tick(0, 2), false, OK)],
+            "units {units}: the rest of the frame is dropped"
+        );
+        assert_eq!((books, c.checker.violations.malformed), (0, 1), "units {units}");
+    }
+    // A book record that says it holds more levels than its units: malformed, the walk goes on.
+    let mut c = Client::holding(Format::Binary, &[0, 1]);
+    c.session.depth = 2;
+    let mut bytes = good.clone();
+    bytes[header + 16..header + 18].copy_from_slice(&40u16.to_le_bytes());
+    let (events, books) = feed_books(&mut c, &bytes);
+    assert_eq!(events, [update(tick(0, 1), false, OK)]);
+    assert_eq!((books, c.checker.violations.malformed), (0, 1));
+}
+
+#[test]
+fn json_books_in_frames_and_batches_are_checked() {
+    // A book text frame, then a batch holding an update and a book, then an out-of-order book
+    // and a crossed one.
+    let crossed = Levels { asks: vec![(6_183_763_000_000, 1)], ..levels(9) };
+    for format in [Format::Json, Format::JsonBatch] {
+        let mut c = Client::holding(format, &[0, 1]);
+        c.session.depth = 2;
+        let mut bytes = text(&book_object(1, &levels(5)));
+        let (mut body, mut batch) = (Vec::new(), Vec::new());
+        let mut u = Vec::new();
+        encode_update(&mut u, &tick(0, 1), SYMBOLS[0], true);
+        tickgate::protocol::json::batch_append(&mut body, &u);
+        tickgate::protocol::json::batch_append(&mut body, &book_object(0, &levels(2)));
+        tickgate::protocol::json::batch_finish(&mut batch, &mut body);
+        bytes.extend(batch);
+        bytes.extend(text(&book_object(1, &levels(5))));
+        bytes.extend(text(&book_object(1, &crossed)));
+        // A book of a symbol not held.
+        bytes.extend(text(&book_object(3, &levels(1))));
+        let (events, books) = feed_books(&mut c, &bytes);
+        assert_eq!(events, [update(tick(0, 1), true, OK)], "{format:?}");
+        assert_eq!(books, 5, "{format:?}");
+        let v = c.checker.violations;
+        assert_eq!((v.book_order, v.book_invalid, v.unsubscribed), (1, 1, 1), "{format:?}");
+        assert_eq!(v.total(), 3, "{format:?}: {:?}", c.checker.samples);
+        // A malformed book is counted as such.
+        let bad = String::from_utf8(book_object(1, &levels(10))).unwrap().replace("61837.63", "6.183763e4");
+        let (_, books) = feed_books(&mut c, &text(bad.as_bytes()));
+        assert_eq!((books, c.checker.violations.malformed), (0, 1), "{format:?}");
+    }
 }
