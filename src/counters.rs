@@ -144,6 +144,20 @@ pub static SHARD_FIGURES: &[ShardFigure] = &[
         |s| s.trades_sent.load(R)
     ),
     figure!(
+        Some("books_sent"),
+        Some("tickgate_books_sent"),
+        Counter,
+        "Order-book messages queued for clients watching books (\"depth\"), conflated like quotes.",
+        |s| s.books_sent.load(R)
+    ),
+    figure!(
+        Some("book_encodes"),
+        Some("tickgate_book_encodes"),
+        Counter,
+        "Order-book messages encoded: once per symbol, depth and format per change, whatever the clients.",
+        |s| s.book_encodes.load(R)
+    ),
+    figure!(
         Some("trade_gaps"),
         Some("tickgate_trade_gaps"),
         Counter,

@@ -434,7 +434,8 @@ impl DrainSink for Sink<'_> {
         if seq <= sent {
             return None;
         }
-        self.out.push_encoded(bytes, ts_gateway);
+        // The slot's first book is its snapshot: however old, it is not a latency sample.
+        self.out.push_encoded(bytes, if sent == 0 { 0 } else { ts_gateway });
         self.counters.books_sent += 1;
         Some(seq)
     }
@@ -1476,6 +1477,11 @@ impl ShardCore {
                 frame::write_frame(&mut c.out, frame::OpCode::Text, &self.scratch);
             }
         }
+    }
+
+    /// Order-book messages encoded so far.
+    pub fn book_encodes(&self) -> u64 {
+        self.depth.encodes
     }
 
     /// Current gauges (O(clients); called once per stats period, not per tick).

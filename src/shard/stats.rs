@@ -83,6 +83,10 @@ pub struct ShardStats {
     pub binary_encodes: AtomicU64,
     /// Trades queued for clients (once per client taking them).
     pub trades_sent: AtomicU64,
+    /// Order-book messages queued for clients.
+    pub books_sent: AtomicU64,
+    /// Order-book messages encoded (once per symbol, depth and format per change).
+    pub book_encodes: AtomicU64,
     /// Gap notices sent.
     pub trade_gaps: AtomicU64,
     /// Trades reported missed in gap notices.
@@ -140,6 +144,8 @@ impl ShardStats {
         self.json_encodes.store(j, r);
         self.binary_encodes.store(b, r);
         self.trades_sent.store(c.trades_sent, r);
+        self.books_sent.store(c.books_sent, r);
+        self.book_encodes.store(core.book_encodes(), r);
         self.trade_gaps.store(c.trade_gaps, r);
         self.trades_missed.store(c.trades_missed, r);
         self.bandwidth_holds.store(c.bandwidth_holds, r);
