@@ -417,22 +417,53 @@ fn walk_object(
     }
 }
 
+/// One field of an object on the simd-json tape.
+struct Field<'n, 'a> {
+    key: &'a str,
+    value: &'n Node<'a>,
+    /// The value, if it is a number, a boolean or null.
+    scalar: Option<StaticNode>,
+    /// The nodes inside the value, if it is an array or an object.
+    children: &'n [Node<'a>],
+}
+
+/// The fields of the object at the start of `nodes`, in order, and the number of nodes the
+/// object spans (itself included). `what` names the object in the error for a node that is
+/// not one.
+fn object_fields<'n, 'a>(
+    nodes: &'n [Node<'a>],
+    what: &str,
+) -> Result<(impl Iterator<Item = Result<Field<'n, 'a>, DecodeError>> + 'n, usize), DecodeError> {
+    let Some(&Node::Object { len: fields, count }) = nodes.first() else {
+        return Err(malformed(format!("{what} is not an object")));
+    };
+    let body = nodes.get(1..=count).ok_or_else(|| malformed("truncated tape"))?;
+    let mut i = 0;
+    let fields = (0..fields).map(move |_| {
+        let (Some(Node::String(key)), Some(value)) = (body.get(i), body.get(i + 1)) else {
+            return Err(malformed("truncated object"));
+        };
+        i += 2;
+        let (scalar, inner) = match value {
+            Node::Static(s) => (Some(*s), 0),
+            Node::String(_) => (None, 0),
+            Node::Object { count, .. } | Node::Array { count, .. } => (None, *count),
+        };
+        let children = body.get(i..i + inner).ok_or_else(|| malformed("truncated tape"))?;
+        i += inner;
+        Ok(Field { key, value, scalar, children })
+    });
+    Ok((fields, count + 1))
+}
+
 /// The `type` of the object at the start of `nodes`, if it has a string one.
 fn object_type<'a>(nodes: &[Node<'a>]) -> Option<&'a str> {
-    let Some(&Node::Object { len: fields, count }) = nodes.first() else { return None };
-    let body = nodes.get(1..=count)?;
-    let mut i = 0;
-    for _ in 0..fields {
-        let (Some(Node::String(key)), Some(value)) = (body.get(i), body.get(i + 1)) else { return None };
-        if *key == "type" {
-            return if let Node::String(t) = value { Some(t) } else { None };
-        }
-        i += 2;
-        if let Node::Object { count, .. } | Node::Array { count, .. } = value {
-            i += count;
-        }
-    }
-    None
+    let (mut fields, _) = object_fields(nodes, "message").ok()?;
+    fields.find_map(|f| match f {
+        Ok(Field { key: "type", value: Node::String(t), .. }) => Some(Some(*t)),
+        Ok(Field { key: "type", .. }) | Err(_) => Some(None),
+        Ok(_) => None,
+    })?
 }
 
 /// Walks one book object at the start of `nodes`; returns it and the number of nodes it
@@ -443,10 +474,7 @@ fn walk_book(
     place: Place<'_>,
     approx: &mut Vec<f64>,
 ) -> Result<(WalkedBook, usize), DecodeError> {
-    let Some(&Node::Object { len: fields, count }) = nodes.first() else {
-        return Err(malformed("book is not an object"));
-    };
-    let body = nodes.get(1..=count).ok_or_else(|| malformed("truncated tape"))?;
+    let (fields, count) = object_fields(nodes, "book")?;
     let mut w = WalkedBook {
         symbol: 0,
         seq: 0,
@@ -458,26 +486,12 @@ fn walk_book(
         approx: [0..0, 0..0],
     };
     let mut seen = 0u16;
-    let mut i = 0;
     let u64_of = |s: Option<StaticNode>, what: &str| {
         s.and_then(|s| s.as_u64()).ok_or_else(|| malformed(format!("book {what} is not a u64")))
     };
-    for _ in 0..fields {
-        let (Some(Node::String(key)), Some(value)) = (body.get(i), body.get(i + 1)) else {
-            return Err(malformed("truncated object"));
-        };
-        // The nodes inside `value`, if it is an array or an object, start here.
-        let inner = i + 2;
-        i += 2;
-        let scalar = match value {
-            Node::Static(s) => Some(*s),
-            Node::String(_) => None,
-            Node::Object { count, .. } | Node::Array { count, .. } => {
-                i += count;
-                None
-            }
-        };
-        let bit = match *key {
+    for field in fields {
+        let Field { key, value, scalar, children } = field?;
+        let bit = match key {
             "type" => {
                 if !matches!(value, Node::String("book")) {
                     return Err(malformed("type is not \"book\""));
@@ -517,7 +531,7 @@ fn walk_book(
                 let side = usize::from(k == "asks");
                 let not_pairs = || malformed(format!("{k} is not an array of [price, size] pairs"));
                 let &Node::Array { len: n, count } = value else { return Err(not_pairs()) };
-                let levels = body.get(inner..inner + count).ok_or_else(|| malformed("truncated tape"))?;
+                let levels = children;
                 if count != n.saturating_mul(3) {
                     return Err(not_pairs());
                 }
@@ -546,7 +560,7 @@ fn walk_book(
     if seen != B_ALL {
         return Err(malformed(format!("book lacks fields (have {seen:#011b})")));
     }
-    Ok((w, count + 1))
+    Ok((w, count))
 }
 
 /// Walks one update object at the start of `nodes`; returns it and the number of nodes it
@@ -557,28 +571,13 @@ fn walk_update(
     len: usize,
     symbols: &SymbolTable,
 ) -> Result<(Walked, usize), DecodeError> {
-    let Some(&Node::Object { len: fields, count }) = nodes.first() else {
-        return Err(malformed("update is not an object"));
-    };
-    let body = nodes.get(1..=count).ok_or_else(|| malformed("truncated tape"))?;
+    let (fields, count) = object_fields(nodes, "update")?;
     let mut w = Walked { tick: Tick::default(), snapshot: false, fixed_at: [0; 7], approx: [0.0; 7] };
     w.tick.kind = TickKind::Quote;
     let mut seen = 0u16;
-    let mut i = 0;
-    for _ in 0..fields {
-        let (Some(Node::String(key)), Some(value)) = (body.get(i), body.get(i + 1)) else {
-            return Err(malformed("truncated object"));
-        };
-        i += 2;
-        let scalar = match value {
-            Node::Static(s) => Some(*s),
-            Node::String(_) => None,
-            Node::Object { count, .. } | Node::Array { count, .. } => {
-                i += count;
-                None
-            }
-        };
-        let bit = match *key {
+    for field in fields {
+        let Field { key, value, scalar, .. } = field?;
+        let bit = match key {
             "type" => {
                 if !matches!(value, Node::String("update")) {
                     return Err(malformed("type is not \"update\""));
@@ -629,7 +628,7 @@ fn walk_update(
     if seen != F_ALL {
         return Err(malformed(format!("update lacks fields (have {seen:#015b})")));
     }
-    Ok((w, count + 1))
+    Ok((w, count))
 }
 
 /// The exact fixed-point value whose text follows the key that ends at `at` (its closing
