@@ -8,7 +8,9 @@
 //! ```
 //!
 //! - [`wire`]: the payloads: a tick (version byte + the compact codec of
-//!   `tickgate_feeds::codec`) and the universe (JSON, on `<prefix>.$universe`).
+//!   `tickgate_feeds::codec`), a symbol's order-book top (on `<prefix>.$book.<SYMBOL>`, the
+//!   whole top each time, so JetStream's last one is a snapshot) and the universe (JSON, on
+//!   `<prefix>.$universe`).
 //! - [`publish`]: `tickgate feed`: drives a source, publishes every tick, keeps JetStream's
 //!   last values, and republishes the latest tick of every symbol after a reconnect.
 //! - [`subscribe`]: [`NatsSource`], the gateway side: takes the universe from JetStream, warms
@@ -46,6 +48,8 @@ pub struct BusConfig {
     pub interest: bool,
     /// How long such a subscription outlives its last client.
     pub linger: Duration,
+    /// Order-book levels a side a publisher sends (`server.max_depth`).
+    pub book_depth: usize,
 }
 
 impl From<&Config> for BusConfig {
@@ -56,6 +60,7 @@ impl From<&Config> for BusConfig {
             wait: c.feed.nats_wait,
             interest: c.feed.nats_interest == crate::config::NatsInterest::Subscribed,
             linger: c.feed.nats_linger,
+            book_depth: c.server.max_depth,
         }
     }
 }
@@ -64,6 +69,16 @@ impl BusConfig {
     /// The subject of `symbol`'s ticks.
     pub fn subject(&self, symbol: &str) -> String {
         format!("{}.{symbol}", self.prefix)
+    }
+
+    /// The subject of `symbol`'s order book.
+    pub fn book_subject(&self, symbol: &str) -> String {
+        format!("{}.$book.{symbol}", self.prefix)
+    }
+
+    /// The symbol a book subject names, if it is one of ours.
+    pub fn book_symbol_of<'a>(&self, subject: &'a str) -> Option<&'a str> {
+        subject.strip_prefix(self.prefix.as_str())?.strip_prefix(".$book.")
     }
 
     /// The subject on which a publisher whose finite feed ended says so (not stored).
@@ -183,8 +198,13 @@ mod tests {
             wait: Duration::ZERO,
             interest: false,
             linger: Duration::ZERO,
+            book_depth: 5,
         };
         assert_eq!(c.subject("BRK.B"), "md.us.BRK.B");
+        assert_eq!(c.book_subject("BRK.B"), "md.us.$book.BRK.B");
+        assert_eq!(c.book_symbol_of("md.us.$book.BRK.B"), Some("BRK.B"));
+        assert_eq!(c.symbol_of(&c.book_subject("AAPL")), None, "a book subject is not a tick subject");
+        assert_eq!(c.book_symbol_of("md.us.AAPL"), None);
         assert_eq!(c.symbol_of("md.us.BRK.B"), Some("BRK.B"));
         assert_eq!(c.symbol_of(&c.universe_subject()), None);
         assert_eq!(c.symbol_of("md.usX.AAPL"), None);

@@ -8,7 +8,9 @@
 //!   publisher's ticks are newer than what gateways hold.
 //! - Drives the source on the wall clock, stamps each tick's `ts_gateway` (the gateways use
 //!   it to measure the bus hop), and publishes it on `<prefix>.<SYMBOL>`.
-//! - After a reconnect, republishes the universe and the latest tick of every symbol: ticks
+//! - A source that keeps order books (capture replays, the simulator) has each change
+//!   published whole, the top `server.max_depth` levels a side, on `<prefix>.$book.<SYMBOL>`.
+//! - After a reconnect, republishes the universe and the latest tick and book of every symbol: ticks
 //!   published while NATS was away may be lost, and this brings JetStream and every gateway
 //!   back to the current state.
 
@@ -37,6 +39,8 @@ pub struct PublishReport {
     pub republished: u64,
     /// Reconnects.
     pub reconnects: u64,
+    /// Order-book changes published.
+    pub books: u64,
 }
 
 async fn ensure_stream(js: &async_nats::jetstream::Context, cfg: &BusConfig) -> anyhow::Result<()> {
@@ -98,7 +102,12 @@ pub fn run(
         tracing::info!(%url, stream = %cfg.stream, symbols = universe.len(), resumed, source = %source.describe(),
             "publishing feed to NATS");
 
+        let book_subjects: Vec<async_nats::Subject> =
+            universe.symbols().iter().map(|s| async_nats::Subject::from(cfg.book_subject(&s.name))).collect();
         let mut last: Vec<Option<Tick>> = vec![None; universe.len()];
+        // The latest book payload of each symbol (for the republish after a reconnect).
+        let mut last_books: Vec<Option<Bytes>> = vec![None; universe.len()];
+        let (mut bids, mut asks) = (Vec::new(), Vec::new());
         let mut report = PublishReport::default();
         let mut buf = Vec::with_capacity(64);
         let (mut down, started) = (false, Instant::now());
@@ -115,7 +124,14 @@ pub fn run(
                     async_nats::Event::Connected if down => {
                         down = false;
                         report.reconnects += 1;
-                        let n = republish(&client, &js, cfg, &universe_payload, &subjects, &last).await;
+                        let mut n = republish(&client, &js, cfg, &universe_payload, &subjects, &last).await;
+                        for (subject, b) in book_subjects.iter().zip(&last_books) {
+                            if let Some(b) = b
+                                && client.publish(subject.clone(), b.clone()).await.is_ok()
+                            {
+                                n += 1;
+                            }
+                        }
                         report.republished += n;
                         tracing::info!(%url, republished = n, "NATS reconnected; latest values republished");
                     }
@@ -151,9 +167,29 @@ pub fn run(
                         wait = Some(until_ns.unwrap_or(now + 100_000));
                         break;
                     }
-                    // Books are not carried on the bus yet: a gateway behind it serves quotes
-                    // and trades only (docs/FEEDS.md).
-                    FeedPoll::Status { .. } | FeedPoll::Book { .. } => {}
+                    FeedPoll::Book { symbol, ts_event } => {
+                        let i = symbol as usize;
+                        let Some(subject) = book_subjects.get(i) else { continue };
+                        let Some(health) = source.book_levels(symbol, cfg.book_depth, &mut bids, &mut asks) else {
+                            continue;
+                        };
+                        if health == tickgate_feeds::BookHealth::Stale {
+                            // Its levels are not to be published (they may be crossed): the
+                            // gateways keep their last good ones.
+                            bids.clear();
+                            asks.clear();
+                        }
+                        buf.clear();
+                        wire::encode_book(&mut buf, health, ts_event, &bids, &asks);
+                        let payload = Bytes::copy_from_slice(&buf);
+                        last_books[i] = Some(payload.clone());
+                        if client.publish(subject.clone(), payload).await.is_err() {
+                            tracing::warn!("NATS client closed");
+                            break 'run;
+                        }
+                        report.books += 1;
+                    }
+                    FeedPoll::Status { .. } => {}
                     FeedPoll::End => {
                         ended = true;
                         break 'run;

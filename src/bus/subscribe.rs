@@ -16,6 +16,10 @@
 //! the subscription is closed `feed.nats_linger` after the last client left. A reconnect
 //! re-warms only the held symbols (the client library re-subscribes by itself).
 //!
+//! Order books travel the same way on `<prefix>.$book.<SYMBOL>` (the whole top each time):
+//! the gateway keeps the latest per symbol and reports each as a book change; warm-up and
+//! interest subscriptions read and follow a symbol's book subject beside its tick subject.
+//!
 //! The feed thread's `poll` never blocks: it takes what the channel holds.
 
 use std::collections::HashMap;
@@ -26,7 +30,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, anyhow};
 use futures_util::StreamExt;
 use hdrhistogram::Histogram;
-use tickgate_feeds::{FeedPoll, FeedSource, Tick, Universe};
+use tickgate_feeds::{BookHealth, FeedPoll, FeedSource, Tick, Universe};
 use tokio::sync::mpsc;
 
 use super::{BusConfig, BusStats, wire};
@@ -48,6 +52,8 @@ enum Item {
     End,
     /// A stored last value from JetStream (its stamp is old: not a hop sample).
     Warm(Tick),
+    /// A symbol's order book, live or stored.
+    Book(u32, wire::WireBook),
     Status(bool),
 }
 
@@ -61,6 +67,8 @@ pub struct NatsSource {
     hop_merged_at: u64,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
+    /// The latest book of each symbol that has one (read by `book_levels`).
+    books: Vec<Option<wire::WireBook>>,
 }
 
 impl NatsSource {
@@ -96,6 +104,7 @@ impl NatsSource {
             Err(_) => return Err(anyhow!("no universe from {url} within {:?} (feed.nats_wait)", cfg.wait)),
         };
         let src = NatsSource {
+            books: vec![None; universe.len()],
             universe,
             url: url.to_string(),
             rx,
@@ -145,6 +154,14 @@ impl FeedSource for NatsSource {
                 FeedPoll::Tick(t)
             }
             Ok(Item::Warm(t)) => FeedPoll::Tick(t),
+            Ok(Item::Book(id, b)) => match self.books.get_mut(id as usize) {
+                Some(slot) => {
+                    let ts_event = b.ts_event;
+                    *slot = Some(b);
+                    FeedPoll::Book { symbol: id, ts_event }
+                }
+                None => FeedPoll::Pending { until_ns: None },
+            },
             Ok(Item::End) => FeedPoll::End,
             Ok(Item::Status(up)) => FeedPoll::Status { up },
             Err(mpsc::error::TryRecvError::Empty) => FeedPoll::Pending { until_ns: None },
@@ -154,6 +171,21 @@ impl FeedSource for NatsSource {
 
     fn describe(&self) -> String {
         format!("nats({}, {} symbols)", self.url, self.universe.len())
+    }
+
+    fn book_levels(
+        &self,
+        symbol: u32,
+        depth: usize,
+        bids: &mut Vec<(i64, i64)>,
+        asks: &mut Vec<(i64, i64)>,
+    ) -> Option<BookHealth> {
+        let b = self.books.get(symbol as usize)?.as_ref()?;
+        bids.clear();
+        asks.clear();
+        bids.extend(b.bids.iter().take(depth));
+        asks.extend(b.asks.iter().take(depth));
+        Some(b.health)
     }
 }
 
@@ -197,14 +229,16 @@ async fn warm(
 ) -> anyhow::Result<u64> {
     let stream = js.get_stream(&cfg.stream).await.map_err(|e| anyhow!("stream {}: {e}", cfg.stream))?;
     let stream = &stream;
-    let mut reads = futures_util::stream::iter(ids)
-        .map(|id| {
-            let subject = cfg.subject(universe.name(id));
-            async move { (id, stream.get_last_raw_message_by_subject(&subject).await) }
+    // Each symbol's last tick and last book.
+    let mut reads = futures_util::stream::iter(ids.flat_map(|id| [(id, false), (id, true)]))
+        .map(|(id, book)| {
+            let name = universe.name(id);
+            let subject = if book { cfg.book_subject(name) } else { cfg.subject(name) };
+            async move { (id, book, stream.get_last_raw_message_by_subject(&subject).await) }
         })
         .buffer_unordered(WARM_CONCURRENCY);
     let mut n = 0;
-    while let Some((id, r)) = reads.next().await {
+    while let Some((id, book, r)) = reads.next().await {
         let m = match r {
             Ok(m) => m,
             Err(e)
@@ -217,6 +251,20 @@ async fn warm(
             }
             Err(e) => return Err(anyhow!("reading last values: {e}")),
         };
+        if book {
+            match wire::decode_book(&m.payload) {
+                Ok(b) => {
+                    if tx.send(Item::Book(id, b)).await.is_err() {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    stats.rejected.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(subject = %m.subject, error = %e, "undecodable last book skipped");
+                }
+            }
+            continue;
+        }
         match wire::decode_tick(&m.payload, id) {
             Ok(t) => {
                 n += 1;
@@ -324,13 +372,33 @@ async fn forward(
         tracing::info!("the publisher's feed ended");
         return tx.send(Item::End).await.is_ok();
     }
-    let Some(symbol) = cfg.symbol_of(msg.subject.as_str()) else { return true };
+    let subject = msg.subject.as_str();
+    let (symbol, book) = match (cfg.symbol_of(subject), cfg.book_symbol_of(subject)) {
+        (Some(s), _) => (s, false),
+        (None, Some(s)) => (s, true),
+        (None, None) => return true,
+    };
     stats.received.fetch_add(1, Ordering::Relaxed);
     let Some(id) = universe.id(symbol) else {
         stats.rejected.fetch_add(1, Ordering::Relaxed);
         return true;
     };
-    forward_as(id, stats, tx, msg).await
+    if book { forward_book(id, stats, tx, msg).await } else { forward_as(id, stats, tx, msg).await }
+}
+
+/// Decodes one book message of symbol `id` and hands it to the feed thread. False once the
+/// feed thread is gone.
+async fn forward_book(id: u32, stats: &BusStats, tx: &mpsc::Sender<Item>, msg: async_nats::Message) -> bool {
+    stats.received_bytes.fetch_add(msg.payload.len() as u64, Ordering::Relaxed);
+    match wire::decode_book(&msg.payload) {
+        Ok(b) => tx.send(Item::Book(id, b)).await.is_ok(),
+        Err(e) => {
+            if stats.rejected.fetch_add(1, Ordering::Relaxed) < 10 {
+                tracing::warn!(subject = %msg.subject, error = %e, "undecodable book skipped");
+            }
+            true
+        }
+    }
 }
 
 /// Decodes one tick message of symbol `id` and hands it to the feed thread. False once the
@@ -385,16 +453,29 @@ async fn on_event<I: Iterator<Item = u32>>(
     }
 }
 
-/// Opens the bus subscription of symbol `id`: a task forwarding its ticks.
+/// Opens the bus subscriptions of symbol `id` (its ticks and its book): a task forwarding
+/// them.
 async fn open(bus: &Bus<'_>, id: u32) -> anyhow::Result<tokio::task::JoinHandle<()>> {
-    let subject = bus.cfg.subject(bus.universe.name(id));
-    let mut sub =
+    let name = bus.universe.name(id);
+    let (subject, book_subject) = (bus.cfg.subject(name), bus.cfg.book_subject(name));
+    let ticks =
         bus.client.subscribe(subject.clone()).await.map_err(|e| anyhow!("subscribing to {subject}: {e}"))?;
+    let books = bus
+        .client
+        .subscribe(book_subject.clone())
+        .await
+        .map_err(|e| anyhow!("subscribing to {book_subject}: {e}"))?;
+    let mut both = futures_util::stream::select(ticks.map(|m| (false, m)), books.map(|m| (true, m)));
     let (stats, tx) = (bus.stats.clone(), bus.tx.clone());
     Ok(tokio::spawn(async move {
-        while let Some(msg) = sub.next().await {
+        while let Some((book, msg)) = both.next().await {
             stats.received.fetch_add(1, Ordering::Relaxed);
-            if !forward_as(id, &stats, &tx, msg).await {
+            let alive = if book {
+                forward_book(id, &stats, &tx, msg).await
+            } else {
+                forward_as(id, &stats, &tx, msg).await
+            };
+            if !alive {
                 return;
             }
         }

@@ -191,8 +191,9 @@ config_keys! {
             at most this many per symbol whose trades a client takes (~260 bytes each).";
         max_depth: usize = "50", Int { min: 1, max: 1000 }, restart,
             "Order-book levels a side the gateway keeps per symbol and the largest depth a \
-            subscribe may ask for (more gets error bad_request). Bounds the book store (~1.6 KB \
-            a symbol at 50) and the size of one book message (~2 KB of JSON at 50).";
+            subscribe may ask for (more gets error bad_request); tickgate feed --publish sends \
+            this many on the bus. Bounds the book store (~1.6 KB a symbol at 50) and the size of \
+            one book message (~2 KB of JSON at 50).";
         default_max_bandwidth: u64 = "0", Int { min: 0, max: 10_000_000_000 }, live,
             "Bytes/s a client may receive unless it sets its own max_bandwidth; 0 = unlimited. \
             Under the cap quotes conflate and trades wait within max_trade_backlog.";

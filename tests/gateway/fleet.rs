@@ -413,3 +413,100 @@ async fn interest_mode_follows_only_the_symbols_clients_hold_through_an_outage()
     every.shutdown();
     held.shutdown();
 }
+
+/// `GET /snapshot?symbols=..&depth=N`: each symbol's book as (bids, asks, stale).
+type BusBook = (Vec<(f64, f64)>, Vec<(f64, f64)>, bool);
+
+async fn books_of(addr: SocketAddr, names: &[&str], depth: usize) -> HashMap<String, BusBook> {
+    let (status, text) =
+        http_get(addr, &format!("/snapshot?symbols={}&depth={depth}", names.join(",")), "").await;
+    assert_eq!(status, 200, "{text}");
+    let v: Value = serde_json::from_str(body(&text)).unwrap();
+    let side = |b: &Value, k: &str| -> Vec<(f64, f64)> {
+        b[k].as_array().unwrap().iter().map(|l| (l[0].as_f64().unwrap(), l[1].as_f64().unwrap())).collect()
+    };
+    v.as_array()
+        .unwrap()
+        .iter()
+        .filter(|b| b["type"] == "book")
+        .map(|b| {
+            (
+                b["symbol"].as_str().unwrap().to_string(),
+                (side(b, "bids"), side(b, "asks"), b["stale"].as_bool().unwrap()),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn order_books_travel_the_bus_to_live_late_and_interest_gateways() {
+    let Some(bin) = nats_binary() else { return };
+    let dir = scratch("books");
+    let nats = Nats::start(bin, dir.clone());
+    let publisher = Publisher::start(
+        &nats.url(),
+        &dir,
+        &[
+            "--feed",
+            "sim",
+            "--symbols",
+            "20",
+            "--rate",
+            "2000",
+            "--ticks",
+            "6000",
+            "--zipf-exponent",
+            "0",
+            "--depth-levels",
+            "12",
+        ],
+    );
+    let live = gateway(&nats.url());
+    let names: Vec<String> = (0..20).map(|i| live.app().universe.name(i).to_string()).collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let mut c = Client::connect(live.local_addr(), "format=json").await;
+    c.subscribe(&names[..3], r#","depth":5"#).await;
+    let mut books = 0;
+    let deadline = Instant::now() + WAIT;
+    while books < 20 {
+        assert!(Instant::now() < deadline, "only {books} books arrived over the bus");
+        if let Some(Some(Frame::Json(v))) = c.next_within(Duration::from_millis(200)).await
+            && v["type"] == "book"
+        {
+            let bids = v["bids"].as_array().unwrap();
+            assert!(!bids.is_empty() && bids.len() <= 5, "{v}");
+            books += 1;
+        }
+    }
+    publisher.wait(&dir);
+    wait_feed_end(live.local_addr()).await;
+    let want = books_of(live.local_addr(), &names, 12).await;
+    assert_eq!(want.len(), 20, "every simulated symbol has a book");
+    assert!(want.values().all(|(b, a, stale)| b.len() == 12 && a.len() == 12 && !stale), "{want:?}");
+    // A gateway started after the publisher finished has every book from JetStream, and one
+    // following only what its clients hold gets the book of a symbol on subscribing.
+    let late = gateway(&nats.url());
+    let deadline = Instant::now() + WAIT;
+    while books_of(late.local_addr(), &names, 12).await != want {
+        assert!(Instant::now() < deadline, "the late gateway's books never matched");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let held = interest_gateway(&nats.url());
+    let mut c = Client::connect(held.local_addr(), "format=json").await;
+    c.subscribe(&names[7..8], r#","depth":12"#).await;
+    let deadline = Instant::now() + WAIT;
+    loop {
+        match c.next_within(Duration::from_millis(200)).await {
+            Some(Some(Frame::Json(v))) if v["type"] == "book" => {
+                let got = books_of(held.local_addr(), &names[7..8], 12).await;
+                assert_eq!(got[names[7]], want[names[7]], "the interest gateway's book");
+                assert_eq!(v["bids"].as_array().map(Vec::len), Some(12));
+                break;
+            }
+            _ => assert!(Instant::now() < deadline, "no book on the interest gateway"),
+        }
+    }
+    for g in [live, late, held] {
+        g.shutdown();
+    }
+}
