@@ -24,8 +24,8 @@ use std::path::{Path, PathBuf};
 
 use crate::binance::{self, Event, L1Book, SkipKind};
 use crate::book::{self, BookBuilder, Continuity, DepthEvent, Outcome};
-use crate::tickfile::{TickFileError, TickReader};
-use crate::{BookHealth, FeedPoll, FeedSource, SymbolInfo, Tick, Universe};
+use crate::tickfile::{BookRecord, Record, TickFileError, TickReader};
+use crate::{BookHealth, FeedPoll, FeedSource, SymbolInfo, Universe};
 
 /// How fast a recording is replayed.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -714,9 +714,11 @@ struct TickFile {
     first_ts: Option<u64>,
     last_ts: u64,
     ts_offset: u64,
-    /// The tick `next_ns` announced.
-    pending: Option<Tick>,
+    /// The record `next_ns` announced.
+    pending: Option<Record>,
     replayed: u64,
+    /// The latest recorded book of each symbol that has one.
+    books: Vec<Option<BookRecord>>,
 }
 
 impl TickReplay {
@@ -739,6 +741,7 @@ impl TickReplay {
             ts_offset: 0,
             pending: None,
             replayed: 0,
+            books: vec![None; n],
         };
         Ok(TickReplay { file, replayer: Replayer::new(opts), speed: opts.speed })
     }
@@ -746,16 +749,22 @@ impl TickReplay {
 
 impl TickFile {
     /// The next recorded tick with loop offsets applied, or `None` at the end of a pass.
-    fn next_recorded(&mut self) -> Option<Tick> {
-        match self.reader.next_tick() {
-            Ok(Some(mut t)) => {
+    fn next_recorded(&mut self) -> Option<Record> {
+        match self.reader.next_record() {
+            Ok(Some(Record::Tick(mut t))) => {
                 let i = t.symbol as usize;
                 self.first_ts.get_or_insert(t.ts_event);
                 self.last_ts = self.last_ts.max(t.ts_event);
                 t.seq += self.seq_offset[i];
                 t.ts_event = t.ts_event.saturating_add(self.ts_offset);
                 self.last_seq[i] = t.seq;
-                Some(t)
+                Some(Record::Tick(t))
+            }
+            Ok(Some(Record::Book(mut b))) => {
+                self.first_ts.get_or_insert(b.ts_event);
+                self.last_ts = self.last_ts.max(b.ts_event);
+                b.ts_event = b.ts_event.saturating_add(self.ts_offset);
+                Some(Record::Book(b))
             }
             Ok(None) => None,
             Err(e) => {
@@ -771,13 +780,24 @@ impl Recording for TickFile {
         if self.pending.is_none() {
             self.pending = self.next_recorded();
         }
-        self.pending.as_ref().map(|t| t.ts_event)
+        self.pending.as_ref().map(|r| match r {
+            Record::Tick(t) => t.ts_event,
+            Record::Book(b) => b.ts_event,
+        })
     }
 
     fn take(&mut self) -> Option<FeedPoll> {
-        let t = self.pending.take()?;
-        self.replayed += 1;
-        Some(FeedPoll::Tick(t))
+        match self.pending.take()? {
+            Record::Tick(t) => {
+                self.replayed += 1;
+                Some(FeedPoll::Tick(t))
+            }
+            Record::Book(b) => {
+                let (symbol, ts_event) = (b.symbol, b.ts_event);
+                *self.books.get_mut(symbol as usize)? = Some(b);
+                Some(FeedPoll::Book { symbol, ts_event })
+            }
+        }
     }
 
     fn restart(&mut self) -> Result<(), String> {
@@ -800,6 +820,21 @@ impl FeedSource for TickReplay {
         &self.file.universe
     }
 
+    fn book_levels(
+        &self,
+        symbol: u32,
+        depth: usize,
+        bids: &mut Vec<(i64, i64)>,
+        asks: &mut Vec<(i64, i64)>,
+    ) -> Option<BookHealth> {
+        let b = self.file.books.get(symbol as usize)?.as_ref()?;
+        bids.clear();
+        asks.clear();
+        bids.extend(b.bids.iter().take(depth));
+        asks.extend(b.asks.iter().take(depth));
+        Some(b.health)
+    }
+
     fn poll(&mut self, now_ns: u64) -> FeedPoll {
         self.replayer.poll(&mut self.file, now_ns)
     }
@@ -819,6 +854,7 @@ impl FeedSource for TickReplay {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use crate::Tick;
 
     #[test]
     fn speeds_parse_and_refuse_nonsense() {

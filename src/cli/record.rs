@@ -48,13 +48,14 @@ pub fn run(m: &ArgMatches) -> Result<(), CliError> {
     let mut source = crate::feed::Feed::from_config(&cfg)?.source;
     let stop = crate::signal::stop_flag_on_signal()?;
     let started = std::time::Instant::now();
-    let n = crate::record::record(source.as_mut(), &out, cfg.feed.ticks, clock, &stop)?;
+    let n = crate::record::record(source.as_mut(), &out, cfg.feed.ticks, cfg.server.max_depth, clock, &stop)?;
     let bytes = std::fs::metadata(&out).map_or(0, |m| m.len());
+    let books = if n.books > 0 { format!(" with {} order-book changes", n.books) } else { String::new() };
     eprintln!(
-        "recorded {n} ticks of {} symbols to {} ({bytes} bytes, {:.1} bytes/tick) in {:.2?}",
+        "recorded {} ticks of {} symbols{books} to {} ({bytes} bytes) in {:.2?}",
+        n.ticks,
         source.universe().len(),
         out.display(),
-        bytes as f64 / n.max(1) as f64,
         started.elapsed()
     );
     Ok(())
