@@ -828,10 +828,7 @@ impl FeedSource for TickReplay {
         asks: &mut Vec<(i64, i64)>,
     ) -> Option<BookHealth> {
         let b = self.file.books.get(symbol as usize)?.as_ref()?;
-        bids.clear();
-        asks.clear();
-        bids.extend(b.bids.iter().take(depth));
-        asks.extend(b.asks.iter().take(depth));
+        crate::source::copy_levels(&b.bids, &b.asks, depth, bids, asks);
         Some(b.health)
     }
 

@@ -50,6 +50,22 @@ pub enum BookHealth {
     Stale,
 }
 
+/// Copies the best `depth` levels of a book held as level lists (`book_bids`, `book_asks`,
+/// best first) into `bids` and `asks` (cleared first): the [`FeedSource::book_levels`] of a
+/// source that keeps whole book tops (a recording, a bus).
+pub fn copy_levels(
+    book_bids: &[(i64, i64)],
+    book_asks: &[(i64, i64)],
+    depth: usize,
+    bids: &mut Vec<(i64, i64)>,
+    asks: &mut Vec<(i64, i64)>,
+) {
+    bids.clear();
+    asks.clear();
+    bids.extend(book_bids.iter().take(depth));
+    asks.extend(book_asks.iter().take(depth));
+}
+
 /// A source of normalized ticks, driven by the gateway's feed thread.
 pub trait FeedSource: Send {
     /// The symbols this source produces ticks for. Tick `symbol` ids index into it.

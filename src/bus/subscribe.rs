@@ -181,10 +181,7 @@ impl FeedSource for NatsSource {
         asks: &mut Vec<(i64, i64)>,
     ) -> Option<BookHealth> {
         let b = self.books.get(symbol as usize)?.as_ref()?;
-        bids.clear();
-        asks.clear();
-        bids.extend(b.bids.iter().take(depth));
-        asks.extend(b.asks.iter().take(depth));
+        tickgate_feeds::source::copy_levels(&b.bids, &b.asks, depth, bids, asks);
         Some(b.health)
     }
 }
