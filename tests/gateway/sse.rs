@@ -144,9 +144,20 @@ impl Sse {
     }
 }
 
+/// Waits until every symbol of `names` has a value: a stream opened then starts with a
+/// snapshot of each (on a busy machine the feed thread may not have run yet at first).
+async fn have_values(addr: SocketAddr, names: &[&str]) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while snapshot(addr, names).await.len() < names.len() {
+        assert!(tokio::time::Instant::now() < deadline, "{names:?} never got a value");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sse_streams_snapshots_updates_and_trades_with_ids_and_heartbeats() {
     let g = start(&[("server.ping_interval", "300ms")]);
+    have_values(g.local_addr(), &["SPY", "QQQ"]).await;
     let mut c = Sse::open(g.local_addr(), "symbols=SPY,QQQ&trades=1", "", None).await;
     assert_eq!(c.status, 200, "{}", c.head);
     let head = c.head.to_ascii_lowercase();
@@ -334,6 +345,7 @@ async fn curl_reads_the_stream() {
     };
     assert!(probe.status.success());
     let g = start(&[]);
+    have_values(g.local_addr(), &["SPY", "QQQ"]).await;
     let url = format!("http://{}/sse?symbols=SPY,QQQ&trades=1", g.local_addr());
     let out = tokio::task::spawn_blocking(move || {
         std::process::Command::new("curl").args(["-sN", "--max-time", "1.5", &url]).output().unwrap()
