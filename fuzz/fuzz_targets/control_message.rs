@@ -65,10 +65,11 @@ fuzz_target!(|data: &[u8]| {
                 assert_eq!(obj.get("id").and_then(integer), Some(id), "id differs from serde_json's");
             }
             match &msg {
-                ClientMsg::Subscribe { id, symbols, max_rate, trades } => {
+                ClientMsg::Subscribe { id, symbols, max_rate, trades, depth } => {
                     assert_eq!(op, "subscribe");
                     assert!(!symbols.is_empty());
                     assert_eq!(obj.get("trades").and_then(Value::as_bool).unwrap_or(false), *trades);
+                    assert_eq!(obj.get("depth").and_then(Value::as_u64).unwrap_or(0), u64::from(*depth));
                     check_string_array(&obj["symbols"], symbols);
                     if let Some(r) = max_rate {
                         assert!(r.is_unlimited() || r.interval_ns >= 1_000_000, "{r:?}");
