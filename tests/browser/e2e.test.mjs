@@ -119,6 +119,24 @@ function logTape(page) {
   });
 }
 
+/**
+ * Follows the page's WebSockets: `subscribes` collects every subscribe request sent, with
+ * `socket`, which of the page's WebSockets sent it (1, 2, ...); `sockets` counts them; each
+ * frame received goes to `onReceived(socket, payload)`.
+ */
+function watchSockets(page, onReceived) {
+  const w = { subscribes: [], sockets: 0 };
+  page.on('websocket', (ws) => {
+    const socket = ++w.sockets;
+    ws.on('framesent', (f) => {
+      const m = JSON.parse(f.payload);
+      if (m.op === 'subscribe') w.subscribes.push({ ...m, socket });
+    });
+    ws.on('framereceived', (f) => onReceived(socket, f.payload));
+  });
+  return w;
+}
+
 /** Collects what the page reports as problems: script errors, CSP violations, failed requests. */
 function watchProblems(page) {
   const problems = [];
@@ -459,22 +477,14 @@ test('dashboard: a live time-and-sales tape of the selected symbol', { timeout: 
   const problems = watchProblems(page);
   const { waitConn, until } = dashboard(page, env);
   // What the page asks for, and the trades it is sent, by symbol (JSON formats).
-  const subscribes = []; // with `socket`: which of the page's WebSockets sent it (1, 2, ...)
   const tradesOf = {};
   const textFrames = []; // the text frames the first connection received, in order
-  let sockets = 0;
-  page.on('websocket', (ws) => {
-    const socket = ++sockets;
-    ws.on('framesent', (f) => {
-      const m = JSON.parse(f.payload);
-      if (m.op === 'subscribe') subscribes.push({ ...m, socket });
-    });
-    ws.on('framereceived', (f) => {
-      if (typeof f.payload !== 'string') return;
-      if (socket === 1) textFrames.push(f.payload);
-      for (const [, s] of f.payload.matchAll(/"type":"trade","symbol":"([^"]+)"/g)) tradesOf[s] = (tradesOf[s] ?? 0) + 1;
-    });
+  const ws = watchSockets(page, (socket, payload) => {
+    if (typeof payload !== 'string') return;
+    if (socket === 1) textFrames.push(payload);
+    for (const [, s] of payload.matchAll(/"type":"trade","symbol":"([^"]+)"/g)) tradesOf[s] = (tradesOf[s] ?? 0) + 1;
   });
+  const { subscribes } = ws;
   /** The tape's lines: trades as {seq, cls, time, price, size, side}, others as {cls, text}. */
   const tape = () => page.$$eval('#tape-rows tr', (trs) => trs.map((tr) => (tr.dataset.seq
     ? { seq: tr.dataset.seq, cls: tr.className, ...Object.fromEntries([...tr.cells].map((td) => [td.className.replace('num ', '').slice(2), td.textContent])) }
@@ -574,7 +584,7 @@ test('dashboard: a live time-and-sales tape of the selected symbol', { timeout: 
   }, logged, 5_000);
   const note = (await tapeLog()).slice(logged).find((l) => l.startsWith('note '));
   assert.equal(note, 'note Format changed · trades in between not shown');
-  assert.equal(sockets, 2);
+  assert.equal(ws.sockets, 2);
   const again = subscribes.filter((m) => m.socket === 2);
   assert.deepEqual(again.filter((m) => m.trades).map((m) => m.symbols), [['QQQ']], `re-subscribed with QQQ's trades: ${JSON.stringify(again)}`);
 
@@ -668,19 +678,11 @@ test('dashboard: a live depth ladder of the selected symbol, in JSON and binary'
   const page = await (await env.browser.newContext({ viewport: { width: 1280, height: 1100 }, colorScheme: 'light' })).newPage();
   const problems = watchProblems(page);
   const { waitConn, until } = dashboard(page, env);
-  const subscribes = []; // with `socket`: which of the page's WebSockets sent it (1, 2, ...)
   const binaryFrames = {}; // socket -> binary frames received
-  let sockets = 0;
-  page.on('websocket', (ws) => {
-    const socket = ++sockets;
-    ws.on('framesent', (f) => {
-      const m = JSON.parse(f.payload);
-      if (m.op === 'subscribe') subscribes.push({ ...m, socket });
-    });
-    ws.on('framereceived', (f) => {
-      if (typeof f.payload !== 'string') binaryFrames[socket] = (binaryFrames[socket] ?? 0) + 1;
-    });
+  const ws = watchSockets(page, (socket, payload) => {
+    if (typeof payload !== 'string') binaryFrames[socket] = (binaryFrames[socket] ?? 0) + 1;
   });
+  const { subscribes } = ws;
   /** Waits until the ladder shows `symbol` with at least 5 levels a side (and a seq other than `notSeq`). */
   const filled = (symbol, what, notSeq = null) => until(`${what}: a depth ladder of ${symbol} with 5 levels a side`,
     ({ symbol, notSeq }) => document.getElementById('book-symbol').textContent === symbol &&
@@ -747,7 +749,7 @@ test('dashboard: a live depth ladder of the selected symbol, in JSON and binary'
   await waitConn('open', 'binary');
   await filled('QQQ', 'binary', later.seq);
   checkLadder(await readLadder(page), 'QQQ', 'QQQ in binary');
-  const binarySocket = sockets;
+  const binarySocket = ws.sockets;
   assert.ok(binaryFrames[binarySocket] > 0, `binary frames received: ${JSON.stringify(binaryFrames)}`);
   assert.equal(subscribes.filter((m) => m.socket === binarySocket && m.symbols.includes('QQQ')).at(-1)?.depth, 10,
     're-subscribed with its depth on the new connection');
