@@ -251,6 +251,17 @@ mod tests {
     }
 
     #[test]
+    fn percentiles_survive_a_json_round_trip_exactly() {
+        // A report read back (`loadtest merge`, `--baseline`) must equal what was written,
+        // means included: CI once saw this mean come back one ulp off.
+        for mean in [418334.22791566723, 0.1 + 0.2, 1e-300, 123456789.98765433, f64::MAX] {
+            let p = Percentiles { mean, ..Percentiles::default() };
+            let back: Percentiles = serde_json::from_str(&serde_json::to_string(&p).unwrap()).unwrap();
+            assert_eq!(back.mean.to_bits(), mean.to_bits(), "{mean}");
+        }
+    }
+
+    #[test]
     fn formatting() {
         assert_eq!(fmt_ns(850), "850ns");
         assert_eq!(fmt_ns(12_345), "12.3µs");
