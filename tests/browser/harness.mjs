@@ -160,7 +160,7 @@ export function blockWebSockets(page) {
  * every event a trade (--trade-percent 100), the first trade is the one after the snapshot's
  * seq and each trade has the previous one's seq + 1, plus what a gap before it said was
  * missed: nothing may be missing without a gap saying so. Returns {trades, missed, gaps,
- * bySeq} (bySeq: seq -> the trade's fields, to compare formats and transports).
+ * trailingGap, bySeq} (bySeq: seq -> the trade's fields, to compare formats and transports).
  */
 export function accountTrades(what, snapshotSeq, events) {
   assert.ok(snapshotSeq !== undefined, `${what}: a snapshot before the trades`);
@@ -188,6 +188,9 @@ export function accountTrades(what, snapshotSeq, events) {
     tally.trades++;
     tally.bySeq.set(seq, fields);
   }
-  assert.equal(pendingGap, 0n, `${what}: a gap is followed by a trade`);
+  // A gap may be the last event: the pages are read while they stream, and each WebSocket
+  // message or SSE event is its own task, so the read can land between a gap and the trade
+  // the gateway sent right behind it (CI saw this once). Its count is in `missed` already.
+  tally.trailingGap = pendingGap > 0n;
   return tally;
 }
