@@ -76,7 +76,8 @@ pub enum SkipKind {
     Other,
 }
 
-/// Why a line is malformed.
+/// Why a capture line is malformed: a trade or quote line ([`parse_line`]) or a depth line
+/// ([`crate::book::parse_depth_line`]).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LineError {
     /// The line does not start with `<capture_ns> `.
@@ -85,20 +86,20 @@ pub enum LineError {
     /// The message is not valid JSON or has wrongly typed fields.
     #[error("bad JSON: {0}")]
     Json(String),
-    /// A trade or quote without a field it needs.
+    /// A message without a field it needs.
     #[error("{kind} without `{field}`")]
     Missing {
-        /// `trade` or `bookTicker`.
+        /// `trade`, `bookTicker`, `depthUpdate` or `snapshot`.
         kind: &'static str,
         /// The missing field.
         field: &'static str,
     },
-    /// A price or quantity that is not an exact decimal with at most 8 places.
+    /// A price or quantity that is not an exact decimal with at most 8 places within range.
     #[error("`{field}` is not a decimal with at most 8 places: {value:?}")]
     BadDecimal {
-        /// The field.
+        /// The field (for depth: `b`, `a`, `bids` or `asks`).
         field: &'static str,
-        /// Its value.
+        /// Its value (at most 40 characters of it).
         value: String,
     },
     /// A negative quantity.
@@ -106,6 +107,24 @@ pub enum LineError {
     Negative {
         /// The field.
         field: &'static str,
+    },
+    /// A depth level with a price at or below zero, or a negative quantity.
+    #[error("`{field}` has an impossible level: price {price}, quantity {qty} (fixed point 10^8)")]
+    BadLevel {
+        /// `b`, `a`, `bids` or `asks`.
+        field: &'static str,
+        /// The price.
+        price: i64,
+        /// The quantity.
+        qty: i64,
+    },
+    /// A depth update with `U > u`, or an event time beyond `u64` nanoseconds.
+    #[error("bad update ids or time: U {first}, u {last}")]
+    BadIds {
+        /// `U`.
+        first: u64,
+        /// `u`.
+        last: u64,
     },
 }
 

@@ -55,6 +55,7 @@ use std::path::Path;
 use serde::Deserialize;
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
+use crate::binance::LineError;
 use crate::universe::parse_fixed;
 
 /// One side of a [`Book`].
@@ -485,51 +486,6 @@ pub enum DepthEvent {
     Snapshot(Snapshot),
 }
 
-/// Why a depth line is malformed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum BookLineError {
-    /// The line does not start with `<capture_ns> `.
-    #[error("no capture timestamp before the message")]
-    NoTimestamp,
-    /// The message is not valid JSON or has wrongly typed fields.
-    #[error("bad JSON: {0}")]
-    Json(String),
-    /// A depth message without a field it needs.
-    #[error("{kind} without `{field}`")]
-    Missing {
-        /// `depthUpdate` or `snapshot`.
-        kind: &'static str,
-        /// The missing field.
-        field: &'static str,
-    },
-    /// A price or quantity that is not an exact decimal with at most 8 places within range.
-    #[error("`{field}` is not a decimal with at most 8 places: {value:?}")]
-    BadDecimal {
-        /// Where: `b`, `a`, `bids` or `asks`.
-        field: &'static str,
-        /// The value (at most 40 characters of it).
-        value: String,
-    },
-    /// A price at or below zero, or a negative quantity.
-    #[error("`{field}` has an impossible level: price {price}, quantity {qty} (fixed point 10^8)")]
-    BadLevel {
-        /// `b`, `a`, `bids` or `asks`.
-        field: &'static str,
-        /// The price.
-        price: i64,
-        /// The quantity.
-        qty: i64,
-    },
-    /// `U > u`, or an event time beyond `u64` nanoseconds.
-    #[error("bad update ids or time: U {first}, u {last}")]
-    BadIds {
-        /// `U`.
-        first: u64,
-        /// `u`.
-        last: u64,
-    },
-}
-
 /// A JSON string, borrowed from the line when it has no escapes.
 struct Str<'a>(Cow<'a, str>);
 
@@ -676,20 +632,20 @@ struct RestSnapshot<'a> {
     asks: Option<Vec<RawLevel<'a>>>,
 }
 
-fn json_err(e: serde_json::Error) -> BookLineError {
-    BookLineError::Json(e.to_string())
+fn json_err(e: serde_json::Error) -> LineError {
+    LineError::Json(e.to_string())
 }
 
-fn levels(field: &'static str, raw: &[RawLevel<'_>]) -> Result<Vec<(i64, i64)>, BookLineError> {
+fn levels(field: &'static str, raw: &[RawLevel<'_>]) -> Result<Vec<(i64, i64)>, LineError> {
     let fixed = |s: &Str<'_>| {
         parse_fixed(&s.0)
-            .ok_or_else(|| BookLineError::BadDecimal { field, value: s.0.chars().take(40).collect() })
+            .ok_or_else(|| LineError::BadDecimal { field, value: s.0.chars().take(40).collect() })
     };
     raw.iter()
         .map(|l| {
             let (price, qty) = (fixed(&l.0)?, fixed(&l.1)?);
             if price <= 0 || qty < 0 {
-                return Err(BookLineError::BadLevel { field, price, qty });
+                return Err(LineError::BadLevel { field, price, qty });
             }
             Ok((price, qty))
         })
@@ -711,13 +667,13 @@ fn levels(field: &'static str, raw: &[RawLevel<'_>]) -> Result<Vec<(i64, i64)>, 
 /// # Errors
 /// When the line has no capture timestamp, is not JSON, or is a depth message with a missing
 /// field, a decimal that is not exact to 8 places, a non-positive price, a negative quantity,
-/// or `U > u` (see [`BookLineError`]).
-pub fn parse_depth_line(line: &str) -> Result<Option<(String, DepthEvent)>, BookLineError> {
-    let (ts, json) = line.split_once(' ').ok_or(BookLineError::NoTimestamp)?;
+/// or `U > u` (see [`LineError`]).
+pub fn parse_depth_line(line: &str) -> Result<Option<(String, DepthEvent)>, LineError> {
+    let (ts, json) = line.split_once(' ').ok_or(LineError::NoTimestamp)?;
     if ts.is_empty() || ts.len() > 20 || !ts.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(BookLineError::NoTimestamp);
+        return Err(LineError::NoTimestamp);
     }
-    ts.parse::<u64>().map_err(|_| BookLineError::NoTimestamp)?;
+    ts.parse::<u64>().map_err(|_| LineError::NoTimestamp)?;
     let probe: Probe<'_> = serde_json::from_str(json).map_err(json_err)?;
     let wrapped = probe.data.is_some();
     let event = match &probe.data {
@@ -731,7 +687,7 @@ pub fn parse_depth_line(line: &str) -> Result<Option<(String, DepthEvent)>, Book
             serde_json::from_str::<DepthUpdate<'_>>(json).map_err(json_err)?
         };
         const K: &str = "depthUpdate";
-        let missing = |field| BookLineError::Missing { kind: K, field };
+        let missing = |field| LineError::Missing { kind: K, field };
         let symbol = match (&u.s, &probe.stream.0) {
             (Some(s), _) => s.to_ascii_uppercase(),
             (None, Some(stream)) => stream.split('@').next().unwrap_or("").to_ascii_uppercase(),
@@ -740,11 +696,11 @@ pub fn parse_depth_line(line: &str) -> Result<Option<(String, DepthEvent)>, Book
         let first = u.first.ok_or(missing("U"))?;
         let last = u.last.ok_or(missing("u"))?;
         let event_time_ns = match u.event_time_ms {
-            Some(ms) => ms.checked_mul(1_000_000).ok_or(BookLineError::BadIds { first, last })?,
+            Some(ms) => ms.checked_mul(1_000_000).ok_or(LineError::BadIds { first, last })?,
             None => 0,
         };
         if first > last {
-            return Err(BookLineError::BadIds { first, last });
+            return Err(LineError::BadIds { first, last });
         }
         let diff = Diff {
             first,
@@ -758,7 +714,7 @@ pub fn parse_depth_line(line: &str) -> Result<Option<(String, DepthEvent)>, Book
     }
     if !wrapped && probe.stream.0.is_none() && probe.last_update_id.is_some() {
         const K: &str = "snapshot";
-        let missing = |field| BookLineError::Missing { kind: K, field };
+        let missing = |field| LineError::Missing { kind: K, field };
         let s: RestSnapshot<'_> = serde_json::from_str(json).map_err(json_err)?;
         let snap = Snapshot {
             last_update_id: s.last_update_id.ok_or(missing("lastUpdateId"))?,
