@@ -123,11 +123,11 @@ pub static SHARD_FIGURES: &[ShardFigure] = &[
         |s| s.overruns.load(R)
     ),
     figure!(
-        Some("resyncs"),
-        Some("tickgate_ring_resyncs"),
+        Some("catch_ups"),
+        Some("tickgate_ring_catch_ups"),
         Counter,
-        "Times an overloaded shard skipped ticks older than 100 ms and resynced from the cache.",
-        |s| s.resyncs.load(R)
+        "Times a shard found ticks older than 100 ms waiting and read its whole backlog before flushing.",
+        |s| s.catch_ups.load(R)
     ),
     figure!(
         Some("bytes_written"),

@@ -199,16 +199,6 @@ impl<T: Packed<N>, const N: usize> Consumer<T, N> {
         self.shared.head.load(Ordering::Acquire).saturating_sub(self.next)
     }
 
-    /// Skips every published tick this consumer has not read (a deliberate resync: the
-    /// caller heals from the [`Lvc`], which holds everything before the head). Returns how
-    /// many positions were skipped.
-    pub fn skip_to_head(&mut self) -> u64 {
-        let head = self.shared.head.load(Ordering::Acquire);
-        let skipped = head.saturating_sub(self.next);
-        self.next = self.next.max(head);
-        skipped
-    }
-
     /// Position of the next tick this consumer will read.
     pub fn position(&self) -> u64 {
         self.next

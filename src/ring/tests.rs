@@ -90,20 +90,6 @@ fn consumer_exactly_one_lap_behind_is_overrun_not_confused() {
 }
 
 #[test]
-fn skip_to_head_jumps_past_unread_ticks() {
-    let (ring, mut p) = Ring::with_capacity(8);
-    let mut c = ring.consumer();
-    for n in 0..5 {
-        p.publish(&tick_for(n));
-    }
-    assert_eq!(c.skip_to_head(), 5);
-    assert_eq!(c.try_read(), Read::Empty);
-    p.publish(&tick_for(5));
-    assert_eq!(c.try_read(), Read::Tick(tick_for(5)));
-    assert_eq!(c.skip_to_head(), 0);
-}
-
-#[test]
 fn capacity_rounds_up_to_power_of_two() {
     assert_eq!(Ring::with_capacity(5).0.capacity(), 8);
     assert_eq!(Ring::with_capacity(0).0.capacity(), 2);

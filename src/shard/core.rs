@@ -84,9 +84,9 @@ pub struct CoreCounters {
     pub conflated: u64,
     /// Times the ring lapped this shard.
     pub overruns: u64,
-    /// Times this shard skipped ticks older than its staleness bound and resynced from the
-    /// last-value cache (conflation at the ring when the shard is overloaded).
-    pub resyncs: u64,
+    /// Catch-up turns: times this shard found the next tick older than its staleness bound
+    /// and read its whole backlog before flushing (the shard was descheduled or overloaded).
+    pub catch_ups: u64,
     /// Clients taken from the ready queue and flushed (visits).
     pub visits: u64,
     /// Sum over visits of the time the client waited in the ready queue, ns.
@@ -759,12 +759,6 @@ impl ShardCore {
     /// clients converge on the latest values despite the ticks this shard missed.
     pub fn heal_from_lvc(&mut self) {
         self.counters.overruns += 1;
-        self.refresh_from_lvc();
-    }
-
-    /// After a deliberate skip of stale ring entries: the same heal, counted as a resync.
-    pub fn resync_from_lvc(&mut self) {
-        self.counters.resyncs += 1;
         self.refresh_from_lvc();
     }
 

@@ -131,7 +131,7 @@ impl BookCache {
         newer && e.depths.get(from..).is_some_and(|d| d.iter().any(|&n| n > 0))
     }
 
-    /// After missed notices (a ring overrun or a resync): every depth of every watched book
+    /// After missed notices (a ring overrun): every depth of every watched book
     /// catches up with the store. Returns the symbols that moved (to wake their clients).
     pub fn refresh(&mut self, store: &BookStore, moved: &mut Vec<u32>) {
         for (s, e) in self.entries.iter_mut().enumerate() {

@@ -2,8 +2,9 @@
 //!
 //! One turn:
 //! 1. **Intake**: read up to [`MAX_TICKS_PER_TURN`] ticks from the ring into the core. Each
-//!    costs O(1) (a cache update) plus one step per client it wakes; overruns and resyncs
-//!    heal from the last-value cache.
+//!    costs O(1) (a cache update) plus one step per client it wakes. A shard more than
+//!    [`MAX_TICK_AGE`] behind reads its whole backlog first (a catch-up); overruns heal from
+//!    the last-value cache.
 //! 2. Take newly handed-off connections and commands; queue clients whose `max_rate`
 //!    deadline passed.
 //! 3. **One flush slice**: take clients from the front of the core's FIFO ready queue and
@@ -58,11 +59,17 @@ pub const SLICE_MAX_CLIENTS: usize = 64;
 /// after each client). Bounds the slice when writes are slow (TLS, large batches).
 pub const SLICE_BUDGET: Duration = Duration::from_micros(500);
 
-/// Oldest a tick may be (since ingest) when a shard reads it. A shard that falls further
-/// behind skips to the ring's head and resyncs every watched symbol from the last-value
-/// cache: clients get the newest values instead of a replay of stale history. With O(1)
-/// intake this only happens when the shard thread was descheduled or stalled.
+/// Oldest a tick may be (since ingest) when a shard reads it in an ordinary turn. A shard
+/// that finds an older one was descheduled or stalled: that turn is a **catch-up**, which
+/// reads the whole backlog (up to [`CATCH_UP_TICKS`]) before flushing, so clients get the
+/// newest values at once and still every trade in order. Intake is O(1) per tick, so a
+/// catch-up of 65,536 ticks (the default ring) takes a few milliseconds; only a ring overrun
+/// loses ticks (healed from the last-value cache, trades reported as gaps).
 pub const MAX_TICK_AGE: Duration = Duration::from_millis(100);
+
+/// Most ticks one catch-up turn reads (~10 ms of intake). A longer backlog takes more than one
+/// catch-up turn, with a flush slice between them.
+pub const CATCH_UP_TICKS: usize = 1 << 18;
 
 pub(crate) async fn run(
     id: usize,
@@ -112,29 +119,27 @@ pub(crate) async fn run(
 }
 
 /// Reads up to [`MAX_TICKS_PER_TURN`] ticks (or [`FANOUT_BUDGET`] work) from the ring into
-/// the core.
+/// the core; a catch-up turn (the first tick older than [`MAX_TICK_AGE`]) reads up to
+/// [`CATCH_UP_TICKS`] and four times the work.
 fn intake(id: usize, shared: &Shared, consumer: &mut Consumer, heal_log: &mut Throttle, now: u64) {
     let mut core = shared.core.borrow_mut();
     core.set_now(now);
     let (mut ticks, mut work) = (0, 0);
-    while ticks < MAX_TICKS_PER_TURN && work < FANOUT_BUDGET {
+    let (mut max_ticks, mut max_work) = (MAX_TICKS_PER_TURN, FANOUT_BUDGET);
+    while ticks < max_ticks && work < max_work {
         match consumer.try_read() {
-            Read::Tick(t)
-                if ticks == 0 && now.saturating_sub(t.ts_gateway) > MAX_TICK_AGE.as_nanos() as u64 =>
-            {
-                // Too far behind: skip the stale backlog, take the latest state.
-                let skipped = consumer.skip_to_head() + 1;
-                core.resync_from_lvc();
-                if heal_log.due(now) {
-                    tracing::warn!(
-                        shard = id,
-                        skipped,
-                        "shard behind by more than {MAX_TICK_AGE:?}: resynced from last-value cache"
-                    );
-                }
-                break;
-            }
             Read::Tick(t) => {
+                if ticks == 0 && now.saturating_sub(t.ts_gateway) > MAX_TICK_AGE.as_nanos() as u64 {
+                    (max_ticks, max_work) = (CATCH_UP_TICKS, 4 * FANOUT_BUDGET);
+                    core.counters.catch_ups += 1;
+                    if heal_log.due(now) {
+                        tracing::warn!(
+                            shard = id,
+                            backlog = consumer.lag() + 1,
+                            "shard behind by more than {MAX_TICK_AGE:?}: reading its backlog before flushing"
+                        );
+                    }
+                }
                 work += 1 + core.on_tick(&t);
                 ticks += 1;
             }
@@ -177,7 +182,7 @@ fn flush_slice(shared: &Shared) {
     }
 }
 
-/// Lets an event through at most once a second (overrun and resync warnings: an overloaded
+/// Lets an event through at most once a second (overrun and catch-up warnings: an overloaded
 /// shard would otherwise log every turn).
 #[derive(Default)]
 struct Throttle {

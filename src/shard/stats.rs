@@ -39,8 +39,8 @@ pub struct ShardStats {
     pub conflated: AtomicU64,
     /// Ring overruns.
     pub overruns: AtomicU64,
-    /// Resyncs after falling more than `MAX_TICK_AGE` behind.
-    pub resyncs: AtomicU64,
+    /// Catch-up turns after falling more than `MAX_TICK_AGE` behind.
+    pub catch_ups: AtomicU64,
     /// Bytes written.
     pub bytes_written: AtomicU64,
     /// Client messages handled.
@@ -134,7 +134,7 @@ impl ShardStats {
         self.snapshots.store(c.snapshots, r);
         self.conflated.store(c.conflated, r);
         self.overruns.store(c.overruns, r);
-        self.resyncs.store(c.resyncs, r);
+        self.catch_ups.store(c.catch_ups, r);
         self.bytes_written.store(c.bytes_written, r);
         self.client_msgs.store(c.client_msgs, r);
         for (a, v) in self.errors.iter().zip(c.errors) {

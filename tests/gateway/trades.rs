@@ -332,3 +332,53 @@ async fn a_capped_client_stays_within_its_bandwidth_and_converges_when_the_feed_
     assert_eq!(top["max_bandwidth"].as_u64(), Some(CAP), "{s}");
     g.shutdown();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shard_that_was_descheduled_catches_up_without_losing_a_trade() {
+    let _exclusive = EXCLUSIVE.lock().await;
+    // Every simulated event a trade, so a symbol's seq is its trade count.
+    let g = start(&[
+        ("feed.symbols", "4"),
+        ("feed.rate", "10000"),
+        ("feed.ticks", "30000"),
+        ("feed.trade_percent", "100"),
+        ("server.max_trade_backlog", "1000000"),
+        ("server.ring_capacity", "65536"),
+    ]);
+    let mut c = Client::connect(g.local_addr(), "format=binary").await;
+    let all = c.list().await;
+    let names: Vec<&str> = all.iter().map(String::as_str).collect();
+    let ids = c.subscribe(&names, r#","trades":true"#).await;
+    let by_id: HashMap<u32, String> = ids.iter().map(|(k, v)| (*v, k.clone())).collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // 500 ms at 10,000 ticks/s is ~5,000 ticks: far older than MAX_TICK_AGE when the shard
+    // wakes, well within the ring.
+    g.stall_shard(0, Duration::from_millis(500));
+    let (mut start, mut last, mut gaps) = (HashMap::new(), HashMap::<String, u64>::new(), 0u64);
+    drain_until_quiet(&g, &mut c, |m| match m {
+        Msg::Bin(binary::Message::Update(r)) if r.snapshot => {
+            start.insert(by_id[&r.tick.symbol].clone(), r.tick.seq);
+        }
+        Msg::Bin(binary::Message::Update(_)) => {}
+        Msg::Bin(binary::Message::Trade(t)) => {
+            let sym = &by_id[&t.symbol];
+            // No snapshot: the symbol had no trade yet, its first is seq 1.
+            let prev = last.get(sym).or(start.get(sym)).copied().unwrap_or(0);
+            assert_eq!(t.seq, prev + 1, "{sym}: trade seq {} after {prev}", t.seq);
+            last.insert(sym.clone(), t.seq);
+        }
+        Msg::Bin(binary::Message::Gap { missed, .. }) => gaps += missed,
+        Msg::Bin(other) => panic!("unexpected {other:?}"),
+        Msg::Json(v) => panic!("JSON on a binary connection after subscribing: {v}"),
+    })
+    .await;
+    assert_eq!(gaps, 0, "trades reported missed");
+    let finals = snapshot(g.local_addr(), &names).await;
+    for &sym in &names {
+        assert_eq!(last.get(sym).copied(), Some(finals[sym].tick.seq), "{sym} ends on the last trade");
+    }
+    let s = stats(g.local_addr()).await;
+    assert!(s["catch_ups"].as_u64().unwrap() >= 1, "no catch-up counted: {s}");
+    assert_eq!(s["overruns"].as_u64(), Some(0), "{s}");
+    g.shutdown();
+}
